@@ -1,0 +1,448 @@
+//! Frames to messages: masking rules, fragmentation, interleaved control frames, UTF-8 and size
+//! limits. Sans-IO: the caller owns the input buffer; this owns only the buffer that reassembles
+//! a fragmented message.
+//!
+//! A message that arrives whole in one frame is unmasked in place and handed out as a slice of
+//! the caller's buffer: no copy and no allocation. Only fragmented messages, or a frame whose
+//! payload has not fully arrived, are streamed into the reassembly buffer, so the caller's read
+//! buffer never has to hold more than one small frame.
+
+use super::frame::{parse_header, FrameHeader, Opcode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{is_valid_wire_code, WsError};
+
+/// Which side of the connection we are: a server requires masked frames, a client unmasked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// Limits, checked when a frame header is parsed, before any memory is reserved.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderConfig {
+    pub role: Role,
+    /// Largest payload of a single frame.
+    pub max_frame_size: u64,
+    /// Largest message, summed over its fragments.
+    pub max_message_size: u64,
+}
+
+impl DecoderConfig {
+    pub fn server(max_frame_size: u64, max_message_size: u64) -> Self {
+        DecoderConfig {
+            role: Role::Server,
+            max_frame_size,
+            max_message_size,
+        }
+    }
+}
+
+/// What one call to [`Decoder::decode`] produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text (validated UTF-8) or binary message.
+    Message {
+        text: bool,
+        payload: &'a [u8],
+    },
+    Ping(&'a [u8]),
+    Pong(&'a [u8]),
+    /// A Close frame: its status code and reason, both already validated.
+    Close(Option<(u16, &'a str)>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Streaming {
+    remaining: u64,
+    mask: Option<[u8; 4]>,
+    offset: usize,
+    fin: bool,
+}
+
+/// Reassembly buffers larger than this are released after their message, so a connection that
+/// once received a big message does not keep the memory.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct Decoder {
+    cfg: DecoderConfig,
+    /// A data frame whose payload is being copied into `assembly`.
+    streaming: Option<Streaming>,
+    /// A message in progress (text or not) once its first frame has been seen.
+    message: Option<bool>,
+    assembly: Vec<u8>,
+    utf8: Utf8Validator,
+    assembly_done: bool,
+}
+
+impl Decoder {
+    pub fn new(cfg: DecoderConfig) -> Self {
+        Decoder {
+            cfg,
+            streaming: None,
+            message: None,
+            assembly: Vec::new(),
+            utf8: Utf8Validator::new(),
+            assembly_done: false,
+        }
+    }
+
+    /// Bytes held for a message in progress (for memory accounting).
+    pub fn buffered(&self) -> usize {
+        self.assembly.capacity()
+    }
+
+    /// Decode from the start of `input`. Returns how many bytes were consumed and possibly an
+    /// event. `(0, None)` means more input is needed. Call again with the rest of the input while
+    /// anything is consumed. Masked payloads are unmasked in place in `input`.
+    pub fn decode<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), WsError> {
+        if self.assembly_done {
+            self.assembly_done = false;
+            if self.assembly.capacity() > KEEP_CAPACITY {
+                self.assembly = Vec::new();
+            } else {
+                self.assembly.clear();
+            }
+        }
+        if let Some(s) = self.streaming.as_mut() {
+            let n = s.remaining.min(input.len() as u64) as usize;
+            let chunk = input.get_mut(..n).unwrap_or_default();
+            if let Some(m) = s.mask {
+                apply_mask(chunk, m, s.offset);
+            }
+            if self.message == Some(true) {
+                self.utf8.feed(chunk).map_err(|_| WsError::InvalidUtf8)?;
+            }
+            self.assembly.extend_from_slice(chunk);
+            s.remaining -= n as u64;
+            s.offset += n;
+            if s.remaining > 0 {
+                return Ok((n, None));
+            }
+            let fin = s.fin;
+            self.streaming = None;
+            if !fin {
+                return Ok((n, None));
+            }
+            return self.complete(n);
+        }
+
+        let Some(h) = parse_header(input)? else {
+            return Ok((0, None));
+        };
+        match (self.cfg.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(WsError::UnmaskedFrame),
+            (Role::Client, true) => return Err(WsError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            return control(h, input);
+        }
+        match (h.opcode, self.message) {
+            (Opcode::Continuation, None) => return Err(WsError::UnexpectedContinuation),
+            (Opcode::Text | Opcode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
+            _ => {}
+        }
+        if h.payload_len > self.cfg.max_frame_size {
+            return Err(WsError::FrameTooBig);
+        }
+        if (self.assembly.len() as u64).saturating_add(h.payload_len) > self.cfg.max_message_size {
+            return Err(WsError::MessageTooBig);
+        }
+        let text = h.opcode == Opcode::Text;
+        let total = h.header_len as u64 + h.payload_len;
+        if h.opcode != Opcode::Continuation && h.fin && total <= input.len() as u64 {
+            // The common case: a whole message in one frame, already in the buffer.
+            let payload = input
+                .get_mut(h.header_len..total as usize)
+                .unwrap_or_default();
+            if let Some(m) = h.mask {
+                apply_mask(payload, m, 0);
+            }
+            if text && std::str::from_utf8(payload).is_err() {
+                return Err(WsError::InvalidUtf8);
+            }
+            return Ok((total as usize, Some(Event::Message { text, payload })));
+        }
+        if h.opcode != Opcode::Continuation {
+            self.message = Some(text);
+            self.utf8.reset();
+        }
+        if h.payload_len == 0 {
+            return if h.fin {
+                self.complete(h.header_len)
+            } else {
+                Ok((h.header_len, None))
+            };
+        }
+        self.streaming = Some(Streaming {
+            remaining: h.payload_len,
+            mask: h.mask,
+            offset: 0,
+            fin: h.fin,
+        });
+        Ok((h.header_len, None))
+    }
+
+    fn complete(&mut self, used: usize) -> Result<(usize, Option<Event<'_>>), WsError> {
+        let text = self.message.take() == Some(true);
+        if text {
+            self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
+        }
+        self.assembly_done = true;
+        Ok((
+            used,
+            Some(Event::Message {
+                text,
+                payload: &self.assembly,
+            }),
+        ))
+    }
+}
+
+/// A control frame is handled only once it is complete (at most 2 + 4 + 125 bytes for a client).
+fn control(h: FrameHeader, input: &mut [u8]) -> Result<(usize, Option<Event<'_>>), WsError> {
+    let total = h.header_len + h.payload_len as usize;
+    let Some(payload) = input.get_mut(h.header_len..total) else {
+        return Ok((0, None));
+    };
+    if let Some(m) = h.mask {
+        apply_mask(payload, m, 0);
+    }
+    let payload: &[u8] = payload;
+    let ev = match h.opcode {
+        Opcode::Ping => Event::Ping(payload),
+        Opcode::Pong => Event::Pong(payload),
+        _ => Event::Close(parse_close(payload)?),
+    };
+    Ok((total, Some(ev)))
+}
+
+/// Validate a Close payload (§5.5.1, §7.4): empty, or a valid code and a UTF-8 reason.
+pub fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::CloseOneByte),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !is_valid_wire_code(code) {
+                return Err(WsError::CloseCodeInvalid);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::write_frame;
+    use super::*;
+
+    const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
+
+    fn server() -> Decoder {
+        Decoder::new(DecoderConfig::server(1 << 20, 1 << 20))
+    }
+
+    #[derive(Debug, PartialEq, Eq, Clone)]
+    enum Owned {
+        Msg(bool, Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+    }
+
+    fn own(e: Event<'_>) -> Owned {
+        match e {
+            Event::Message { text, payload } => Owned::Msg(text, payload.to_vec()),
+            Event::Ping(p) => Owned::Ping(p.to_vec()),
+            Event::Pong(p) => Owned::Pong(p.to_vec()),
+            Event::Close(c) => Owned::Close(c.map(|(c, r)| (c, r.to_string()))),
+        }
+    }
+
+    /// Feed `wire` to a decoder in pieces cut at `cuts`, the way a socket delivers it: unconsumed
+    /// bytes stay at the front of the buffer and new bytes are appended.
+    fn run(dec: &mut Decoder, wire: &[u8], cuts: &[usize]) -> Result<Vec<Owned>, WsError> {
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut prev = 0;
+        for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
+            buf.extend_from_slice(&wire[prev..c]);
+            prev = c;
+            loop {
+                let (used, ev) = dec.decode(&mut buf)?;
+                let ev = ev.map(own);
+                buf.drain(..used);
+                if let Some(e) = ev {
+                    out.push(e);
+                } else if used == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn rfc_5_7_masked_hello() {
+        let mut wire = vec![
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mut d = server();
+        let (used, ev) = d.decode(&mut wire).unwrap();
+        assert_eq!(used, 11);
+        assert_eq!(
+            ev,
+            Some(Event::Message {
+                text: true,
+                payload: b"Hello"
+            })
+        );
+    }
+
+    #[test]
+    fn fragmented_with_interleaved_ping_split_everywhere() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, false, Opcode::Text, b"Hel", MASK);
+        write_frame(&mut wire, true, Opcode::Ping, b"ping!", MASK);
+        write_frame(
+            &mut wire,
+            false,
+            Opcode::Continuation,
+            "lo κό".as_bytes(),
+            MASK,
+        );
+        write_frame(
+            &mut wire,
+            true,
+            Opcode::Continuation,
+            "σμε".as_bytes(),
+            MASK,
+        );
+        write_frame(&mut wire, true, Opcode::Binary, &[0, 1, 2], MASK);
+        write_frame(
+            &mut wire,
+            true,
+            Opcode::Close,
+            &[0x03, 0xe8, b'b', b'y', b'e'],
+            MASK,
+        );
+        let expected = vec![
+            Owned::Ping(b"ping!".to_vec()),
+            Owned::Msg(true, "Hello κόσμε".as_bytes().to_vec()),
+            Owned::Msg(false, vec![0, 1, 2]),
+            Owned::Close(Some((1000, "bye".into()))),
+        ];
+        for i in 0..=wire.len() {
+            for j in i..=wire.len() {
+                let got = run(&mut server(), &wire, &[i, j]).unwrap();
+                assert_eq!(got, expected, "cut at {i},{j}");
+            }
+        }
+    }
+
+    fn first_error(wire: &[u8]) -> WsError {
+        run(&mut server(), wire, &[]).unwrap_err()
+    }
+
+    #[test]
+    fn protocol_errors_map_to_close_codes() {
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, b"x", None);
+        assert_eq!(first_error(&w), WsError::UnmaskedFrame);
+
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Continuation, b"x", MASK);
+        assert_eq!(first_error(&w), WsError::UnexpectedContinuation);
+
+        let mut w = Vec::new();
+        write_frame(&mut w, false, Opcode::Text, b"x", MASK);
+        write_frame(&mut w, true, Opcode::Text, b"y", MASK);
+        assert_eq!(first_error(&w), WsError::ExpectedContinuation);
+
+        let mut w = Vec::new();
+        write_frame(
+            &mut w,
+            true,
+            Opcode::Text,
+            &[0xce, 0xba, 0xed, 0xa0, 0x80],
+            MASK,
+        );
+        let e = first_error(&w);
+        assert_eq!((e, e.close_code()), (WsError::InvalidUtf8, 1007));
+
+        for (payload, err) in [
+            (vec![0x03], WsError::CloseOneByte),
+            (vec![0x03, 0xed], WsError::CloseCodeInvalid), // 1005
+            (vec![0x03, 0xe8, 0xff], WsError::InvalidUtf8),
+        ] {
+            let mut w = Vec::new();
+            write_frame(&mut w, true, Opcode::Close, &payload, MASK);
+            assert_eq!(first_error(&w), err);
+        }
+
+        let mut d = Decoder::new(DecoderConfig::server(10, 15));
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Binary, &[0; 11], MASK);
+        assert_eq!(run(&mut d, &w, &[]), Err(WsError::FrameTooBig));
+        let mut d = Decoder::new(DecoderConfig::server(10, 15));
+        let mut w = Vec::new();
+        write_frame(&mut w, false, Opcode::Binary, &[0; 10], MASK);
+        write_frame(&mut w, true, Opcode::Continuation, &[0; 10], MASK);
+        let e = run(&mut d, &w, &[]).unwrap_err();
+        assert_eq!((e, e.close_code()), (WsError::MessageTooBig, 1009));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_message_ends() {
+        let mut w = Vec::new();
+        write_frame(&mut w, false, Opcode::Text, "κόσμε".as_bytes(), MASK);
+        write_frame(
+            &mut w,
+            false,
+            Opcode::Continuation,
+            &[0xed, 0xa0, 0x80],
+            MASK,
+        );
+        // No final fragment: the error must come anyway.
+        assert_eq!(first_error(&w), WsError::InvalidUtf8);
+    }
+
+    #[test]
+    fn empty_messages() {
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, b"", MASK);
+        write_frame(&mut w, false, Opcode::Binary, b"", MASK);
+        write_frame(&mut w, true, Opcode::Continuation, b"", MASK);
+        let got = run(&mut server(), &w, &[]).unwrap();
+        assert_eq!(
+            got,
+            vec![Owned::Msg(true, vec![]), Owned::Msg(false, vec![])]
+        );
+    }
+
+    #[test]
+    fn client_role_rejects_masked() {
+        let mut d = Decoder::new(DecoderConfig {
+            role: Role::Client,
+            max_frame_size: 100,
+            max_message_size: 100,
+        });
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, b"x", MASK);
+        assert_eq!(run(&mut d, &w, &[]), Err(WsError::MaskedFrame));
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, b"ok", None);
+        assert_eq!(
+            run(&mut d, &w, &[]).unwrap(),
+            vec![Owned::Msg(true, b"ok".to_vec())]
+        );
+    }
+}
