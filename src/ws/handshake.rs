@@ -55,6 +55,10 @@ impl Refusal {
         Refusal { status, reason }
     }
 
+    pub fn too_large() -> Self {
+        Refusal::new(431, "request too large")
+    }
+
     pub fn not_found() -> Self {
         Refusal::new(404, "no WebSocket endpoint at this path")
     }

@@ -18,4 +18,6 @@ pub mod utf8;
 pub use decoder::{Decoder, DecoderConfig, Event, Role};
 pub use error::{code, is_valid_wire_code, WsError};
 pub use frame::{encode_header, parse_header, write_close, write_frame, FrameHeader, Opcode};
-pub use handshake::{accept_key, parse_request, write_accept, HandshakeConfig, Refusal, Upgrade};
+pub use handshake::{
+    accept_key, parse_request, write_accept, HandshakeConfig, Refusal, Status, Upgrade,
+};

@@ -1,0 +1,58 @@
+//! Server configuration: every limit the reactors enforce, with production defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::ws::HandshakeConfig;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// WebSocket listener (`/ws` for STOMP, `/echo` with `echo`).
+    pub listen: Option<SocketAddr>,
+    /// Reactor threads (default: available cores).
+    pub reactors: usize,
+    /// Serve the WebSocket echo endpoint at `/echo`.
+    pub echo: bool,
+    /// Largest WebSocket frame payload accepted.
+    pub max_frame_size: u64,
+    /// Largest WebSocket message accepted, over all its fragments.
+    pub max_message_size: u64,
+    /// Opening handshake limits, subprotocols and origin allowlist.
+    pub handshake: HandshakeConfig,
+    /// A handshake not complete within this is closed.
+    pub handshake_timeout: Duration,
+    /// After a Close is sent, how long to wait for the peer's Close or EOF.
+    pub close_timeout: Duration,
+    /// On shutdown, how long pending output may take to flush.
+    pub shutdown_timeout: Duration,
+    /// Size of each pooled read buffer.
+    pub read_buffer_size: usize,
+    /// Pooled buffers kept free per reactor.
+    pub pool_buffers: usize,
+    /// Bytes read from one connection per readiness event before others get a turn.
+    pub read_budget: usize,
+    /// Outbound bytes queued for one connection before it stops being read (backpressure).
+    pub max_outbound: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 61614))),
+            reactors: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            echo: false,
+            max_frame_size: 16 * 1024 * 1024,
+            max_message_size: 16 * 1024 * 1024,
+            handshake: HandshakeConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer_size: 16 * 1024,
+            pool_buffers: 256,
+            read_budget: 256 * 1024,
+            max_outbound: 4 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The frame decoder does not allocate in steady state.
+//!
+//! A counting global allocator (a thin wrapper over `System`) counts allocations, reallocations
+//! included, made by the current thread while a measurement is open. Measurements are serialized
+//! by a lock, so tests running on other threads neither add to the count nor reset it.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use stompbox::ws::{write_frame, Decoder, DecoderConfig, Event, Opcode};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static MEASURING: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static ENABLED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    // `try_with`: the allocator can run while this thread's locals are being torn down.
+    if ENABLED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting
+// touches only an atomic and a const-initialized thread-local, neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: `ptr` and `layout` came from this allocator, which is `System` underneath.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for `realloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Run `f` and return how many allocations this thread made meanwhile, with `f`'s result.
+fn count_allocs<R>(f: impl FnOnce() -> R) -> (usize, R) {
+    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    ENABLED.with(|e| e.set(true));
+    let r = f();
+    ENABLED.with(|e| e.set(false));
+    (ALLOCATIONS.load(Ordering::Relaxed), r)
+}
+
+/// A socket read's worth: frames straddle reads at this size.
+const READ_CHUNK: usize = 4096;
+
+fn server() -> Decoder {
+    Decoder::new(DecoderConfig::server(1 << 20, 1 << 20))
+}
+
+fn mask_for(i: usize) -> Option<[u8; 4]> {
+    Some((i as u32).wrapping_mul(0x9E37_79B9).to_be_bytes())
+}
+
+/// What the decoder produced, tallied without allocating.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    text: usize,
+    binary: usize,
+    pings: usize,
+    pongs: usize,
+    payload_bytes: usize,
+    /// Sum of payload bytes, weighted by position, to catch wrong unmasking.
+    checksum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, ev: &Event<'_>) {
+        let p = match ev {
+            Event::Message {
+                text: true,
+                payload,
+            } => {
+                self.text += 1;
+                payload
+            }
+            Event::Message { payload, .. } => {
+                self.binary += 1;
+                payload
+            }
+            Event::Ping(p) => {
+                self.pings += 1;
+                p
+            }
+            Event::Pong(p) => {
+                self.pongs += 1;
+                p
+            }
+            Event::Close(_) => panic!("unexpected close"),
+        };
+        self.payload_bytes += p.len();
+        for (i, b) in p.iter().enumerate() {
+            self.checksum = self
+                .checksum
+                .wrapping_mul(31)
+                .wrapping_add(u64::from(*b) ^ i as u64);
+        }
+    }
+}
+
+/// Decode a stream that is wholly in `buf`.
+fn decode_whole(dec: &mut Decoder, buf: &mut [u8], tally: &mut Tally) {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (used, ev) = match dec.decode(&mut buf[pos..]) {
+            Ok(r) => r,
+            Err(e) => panic!("decode error at {pos}: {e}"),
+        };
+        if let Some(ev) = &ev {
+            tally.add(ev);
+        }
+        assert!(used > 0, "stalled at {pos}");
+        pos += used;
+    }
+}
+
+/// A socket read loop: `reads` chunks of `wire` are appended to `buf` behind whatever the
+/// decoder left unconsumed. Returns the rest of `wire`, and keeps `buf`'s state in `state`.
+struct Reader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Reader {
+    fn new() -> Self {
+        Reader {
+            buf: vec![0; READ_CHUNK + 256],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn feed<'w>(
+        &mut self,
+        dec: &mut Decoder,
+        mut wire: &'w [u8],
+        reads: usize,
+        tally: &mut Tally,
+    ) -> &'w [u8] {
+        for _ in 0..reads {
+            if wire.is_empty() {
+                break;
+            }
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            let n = READ_CHUNK.min(wire.len());
+            self.buf[self.end..self.end + n].copy_from_slice(&wire[..n]);
+            wire = &wire[n..];
+            self.end += n;
+            loop {
+                let (used, ev) = match dec.decode(&mut self.buf[self.start..self.end]) {
+                    Ok(r) => r,
+                    Err(e) => panic!("decode error: {e}"),
+                };
+                self.start += used;
+                match ev {
+                    Some(ev) => tally.add(&ev),
+                    None if used == 0 => break,
+                    None => {}
+                }
+            }
+        }
+        wire
+    }
+}
+
+fn text_stream(frames: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for i in 0..frames {
+        let payload: Vec<u8> = (0..64).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+        write_frame(&mut wire, true, Opcode::Text, &payload, mask_for(i));
+    }
+    wire
+}
+
+/// Small binary frames of every 7-bit length and some 16-bit ones, with a ping every 10 frames
+/// and a pong every 25.
+fn binary_and_pings_stream(frames: usize) -> (Vec<u8>, Tally) {
+    let mut wire = Vec::new();
+    let mut expected = Tally::default();
+    for i in 0..frames {
+        let len = if i % 50 == 49 { 126 + i % 300 } else { i % 126 };
+        let payload: Vec<u8> = (0..len).map(|j| (i * 7 + j) as u8).collect();
+        write_frame(&mut wire, true, Opcode::Binary, &payload, mask_for(i));
+        expected.add(&Event::Message {
+            text: false,
+            payload: &payload,
+        });
+        if i % 10 == 0 {
+            let p = [i as u8; 8];
+            write_frame(&mut wire, true, Opcode::Ping, &p, mask_for(i + 1));
+            expected.add(&Event::Ping(&p));
+        }
+        if i % 25 == 0 {
+            write_frame(&mut wire, true, Opcode::Pong, b"", mask_for(i + 2));
+            expected.add(&Event::Pong(b""));
+        }
+    }
+    (wire, expected)
+}
+
+#[test]
+fn the_counter_counts() {
+    let (n, v) = count_allocs(|| black_box(Vec::<u8>::with_capacity(100)));
+    assert!(n >= 1, "a Vec::with_capacity was not counted");
+    drop(v);
+    let (n, ()) = count_allocs(|| ());
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn text_frames_in_one_buffer_do_not_allocate() {
+    const FRAMES: usize = 10_000;
+    let mut wire = text_stream(FRAMES);
+    let mut dec = server();
+    let mut tally = Tally::default();
+    // Warm-up: the first 100 frames (70 bytes each on the wire) are not counted.
+    let (head, rest) = wire.split_at_mut(100 * 70);
+    decode_whole(&mut dec, head, &mut tally);
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, rest, &mut tally));
+    assert_eq!(allocs, 0, "decoding {} frames allocated", FRAMES - 100);
+    assert_eq!(tally.text, FRAMES);
+    assert_eq!(tally.payload_bytes, FRAMES * 64);
+    assert_eq!(dec.buffered(), 0, "no frame needed reassembly");
+}
+
+#[test]
+fn text_frames_in_socket_reads_do_not_allocate_after_warm_up() {
+    const FRAMES: usize = 10_000;
+    let wire = text_stream(FRAMES);
+    let mut dec = server();
+    let mut tally = Tally::default();
+    let mut reader = Reader::new();
+    // Frames straddle 4 KiB reads (4096 % 70 != 0): their payloads are streamed into the
+    // decoder's reassembly buffer, which is allocated during the warm-up and then reused.
+    let rest = reader.feed(&mut dec, &wire, 4, &mut tally);
+    assert!(
+        dec.buffered() >= 64,
+        "warm-up did not use the reassembly buffer"
+    );
+    let (allocs, rest) = count_allocs(|| reader.feed(&mut dec, rest, usize::MAX, &mut tally));
+    assert!(rest.is_empty());
+    assert_eq!(allocs, 0, "decoding from socket-sized reads allocated");
+    assert_eq!(tally.text, FRAMES);
+    assert_eq!(tally.payload_bytes, FRAMES * 64);
+
+    // The same bytes decoded from one buffer give the same payloads.
+    let mut whole = Tally::default();
+    decode_whole(&mut server(), &mut wire.clone(), &mut whole);
+    assert_eq!(whole, tally);
+}
+
+#[test]
+fn small_binary_frames_and_pings_do_not_allocate_after_warm_up() {
+    let (wire, expected) = binary_and_pings_stream(5_000);
+
+    let mut tally = Tally::default();
+    let mut dec = server();
+    let mut buf = wire.clone();
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, &mut buf, &mut tally));
+    assert_eq!(allocs, 0, "decoding from one buffer allocated");
+    assert_eq!(tally, expected);
+
+    let mut tally = Tally::default();
+    let mut dec = server();
+    let mut reader = Reader::new();
+    let rest = reader.feed(&mut dec, &wire, 8, &mut tally);
+    let (allocs, rest) = count_allocs(|| reader.feed(&mut dec, rest, usize::MAX, &mut tally));
+    assert!(rest.is_empty());
+    assert_eq!(allocs, 0, "decoding from socket-sized reads allocated");
+    assert_eq!(tally, expected);
+}
+
+/// `frames` masked fragments of `len` bytes each, forming one text message.
+fn fragmented(frames: usize, len: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for i in 0..frames {
+        let op = if i == 0 {
+            Opcode::Text
+        } else {
+            Opcode::Continuation
+        };
+        let payload = vec![b'x'; len];
+        write_frame(&mut wire, i + 1 == frames, op, &payload, mask_for(i));
+    }
+    wire
+}
+
+#[test]
+fn fragmented_messages_allocate_a_bounded_number_of_times() {
+    let mut dec = server();
+    let mut tally = Tally::default();
+
+    // The first fragmented message grows the reassembly buffer: at least once, and only
+    // logarithmically many times (64 + 64 + 64 + 64 bytes).
+    let mut wire = fragmented(4, 64);
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, &mut wire, &mut tally));
+    assert!(
+        (1..=4).contains(&allocs),
+        "first fragmented message: {allocs} allocations"
+    );
+    assert_eq!((tally.text, tally.payload_bytes), (1, 256));
+
+    // The next one of the same size reuses the buffer.
+    let mut wire = fragmented(4, 64);
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, &mut wire, &mut tally));
+    assert_eq!(allocs, 0, "second fragmented message allocated");
+
+    // A message over 64 KiB is reassembled, then its buffer is released ...
+    let mut wire = fragmented(2, 40 * 1024);
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, &mut wire, &mut tally));
+    assert!(
+        (1..=4).contains(&allocs),
+        "80 KiB message: {allocs} allocations"
+    );
+    assert!(dec.buffered() >= 80 * 1024);
+
+    // ... so the next fragmented message allocates again, and the memory is gone.
+    let mut wire = fragmented(4, 64);
+    let (allocs, ()) = count_allocs(|| decode_whole(&mut dec, &mut wire, &mut tally));
+    assert!(allocs >= 1, "the big buffer was kept");
+    assert!(dec.buffered() < 64 * 1024);
+    assert_eq!(tally.text, 4);
+}
