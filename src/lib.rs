@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod server;
+pub mod stomp;
 pub mod ws;
 
 pub use config::Config;

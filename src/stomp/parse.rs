@@ -1,0 +1,200 @@
+//! Zero-copy STOMP frame parser. The caller owns the header storage (like `httparse`); the
+//! frame borrows the input. Every limit is checked on partial input too, so a peer cannot make
+//! the caller buffer more than one frame's worth of bytes.
+
+use memchr::memchr;
+
+use super::escape;
+use super::frame::{Command, FrameRef, Header, Version};
+
+/// Limits on one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Headers per frame (also the size of the caller's header array, whichever is smaller).
+    pub max_headers: usize,
+    /// Longest command or header line, in bytes.
+    pub max_header_line: usize,
+    /// Largest body, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_headers: 64,
+            max_header_line: 8 * 1024,
+            max_body: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The most bytes one frame can occupy on the wire (for sizing buffers).
+    pub fn max_frame_bytes(&self) -> usize {
+        (self.max_headers + 2) * (self.max_header_line + 2) + self.max_body + 1
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A frame and the bytes it used (including its NUL).
+    Frame(FrameRef<'a>, usize),
+    /// End-of-line heart-beats between frames: this many bytes.
+    Heartbeat(usize),
+    /// Need more input.
+    Partial,
+}
+
+/// Why a frame is malformed. Each becomes an ERROR frame with this message, then a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    UnknownCommand,
+    MissingColon,
+    BadEscape,
+    TooManyHeaders,
+    HeaderTooLong,
+    BodyTooLarge,
+    BadContentLength,
+    MissingNul,
+}
+
+impl ParseError {
+    pub fn message(self) -> &'static str {
+        match self {
+            ParseError::UnknownCommand => "unknown command",
+            ParseError::MissingColon => "header line without a colon",
+            ParseError::BadEscape => "undefined escape sequence in header",
+            ParseError::TooManyHeaders => "too many headers",
+            ParseError::HeaderTooLong => "header line too long",
+            ParseError::BodyTooLarge => "body too large",
+            ParseError::BadContentLength => "invalid content-length",
+            ParseError::MissingNul => "frame body not followed by NUL",
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// One line ending at `\n` (with an optional `\r` before it removed), starting at `pos`.
+/// Returns the line and the position after the `\n`.
+fn line(buf: &[u8], pos: usize, max: usize) -> Result<Option<(&[u8], usize)>, ParseError> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let Some(nl) = memchr(b'\n', rest) else {
+        return if rest.len() > max {
+            Err(ParseError::HeaderTooLong)
+        } else {
+            Ok(None)
+        };
+    };
+    if nl > max + 1 {
+        return Err(ParseError::HeaderTooLong);
+    }
+    let raw = rest.get(..nl).unwrap_or_default();
+    let l = raw.strip_suffix(b"\r").unwrap_or(raw);
+    Ok(Some((l, pos + nl + 1)))
+}
+
+fn parse_len(v: &[u8]) -> Option<usize> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0usize, |n, d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as usize)
+    })
+}
+
+/// Parse one frame (or the heart-beats before it) from the start of `buf`. `version` decides
+/// whether headers are escaped (1.0: never; CONNECT and CONNECTED: never).
+pub fn parse<'a>(
+    buf: &'a [u8],
+    headers: &'a mut [Header<'a>],
+    version: Version,
+    limits: &Limits,
+) -> Result<Parsed<'a>, ParseError> {
+    // Heart-beats: any run of EOLs before a frame.
+    let mut eols = 0;
+    loop {
+        match buf.get(eols..) {
+            Some([b'\n', ..]) => eols += 1,
+            Some([b'\r', b'\n', ..]) => eols += 2,
+            Some([b'\r']) => break,
+            _ => break,
+        }
+    }
+    if eols > 0 {
+        return Ok(Parsed::Heartbeat(eols));
+    }
+    let Some((cmd, mut pos)) = line(buf, 0, limits.max_header_line)? else {
+        return Ok(Parsed::Partial);
+    };
+    let command = Command::from_bytes(cmd).ok_or(ParseError::UnknownCommand)?;
+    let escaped = version != Version::V1_0 && command.escapes_headers();
+    let max_headers = limits.max_headers.min(headers.len());
+    let mut n = 0;
+    let mut content_length = None;
+    loop {
+        let Some((l, next)) = line(buf, pos, limits.max_header_line)? else {
+            return Ok(Parsed::Partial);
+        };
+        pos = next;
+        if l.is_empty() {
+            break;
+        }
+        let colon = memchr(b':', l).ok_or(ParseError::MissingColon)?;
+        let name = l.get(..colon).unwrap_or_default();
+        let value = l.get(colon + 1..).unwrap_or_default();
+        if escaped && (escape::validate(name).is_err() || escape::validate(value).is_err()) {
+            return Err(ParseError::BadEscape);
+        }
+        if n >= max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        if content_length.is_none() && name == b"content-length" {
+            let len = parse_len(value).ok_or(ParseError::BadContentLength)?;
+            if len > limits.max_body {
+                return Err(ParseError::BodyTooLarge);
+            }
+            content_length = Some(len);
+        }
+        if let Some(slot) = headers.get_mut(n) {
+            *slot = Header { name, value };
+        }
+        n += 1;
+    }
+    let body_start = pos;
+    let rest = buf.get(body_start..).unwrap_or_default();
+    let (body, used) = match content_length {
+        Some(len) => {
+            let Some(&term) = rest.get(len) else {
+                return Ok(Parsed::Partial);
+            };
+            if term != 0 {
+                return Err(ParseError::MissingNul);
+            }
+            (rest.get(..len).unwrap_or_default(), body_start + len + 1)
+        }
+        None => match memchr(0, rest) {
+            Some(i) if i > limits.max_body => return Err(ParseError::BodyTooLarge),
+            Some(i) => (rest.get(..i).unwrap_or_default(), body_start + i + 1),
+            None if rest.len() > limits.max_body => return Err(ParseError::BodyTooLarge),
+            None => return Ok(Parsed::Partial),
+        },
+    };
+    let headers: &'a [Header<'a>] = headers;
+    Ok(Parsed::Frame(
+        FrameRef {
+            command,
+            headers: headers.get(..n).unwrap_or_default(),
+            body,
+            escaped,
+        },
+        used,
+    ))
+}

@@ -1,0 +1,1 @@
+//! Codec tests (spec examples, split-at-every-byte, round trips).
