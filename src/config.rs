@@ -3,12 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::session::SessionConfig;
+use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// WebSocket listener (`/ws` for STOMP, `/echo` with `echo`).
     pub listen: Option<SocketAddr>,
+    /// STOMP over plain TCP listener.
+    pub tcp_listen: Option<SocketAddr>,
     /// Reactor threads (default: available cores).
     pub reactors: usize,
     /// Serve the WebSocket echo endpoint at `/echo`.
@@ -31,14 +35,22 @@ pub struct Config {
     pub pool_buffers: usize,
     /// Bytes read from one connection per readiness event before others get a turn.
     pub read_budget: usize,
-    /// Outbound bytes queued for one connection before it stops being read (backpressure).
+    /// Outbound bytes queued for one connection: an echo connection over it stops being read
+    /// (backpressure); a STOMP subscriber over it is a slow consumer and is closed.
     pub max_outbound: usize,
+    /// STOMP frame limits (header count, header line, body).
+    pub stomp_limits: Limits,
+    /// STOMP session settings (heart-beats, subscriptions per session).
+    pub session: SessionConfig,
+    /// A client silent for this many times its negotiated heart-beat interval is closed.
+    pub heartbeat_grace: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 61614))),
+            tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 61613))),
             reactors: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -53,6 +65,9 @@ impl Default for Config {
             pool_buffers: 256,
             read_budget: 256 * 1024,
             max_outbound: 4 * 1024 * 1024,
+            stomp_limits: Limits::default(),
+            session: SessionConfig::default(),
+            heartbeat_grace: 2,
         }
     }
 }

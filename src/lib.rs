@@ -7,7 +7,9 @@
 //! - [`config`]: every limit, with defaults.
 
 pub mod config;
+pub mod router;
 pub mod server;
+pub mod session;
 pub mod stomp;
 pub mod ws;
 

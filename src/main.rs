@@ -16,6 +16,9 @@ struct Args {
     /// WebSocket listen address (STOMP at /ws; /echo with --echo).
     #[arg(long, default_value = "127.0.0.1:61614")]
     listen: SocketAddr,
+    /// STOMP over plain TCP listen address.
+    #[arg(long, default_value = "127.0.0.1:61613")]
+    tcp_listen: SocketAddr,
     /// Reactor threads (default: available cores).
     #[arg(long)]
     reactors: Option<usize>,
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut cfg = Config {
         listen: Some(args.listen),
+        tcp_listen: Some(args.tcp_listen),
         echo: args.echo,
         max_frame_size: args.max_frame_size,
         max_message_size: args.max_message_size,
@@ -78,8 +82,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(a) = server.ws_addr() {
-        eprintln!("stompbox: WebSocket on ws://{a} ({reactors} reactors)");
+    if let (Some(w), Some(t)) = (server.ws_addr(), server.tcp_addr()) {
+        eprintln!("stompbox: STOMP on ws://{w}/ws and tcp://{t} ({reactors} reactors)");
     }
     let trigger = server.trigger();
     std::thread::spawn(move || {

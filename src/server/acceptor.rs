@@ -9,6 +9,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use super::conn::Kind;
 use super::reactor::{Mail, Mailbox};
 
 pub const STOP: Token = Token(usize::MAX);
@@ -18,14 +19,14 @@ const BACKOFF: Duration = Duration::from_millis(50);
 
 pub struct Acceptor {
     pub poll: Poll,
-    pub listeners: Vec<TcpListener>,
+    pub listeners: Vec<(TcpListener, Kind)>,
     pub reactors: Vec<Mailbox>,
     pub shutdown: Arc<AtomicBool>,
 }
 
 impl Acceptor {
     pub fn run(mut self) -> io::Result<()> {
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        for (i, (l, _)) in self.listeners.iter_mut().enumerate() {
             self.poll
                 .registry()
                 .register(l, Token(i), Interest::READABLE)?;
@@ -45,7 +46,7 @@ impl Acceptor {
             }
             backoff = false;
             // Accept on every listener each turn: cheap, and a backoff retry needs it anyway.
-            for l in &self.listeners {
+            for (l, kind) in &self.listeners {
                 loop {
                     match l.accept() {
                         Ok((sock, _peer)) => {
@@ -55,7 +56,7 @@ impl Acceptor {
                             }
                             let mb = &self.reactors[next % self.reactors.len()];
                             next = next.wrapping_add(1);
-                            if mb.tx.try_send(Mail::Accepted(sock)).is_ok() {
+                            if mb.tx.try_send(Mail::Accepted(sock, *kind)).is_ok() {
                                 mb.wake();
                             }
                         }

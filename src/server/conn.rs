@@ -1,34 +1,56 @@
 //! One connection: its socket, read buffer, outbound queue and protocol phase. The reactor calls
-//! [`Conn::on_readable`], [`Conn::flush`] and [`Conn::on_timer`]; everything protocol-specific is
-//! delegated to the sans-IO `ws` codec.
+//! [`Conn::on_readable`], [`Conn::flush`] and [`Conn::on_timer`]; protocol work is delegated to
+//! the sans-IO `ws`, `stomp` and `session` modules.
 
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
 use super::buf::BufPool;
 use super::outq::OutQueue;
 use crate::config::Config;
-use crate::ws::{self, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
+use crate::router::{encode_shared, MsgId, Published, Router, Subscriber};
+use crate::session::{Action, Session, StompError};
+use crate::stomp::{self, Header, Parsed, Version};
+use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
-/// What a WebSocket connection is for, chosen by the request path.
+/// Which listener accepted the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Kind {
+    /// HTTP upgrade to WebSocket first.
+    Ws,
+    /// STOMP straight away.
+    Tcp,
+}
+
+#[derive(Debug)]
+struct WsState {
+    decoder: Box<Decoder>,
+    /// Our Close is queued; we wait for the peer's.
+    close_sent: bool,
+}
+
+#[derive(Debug)]
+pub struct StompState {
+    pub session: Session,
+    /// A STOMP frame split across WebSocket messages (empty otherwise).
+    stash: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum App {
     Echo,
+    Stomp(Box<StompState>),
 }
 
 #[derive(Debug)]
 enum Phase {
     /// Reading the HTTP upgrade request.
     Handshake,
-    /// WebSocket frames flow. `close_sent`: our Close is queued, we wait for the peer's.
-    Open {
-        decoder: Box<Decoder>,
-        endpoint: Endpoint,
-        close_sent: bool,
-    },
+    /// Frames flow: WebSocket (`ws` is set) or plain TCP.
+    Open { ws: Option<WsState>, app: App },
     /// Nothing more to say: flush, half-close, discard input until EOF or the deadline.
     Linger,
 }
@@ -49,6 +71,20 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub pool: &'a mut BufPool,
     pub now: Instant,
+    /// The connection's token (for subscriptions).
+    pub token: usize,
+    pub reactor: usize,
+    pub router: &'a mut Router,
+    /// Messages published while handling input; the reactor fans them out right after.
+    pub outbox: &'a mut Vec<Published>,
+    /// Reused scratch for replies.
+    pub scratch: &'a mut Vec<u8>,
+    /// Reused scratch for encoding published messages.
+    pub enc: &'a mut Vec<u8>,
+    /// Reactor-wide message sequence number.
+    pub seq: &'a mut u64,
+    /// Reactor-wide session counter.
+    pub sessions: &'a mut u64,
 }
 
 #[derive(Debug)]
@@ -58,35 +94,102 @@ pub struct Conn {
     rstart: usize,
     phase: Phase,
     pub out: OutQueue,
-    /// When the current phase times out.
-    pub deadline: Option<Instant>,
+    /// When the current phase (handshake, close, linger) times out.
+    phase_deadline: Option<Instant>,
     /// The wheel tick of this connection's live timer entry.
     pub timer_at: Option<u64>,
     /// Writable interest is registered (a write would block).
     pub write_blocked: bool,
-    /// Reads are paused because the outbound queue is over its bound.
+    /// Reads are paused because the outbound queue is over its bound (echo).
     pub paused: bool,
-    /// Peer sent EOF.
+    /// Over the outbound bound as a subscriber: deliveries stop, the connection is closing.
+    pub overflowed: bool,
     read_closed: bool,
-    /// We half-closed (shutdown write) after the last byte.
     write_closed: bool,
+    hb_send: Option<Duration>,
+    hb_recv: Option<Duration>,
+    last_read: Instant,
+    last_write: Instant,
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, cfg: &Config, now: Instant) -> Self {
+    pub fn new(
+        sock: TcpStream,
+        kind: Kind,
+        cfg: &Config,
+        now: Instant,
+        sessions: &mut u64,
+        reactor: usize,
+    ) -> Self {
+        let (phase, deadline) = match kind {
+            Kind::Ws => (Phase::Handshake, Some(now + cfg.handshake_timeout)),
+            Kind::Tcp => (
+                Phase::Open {
+                    ws: None,
+                    app: App::Stomp(new_stomp(sessions, reactor)),
+                },
+                // A TCP client has the handshake timeout to send CONNECT.
+                Some(now + cfg.handshake_timeout),
+            ),
+        };
         Conn {
             sock,
             rbuf: Vec::new(),
             rstart: 0,
-            phase: Phase::Handshake,
+            phase,
             out: OutQueue::default(),
-            deadline: Some(now + cfg.handshake_timeout),
+            phase_deadline: deadline,
             timer_at: None,
             write_blocked: false,
             paused: false,
+            overflowed: false,
             read_closed: false,
             write_closed: false,
+            hb_send: None,
+            hb_recv: None,
+            last_read: now,
+            last_write: now,
         }
+    }
+
+    /// The STOMP session, if this is a STOMP connection.
+    pub fn stomp(&self) -> Option<&StompState> {
+        match &self.phase {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Take the STOMP state out (when the connection is removed), to drop its subscriptions.
+    pub fn take_stomp(&mut self) -> Option<Box<StompState>> {
+        match std::mem::replace(&mut self.phase, Phase::Linger) {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => Some(s),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    fn is_ws(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Open { ws: Some(_), .. } | Phase::Handshake
+        )
+    }
+
+    /// The earliest time the timer should look at this connection.
+    pub fn next_deadline(&self, grace: u32) -> Option<Instant> {
+        let hb_out = self.hb_send.map(|d| self.last_write + d);
+        let hb_in = self.hb_recv.map(|d| self.last_read + d * grace);
+        [self.phase_deadline, hb_out, hb_in]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Read until WouldBlock, EOF or the budget, processing as bytes arrive.
@@ -100,10 +203,15 @@ impl Conn {
                 self.rbuf = ctx.pool.get();
             }
             if self.rbuf.len() == self.rbuf.capacity() {
-                // Full and nothing consumable: only possible while reading a handshake over the
-                // buffer size, which the handshake limit refuses first. Refuse anyway.
-                self.refuse(ctx, Refusal::too_large());
-                return self.after_io(ctx);
+                // A frame larger than the buffer (STOMP over TCP); the parser's limits bound it.
+                let limit = ctx.cfg.stomp_limits.max_frame_bytes();
+                if matches!(self.phase, Phase::Open { ws: None, .. }) && self.rbuf.len() < limit {
+                    let grow = self.rbuf.len().min(limit - self.rbuf.len()).max(1);
+                    self.rbuf.reserve_exact(grow);
+                } else {
+                    self.refuse(ctx, Refusal::too_large());
+                    return self.after_io(ctx);
+                }
             }
             let filled = self.rbuf.len();
             let cap = self.rbuf.capacity();
@@ -127,11 +235,15 @@ impl Conn {
             };
             self.rbuf.truncate(filled + n);
             if n == 0 {
+                // The peer is done sending. Whatever is queued is still sent, then we close.
                 self.read_closed = true;
-                self.on_eof();
+                if !matches!(self.phase, Phase::Linger) {
+                    self.linger(ctx);
+                }
                 self.recycle(ctx);
                 return self.after_io(ctx);
             }
+            self.last_read = ctx.now;
             self.process(ctx);
             self.recycle(ctx);
             budget = budget.saturating_sub(n);
@@ -157,29 +269,21 @@ impl Conn {
         }
     }
 
-    fn on_eof(&mut self) {
-        // A peer that goes away without a Close: nothing left to send it except what is queued.
-        if !matches!(self.phase, Phase::Linger) {
-            self.phase = Phase::Linger;
-        }
-    }
-
     /// Decide what happens after reads or writes: close when everything is done.
     fn after_io(&mut self, ctx: &mut Ctx<'_>) -> Next {
         if self.paused && self.out.len() <= ctx.cfg.max_outbound / 2 {
             self.paused = false;
             return Next::ReadAgain;
         }
-        if matches!(self.phase, Phase::Linger) && self.out.is_empty() {
+        let done = matches!(self.phase, Phase::Linger) || self.read_closed;
+        if done && self.out.is_empty() {
+            if self.read_closed {
+                return Next::Close;
+            }
             if !self.write_closed {
                 self.write_closed = true;
                 let _ = self.sock.shutdown(Shutdown::Write);
-                if !self.read_closed {
-                    self.deadline = Some(ctx.now + ctx.cfg.close_timeout);
-                }
-            }
-            if self.read_closed {
-                return Next::Close;
+                self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
             }
         }
         Next::Idle
@@ -190,53 +294,79 @@ impl Conn {
         if !self.out.is_empty() && !self.write_blocked {
             let done = self.out.write_to(&mut self.sock, ctx.pool)?;
             self.write_blocked = !done;
+            self.last_write = ctx.now;
         }
         Ok(self.after_io(ctx))
     }
 
-    /// The deadline passed: handshake, close or linger timeout all end the connection.
-    pub fn on_timer(&mut self, now: Instant) -> Next {
-        match self.deadline {
-            Some(d) if d <= now => Next::Close,
-            _ => Next::Idle,
+    /// Deadlines: phase timeouts end the connection; heart-beats are sent or checked.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let now = ctx.now;
+        if self.phase_deadline.is_some_and(|d| d <= now) {
+            return Next::Close;
         }
+        if let Some(d) = self.hb_recv {
+            if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
+                self.hb_recv = None;
+                self.hb_send = None;
+                self.stomp_fail(
+                    ctx,
+                    &StompError::new("heart-beat timeout: no data from client"),
+                );
+                return Next::Idle;
+            }
+        }
+        if let Some(d) = self.hb_send {
+            if self.last_write + d <= now && self.out.is_empty() {
+                let ws = self.is_ws();
+                self.push_stomp(ctx, b"\n", ws);
+                self.last_write = now;
+            }
+        }
+        Next::Idle
     }
 
     fn process(&mut self, ctx: &mut Ctx<'_>) {
         loop {
             let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
-            if input.is_empty() {
+            if input.is_empty() || self.paused {
                 return;
             }
             match &mut self.phase {
                 Phase::Handshake => match ws::parse_request(input, &ctx.cfg.handshake) {
                     Ok(Status::Partial) => return,
                     Ok(Status::Complete(up)) => {
-                        let endpoint = match up.path {
-                            "/echo" if ctx.cfg.echo => Endpoint::Echo,
+                        let app = match up.path {
+                            "/echo" if ctx.cfg.echo => App::Echo,
+                            "/ws" | "/stomp" => App::Stomp(new_stomp(ctx.sessions, ctx.reactor)),
                             _ => {
-                                let used = up.consumed;
-                                self.rstart += used;
                                 self.refuse(ctx, Refusal::not_found());
                                 return;
                             }
                         };
-                        let protocol = match endpoint {
-                            Endpoint::Echo => None,
+                        let protocol = match app {
+                            App::Echo => None,
+                            App::Stomp(_) => up.protocol,
                         };
                         let buf = self.out.own_buf(ctx.pool);
                         let before = buf.len();
                         ws::write_accept(buf, up.key, protocol);
                         self.out.commit(before);
                         self.rstart += up.consumed;
-                        self.deadline = None;
+                        // STOMP clients get the handshake timeout again to send CONNECT.
+                        self.phase_deadline = match app {
+                            App::Echo => None,
+                            App::Stomp(_) => Some(ctx.now + ctx.cfg.handshake_timeout),
+                        };
                         self.phase = Phase::Open {
-                            decoder: Box::new(Decoder::new(DecoderConfig::server(
-                                ctx.cfg.max_frame_size,
-                                ctx.cfg.max_message_size,
-                            ))),
-                            endpoint,
-                            close_sent: false,
+                            ws: Some(WsState {
+                                decoder: Box::new(Decoder::new(DecoderConfig::server(
+                                    ctx.cfg.max_frame_size,
+                                    ctx.cfg.max_message_size,
+                                ))),
+                                close_sent: false,
+                            }),
+                            app,
                         };
                     }
                     Err(refusal) => {
@@ -244,19 +374,27 @@ impl Conn {
                         return;
                     }
                 },
-                Phase::Open {
-                    decoder,
-                    endpoint,
-                    close_sent,
-                } => {
-                    let (used, ev) = match decoder.decode(input) {
+                Phase::Open { ws: None, app } => {
+                    let App::Stomp(st) = app else { return };
+                    let (used, flow) = stomp_input(st, input, ctx, &mut self.out, false);
+                    self.rstart += used;
+                    if let Some(f) = flow {
+                        self.apply_flow(ctx, f);
+                    }
+                    return;
+                }
+                Phase::Open { ws: Some(wss), app } => {
+                    let (used, ev) = match wss.decoder.decode(input) {
                         Ok(r) => r,
                         Err(e) => {
-                            if !*close_sent {
+                            if !wss.close_sent {
+                                if let App::Stomp(st) = app {
+                                    let err = StompError::new(e.reason());
+                                    write_error(&mut self.out, ctx, st.session.version, &err, true);
+                                }
                                 write_close(&mut self.out, ctx.pool, e.close_code(), e.reason());
                             }
-                            self.phase = Phase::Linger;
-                            self.rstart = self.rbuf.len();
+                            self.linger(ctx);
                             return;
                         }
                     };
@@ -267,25 +405,30 @@ impl Conn {
                         }
                         continue;
                     };
+                    let mut flow = None;
                     match ev {
                         Event::Message { text, payload } => {
-                            if !*close_sent {
-                                match endpoint {
-                                    Endpoint::Echo => {
-                                        let op = if text { Opcode::Text } else { Opcode::Binary };
-                                        let buf = self.out.own_buf(ctx.pool);
-                                        let before = buf.len();
-                                        ws::write_frame(buf, true, op, payload, None);
-                                        self.out.commit(before);
-                                        if self.out.len() > ctx.cfg.max_outbound {
-                                            self.paused = true;
-                                        }
+                            if wss.close_sent {
+                                continue;
+                            }
+                            match app {
+                                App::Echo => {
+                                    let op = if text { Opcode::Text } else { Opcode::Binary };
+                                    let buf = self.out.own_buf(ctx.pool);
+                                    let before = buf.len();
+                                    ws::write_frame(buf, true, op, payload, None);
+                                    self.out.commit(before);
+                                    if self.out.len() > ctx.cfg.max_outbound {
+                                        self.paused = true;
                                     }
+                                }
+                                App::Stomp(st) => {
+                                    flow = stomp_ws_message(st, payload, ctx, &mut self.out);
                                 }
                             }
                         }
                         Event::Ping(p) => {
-                            if !*close_sent {
+                            if !wss.close_sent {
                                 let buf = self.out.own_buf(ctx.pool);
                                 let before = buf.len();
                                 ws::write_frame(buf, true, Opcode::Pong, p, None);
@@ -294,7 +437,7 @@ impl Conn {
                         }
                         Event::Pong(_) => {}
                         Event::Close(c) => {
-                            if !*close_sent {
+                            if !wss.close_sent {
                                 // §5.5.1: echo the status code we received.
                                 let buf = self.out.own_buf(ctx.pool);
                                 let before = buf.len();
@@ -304,13 +447,12 @@ impl Conn {
                                 }
                                 self.out.commit(before);
                             }
-                            self.phase = Phase::Linger;
-                            self.rstart = self.rbuf.len();
+                            self.linger(ctx);
                             return;
                         }
                     }
-                    if self.paused {
-                        return;
+                    if let Some(f) = flow {
+                        self.apply_flow(ctx, f);
                     }
                 }
                 Phase::Linger => {
@@ -321,6 +463,65 @@ impl Conn {
         }
     }
 
+    fn apply_flow(&mut self, ctx: &mut Ctx<'_>, flow: Flow) {
+        match flow {
+            Flow::Connected { send_ms, recv_ms } => {
+                self.phase_deadline = None;
+                self.hb_send = (send_ms > 0).then(|| Duration::from_millis(send_ms));
+                self.hb_recv = (recv_ms > 0).then(|| Duration::from_millis(recv_ms));
+            }
+            Flow::Close { error } => {
+                if self.is_ws() {
+                    let code = if error {
+                        code::PROTOCOL_ERROR
+                    } else {
+                        code::NORMAL
+                    };
+                    if let Phase::Open { ws: Some(w), .. } = &mut self.phase {
+                        w.close_sent = true;
+                    }
+                    write_close(&mut self.out, ctx.pool, code, "");
+                }
+                self.linger(ctx);
+            }
+        }
+    }
+
+    /// Stop reading frames; keep the STOMP state (subscriptions are dropped on removal).
+    fn linger(&mut self, ctx: &mut Ctx<'_>) {
+        self.rstart = self.rbuf.len();
+        self.hb_send = None;
+        self.hb_recv = None;
+        self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+        self.phase = match std::mem::replace(&mut self.phase, Phase::Linger) {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => {
+                // Subscriptions stop now; the reactor drops them from the router.
+                for sub in s.session.subscriptions() {
+                    ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
+                }
+                Phase::Linger
+            }
+            _ => Phase::Linger,
+        };
+    }
+
+    /// A STOMP-level failure outside frame handling (heart-beat timeout, slow consumer,
+    /// shutdown): ERROR, then close.
+    pub fn stomp_fail(&mut self, ctx: &mut Ctx<'_>, err: &StompError) {
+        let Some(version) = self.stomp().map(|s| s.session.version) else {
+            return;
+        };
+        let ws = self.is_ws();
+        write_error(&mut self.out, ctx, version, err, ws);
+        self.apply_flow(ctx, Flow::Close { error: true });
+    }
+
+    fn push_stomp(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8], ws: bool) {
+        push_frame(&mut self.out, ctx.pool, bytes, ws);
+    }
+
     fn refuse(&mut self, ctx: &mut Ctx<'_>, refusal: Refusal) {
         let buf = self.out.own_buf(ctx.pool);
         let before = buf.len();
@@ -328,24 +529,191 @@ impl Conn {
         self.out.commit(before);
         self.phase = Phase::Linger;
         self.rstart = self.rbuf.len();
-        self.deadline = Some(ctx.now + ctx.cfg.close_timeout);
+        self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
     }
 
-    /// Begin a server-initiated close (e.g. shutdown): send Close `code`, then wait for the
-    /// peer's Close up to the close timeout.
-    pub fn start_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+    /// Begin a server-initiated close (shutdown): STOMP ERROR, then WebSocket Close `code`.
+    pub fn start_close(&mut self, ctx: &mut Ctx<'_>, close_code: u16, reason: &str) {
         match &mut self.phase {
-            Phase::Open { close_sent, .. } if !*close_sent => {
-                *close_sent = true;
-                write_close(&mut self.out, ctx.pool, code, reason);
-                self.deadline = Some(ctx.now + ctx.cfg.close_timeout);
+            Phase::Open { ws, app } => {
+                if let App::Stomp(st) = app {
+                    let err = StompError::new(reason.to_string());
+                    write_error(&mut self.out, ctx, st.session.version, &err, ws.is_some());
+                }
+                match ws {
+                    Some(w) if !w.close_sent => {
+                        w.close_sent = true;
+                        write_close(&mut self.out, ctx.pool, close_code, reason);
+                    }
+                    _ => {}
+                }
+                if ws.is_none() {
+                    self.linger(ctx);
+                } else {
+                    self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+                }
             }
-            Phase::Open { .. } | Phase::Linger => {}
-            Phase::Handshake => {
-                self.refuse(ctx, Refusal::unavailable("server shutting down"));
+            Phase::Linger => {}
+            Phase::Handshake => self.refuse(ctx, Refusal::unavailable("server shutting down")),
+        }
+    }
+}
+
+fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
+    *sessions += 1;
+    Box::new(StompState {
+        session: Session::new(format!("s{reactor}-{sessions}")),
+        stash: Vec::new(),
+    })
+}
+
+/// What the connection must do after STOMP input.
+#[derive(Debug, Clone, Copy)]
+enum Flow {
+    Connected { send_ms: u64, recv_ms: u64 },
+    Close { error: bool },
+}
+
+/// A whole WebSocket message of STOMP bytes: frames may span messages, so a partial frame is
+/// kept in the stash (bounded by the parser's limits) until the next message completes it.
+fn stomp_ws_message(
+    st: &mut StompState,
+    payload: &[u8],
+    ctx: &mut Ctx<'_>,
+    out: &mut OutQueue,
+) -> Option<Flow> {
+    if st.stash.is_empty() {
+        let (used, flow) = stomp_input(st, payload, ctx, out, true);
+        if flow.is_none() {
+            st.stash
+                .extend_from_slice(payload.get(used..).unwrap_or_default());
+        }
+        return flow;
+    }
+    let mut stash = std::mem::take(&mut st.stash);
+    stash.extend_from_slice(payload);
+    let (used, flow) = stomp_input(st, &stash, ctx, out, true);
+    stash.drain(..used.min(stash.len()));
+    if stash.capacity() > 64 * 1024 && stash.is_empty() {
+        stash = Vec::new();
+    }
+    st.stash = stash;
+    flow
+}
+
+/// Parse and handle STOMP frames from `input`. Returns the bytes consumed and, if the
+/// connection must change course, how.
+fn stomp_input(
+    st: &mut StompState,
+    input: &[u8],
+    ctx: &mut Ctx<'_>,
+    out: &mut OutQueue,
+    ws: bool,
+) -> (usize, Option<Flow>) {
+    let mut pos = 0;
+    let mut flow = None;
+    loop {
+        let mut headers = [Header::default(); 64];
+        let rest = input.get(pos..).unwrap_or_default();
+        let parsed = stomp::parse(
+            rest,
+            &mut headers,
+            st.session.version,
+            &ctx.cfg.stomp_limits,
+        );
+        let (frame, used) = match parsed {
+            Ok(Parsed::Partial) => return (pos, flow),
+            Ok(Parsed::Heartbeat(n)) => {
+                pos += n;
+                continue;
+            }
+            Ok(Parsed::Frame(f, used)) => (f, used),
+            Err(e) => {
+                let err = StompError::new(e.message());
+                write_error(out, ctx, st.session.version, &err, ws);
+                return (input.len(), Some(Flow::Close { error: true }));
+            }
+        };
+        pos += used;
+        let mut reply = std::mem::take(ctx.scratch);
+        reply.clear();
+        let result = st.session.handle(&frame, &ctx.cfg.session, &mut reply);
+        match result {
+            Ok(action) => {
+                match action {
+                    Action::None => {}
+                    Action::Connected { send_ms, recv_ms } => {
+                        flow = Some(Flow::Connected { send_ms, recv_ms });
+                    }
+                    Action::Subscribe(i) => {
+                        if let Some(sub) = st.session.subscriptions().get(i) {
+                            let s = Subscriber::new(
+                                ctx.token,
+                                &sub.id,
+                                sub.ack,
+                                st.session.version,
+                                ws,
+                            );
+                            ctx.router.subscribe(&sub.destination, s);
+                        }
+                    }
+                    Action::Unsubscribe(sub) => {
+                        ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
+                    }
+                    Action::Publish { destination } => {
+                        *ctx.seq += 1;
+                        let id = MsgId::new(ctx.reactor, *ctx.seq);
+                        let msg = encode_shared(&frame, &destination, id, ctx.enc);
+                        ctx.outbox.push(msg);
+                    }
+                    Action::Disconnect => {
+                        flow = Some(Flow::Close { error: false });
+                    }
+                }
+                if !reply.is_empty() {
+                    push_frame(out, ctx.pool, &reply, ws);
+                }
+                *ctx.scratch = reply;
+                if matches!(flow, Some(Flow::Close { .. })) {
+                    return (input.len(), flow);
+                }
+            }
+            Err(e) => {
+                *ctx.scratch = reply;
+                write_error(out, ctx, st.session.version, &e, ws);
+                return (input.len(), Some(Flow::Close { error: true }));
             }
         }
     }
+}
+
+/// Queue one STOMP frame: raw on TCP, inside one WebSocket text message on WebSocket.
+fn push_frame(out: &mut OutQueue, pool: &mut BufPool, bytes: &[u8], ws: bool) {
+    let buf = out.own_buf(pool);
+    let before = buf.len();
+    if ws {
+        let op = if std::str::from_utf8(bytes).is_ok() {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        };
+        ws::write_frame(buf, true, op, bytes, None);
+    } else {
+        buf.extend_from_slice(bytes);
+    }
+    out.commit(before);
+}
+
+fn write_error(
+    out: &mut OutQueue,
+    ctx: &mut Ctx<'_>,
+    version: Version,
+    err: &StompError,
+    ws: bool,
+) {
+    let mut tmp = Vec::new();
+    err.write(&mut tmp, version);
+    push_frame(out, ctx.pool, &tmp, ws);
 }
 
 fn write_close(out: &mut OutQueue, pool: &mut BufPool, code: u16, reason: &str) {

@@ -27,15 +27,18 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use crate::config::Config;
+use crate::router::{Directory, Router, MAX_REACTORS};
 use acceptor::Acceptor;
+use conn::Kind;
 use reactor::{Mailbox, Reactor, WAKER};
 
 /// Mail queued per reactor before the acceptor drops new sockets (backpressure, not growth).
-const MAILBOX_BOUND: usize = 4096;
+const MAILBOX_BOUND: usize = 65_536;
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     ws_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
     shutdown: Arc<AtomicBool>,
     acceptor_waker: Arc<Waker>,
     reactor_wakers: Vec<Mailbox>,
@@ -46,6 +49,11 @@ impl ServerHandle {
     /// The bound WebSocket address (useful with port 0).
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.ws_addr
+    }
+
+    /// The bound STOMP-over-TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// A cheap, cloneable trigger for shutdown (e.g. from a signal thread).
@@ -98,16 +106,29 @@ impl ShutdownTrigger {
 pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let cfg = Arc::new(cfg);
     let shutdown = Arc::new(AtomicBool::new(false));
+    if cfg.reactors > MAX_REACTORS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("at most {MAX_REACTORS} reactors"),
+        ));
+    }
     let mut listeners = Vec::new();
     let mut ws_addr = None;
+    let mut tcp_addr = None;
     if let Some(addr) = cfg.listen {
         let l = TcpListener::bind(addr)?;
         ws_addr = Some(l.local_addr()?);
-        listeners.push(l);
+        listeners.push((l, Kind::Ws));
     }
+    if let Some(addr) = cfg.tcp_listen {
+        let l = TcpListener::bind(addr)?;
+        tcp_addr = Some(l.local_addr()?);
+        listeners.push((l, Kind::Tcp));
+    }
+    let directory = Arc::new(Directory::new());
     let mut mailboxes = Vec::new();
-    let mut threads = Vec::new();
-    for i in 0..cfg.reactors.max(1) {
+    let mut parts = Vec::new();
+    for _ in 0..cfg.reactors.max(1) {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::bounded(MAILBOX_BOUND);
@@ -117,7 +138,20 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             waker,
             woken: Arc::clone(&woken),
         });
-        let reactor = Reactor::new(Arc::clone(&cfg), poll, rx, woken, Arc::clone(&shutdown));
+        parts.push((poll, rx, woken));
+    }
+    let mut threads = Vec::new();
+    for (i, (poll, rx, woken)) in parts.into_iter().enumerate() {
+        let reactor = Reactor::new(
+            i,
+            Arc::clone(&cfg),
+            poll,
+            rx,
+            woken,
+            Arc::clone(&shutdown),
+            Router::new(i, Arc::clone(&directory)),
+            mailboxes.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("reactor-{i}"))
@@ -139,6 +173,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     );
     Ok(ServerHandle {
         ws_addr,
+        tcp_addr,
         shutdown,
         acceptor_waker,
         reactor_wakers: mailboxes,

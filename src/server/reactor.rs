@@ -1,21 +1,25 @@
-//! A reactor thread: one `mio::Poll`, its connections in a `Slab`, a timer wheel and a buffer
-//! pool. The loop: poll; handle readiness; read again whoever hit the read budget; fire timers;
-//! flush every connection with output once; drop the dead.
+//! A reactor thread: one `mio::Poll`, its connections in a `Slab`, a subscription table, a
+//! timer wheel and a buffer pool. The loop: poll; handle readiness (fanning out what each
+//! connection published right after it); read again whoever hit the read budget; fire timers;
+//! send each other reactor its batch of messages (one wake-up per batch); flush every
+//! connection with output once; drop the dead.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::buf::BufPool;
-use super::conn::{Conn, Ctx, Next};
+use super::conn::{Conn, Ctx, Kind, Next};
 use super::timer::TimerWheel;
 use crate::config::Config;
+use crate::router::{Published, Router, Sink};
+use crate::session::StompError;
 use crate::ws::code;
 
 /// The token of the reactor's waker; connection tokens never reach it.
@@ -24,13 +28,16 @@ pub const WAKER: Token = Token(usize::MAX);
 /// Messages to a reactor.
 #[derive(Debug)]
 pub enum Mail {
-    Accepted(TcpStream),
+    Accepted(TcpStream, Kind),
+    /// Messages published on another reactor for destinations with subscribers here, in
+    /// publish order.
+    Publish(Vec<Published>),
 }
 
 /// The sending side of a reactor's mailbox: a bounded channel plus one wake-up per batch.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
-    pub tx: crossbeam_channel::Sender<Mail>,
+    pub tx: Sender<Mail>,
     pub waker: Arc<Waker>,
     pub woken: Arc<AtomicBool>,
 }
@@ -44,8 +51,8 @@ impl Mailbox {
     }
 }
 
-struct Slot {
-    conn: Conn,
+pub struct Slot {
+    pub conn: Conn,
     gen: u32,
 }
 
@@ -59,44 +66,102 @@ fn split(t: Token) -> (usize, u32) {
     (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
 }
 
+/// Deliveries into connection queues.
+struct ConnSink<'a> {
+    conns: &'a mut Slab<Slot>,
+    pool: &'a mut BufPool,
+    dirty: &'a mut Vec<Token>,
+    overflow: &'a mut Vec<Token>,
+    max_outbound: usize,
+}
+
+impl Sink for ConnSink<'_> {
+    #[inline]
+    fn deliver(&mut self, conn: usize, head: &[u8], shared: &Arc<[u8]>) {
+        let (idx, gen) = split(Token(conn));
+        let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+            return;
+        };
+        let c = &mut s.conn;
+        if c.overflowed {
+            return;
+        }
+        if c.out.is_empty() {
+            self.dirty.push(Token(conn));
+        }
+        c.out.push(self.pool, head);
+        c.out.push_shared(shared);
+        if c.out.len() > self.max_outbound {
+            c.overflowed = true;
+            self.overflow.push(Token(conn));
+        }
+    }
+}
+
 pub struct Reactor {
+    id: usize,
     cfg: Arc<Config>,
     poll: Poll,
     inbox: Receiver<Mail>,
     woken: Arc<AtomicBool>,
     shutdown: Arc<AtomicBool>,
+    peers: Vec<Mailbox>,
     conns: Slab<Slot>,
     next_gen: u32,
     pool: BufPool,
     wheel: TimerWheel,
-    /// Connections with output to flush this turn (tokens; duplicates are harmless).
+    router: Router,
+    /// Connections with output to flush this turn (duplicates are harmless).
     dirty: Vec<Token>,
     /// Connections that hit the read budget.
     ready_again: Vec<Token>,
+    overflow: Vec<Token>,
     fired: Vec<(usize, u64)>,
+    outbox: Vec<Published>,
+    /// Per peer reactor: messages to send it at the end of this turn.
+    batches: Vec<Vec<Published>>,
+    scratch: Vec<u8>,
+    enc: Vec<u8>,
+    seq: u64,
+    sessions: u64,
 }
 
 impl Reactor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        id: usize,
         cfg: Arc<Config>,
         poll: Poll,
         inbox: Receiver<Mail>,
         woken: Arc<AtomicBool>,
         shutdown: Arc<AtomicBool>,
+        router: Router,
+        peers: Vec<Mailbox>,
     ) -> Self {
         let pool = BufPool::new(cfg.read_buffer_size, cfg.pool_buffers);
+        let n = peers.len();
         Reactor {
+            id,
             poll,
             inbox,
             woken,
             shutdown,
+            peers,
             conns: Slab::new(),
             next_gen: 0,
             pool,
             wheel: TimerWheel::new(Duration::from_millis(20), Instant::now()),
+            router,
             dirty: Vec::new(),
             ready_again: Vec::new(),
+            overflow: Vec::new(),
             fired: Vec::new(),
+            outbox: Vec::new(),
+            batches: (0..n).map(|_| Vec::new()).collect(),
+            scratch: Vec::new(),
+            enc: Vec::new(),
+            seq: 0,
+            sessions: 0,
             cfg,
         }
     }
@@ -105,7 +170,8 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
-            let timeout = if !self.ready_again.is_empty() {
+            let pending = self.batches.iter().any(|b| !b.is_empty());
+            let timeout = if !self.ready_again.is_empty() || pending {
                 Some(Duration::ZERO)
             } else {
                 self.wheel.timeout()
@@ -140,6 +206,8 @@ impl Reactor {
                 shutdown_deadline = Some(now + self.cfg.shutdown_timeout);
                 self.close_all(now);
             }
+            self.send_batches();
+            self.handle_overflow(now);
             self.flush_dirty(now);
             if let Some(d) = shutdown_deadline {
                 if self.conns.is_empty() || now >= d {
@@ -157,12 +225,24 @@ impl Reactor {
     fn drain_inbox(&mut self, now: Instant) {
         while let Ok(mail) = self.inbox.try_recv() {
             match mail {
-                Mail::Accepted(sock) => self.add(sock, now),
+                Mail::Accepted(sock, kind) => self.add(sock, kind, now),
+                Mail::Publish(msgs) => {
+                    let mut sink = ConnSink {
+                        conns: &mut self.conns,
+                        pool: &mut self.pool,
+                        dirty: &mut self.dirty,
+                        overflow: &mut self.overflow,
+                        max_outbound: self.cfg.max_outbound,
+                    };
+                    for m in &msgs {
+                        self.router.deliver_local(m, &mut sink);
+                    }
+                }
             }
         }
     }
 
-    fn add(&mut self, sock: TcpStream, now: Instant) {
+    fn add(&mut self, sock: TcpStream, kind: Kind, now: Instant) {
         if self.shutdown.load(Ordering::Acquire) {
             return;
         }
@@ -174,7 +254,7 @@ impl Reactor {
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen = self.next_gen;
         let tok = token(idx, gen);
-        let mut conn = Conn::new(sock, &self.cfg, now);
+        let mut conn = Conn::new(sock, kind, &self.cfg, now, &mut self.sessions, self.id);
         if self
             .poll
             .registry()
@@ -183,34 +263,96 @@ impl Reactor {
         {
             return;
         }
-        if let Some(d) = conn.deadline {
-            conn.timer_at = Some(self.wheel.schedule(tok.0, d));
-        }
         entry.insert(Slot { conn, gen });
+        self.rearm_timer(tok);
         // Bytes may already be waiting (edge-triggered: the event could predate registration).
         self.ready_again.push(tok);
     }
 
-    fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut Slab<Slot>) {
-        (
-            Ctx {
-                cfg: &self.cfg,
-                pool: &mut self.pool,
-                now,
-            },
-            &mut self.conns,
-        )
+    /// Run `f` on a connection with a context borrowed from the reactor.
+    fn with_conn<R>(
+        &mut self,
+        t: Token,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let (idx, gen) = split(t);
+        let s = self.conns.get_mut(idx).filter(|s| s.gen == gen)?;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            pool: &mut self.pool,
+            now,
+            token: t.0,
+            reactor: self.id,
+            router: &mut self.router,
+            outbox: &mut self.outbox,
+            scratch: &mut self.scratch,
+            enc: &mut self.enc,
+            seq: &mut self.seq,
+            sessions: &mut self.sessions,
+        };
+        Some(f(&mut s.conn, &mut ctx))
     }
 
     fn read(&mut self, t: Token, now: Instant) {
-        let (idx, gen) = split(t);
-        let (mut ctx, conns) = self.ctx(now);
-        let Some(s) = conns.get_mut(idx).filter(|s| s.gen == gen) else {
+        let Some((next, out)) =
+            self.with_conn(t, now, |c, ctx| (c.on_readable(ctx), !c.out.is_empty()))
+        else {
             return;
         };
-        let next = s.conn.on_readable(&mut ctx);
-        let has_output = !s.conn.out.is_empty();
-        self.after(t, next, has_output);
+        self.fan_out();
+        self.after(t, next, out);
+    }
+
+    /// Deliver what the last connection published: locally now, to other reactors in this
+    /// turn's batches.
+    fn fan_out(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for msg in outbox.drain(..) {
+            let mut sink = ConnSink {
+                conns: &mut self.conns,
+                pool: &mut self.pool,
+                dirty: &mut self.dirty,
+                overflow: &mut self.overflow,
+                max_outbound: self.cfg.max_outbound,
+            };
+            self.router.deliver_local(&msg, &mut sink);
+            let mut mask = self.router.remote_mask(&msg.destination);
+            while mask != 0 {
+                let r = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if let Some(b) = self.batches.get_mut(r) {
+                    b.push(msg.clone());
+                }
+            }
+        }
+        self.outbox = outbox;
+    }
+
+    /// One channel message and at most one wake-up per peer reactor per turn. A full mailbox
+    /// keeps the batch for the next turn (the loop then polls without sleeping).
+    fn send_batches(&mut self) {
+        for (r, batch) in self.batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(peer) = self.peers.get(r) else {
+                batch.clear();
+                continue;
+            };
+            let msgs = std::mem::take(batch);
+            match peer.tx.try_send(Mail::Publish(msgs)) {
+                Ok(()) => peer.wake(),
+                Err(TrySendError::Full(Mail::Publish(msgs))) => {
+                    *batch = msgs;
+                    peer.wake();
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     fn after(&mut self, t: Token, next: Next, has_output: bool) {
@@ -229,11 +371,12 @@ impl Reactor {
     }
 
     fn rearm_timer(&mut self, t: Token) {
+        let grace = self.cfg.heartbeat_grace;
         let (idx, gen) = split(t);
         let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
             return;
         };
-        if let Some(d) = s.conn.deadline {
+        if let Some(d) = s.conn.next_deadline(grace) {
             let want = self.wheel.tick_of(d);
             if s.conn.timer_at.is_none_or(|at| want < at) {
                 s.conn.timer_at = Some(self.wheel.schedule(t.0, d));
@@ -251,43 +394,54 @@ impl Reactor {
                 continue; // stale entry
             }
             s.conn.timer_at = None;
-            let next = s.conn.on_timer(now);
-            let out = !s.conn.out.is_empty();
+            let Some((next, out)) =
+                self.with_conn(t, now, |c, ctx| (c.on_timer(ctx), !c.out.is_empty()))
+            else {
+                continue;
+            };
             self.after(t, next, out);
         }
         self.fired = fired;
         self.fired.clear();
     }
 
+    /// Subscribers over their outbound bound: ERROR "slow consumer", then close.
+    fn handle_overflow(&mut self, now: Instant) {
+        for t in std::mem::take(&mut self.overflow) {
+            let err = StompError::new("slow consumer: outbound queue over its limit");
+            if let Some(out) = self.with_conn(t, now, |c, ctx| {
+                c.stomp_fail(ctx, &err);
+                !c.out.is_empty()
+            }) {
+                self.after(t, Next::Idle, out);
+            }
+        }
+    }
+
     fn flush_dirty(&mut self, now: Instant) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &t in &dirty {
-            let (idx, gen) = split(t);
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                pool: &mut self.pool,
-                now,
-            };
-            let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+            let Some((res, was_blocked, blocked)) = self.with_conn(t, now, |c, ctx| {
+                let was = c.write_blocked;
+                let r = c.flush(ctx);
+                (r, was, c.write_blocked)
+            }) else {
                 continue;
             };
-            let was_blocked = s.conn.write_blocked;
-            let res = s.conn.flush(&mut ctx);
-            let blocked = s.conn.write_blocked;
-            let next = match res {
-                Ok(n) => n,
-                Err(_) => Next::Close,
-            };
+            let next = res.unwrap_or(Next::Close);
             if next != Next::Close && blocked != was_blocked {
                 let interest = if blocked {
                     Interest::READABLE | Interest::WRITABLE
                 } else {
                     Interest::READABLE
                 };
-                let _ = self
-                    .poll
-                    .registry()
-                    .reregister(&mut s.conn.sock, t, interest);
+                let (idx, gen) = split(t);
+                if let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) {
+                    let _ = self
+                        .poll
+                        .registry()
+                        .reregister(&mut s.conn.sock, t, interest);
+                }
             }
             self.after(t, next, false);
         }
@@ -298,23 +452,26 @@ impl Reactor {
     fn close_all(&mut self, now: Instant) {
         let keys: Vec<Token> = self.conns.iter().map(|(i, s)| token(i, s.gen)).collect();
         for t in keys {
-            let (idx, gen) = split(t);
-            let (mut ctx, conns) = self.ctx(now);
-            if let Some(s) = conns.get_mut(idx).filter(|s| s.gen == gen) {
-                s.conn
-                    .start_close(&mut ctx, code::GOING_AWAY, "server shutting down");
-                self.dirty.push(t);
-                self.rearm_timer(t);
-            }
+            self.with_conn(t, now, |c, ctx| {
+                c.start_close(ctx, code::GOING_AWAY, "server shutting down");
+            });
+            self.dirty.push(t);
+            self.rearm_timer(t);
         }
     }
 
     fn remove(&mut self, t: Token) {
         let (idx, gen) = split(t);
-        if self.conns.get(idx).is_some_and(|s| s.gen == gen) {
-            let mut s = self.conns.remove(idx);
-            let _ = self.poll.registry().deregister(&mut s.conn.sock);
-            s.conn.out.release(&mut self.pool);
+        if !self.conns.get(idx).is_some_and(|s| s.gen == gen) {
+            return;
         }
+        let mut s = self.conns.remove(idx);
+        let _ = self.poll.registry().deregister(&mut s.conn.sock);
+        if let Some(st) = s.conn.take_stomp() {
+            for sub in st.session.subscriptions() {
+                self.router.unsubscribe(&sub.destination, t.0, &sub.id);
+            }
+        }
+        s.conn.out.release(&mut self.pool);
     }
 }

@@ -81,22 +81,26 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// One line ending at `\n` (with an optional `\r` before it removed), starting at `pos`.
-/// Returns the line and the position after the `\n`.
+/// One line ending at `\n` (with an optional `\r` before it removed), starting at `pos`, of at
+/// most `max` bytes without its EOL. Returns the line and the position after the `\n`.
 fn line(buf: &[u8], pos: usize, max: usize) -> Result<Option<(&[u8], usize)>, ParseError> {
     let rest = buf.get(pos..).unwrap_or_default();
-    let Some(nl) = memchr(b'\n', rest) else {
-        return if rest.len() > max {
+    // The longest acceptable line plus CRLF: no need to look further for the `\n`.
+    let window = rest.get(..max.saturating_add(2)).unwrap_or(rest);
+    let Some(nl) = memchr(b'\n', window) else {
+        // Incomplete: a trailing `\r` may be the first half of the CRLF, so it does not count.
+        let pending = window.strip_suffix(b"\r").unwrap_or(window);
+        return if pending.len() > max {
             Err(ParseError::HeaderTooLong)
         } else {
             Ok(None)
         };
     };
-    if nl > max + 1 {
-        return Err(ParseError::HeaderTooLong);
-    }
     let raw = rest.get(..nl).unwrap_or_default();
     let l = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if l.len() > max {
+        return Err(ParseError::HeaderTooLong);
+    }
     Ok(Some((l, pos + nl + 1)))
 }
 

@@ -12,6 +12,7 @@ use stompbox::{Config, ServerHandle};
 pub fn server_with(f: impl FnOnce(&mut Config)) -> (ServerHandle, SocketAddr) {
     let mut cfg = Config {
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
         echo: true,
         close_timeout: Duration::from_secs(1),

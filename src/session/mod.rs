@@ -1,0 +1,401 @@
+//! One STOMP session's protocol state: CONNECT negotiation, subscriptions by id, receipts and
+//! errors. Sans-IO: frames in, reply bytes and [`Action`]s out; the server applies the actions
+//! (routing, closing) and owns the clock.
+
+use std::borrow::Cow;
+
+use crate::stomp::{self, heartbeat, Command, FrameRef, Version};
+
+/// How a subscription acknowledges messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    Auto,
+    Client,
+    ClientIndividual,
+}
+
+impl AckMode {
+    pub fn parse(v: &str) -> Option<AckMode> {
+        match v {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// (can send every, wants to receive every) in ms; 0 = never.
+    pub heartbeat: (u64, u64),
+    /// Smallest interval the server will agree to, either way, in ms.
+    pub min_heartbeat: u64,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: usize,
+    /// The `server` header of CONNECTED.
+    pub server_name: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            heartbeat: (10_000, 10_000),
+            min_heartbeat: 100,
+            max_subscriptions: 1024,
+            server_name: concat!("stompbox/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: Box<str>,
+    pub destination: Box<str>,
+    pub ack: AckMode,
+}
+
+/// What the server must do after a frame was accepted.
+#[derive(Debug)]
+pub enum Action<'f> {
+    /// Nothing beyond the reply bytes (if any).
+    None,
+    /// CONNECTED was written; heart-beats are now (send every, expect every) ms.
+    Connected { send_ms: u64, recv_ms: u64 },
+    /// Route this subscription (index into [`Session::subscriptions`]).
+    Subscribe(usize),
+    /// Stop routing this subscription.
+    Unsubscribe(Subscription),
+    /// Publish the SEND frame to `destination`.
+    Publish { destination: Cow<'f, str> },
+    /// Close gracefully once the reply (a RECEIPT, if asked for) is flushed.
+    Disconnect,
+}
+
+/// A protocol error: the server sends an ERROR frame with this `message` (and `receipt-id` if
+/// the frame had a receipt), then closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StompError {
+    pub message: Cow<'static, str>,
+    pub receipt: Option<String>,
+}
+
+impl StompError {
+    pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        StompError {
+            message: message.into(),
+            receipt: None,
+        }
+    }
+
+    fn with_receipt(mut self, frame: &FrameRef<'_>) -> Self {
+        self.receipt = frame.header("receipt").map(|r| r.into_owned());
+        self
+    }
+
+    /// Append the ERROR frame.
+    pub fn write(&self, out: &mut Vec<u8>, version: Version) {
+        stomp::write_error(out, version, &self.message, self.receipt.as_deref());
+    }
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub version: Version,
+    pub connected: bool,
+    pub login: Option<String>,
+    subs: Vec<Subscription>,
+}
+
+impl Session {
+    pub fn new(id: String) -> Self {
+        Session {
+            id,
+            version: Version::V1_2,
+            connected: false,
+            login: None,
+            subs: Vec::new(),
+        }
+    }
+
+    pub fn subscriptions(&self) -> &[Subscription] {
+        &self.subs
+    }
+
+    /// Handle one client frame. Reply bytes (CONNECTED, RECEIPT) are appended to `out`; the
+    /// server applies the returned action before flushing them, so a RECEIPT always follows its
+    /// effect.
+    pub fn handle<'f>(
+        &mut self,
+        frame: &FrameRef<'f>,
+        cfg: &SessionConfig,
+        out: &mut Vec<u8>,
+    ) -> Result<Action<'f>, StompError> {
+        let res = self.dispatch(frame, cfg, out);
+        res.map_err(|e| e.with_receipt(frame))
+    }
+
+    fn dispatch<'f>(
+        &mut self,
+        frame: &FrameRef<'f>,
+        cfg: &SessionConfig,
+        out: &mut Vec<u8>,
+    ) -> Result<Action<'f>, StompError> {
+        if !self.connected {
+            return match frame.command {
+                Command::Connect | Command::Stomp => self.connect(frame, cfg, out),
+                _ => Err(StompError::new("expected CONNECT or STOMP frame")),
+            };
+        }
+        let action = match frame.command {
+            Command::Connect | Command::Stomp => {
+                return Err(StompError::new("already connected"));
+            }
+            Command::Send => {
+                let destination = required(frame, "destination")?;
+                Action::Publish { destination }
+            }
+            Command::Subscribe => self.subscribe(frame, cfg)?,
+            Command::Unsubscribe => {
+                let id = self.sub_id(frame)?;
+                let pos =
+                    self.subs.iter().position(|s| *s.id == *id).ok_or_else(|| {
+                        StompError::new(format!("no subscription with id '{id}'"))
+                    })?;
+                Action::Unsubscribe(self.subs.swap_remove(pos))
+            }
+            Command::Ack | Command::Nack => {
+                // Topic subscriptions accept ACK/NACK without redelivery; the id must be there.
+                let name = if self.version == Version::V1_2 {
+                    "id"
+                } else {
+                    "message-id"
+                };
+                required(frame, name)?;
+                Action::None
+            }
+            Command::Begin | Command::Commit | Command::Abort => {
+                return Err(StompError::new("transactions are not supported yet"));
+            }
+            Command::Disconnect => Action::Disconnect,
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                return Err(StompError::new(format!(
+                    "{} is a server frame",
+                    frame.command.as_str()
+                )));
+            }
+        };
+        if let Some(r) = frame.header("receipt") {
+            stomp::write_frame(
+                out,
+                self.version,
+                Command::Receipt,
+                &[("receipt-id", &r)],
+                b"",
+            );
+        }
+        Ok(action)
+    }
+
+    fn connect<'f>(
+        &mut self,
+        frame: &FrameRef<'f>,
+        cfg: &SessionConfig,
+        out: &mut Vec<u8>,
+    ) -> Result<Action<'f>, StompError> {
+        let version = match frame.header("accept-version") {
+            None => Version::V1_0,
+            Some(list) => list
+                .split(',')
+                .filter_map(Version::parse)
+                .max()
+                .ok_or_else(|| {
+                    StompError::new("no common protocol version: this server speaks 1.0,1.1,1.2")
+                })?,
+        };
+        self.version = version;
+        let (mut send_ms, mut recv_ms) = (0, 0);
+        if version >= Version::V1_1 {
+            if let Some(hb) = frame.header("heart-beat") {
+                let client = heartbeat::parse_header(&hb)
+                    .ok_or_else(|| StompError::new("malformed heart-beat header"))?;
+                let server = (
+                    cfg.heartbeat
+                        .0
+                        .max(cfg.min_heartbeat * (cfg.heartbeat.0 > 0) as u64),
+                    cfg.heartbeat
+                        .1
+                        .max(cfg.min_heartbeat * (cfg.heartbeat.1 > 0) as u64),
+                );
+                (send_ms, recv_ms) = heartbeat::negotiate(client, server);
+            }
+        }
+        self.login = frame.header("login").map(Cow::into_owned);
+        self.connected = true;
+        let hb = format!("{},{}", send_ms, recv_ms);
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("version", version.as_str()),
+            ("server", &cfg.server_name),
+            ("session", &self.id),
+        ];
+        if version >= Version::V1_1 {
+            headers.push(("heart-beat", &hb));
+        }
+        stomp::write_frame(out, version, Command::Connected, &headers, b"");
+        Ok(Action::Connected { send_ms, recv_ms })
+    }
+
+    /// 1.0 allows SUBSCRIBE without an id; it then defaults to the destination.
+    fn sub_id<'f>(&self, frame: &FrameRef<'f>) -> Result<Cow<'f, str>, StompError> {
+        match frame.header("id") {
+            Some(id) => Ok(id),
+            None if self.version == Version::V1_0 => {
+                Ok(frame.header("destination").ok_or_else(|| {
+                    StompError::new("UNSUBSCRIBE needs an 'id' or 'destination' header")
+                })?)
+            }
+            None => Err(StompError::new("missing 'id' header")),
+        }
+    }
+
+    fn subscribe<'f>(
+        &mut self,
+        frame: &FrameRef<'f>,
+        cfg: &SessionConfig,
+    ) -> Result<Action<'f>, StompError> {
+        let destination = required(frame, "destination")?;
+        let id = self.sub_id(frame)?;
+        let ack = match frame.header("ack") {
+            None => AckMode::Auto,
+            Some(a) => AckMode::parse(&a)
+                .ok_or_else(|| StompError::new(format!("invalid ack mode '{a}'")))?,
+        };
+        if self.subs.iter().any(|s| *s.id == *id) {
+            return Err(StompError::new(format!("duplicate subscription id '{id}'")));
+        }
+        if self.subs.len() >= cfg.max_subscriptions {
+            return Err(StompError::new("too many subscriptions"));
+        }
+        self.subs.push(Subscription {
+            id: id.into(),
+            destination: destination.into(),
+            ack,
+        });
+        Ok(Action::Subscribe(self.subs.len() - 1))
+    }
+}
+
+fn required<'f>(frame: &FrameRef<'f>, name: &'static str) -> Result<Cow<'f, str>, StompError> {
+    match frame.header(name) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(StompError::new(format!(
+            "{} frame without '{}' header",
+            frame.command.as_str(),
+            name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stomp::{parse, Header, Limits, Parsed};
+
+    fn run(s: &mut Session, wire: &[u8]) -> (Result<String, StompError>, String) {
+        let mut hs = [Header::default(); 32];
+        let Ok(Parsed::Frame(f, _)) = parse(wire, &mut hs, s.version, &Limits::default()) else {
+            panic!("parse")
+        };
+        let mut out = Vec::new();
+        let r = s
+            .handle(&f, &SessionConfig::default(), &mut out)
+            .map(|a| format!("{a:?}"));
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn connect_negotiates_version_and_heartbeat() {
+        let mut s = Session::new("s1".into());
+        let (r, out) = run(
+            &mut s,
+            b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:h\nheart-beat:5000,20000\n\n\0",
+        );
+        assert!(r
+            .unwrap()
+            .contains("Connected { send_ms: 20000, recv_ms: 10000 }"));
+        assert!(out.starts_with("CONNECTED\nversion:1.2\n"));
+        assert!(out.contains("heart-beat:20000,10000\n"));
+        assert!(out.contains("session:s1\n"));
+        assert_eq!(s.version, Version::V1_2);
+
+        let mut s = Session::new("s2".into());
+        let (_, out) = run(&mut s, b"CONNECT\n\n\0");
+        assert!(out.contains("version:1.0\n"));
+        assert!(!out.contains("heart-beat"));
+
+        let mut s = Session::new("s3".into());
+        let (r, _) = run(&mut s, b"CONNECT\naccept-version:2.0\n\n\0");
+        assert!(r
+            .unwrap_err()
+            .message
+            .contains("no common protocol version"));
+    }
+
+    #[test]
+    fn errors_carry_receipt_ids() {
+        let mut s = Session::new("s".into());
+        let (r, _) = run(&mut s, b"SEND\ndestination:/topic/a\nreceipt:77\n\n\0");
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "expected CONNECT or STOMP frame");
+        assert_eq!(e.receipt.as_deref(), Some("77"));
+        run(&mut s, b"STOMP\naccept-version:1.2\n\n\0").0.unwrap();
+        for (wire, msg) in [
+            (
+                &b"SEND\nreceipt:1\n\n\0"[..],
+                "SEND frame without 'destination' header",
+            ),
+            (
+                b"SUBSCRIBE\nid:1\n\n\0",
+                "SUBSCRIBE frame without 'destination' header",
+            ),
+            (
+                b"SUBSCRIBE\ndestination:/topic/a\n\n\0",
+                "missing 'id' header",
+            ),
+            (
+                b"SUBSCRIBE\nid:1\ndestination:/topic/a\nack:sometimes\n\n\0",
+                "invalid ack mode 'sometimes'",
+            ),
+            (b"UNSUBSCRIBE\nid:9\n\n\0", "no subscription with id '9'"),
+        ] {
+            let (r, _) = run(&mut s, wire);
+            assert_eq!(r.unwrap_err().message, msg);
+        }
+        run(&mut s, b"SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0")
+            .0
+            .unwrap();
+        let (r, _) = run(
+            &mut s,
+            b"SUBSCRIBE\nid:1\ndestination:/topic/b\nreceipt:r\n\n\0",
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "duplicate subscription id '1'");
+        assert_eq!(e.receipt.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn receipts_follow_accepted_frames() {
+        let mut s = Session::new("s".into());
+        run(&mut s, b"CONNECT\naccept-version:1.2\n\n\0").0.unwrap();
+        let (r, out) = run(
+            &mut s,
+            b"SUBSCRIBE\nid:a\ndestination:/topic/x\nreceipt:r1\n\n\0",
+        );
+        assert_eq!(r.unwrap(), "Subscribe(0)");
+        assert_eq!(out, "RECEIPT\nreceipt-id:r1\n\n\0");
+        let (r, out) = run(&mut s, b"DISCONNECT\nreceipt:bye\n\n\0");
+        assert_eq!(r.unwrap(), "Disconnect");
+        assert_eq!(out, "RECEIPT\nreceipt-id:bye\n\n\0");
+    }
+}
