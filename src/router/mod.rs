@@ -53,8 +53,8 @@ impl Subscriber {
 
 /// Where deliveries go. The server writes into connection queues; benches use a mock.
 pub trait Sink {
-    /// Queue `head` (owned, small: copied) then `shared` (referenced, not copied) for `conn`.
-    fn deliver(&mut self, conn: usize, head: &[u8], shared: &Arc<[u8]>);
+    /// Queue the `head` parts (small: copied) then `shared` (referenced, not copied) for `conn`.
+    fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>);
 }
 
 #[derive(Debug)]
@@ -159,54 +159,29 @@ impl Router {
 }
 
 /// One delivery: a small per-subscriber head (WebSocket header, MESSAGE, subscription, ack)
-/// next to the shared part. Allocates nothing.
+/// next to the shared part. Allocates nothing; the head is copied once, into the queue.
 #[inline]
 pub fn deliver(s: &Subscriber, msg: &Published, sink: &mut impl Sink) {
     let shared = msg.shared_for(s.version);
-    let mut head = [0u8; 256];
-    let mut n = 0;
-    let ack_len = match s.ack {
-        AckMode::Auto => 0,
-        _ if s.version == Version::V1_2 => 5 + msg.id.as_bytes().len(),
-        _ => 0,
-    };
-    let body_len = s.prefix.len() + ack_len + shared.len();
-    if s.ws {
-        let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
+    let ack = s.ack != AckMode::Auto && s.version == Version::V1_2;
+    let id = msg.id.as_bytes();
+    let ack_len = if ack { 5 + id.len() } else { 0 };
+    let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
+    let k = if s.ws {
         let op = if msg.text {
             ws::Opcode::Text
         } else {
             ws::Opcode::Binary
         };
-        let k = ws::encode_header(&mut h, true, op, body_len as u64, None);
-        if let (Some(dst), Some(src)) = (head.get_mut(..k), h.get(..k)) {
-            dst.copy_from_slice(src);
-            n = k;
-        }
-    }
-    if let Some(dst) = head.get_mut(n..n + s.prefix.len()) {
-        dst.copy_from_slice(&s.prefix);
-        n += s.prefix.len();
-        if ack_len > 0 {
-            if let Some(dst) = head.get_mut(n..n + ack_len) {
-                let (a, b) = dst.split_at_mut(4);
-                a.copy_from_slice(b"ack:");
-                let (id, nl) = b.split_at_mut(ack_len - 5);
-                id.copy_from_slice(msg.id.as_bytes());
-                nl.copy_from_slice(b"\n");
-                n += ack_len;
-            }
-        }
-        sink.deliver(s.conn, head.get(..n).unwrap_or_default(), shared);
+        let len = s.prefix.len() + ack_len + shared.len();
+        ws::encode_header(&mut h, true, op, len as u64, None)
     } else {
-        // A subscription id too long for the stack head: build it on the heap (rare).
-        let mut v = head.get(..n).unwrap_or_default().to_vec();
-        v.extend_from_slice(&s.prefix);
-        if ack_len > 0 {
-            v.extend_from_slice(b"ack:");
-            v.extend_from_slice(msg.id.as_bytes());
-            v.push(b'\n');
-        }
-        sink.deliver(s.conn, &v, shared);
+        0
+    };
+    let wsh = h.get(..k).unwrap_or_default();
+    if ack {
+        sink.deliver(s.conn, &[wsh, &s.prefix, b"ack:", id, b"\n"], shared);
+    } else {
+        sink.deliver(s.conn, &[wsh, &s.prefix], shared);
     }
 }

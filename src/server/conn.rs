@@ -195,6 +195,11 @@ impl Conn {
     /// Read until WouldBlock, EOF or the budget, processing as bytes arrive.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let mut budget = ctx.cfg.read_budget;
+        if !self.paused && self.rstart < self.rbuf.len() {
+            // Bytes left over from before a pause.
+            self.process(ctx);
+            self.recycle(ctx);
+        }
         loop {
             if self.paused || self.read_closed {
                 return Next::Idle;
@@ -584,7 +589,7 @@ fn stomp_ws_message(
 ) -> Option<Flow> {
     if st.stash.is_empty() {
         let (used, flow) = stomp_input(st, payload, ctx, out, true);
-        if flow.is_none() {
+        if !matches!(flow, Some(Flow::Close { .. })) {
             st.stash
                 .extend_from_slice(payload.get(used..).unwrap_or_default());
         }
@@ -594,7 +599,8 @@ fn stomp_ws_message(
     stash.extend_from_slice(payload);
     let (used, flow) = stomp_input(st, &stash, ctx, out, true);
     stash.drain(..used.min(stash.len()));
-    if stash.capacity() > 64 * 1024 && stash.is_empty() {
+    if stash.is_empty() {
+        // An idle connection holds no buffer.
         stash = Vec::new();
     }
     st.stash = stash;

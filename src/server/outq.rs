@@ -7,6 +7,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
 use super::buf::BufPool;
+use crate::router::Sink;
 
 /// Most slices handed to one `writev` (Linux IOV_MAX is 1024; 64 keeps the array on the stack).
 const MAX_IOV: usize = 64;
@@ -65,6 +66,17 @@ impl OutQueue {
         let buf = self.own_buf(pool);
         let before = buf.len();
         buf.extend_from_slice(bytes);
+        self.commit(before);
+    }
+
+    /// Append several owned pieces as one segment.
+    #[inline]
+    pub fn push_parts(&mut self, pool: &mut BufPool, parts: &[&[u8]]) {
+        let buf = self.own_buf(pool);
+        let before = buf.len();
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
         self.commit(before);
     }
 
@@ -145,6 +157,14 @@ impl OutQueue {
         }
     }
 
+    /// Drop everything queued, keeping the buffers (benches, and a connection being reset).
+    pub fn clear(&mut self) {
+        self.own.clear();
+        self.head = 0;
+        self.segs.clear();
+        self.len = 0;
+    }
+
     /// Give an empty queue's buffer back to the pool.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.len == 0 && self.own.capacity() > 0 {
@@ -153,6 +173,33 @@ impl OutQueue {
             if self.segs.capacity() > 64 {
                 self.segs = VecDeque::new();
             }
+        }
+    }
+}
+
+/// A [`Sink`] over plain queues indexed by connection number: what a reactor does per delivery,
+/// minus the slab lookup. Used by the fan-out bench and allocation test.
+#[derive(Debug)]
+pub struct QueueSink {
+    pub queues: Vec<OutQueue>,
+    pub pool: BufPool,
+}
+
+impl QueueSink {
+    pub fn new(n: usize) -> Self {
+        QueueSink {
+            queues: (0..n).map(|_| OutQueue::default()).collect(),
+            pool: BufPool::new(16 * 1024, n),
+        }
+    }
+}
+
+impl Sink for QueueSink {
+    #[inline]
+    fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) {
+        if let Some(q) = self.queues.get_mut(conn) {
+            q.push_parts(&mut self.pool, head);
+            q.push_shared(shared);
         }
     }
 }

@@ -77,7 +77,7 @@ struct ConnSink<'a> {
 
 impl Sink for ConnSink<'_> {
     #[inline]
-    fn deliver(&mut self, conn: usize, head: &[u8], shared: &Arc<[u8]>) {
+    fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) {
         let (idx, gen) = split(Token(conn));
         let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
             return;
@@ -89,7 +89,7 @@ impl Sink for ConnSink<'_> {
         if c.out.is_empty() {
             self.dirty.push(Token(conn));
         }
-        c.out.push(self.pool, head);
+        c.out.push_parts(self.pool, head);
         c.out.push_shared(shared);
         if c.out.len() > self.max_outbound {
             c.overflowed = true;

@@ -22,9 +22,9 @@ pub fn write_frame(
             out.push(b':');
             escape_into(out, v.as_bytes());
         } else {
-            out.extend_from_slice(k.as_bytes());
+            push_unescaped(out, k.as_bytes());
             out.push(b':');
-            out.extend_from_slice(v.as_bytes());
+            push_unescaped(out, v.as_bytes());
         }
         out.push(b'\n');
     }
@@ -36,6 +36,20 @@ pub fn write_frame(
     out.push(b'\n');
     out.extend_from_slice(body);
     out.push(0);
+}
+
+/// Append a header name or value where escaping is not available (1.0, CONNECT, CONNECTED).
+/// An EOL would end the header and let the value inject headers or a body, so each `\r` and
+/// `\n` becomes a space.
+fn push_unescaped(out: &mut Vec<u8>, v: &[u8]) {
+    if !v.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+        out.extend_from_slice(v);
+        return;
+    }
+    out.extend(
+        v.iter()
+            .map(|&b| if matches!(b, b'\r' | b'\n') { b' ' } else { b }),
+    );
 }
 
 /// Append a decimal number without allocating.

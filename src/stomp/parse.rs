@@ -104,8 +104,13 @@ fn line(buf: &[u8], pos: usize, max: usize) -> Result<Option<(&[u8], usize)>, Pa
     Ok(Some((l, pos + nl + 1)))
 }
 
+/// A `content-length` value: decimal digits, with spaces and tabs around them tolerated (not CR
+/// or form feed, which are not padding).
 fn parse_len(v: &[u8]) -> Option<usize> {
-    let v = v.trim_ascii();
+    let pad = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = v.iter().position(|b| !pad(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !pad(b)).map_or(start, |i| i + 1);
+    let v = v.get(start..end).unwrap_or_default();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -714,9 +714,26 @@ fn bad_content_length_values() {
     }
     // A huge but well-formed length is too large, not malformed.
     assert_eq!(
-        err(b"SEND\ncontent-length:18446744073709551615\n\n", V12, &lim),
+        err(b"SEND\ncontent-length:9999999999999999999\n\n", V12, &lim),
         ParseError::BodyTooLarge
     );
+    // Spaces and tabs around the digits are tolerated; other whitespace is not. (A CR gets in
+    // as `content-length:7\r\r\n`: the line's CRLF is stripped, leaving `7\r`.)
+    with_frame(b"SEND\ncontent-length: 3\t\n\nabc\0", V12, |f| {
+        assert_eq!(f.body, b"abc")
+    });
+    for wire in [
+        &b"SEND\ncontent-length:3\r\r\n\nabc\0"[..],
+        b"SEND\ncontent-length:\x0c3\n\nabc\0",
+        b"SEND\ncontent-length:\t\n\n\0",
+    ] {
+        assert_eq!(
+            err(wire, V12, &lim),
+            ParseError::BadContentLength,
+            "{}",
+            s(wire)
+        );
+    }
     // Leading zeros are fine.
     with_frame(b"SEND\ncontent-length:003\n\nabc\0", V12, |f| {
         assert_eq!(f.body, b"abc")
@@ -924,7 +941,6 @@ fn unknown_command() {
         b"SEND \n\n\0",
         b" SEND\n\n\0",
         b"SENDX\n\n\0",
-        b"\0",
         b"\0\n",
         b"MESSAGE\0\n",
     ] {
@@ -1013,16 +1029,48 @@ fn write_frame_escapes_and_adds_content_length() {
 }
 
 #[test]
+fn unescaped_eols_cannot_break_the_frame() {
+    // A 1.2 client's header forwarded to a 1.0 subscriber (or a CONNECTED value) with EOLs in
+    // it: written raw, they would end the header and inject others.
+    for (v, cmd) in [
+        (V10, Command::Message),
+        (V12, Command::Connected),
+        (V11, Command::Connect),
+    ] {
+        let mut out = Vec::new();
+        write_frame(
+            &mut out,
+            v,
+            cmd,
+            &[("x", "1\r\ninjected:yes\n\nbody"), ("a\nb", "2")],
+            b"",
+        );
+        with_frame(&out, v, |f| {
+            assert_eq!(f.command, cmd);
+            assert_eq!(f.headers.len(), 2);
+            assert_eq!(f.header("x").as_deref(), Some("1  injected:yes  body"));
+            assert_eq!(f.header("a b").as_deref(), Some("2"));
+            assert_eq!(f.header("injected"), None);
+            assert!(f.body.is_empty());
+        });
+    }
+}
+
+#[test]
 fn write_error_parses() {
     for v in VERSIONS {
         let mut out = Vec::new();
         write_error(&mut out, v, "bad: frame\nreally", Some("r:1"));
         with_frame(&out, v, |f| {
             assert_eq!(f.command, Command::Error);
-            if v != V10 {
-                assert_eq!(f.header("message").as_deref(), Some("bad: frame\nreally"));
-                assert_eq!(f.header("receipt-id").as_deref(), Some("r:1"));
-            }
+            // 1.0 cannot carry an EOL in a header: it becomes a space.
+            let message = if v == V10 {
+                "bad: frame really"
+            } else {
+                "bad: frame\nreally"
+            };
+            assert_eq!(f.header("message").as_deref(), Some(message));
+            assert_eq!(f.header("receipt-id").as_deref(), Some("r:1"));
             assert_eq!(f.header("content-type").as_deref(), Some("text/plain"));
             assert_eq!(f.body, b"bad: frame\nreally");
         });

@@ -61,10 +61,6 @@ struct Streaming {
     fin: bool,
 }
 
-/// Reassembly buffers larger than this are released after their message, so a connection that
-/// once received a big message does not keep the memory.
-const KEEP_CAPACITY: usize = 64 * 1024;
-
 #[derive(Debug)]
 pub struct Decoder {
     cfg: DecoderConfig,
@@ -103,11 +99,9 @@ impl Decoder {
     ) -> Result<(usize, Option<Event<'a>>), WsError> {
         if self.assembly_done {
             self.assembly_done = false;
-            if self.assembly.capacity() > KEEP_CAPACITY {
-                self.assembly = Vec::new();
-            } else {
-                self.assembly.clear();
-            }
+            // An idle connection holds no buffer: fragmented messages are rare enough that
+            // giving the memory back beats keeping it.
+            self.assembly = Vec::new();
         }
         if let Some(s) = self.streaming.as_mut() {
             let n = s.remaining.min(input.len() as u64) as usize;
