@@ -1178,10 +1178,12 @@ fn unescapable(n: &str, v: &str) -> (String, String) {
     (n, v)
 }
 
+/// (wire, leading EOL bytes, command, decoded headers, body).
+type Built = (Vec<u8>, usize, Command, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>);
+
 /// A frame built byte by byte (not with write_frame): LF or CRLF per line, optional
 /// content-length, heart-beats before it. Returns (wire, leading EOL bytes, expected frame with
 /// decoded headers).
-#[allow(clippy::type_complexity)]
 fn build(
     version: Version,
     command: Command,
@@ -1190,7 +1192,7 @@ fn build(
     with_len: bool,
     crlf: &[bool],
     lead: &[bool],
-) -> (Vec<u8>, usize, Command, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>) {
+) -> Built {
     let escaped = version != V10 && command.escapes_headers();
     let mut crlf = crlf.iter().cycle();
     let mut eol = |w: &mut Vec<u8>| {
