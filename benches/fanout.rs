@@ -1,6 +1,7 @@
 //! Fan-out of one published message to N local subscribers, up to the point of the write:
 //! per subscriber, the head (WebSocket header, MESSAGE, subscription) is copied into its queue
 //! and the shared body is referenced. Cost per extra delivery = (t(10,000) - t(1)) / 9,999.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;

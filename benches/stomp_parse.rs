@@ -8,6 +8,7 @@
 //!
 //! Each is measured twice, the same work reported as frames/s (`frames`) and as bytes/s of
 //! wire (`bytes`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -13,6 +13,7 @@
 //!   stream, `read()` once per message: header parse, unmask, UTF-8 check, an owned `Message`.
 //!
 //! `unmask`: the 16-bytes-at-a-time [`apply_mask`] against the byte-at-a-time reference.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::io::{self, Read, Write};

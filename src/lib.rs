@@ -6,6 +6,8 @@
 //! - [`server`]: the acceptor and reactor threads (mio), the only code that does I/O.
 //! - [`config`]: every limit, with defaults.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod router;
 pub mod server;

@@ -1,5 +1,7 @@
 //! The `stompbox` binary: command-line configuration, then the server from the library.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

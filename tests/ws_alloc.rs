@@ -10,6 +10,7 @@
 //! the workspace lint at "deny", delete the `cfg` line below and these tests compile and pass.
 #![cfg(not(test))]
 #![allow(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

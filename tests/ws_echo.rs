@@ -1,5 +1,6 @@
 //! The WebSocket server end to end: the echo endpoint driven by tungstenite (an independent
 //! implementation) and by raw sockets for everything malformed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

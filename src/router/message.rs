@@ -86,9 +86,12 @@ pub fn encode_shared(
             out.push(b':');
             escape::escape_into(out, value);
         } else {
-            out.extend_from_slice(name);
+            // 1.0 has no escapes: a line break inside a value would end the header (and could
+            // inject others), so it becomes a space.
+            let flat = |b: &u8| if matches!(b, b'\r' | b'\n') { b' ' } else { *b };
+            out.extend(name.iter().map(flat));
             out.push(b':');
-            out.extend_from_slice(value);
+            out.extend(value.iter().map(flat));
         }
         out.push(b'\n');
     };

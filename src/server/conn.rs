@@ -322,9 +322,12 @@ impl Conn {
             }
         }
         if let Some(d) = self.hb_send {
-            if self.last_write + d <= now && self.out.is_empty() {
-                let ws = self.is_ws();
-                self.push_stomp(ctx, b"\n", ws);
+            if self.last_write + d <= now {
+                // A connection that is still writing needs no heart-beat.
+                if self.out.is_empty() {
+                    let ws = self.is_ws();
+                    self.push_stomp(ctx, b"\n", ws);
+                }
                 self.last_write = now;
             }
         }

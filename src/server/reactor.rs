@@ -462,7 +462,7 @@ impl Reactor {
 
     fn remove(&mut self, t: Token) {
         let (idx, gen) = split(t);
-        if !self.conns.get(idx).is_some_and(|s| s.gen == gen) {
+        if self.conns.get(idx).is_none_or(|s| s.gen != gen) {
             return;
         }
         let mut s = self.conns.remove(idx);
@@ -473,5 +473,22 @@ impl Reactor {
             }
         }
         s.conn.out.release(&mut self.pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-connection memory is part of the product: keep the slab entry small. Buffers are
+    /// pooled and absent while idle, so this is most of what an idle connection costs.
+    #[test]
+    fn idle_connection_footprint() {
+        let slot = std::mem::size_of::<Slot>();
+        let decoder = std::mem::size_of::<crate::ws::Decoder>();
+        let stomp = std::mem::size_of::<super::super::conn::StompState>();
+        eprintln!("slot {slot} B, ws decoder {decoder} B, stomp state {stomp} B");
+        assert!(slot <= 320, "slot grew to {slot} bytes");
+        assert!(decoder <= 128, "decoder grew to {decoder} bytes");
     }
 }

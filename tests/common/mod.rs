@@ -2,6 +2,7 @@
 //! that writes hand-made frames and reads the server's frames with its own small parser
 //! (deliberately not stompbox's decoder).
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
