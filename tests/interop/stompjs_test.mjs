@@ -1,0 +1,361 @@
+// Interop scenarios: @stomp/stompjs (Node, `ws` package) against a running stompbox over WebSocket.
+//
+//   node stompjs_test.mjs SCENARIO --ws PORT [DEST]
+//
+// Scenarios: js-ws-basic, js-ws-heartbeat, js-ws-large-split.
+// Helper modes for stomp_py_test.py's cross-client scenarios: `publish DEST`, `receive DEST`.
+// Exit 0 on success, 1 with an "assertion failed: ..." line otherwise. Every wait is bounded.
+
+import { Client } from '@stomp/stompjs';
+import WebSocket from 'ws';
+
+Object.assign(globalThis, { WebSocket });
+
+const UTF8_TEXT = 'κόσμε 😀';
+const enc = new TextEncoder();
+// Every byte value, then NULs inside and at the end (as in stomp_py_test.py).
+const BINARY_BODY = new Uint8Array([
+  ...Array.from({ length: 256 }, (_, i) => i),
+  ...enc.encode('\0\0mid\0'),
+  0xff,
+  0xfe,
+  0,
+]);
+
+class Fail extends Error {}
+const check = (cond, msg) => {
+  if (!cond) throw new Fail(msg);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout(promise, ms, what) {
+  let t;
+  const timeout = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new Fail(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
+}
+
+const hex = (u8, n = 32) =>
+  Buffer.from(u8.subarray(0, n)).toString('hex') + (u8.length > n ? '…' : '');
+
+function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+let PORT;
+const ALL = []; // every client's state, for the debug dump on failure
+const url = () => `ws://127.0.0.1:${PORT}/ws`;
+
+/** A connected stompjs client plus everything it saw. */
+async function connect(name, opts = {}) {
+  const st = {
+    name,
+    errors: [],
+    closes: [],
+    heartbeats: 0,
+    heartbeatLost: 0,
+    log: [],
+    connected: null,
+    disconnectReceipt: null,
+  };
+  ALL.push(st);
+  const client = new Client({
+    webSocketFactory: () => new WebSocket(url(), ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+    reconnectDelay: 0,
+    heartbeatIncoming: 0,
+    heartbeatOutgoing: 0,
+    connectionTimeout: 10000,
+    debug: (m) => {
+      st.log.push(m.length > 300 ? m.slice(0, 300) + '…' : m);
+      if (st.log.length > 60) st.log.shift();
+    },
+    ...opts,
+  });
+  client.onStompError = (f) => st.errors.push(f);
+  client.onWebSocketClose = (e) => st.closes.push({ code: e.code, reason: String(e.reason ?? '') });
+  client.onHeartbeatReceived = () => st.heartbeats++;
+  client.onHeartbeatLost = () => st.heartbeatLost++;
+  client.onDisconnect = (f) => (st.disconnectReceipt = f);
+  const connected = new Promise((resolve, reject) => {
+    client.onConnect = (f) => resolve(f);
+    client.onWebSocketError = (e) => reject(new Fail(`${name}: WebSocket error ${e?.message ?? e}`));
+  });
+  client.activate();
+  st.connected = await withTimeout(connected, 10000, `${name}: CONNECTED`);
+  const h = st.connected.headers;
+  check(h.version === '1.2', `${name}: CONNECTED version ${h.version}, want 1.2 (${JSON.stringify(h)})`);
+  check(
+    client.webSocket.protocol === 'v12.stomp',
+    `${name}: WebSocket subprotocol ${JSON.stringify(client.webSocket.protocol)}, want v12.stomp`,
+  );
+  return { client, st };
+}
+
+function state(st) {
+  const errs = st.errors.map((f) => `${f.headers.message}: ${f.body}`);
+  return `[${st.name}: errors=${JSON.stringify(errs)} closes=${JSON.stringify(st.closes)} heartbeats=${st.heartbeats}]`;
+}
+
+function noErrors({ st }) {
+  check(st.errors.length === 0, `unexpected ERROR frame(s) ${state(st)}`);
+  check(st.closes.length === 0, `the WebSocket closed unexpectedly ${state(st)}`);
+}
+
+/** Send `frame` (a function that transmits) and wait for RECEIPT `id`. */
+async function withReceipt(c, id, transmit) {
+  const p = new Promise((resolve) => c.client.watchForReceipt(id, resolve));
+  transmit();
+  await withTimeout(p, 5000, `${c.st.name}: RECEIPT receipt-id:${id} ${state(c.st)}`);
+  noErrors(c);
+}
+
+/** Subscribe with a receipt; messages land in the returned inbox. */
+async function subscribe(c, dest, id) {
+  const inbox = { messages: [], waiters: [] };
+  let sub;
+  await withReceipt(c, `r-sub-${id}`, () => {
+    sub = c.client.subscribe(
+      dest,
+      (m) => {
+        inbox.messages.push(m);
+        inbox.waiters = inbox.waiters.filter((w) => !w());
+      },
+      { id, receipt: `r-sub-${id}` },
+    );
+  });
+  inbox.sub = sub;
+  inbox.take = async (n, ms = 5000) => {
+    if (inbox.messages.length < n) {
+      await withTimeout(
+        new Promise((resolve) => inbox.waiters.push(() => inbox.messages.length >= n && (resolve(), true))),
+        ms,
+        `${c.st.name}: ${n} MESSAGE(s) on ${dest} (have ${inbox.messages.length}) ${state(c.st)}`,
+      );
+    }
+    return inbox.messages.slice(0, n);
+  };
+  return inbox;
+}
+
+async function disconnect(c) {
+  c.client.configure({ disconnectHeaders: { receipt: 'bye' } });
+  await withTimeout(c.client.deactivate(), 5000, `${c.st.name}: deactivate (DISCONNECT, RECEIPT, close)`);
+  check(
+    c.st.disconnectReceipt?.headers['receipt-id'] === 'bye',
+    `${c.st.name}: no RECEIPT for DISCONNECT (got ${JSON.stringify(c.st.disconnectReceipt?.headers)}) ${state(c.st)}`,
+  );
+  check(c.st.errors.length === 0, `${c.st.name}: ERROR frame(s) ${state(c.st)}`);
+}
+
+function checkMessage(m, dest, want, subId, extra = {}) {
+  const h = m.headers;
+  check(h.destination === dest, `MESSAGE destination ${h.destination} != ${dest}`);
+  check(h['message-id'], `MESSAGE without message-id: ${JSON.stringify(h)}`);
+  if (subId !== undefined) check(h.subscription === subId, `MESSAGE subscription ${h.subscription} != ${subId}`);
+  const got = m.binaryBody;
+  const wantBytes = typeof want === 'string' ? enc.encode(want) : want;
+  check(
+    sameBytes(got, wantBytes),
+    `MESSAGE body differs: got ${got.length} bytes ${hex(got)}, want ${wantBytes.length} bytes ${hex(wantBytes)}`,
+  );
+  if (typeof want === 'string') check(m.body === want, `MESSAGE text body differs: ${JSON.stringify(m.body.slice(0, 80))}`);
+  if ('content-length' in h) check(Number(h['content-length']) === wantBytes.length, `content-length ${h['content-length']} != ${wantBytes.length}`);
+  for (const [k, v] of Object.entries(extra)) check(h[k] === v, `MESSAGE header ${k}: ${JSON.stringify(h[k])} != ${JSON.stringify(v)}`);
+}
+
+const SCENARIOS = {
+  async 'js-ws-basic'() {
+    const dest = `/topic/interop.js.${process.pid}`;
+    const c = await connect('stompjs');
+    try {
+      const inbox = await subscribe(c, dest, 'sub-1');
+      const cases = [
+        ['text', { body: 'hello from stompjs' }, 'hello from stompjs', {}],
+        ['utf8', { body: UTF8_TEXT, headers: { 'content-type': 'text/plain;charset=utf-8' } }, UTF8_TEXT, { 'content-type': 'text/plain;charset=utf-8' }],
+        ['binary', { binaryBody: BINARY_BODY, headers: { 'content-type': 'application/octet-stream' } }, BINARY_BODY, { 'content-type': 'application/octet-stream' }],
+        ['headers', { body: 'with headers', headers: { 'x-colon': 'a:b', 'x-utf8': 'κόσμε', 'x-bs': 'c\\d' } }, 'with headers', { 'x-colon': 'a:b', 'x-utf8': 'κόσμε', 'x-bs': 'c\\d' }],
+      ];
+      for (const [i, [label, pub, want, extra]] of cases.entries()) {
+        const rid = `r-send-${label}`;
+        await withReceipt(c, rid, () =>
+          c.client.publish({ destination: dest, ...pub, headers: { ...(pub.headers ?? {}), receipt: rid } }),
+        );
+        const m = (await inbox.take(i + 1))[i];
+        try {
+          checkMessage(m, dest, want, 'sub-1', extra);
+        } catch (e) {
+          throw new Fail(`[${label}] ${e.message}`);
+        }
+      }
+      // client-individual: message.ack()/nack() need the 1.2 'ack' header from the broker.
+      const acks = { messages: [] };
+      let ackSub;
+      await withReceipt(c, 'r-sub-ack', () => {
+        ackSub = c.client.subscribe(`${dest}.ack`, (m) => acks.messages.push(m), {
+          id: 'sub-ack',
+          ack: 'client-individual',
+          receipt: 'r-sub-ack',
+        });
+      });
+      for (const i of [0, 1]) {
+        await withReceipt(c, `r-send-ack${i}`, () =>
+          c.client.publish({ destination: `${dest}.ack`, body: `ack me ${i}`, headers: { receipt: `r-send-ack${i}` } }),
+        );
+      }
+      for (let t = 0; acks.messages.length < 2 && t < 50; t++) await sleep(100);
+      check(acks.messages.length === 2, `client-individual subscription got ${acks.messages.length} of 2 messages`);
+      const [a1, a2] = acks.messages;
+      check(a1.headers.ack, `1.2 MESSAGE on a client-individual subscription has no 'ack' header: ${JSON.stringify(a1.headers)}`);
+      await withReceipt(c, 'r-ack', () => a1.ack({ receipt: 'r-ack' }));
+      await withReceipt(c, 'r-nack', () => a2.nack({ receipt: 'r-nack' }));
+      ackSub.unsubscribe();
+
+      const n = inbox.messages.length;
+      await withReceipt(c, 'r-unsub', () => inbox.sub.unsubscribe({ receipt: 'r-unsub' }));
+      await withReceipt(c, 'r-after', () =>
+        c.client.publish({ destination: dest, body: 'after unsubscribe', headers: { receipt: 'r-after' } }),
+      );
+      await sleep(500);
+      check(inbox.messages.length === n, `after UNSUBSCRIBE: got ${inbox.messages.length - n} unexpected MESSAGE(s)`);
+      await disconnect(c);
+    } finally {
+      c.client.forceDisconnect();
+    }
+  },
+
+  async 'js-ws-heartbeat'() {
+    // 1000,1000 from us -> the server sends and expects every 10 s; idle 25 s, still alive.
+    const dest = `/topic/interop.jshb.${process.pid}`;
+    const c = await connect('stompjs-hb', { heartbeatIncoming: 1000, heartbeatOutgoing: 1000 });
+    try {
+      const hb = c.st.connected.headers['heart-beat'];
+      check(hb === '10000,10000', `CONNECTED heart-beat ${hb}, want 10000,10000`);
+      const inbox = await subscribe(c, dest, 'hb');
+      const start = Date.now();
+      await sleep(25000);
+      noErrors(c);
+      check(c.st.heartbeatLost === 0, `stompjs lost the server's heart-beats ${state(c.st)}`);
+      check(c.client.connected, `client no longer connected after idling ${state(c.st)}`);
+      check(c.st.heartbeats >= 2, `only ${c.st.heartbeats} server heart-beat(s) in ${(Date.now() - start) / 1000}s, want >= 2`);
+      await withReceipt(c, 'r-alive', () =>
+        c.client.publish({ destination: dest, body: 'still alive', headers: { receipt: 'r-alive' } }),
+      );
+      checkMessage((await inbox.take(1))[0], dest, 'still alive', 'hb');
+      await disconnect(c);
+    } finally {
+      c.client.forceDisconnect();
+    }
+  },
+
+  async 'js-ws-large-split'() {
+    // A ~100 KiB text frame split by stompjs into 16 KiB WebSocket messages must arrive intact,
+    // and so must a frame cut into 7-byte messages (command and headers split too) and a
+    // 100 KiB binary body.
+    const dest = `/topic/interop.jsbig.${process.pid}`;
+    const sub = await connect('subscriber');
+    const big = await connect('splitter', { splitLargeFrames: true, maxWebSocketChunkSize: 16 * 1024 });
+    const tiny = await connect('tiny-chunks', { splitLargeFrames: true, maxWebSocketChunkSize: 7 });
+    try {
+      const inbox = await subscribe(sub, dest, 'big');
+      let text = '';
+      for (let i = 0; text.length < 100 * 1024; i++) text += `line ${i} κόσμε\n`;
+      await withReceipt(big, 'r-big', () =>
+        big.client.publish({ destination: dest, body: text, headers: { receipt: 'r-big' } }),
+      );
+      checkMessage((await inbox.take(1, 10000))[0], dest, text, 'big');
+
+      const small = `split into 7-byte pieces: ${UTF8_TEXT}`;
+      await withReceipt(tiny, 'r-tiny', () =>
+        tiny.client.publish({ destination: dest, body: small, headers: { receipt: 'r-tiny', 'x-k': 'v' } }),
+      );
+      checkMessage((await inbox.take(2))[1], dest, small, 'big', { 'x-k': 'v' });
+
+      const bin = new Uint8Array(100 * 1024);
+      for (let i = 0; i < bin.length; i++) bin[i] = (i * 7919) % 251; // includes NULs
+      await withReceipt(big, 'r-bin', () =>
+        big.client.publish({ destination: dest, binaryBody: bin, headers: { receipt: 'r-bin' } }),
+      );
+      checkMessage((await inbox.take(3, 10000))[2], dest, bin, 'big');
+      for (const c of [big, tiny, sub]) await disconnect(c);
+    } finally {
+      for (const c of [big, tiny, sub]) c.client.forceDisconnect();
+    }
+  },
+
+  // Cross-client helpers (driven by stomp_py_test.py).
+  async publish(dest) {
+    const c = await connect('stompjs-pub');
+    try {
+      const bodies = [{ body: 'plain text' }, { body: UTF8_TEXT }, { binaryBody: BINARY_BODY }];
+      for (const [i, b] of bodies.entries()) {
+        const headers = { 'x-from': 'stompjs' };
+        if (i === bodies.length - 1) {
+          headers.receipt = 'r-pub';
+          await withReceipt(c, 'r-pub', () => c.client.publish({ destination: dest, ...b, headers }));
+        } else {
+          c.client.publish({ destination: dest, ...b, headers });
+        }
+      }
+      await disconnect(c);
+    } finally {
+      c.client.forceDisconnect();
+    }
+  },
+
+  async receive(dest) {
+    const c = await connect('stompjs-sub');
+    try {
+      const inbox = await subscribe(c, dest, 'y');
+      console.log('READY');
+      const want = ['plain text', UTF8_TEXT, BINARY_BODY];
+      const got = await inbox.take(want.length, 15000);
+      for (const [i, m] of got.entries()) {
+        try {
+          checkMessage(m, dest, want[i], 'y', { 'x-from': 'stomp.py' });
+        } catch (e) {
+          throw new Fail(`message ${i} from stomp.py: ${e.message}`);
+        }
+      }
+      await sleep(200);
+      check(inbox.messages.length === want.length, `got ${inbox.messages.length} messages, want ${want.length}`);
+      await disconnect(c);
+    } finally {
+      c.client.forceDisconnect();
+    }
+  },
+};
+
+async function main() {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf('--ws');
+  if (i >= 0) {
+    PORT = Number(argv[i + 1]);
+    argv.splice(i, 2);
+  }
+  const [name, ...rest] = argv;
+  if (name === '--list') {
+    console.log(Object.keys(SCENARIOS).filter((n) => n.startsWith('js-')).join('\n'));
+    return 0;
+  }
+  const fn = SCENARIOS[name];
+  if (!fn || !PORT) {
+    console.error(`usage: stompjs_test.mjs SCENARIO --ws PORT [DEST]; scenarios: ${Object.keys(SCENARIOS).join(', ')}`);
+    return 2;
+  }
+  try {
+    await fn(...rest);
+    return 0;
+  } catch (e) {
+    const msg = e instanceof Fail ? `assertion failed: ${e.message}` : `error: ${e?.stack ?? e}`;
+    // Helpers report on stderr (their stdout is a protocol); scenarios on stdout.
+    (SCENARIOS[name] && name.startsWith('js-') ? console.log : console.error)(msg);
+    for (const st of ALL) console.error(`--- stompjs debug log of ${st.name} (last lines):\n${st.log.slice(-15).join('\n')}`);
+    return 1;
+  }
+}
+
+// Exit explicitly: a stuck socket or timer must not keep the process alive.
+main().then((code) => process.exit(code));
