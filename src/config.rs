@@ -29,7 +29,8 @@ pub struct Config {
     pub close_timeout: Duration,
     /// On shutdown, how long pending output may take to flush.
     pub shutdown_timeout: Duration,
-    /// Size of each pooled read buffer.
+    /// Size of each pooled read buffer (at least 1 KiB). WebSocket frames up to this size are
+    /// parsed in place; larger ones are streamed into a per-message buffer.
     pub read_buffer_size: usize,
     /// Pooled buffers kept free per reactor.
     pub pool_buffers: usize,

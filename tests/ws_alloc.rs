@@ -8,7 +8,6 @@
 //! DISABLED for now: a counting allocator needs `unsafe impl GlobalAlloc`, and the workspace sets
 //! `unsafe_code = "forbid"`, which `#![allow(unsafe_code)]` in a file cannot relax (E0453). With
 //! the workspace lint at "deny", delete the `cfg` line below and these tests compile and pass.
-#![cfg(not(test))]
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -253,13 +252,12 @@ fn small_binary_frames_and_pings_in_one_buffer_do_not_allocate() {
     assert_eq!((tally.binary, tally.pings, tally.pongs), (5_000, 500, 200));
 }
 
-/// Frames that straddle two socket reads are reassembled in the decoder's own buffer, which
-/// (by design) is given back after each message, so that an idle connection holds none. Each
-/// such frame costs at most two allocations (a first piece, then growth to the full payload);
-/// frames wholly inside one read cost nothing, and control frames are never reassembled.
+/// Frames that straddle two socket reads wait in the caller's buffer until they are whole
+/// (already unmasked and validated as far as they have arrived), so they cost nothing either:
+/// only frames larger than the decoder's inline limit are reassembled in its own buffer.
 #[test]
-fn frames_split_across_reads_allocate_at_most_twice_each() {
-    let mut buf = vec![0u8; READ_CHUNK + 256];
+fn frames_split_across_reads_do_not_allocate() {
+    let mut buf = vec![0u8; READ_CHUNK + 16 * 1024];
     let text = text_stream(10_000);
     let (mixed, expected) = binary_and_pings_stream(5_000);
     for (name, wire) in [("text", &text), ("binary+pings", &mixed)] {
@@ -267,10 +265,8 @@ fn frames_split_across_reads_allocate_at_most_twice_each() {
         let mut tally = Tally::default();
         let (allocs, reads) =
             count_allocs(|| decode_in_reads(&mut dec, wire, &mut buf, &mut tally));
-        assert!(
-            allocs <= 2 * reads,
-            "{name}: {allocs} allocations over {reads} reads"
-        );
+        assert!(reads > 10, "{name}: the stream must span many reads");
+        assert_eq!(allocs, 0, "{name}: {allocs} allocations over {reads} reads");
         let mut whole = Tally::default();
         decode_whole(&mut server(), &mut wire.clone(), &mut whole);
         assert_eq!(tally, whole, "{name}: reads and one buffer disagree");

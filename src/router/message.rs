@@ -41,6 +41,8 @@ pub struct Published {
     pub id: MsgId,
     /// For 1.1 and 1.2 subscribers (escaped headers).
     pub shared: Arc<[u8]>,
+    /// For 1.1 subscribers, when a header holds a CR (1.1 has no `\\r` escape).
+    pub shared_v11: Option<Arc<[u8]>>,
     /// For 1.0 subscribers, when escaping changed anything.
     pub shared_v10: Option<Arc<[u8]>>,
     /// The frame is valid UTF-8 (a WebSocket text message); otherwise it goes out as binary.
@@ -49,10 +51,12 @@ pub struct Published {
 
 impl Published {
     pub fn shared_for(&self, v: Version) -> &Arc<[u8]> {
-        match (&self.shared_v10, v) {
-            (Some(s), Version::V1_0) => s,
-            _ => &self.shared,
-        }
+        let older = match v {
+            Version::V1_0 => &self.shared_v10,
+            Version::V1_1 => &self.shared_v11,
+            Version::V1_2 => &None,
+        };
+        older.as_ref().unwrap_or(&self.shared)
     }
 }
 
@@ -71,36 +75,63 @@ fn is_reserved(name: &[u8]) -> bool {
     )
 }
 
-/// Build the shared part from a SEND frame. `scratch` is reused between calls.
+/// Append `v` as a header name or value in the encoding of `version`: 1.2 escapes CR, LF,
+/// colon and backslash; 1.1 has no CR escape, so a CR stays raw; 1.0 has no escapes at all, so
+/// a line break (which would end the header, or inject another) becomes a space.
+fn put_encoded(out: &mut Vec<u8>, v: &[u8], version: Version) {
+    match version {
+        Version::V1_2 => escape::escape_into(out, v),
+        Version::V1_1 => {
+            for chunk in v.split(|b| *b == b'\r').enumerate() {
+                if chunk.0 > 0 {
+                    out.push(b'\r');
+                }
+                escape::escape_into(out, chunk.1);
+            }
+        }
+        Version::V1_0 => out.extend(v.iter().map(|b| match b {
+            b'\r' | b'\n' => b' ',
+            _ => *b,
+        })),
+    }
+}
+
+/// Build the shared part from a SEND frame, once in 1.2 encoding and, only when a header needs
+/// it, once more for 1.1 and for 1.0. `scratch` is reused between calls.
 pub fn encode_shared(
     frame: &FrameRef<'_>,
     destination: &str,
     id: MsgId,
     scratch: &mut Vec<u8>,
 ) -> Published {
-    let mut needs_v10 = escape::needs_escape(destination.as_bytes());
-    scratch.clear();
-    let put = |out: &mut Vec<u8>, name: &[u8], value: &[u8], escaped: bool| {
-        if escaped {
-            escape::escape_into(out, name);
-            out.push(b':');
-            escape::escape_into(out, value);
-        } else {
-            // 1.0 has no escapes: a line break inside a value would end the header (and could
-            // inject others), so it becomes a space.
-            let flat = |b: &u8| if matches!(b, b'\r' | b'\n') { b' ' } else { *b };
-            out.extend(name.iter().map(flat));
-            out.push(b':');
-            out.extend(value.iter().map(flat));
-        }
+    // Which older encodings differ from 1.2: any escape differs for 1.0, only CR for 1.1.
+    let mut differs_v10 = false;
+    let mut differs_v11 = false;
+    let mut note = |v: &[u8]| {
+        differs_v10 |= escape::needs_escape(v);
+        differs_v11 |= v.contains(&b'\r');
+    };
+    let put = |out: &mut Vec<u8>, name: &[u8], value: &[u8], version: Version| {
+        put_encoded(out, name, version);
+        out.push(b':');
+        put_encoded(out, value, version);
         out.push(b'\n');
     };
-    let write = |out: &mut Vec<u8>, escaped: bool, needs: &mut bool| {
-        put(out, b"destination", destination.as_bytes(), escaped);
-        put(out, b"message-id", id.as_bytes(), false);
-        if let Some(ct) = frame.header("content-type") {
-            *needs |= escape::needs_escape(ct.as_bytes());
-            put(out, b"content-type", ct.as_bytes(), escaped);
+    let content_type = frame.header("content-type");
+    note(destination.as_bytes());
+    if let Some(ct) = &content_type {
+        note(ct.as_bytes());
+    }
+    for h in frame.headers {
+        note(&unescaped(frame, h.name));
+        note(&unescaped(frame, h.value));
+    }
+    let write = |out: &mut Vec<u8>, version: Version| {
+        out.clear();
+        put(out, b"destination", destination.as_bytes(), version);
+        put(out, b"message-id", id.as_bytes(), version);
+        if let Some(ct) = &content_type {
+            put(out, b"content-type", ct.as_bytes(), version);
         }
         for (i, h) in frame.headers.iter().enumerate() {
             let name = unescaped(frame, h.name);
@@ -113,31 +144,24 @@ pub fn encode_shared(
             {
                 continue;
             }
-            let value = unescaped(frame, h.value);
-            *needs |= escape::needs_escape(&name) || escape::needs_escape(&value);
-            put(out, &name, &value, escaped);
+            put(out, &name, &unescaped(frame, h.value), version);
         }
         out.extend_from_slice(b"content-length:");
         push_usize(out, frame.body.len());
         out.extend_from_slice(b"\n\n");
         out.extend_from_slice(frame.body);
         out.push(0);
+        Arc::<[u8]>::from(out.as_slice())
     };
-    write(scratch, true, &mut needs_v10);
-    let shared: Arc<[u8]> = Arc::from(scratch.as_slice());
-    let shared_v10 = if needs_v10 {
-        scratch.clear();
-        let mut ignored = false;
-        write(scratch, false, &mut ignored);
-        Some(Arc::from(scratch.as_slice()))
-    } else {
-        None
-    };
+    let shared = write(scratch, Version::V1_2);
+    let shared_v11 = differs_v11.then(|| write(scratch, Version::V1_1));
+    let shared_v10 = differs_v10.then(|| write(scratch, Version::V1_0));
     Published {
         destination: Arc::from(destination),
         id,
         text: std::str::from_utf8(&shared).is_ok(),
         shared,
+        shared_v11,
         shared_v10,
     }
 }

@@ -368,10 +368,15 @@ impl Conn {
                         };
                         self.phase = Phase::Open {
                             ws: Some(WsState {
-                                decoder: Box::new(Decoder::new(DecoderConfig::server(
-                                    ctx.cfg.max_frame_size,
-                                    ctx.cfg.max_message_size,
-                                ))),
+                                decoder: Box::new(Decoder::new(DecoderConfig {
+                                    max_inline: (ctx.cfg.read_buffer_size
+                                        - ws::frame::MAX_HEADER_LEN)
+                                        as u64,
+                                    ..DecoderConfig::server(
+                                        ctx.cfg.max_frame_size,
+                                        ctx.cfg.max_message_size,
+                                    )
+                                })),
                                 close_sent: false,
                             }),
                             app,
@@ -638,7 +643,10 @@ fn stomp_input(
             }
             Ok(Parsed::Frame(f, used)) => (f, used),
             Err(e) => {
-                let err = StompError::new(e.message());
+                let mut err = StompError::new(e.message());
+                err.receipt = stomp::parse::find_receipt(rest, 64 * 1024)
+                    .and_then(|r| stomp::escape::unescape(r).ok())
+                    .map(|r| String::from_utf8_lossy(&r).into_owned());
                 write_error(out, ctx, st.session.version, &err, ws);
                 return (input.len(), Some(Flow::Close { error: true }));
             }

@@ -106,6 +106,12 @@ impl ShutdownTrigger {
 pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let cfg = Arc::new(cfg);
     let shutdown = Arc::new(AtomicBool::new(false));
+    if cfg.read_buffer_size < 1024 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "read_buffer_size must be at least 1024",
+        ));
+    }
     if cfg.reactors > MAX_REACTORS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -207,3 +207,14 @@ pub fn parse<'a>(
         used,
     ))
 }
+
+/// Best effort for an ERROR about a frame that did not parse: the raw value of a `receipt`
+/// header among the frame's header lines that did arrive (looking at most `max` bytes).
+pub fn find_receipt(buf: &[u8], max: usize) -> Option<&[u8]> {
+    let head = buf.get(..buf.len().min(max)).unwrap_or_default();
+    head.split(|b| *b == b'\n')
+        .skip(1)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(b"receipt:"))
+}

@@ -27,6 +27,10 @@ pub struct DecoderConfig {
     pub max_frame_size: u64,
     /// Largest message, summed over its fragments.
     pub max_message_size: u64,
+    /// A single-frame message up to this size waits in the caller's buffer until it is whole
+    /// (zero copy, no allocation); larger ones are streamed into the reassembly buffer. Must
+    /// not exceed what the caller's buffer holds, less a frame header.
+    pub max_inline: u64,
 }
 
 impl DecoderConfig {
@@ -35,9 +39,20 @@ impl DecoderConfig {
             role: Role::Server,
             max_frame_size,
             max_message_size,
+            max_inline: DEFAULT_INLINE,
+        }
+    }
+
+    pub fn client(max_frame_size: u64, max_message_size: u64) -> Self {
+        DecoderConfig {
+            role: Role::Client,
+            ..DecoderConfig::server(max_frame_size, max_message_size)
         }
     }
 }
+
+/// Fits a 16 KiB read buffer with the largest frame header.
+pub const DEFAULT_INLINE: u64 = 16 * 1024 - super::frame::MAX_HEADER_LEN as u64;
 
 /// What one call to [`Decoder::decode`] produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,6 +86,9 @@ pub struct Decoder {
     assembly: Vec<u8>,
     utf8: Utf8Validator,
     assembly_done: bool,
+    /// Payload bytes already unmasked (and, for text, fed to `utf8`) of a single-frame message
+    /// that is still arriving at the start of the caller's buffer; 0 when none.
+    in_place: usize,
 }
 
 impl Decoder {
@@ -82,6 +100,7 @@ impl Decoder {
             assembly: Vec::new(),
             utf8: Utf8Validator::new(),
             assembly_done: false,
+            in_place: 0,
         }
     }
 
@@ -150,18 +169,41 @@ impl Decoder {
         }
         let text = h.opcode == Opcode::Text;
         let total = h.header_len as u64 + h.payload_len;
-        if h.opcode != Opcode::Continuation && h.fin && total <= input.len() as u64 {
-            // The common case: a whole message in one frame, already in the buffer.
-            let payload = input
-                .get_mut(h.header_len..total as usize)
-                .unwrap_or_default();
+        if h.opcode != Opcode::Continuation && h.fin && h.payload_len <= self.cfg.max_inline {
+            // The common case: a whole message in one frame, parsed where it lies in the
+            // caller's buffer. If it has not all arrived, unmask and validate what has (so
+            // invalid UTF-8 fails fast) and wait for the rest without consuming anything.
+            let avail = (input.len() - h.header_len).min(h.payload_len as usize);
+            let start = h.header_len;
+            let payload = input.get_mut(start..start + avail).unwrap_or_default();
+            // No fragmented message is open here, so `utf8` is free to track this frame.
+            let done = std::mem::take(&mut self.in_place);
+            if done == 0 {
+                self.utf8.reset();
+            }
             if let Some(m) = h.mask {
-                apply_mask(payload, m, 0);
+                apply_mask(payload.get_mut(done..).unwrap_or_default(), m, done);
             }
-            if text && std::str::from_utf8(payload).is_err() {
-                return Err(WsError::InvalidUtf8);
+            let payload: &[u8] = payload;
+            let fresh = payload.get(done..).unwrap_or_default();
+            if avail as u64 == h.payload_len {
+                if text {
+                    let ok = if done == 0 {
+                        std::str::from_utf8(payload).is_ok()
+                    } else {
+                        self.utf8.feed(fresh).is_ok() && self.utf8.finish().is_ok()
+                    };
+                    if !ok {
+                        return Err(WsError::InvalidUtf8);
+                    }
+                }
+                return Ok((total as usize, Some(Event::Message { text, payload })));
             }
-            return Ok((total as usize, Some(Event::Message { text, payload })));
+            if text {
+                self.utf8.feed(fresh).map_err(|_| WsError::InvalidUtf8)?;
+            }
+            self.in_place = avail;
+            return Ok((0, None));
         }
         if h.opcode != Opcode::Continuation {
             self.message = Some(text);
@@ -242,6 +284,40 @@ mod tests {
 
     fn server() -> Decoder {
         Decoder::new(DecoderConfig::server(1 << 20, 1 << 20))
+    }
+
+    #[test]
+    fn a_frame_arriving_in_pieces_waits_in_place_and_fails_fast() {
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, "κόσμε".as_bytes(), MASK);
+        let mut d = server();
+        let mut buf = w[..5].to_vec();
+        assert_eq!(d.decode(&mut buf).unwrap(), (0, None));
+        buf.extend_from_slice(&w[5..9]);
+        assert_eq!(d.decode(&mut buf).unwrap(), (0, None));
+        buf.extend_from_slice(&w[9..]);
+        let (used, ev) = d.decode(&mut buf).unwrap();
+        assert_eq!(used, w.len());
+        assert_eq!(
+            ev,
+            Some(Event::Message {
+                text: true,
+                payload: "κόσμε".as_bytes()
+            })
+        );
+        assert_eq!(d.buffered(), 0);
+        // Invalid UTF-8 in the part that has arrived fails before the rest comes.
+        let mut w = Vec::new();
+        write_frame(
+            &mut w,
+            true,
+            Opcode::Text,
+            &[0xce, 0xba, 0xf4, 0x90, 0x80, 0x80, b'a'],
+            MASK,
+        );
+        let mut d = server();
+        let mut buf = w[..6 + 4].to_vec();
+        assert_eq!(d.decode(&mut buf), Err(WsError::InvalidUtf8));
     }
 
     #[derive(Debug, PartialEq, Eq, Clone)]
@@ -424,11 +500,7 @@ mod tests {
 
     #[test]
     fn client_role_rejects_masked() {
-        let mut d = Decoder::new(DecoderConfig {
-            role: Role::Client,
-            max_frame_size: 100,
-            max_message_size: 100,
-        });
+        let mut d = Decoder::new(DecoderConfig::client(100, 100));
         let mut w = Vec::new();
         write_frame(&mut w, true, Opcode::Text, b"x", MASK);
         assert_eq!(run(&mut d, &w, &[]), Err(WsError::MaskedFrame));

@@ -8,7 +8,7 @@
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
     pending: [u8; 4],
-    pending_len: usize,
+    pending_len: u8,
 }
 
 /// The bytes fed so far can never become valid UTF-8.
@@ -33,10 +33,16 @@ impl Utf8Validator {
                 return Ok(());
             };
             data = rest;
-            let slot = self.pending.get_mut(self.pending_len).ok_or(InvalidUtf8)?;
+            let slot = self
+                .pending
+                .get_mut(self.pending_len as usize)
+                .ok_or(InvalidUtf8)?;
             *slot = b;
             self.pending_len += 1;
-            let carried = self.pending.get(..self.pending_len).ok_or(InvalidUtf8)?;
+            let carried = self
+                .pending
+                .get(..self.pending_len as usize)
+                .ok_or(InvalidUtf8)?;
             match std::str::from_utf8(carried) {
                 Ok(_) => self.pending_len = 0,
                 Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
@@ -50,7 +56,7 @@ impl Utf8Validator {
                 let tail = data.get(e.valid_up_to()..).ok_or(InvalidUtf8)?;
                 let dst = self.pending.get_mut(..tail.len()).ok_or(InvalidUtf8)?;
                 dst.copy_from_slice(tail);
-                self.pending_len = tail.len();
+                self.pending_len = tail.len() as u8;
                 Ok(())
             }
         }
