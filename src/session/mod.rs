@@ -3,6 +3,8 @@
 //! (routing, closing) and owns the clock.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::stomp::{self, heartbeat, Command, FrameRef, Version};
 
@@ -25,8 +27,28 @@ impl AckMode {
     }
 }
 
+/// Decides whether a CONNECT's credentials are admitted. Runs on a reactor thread: it must be
+/// fast and must not block.
+pub trait Authenticator: Send + Sync + fmt::Debug {
+    /// `login`, `passcode` and `host` as the client sent them.
+    fn authenticate(&self, login: Option<&str>, passcode: Option<&str>, host: Option<&str>)
+        -> bool;
+}
+
+/// The default until authentication is configured: any login, or none, is accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authenticator for AllowAll {
+    fn authenticate(&self, _: Option<&str>, _: Option<&str>, _: Option<&str>) -> bool {
+        true
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// Who may connect.
+    pub authenticator: Arc<dyn Authenticator>,
     /// (can send every, wants to receive every) in ms; 0 = never.
     pub heartbeat: (u64, u64),
     /// Smallest interval the server will agree to, either way, in ms.
@@ -40,6 +62,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
+            authenticator: Arc::new(AllowAll),
             heartbeat: (10_000, 10_000),
             min_heartbeat: 100,
             max_subscriptions: 1024,
@@ -231,7 +254,16 @@ impl Session {
                 (send_ms, recv_ms) = heartbeat::negotiate(client, server);
             }
         }
-        self.login = frame.header("login").map(Cow::into_owned);
+        let login = frame.header("login");
+        let passcode = frame.header("passcode");
+        let host = frame.header("host");
+        if !cfg
+            .authenticator
+            .authenticate(login.as_deref(), passcode.as_deref(), host.as_deref())
+        {
+            return Err(StompError::new("access refused"));
+        }
+        self.login = login.map(Cow::into_owned);
         self.connected = true;
         let hb = format!("{},{}", send_ms, recv_ms);
         let mut headers: Vec<(&str, &str)> = vec![
@@ -340,6 +372,42 @@ mod tests {
             .unwrap_err()
             .message
             .contains("no common protocol version"));
+    }
+
+    #[derive(Debug)]
+    struct OnlyAlice;
+
+    impl Authenticator for OnlyAlice {
+        fn authenticate(&self, l: Option<&str>, p: Option<&str>, _: Option<&str>) -> bool {
+            l == Some("alice") && p == Some("secret")
+        }
+    }
+
+    #[test]
+    fn the_authenticator_decides() {
+        let cfg = SessionConfig {
+            authenticator: Arc::new(OnlyAlice),
+            ..SessionConfig::default()
+        };
+        let attempt = |wire: &[u8]| {
+            let mut s = Session::new("s".into());
+            let mut hs = [Header::default(); 8];
+            let Ok(Parsed::Frame(f, _)) = parse(wire, &mut hs, s.version, &Limits::default())
+            else {
+                panic!("parse")
+            };
+            let mut out = Vec::new();
+            let r = s.handle(&f, &cfg, &mut out).map(|_| s.login.clone());
+            (r, out.is_empty())
+        };
+        let (r, _) = attempt(b"CONNECT\naccept-version:1.2\nlogin:alice\npasscode:secret\n\n\0");
+        assert_eq!(r, Ok(Some("alice".to_string())));
+        let (r, no_reply) =
+            attempt(b"CONNECT\naccept-version:1.2\nlogin:alice\npasscode:guess\n\n\0");
+        assert_eq!(r.unwrap_err().message, "access refused");
+        assert!(no_reply, "no CONNECTED for a refused login");
+        let (r, _) = attempt(b"CONNECT\naccept-version:1.2\n\n\0");
+        assert_eq!(r.unwrap_err().message, "access refused");
     }
 
     #[test]

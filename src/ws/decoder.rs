@@ -511,4 +511,100 @@ mod tests {
             vec![Owned::Msg(true, b"ok".to_vec())]
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A message as a client might send it: text or binary, cut into fragments, with a
+        /// ping after some fragments.
+        #[derive(Debug, Clone)]
+        struct Msg {
+            text: bool,
+            payload: Vec<u8>,
+            cuts: Vec<usize>,
+            pings: Vec<bool>,
+        }
+
+        fn msg() -> impl Strategy<Value = Msg> {
+            (
+                any::<bool>(),
+                prop::collection::vec(any::<u8>(), 0..300),
+                prop::collection::vec(0usize..300, 0..4),
+                prop::collection::vec(any::<bool>(), 4),
+            )
+                .prop_map(|(text, payload, cuts, pings)| {
+                    let payload = if text {
+                        String::from_utf8_lossy(&payload).into_owned().into_bytes()
+                    } else {
+                        payload
+                    };
+                    Msg {
+                        text,
+                        payload,
+                        cuts,
+                        pings,
+                    }
+                })
+        }
+
+        fn encode(msgs: &[Msg]) -> (Vec<u8>, Vec<Owned>) {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for (n, m) in msgs.iter().enumerate() {
+                let mut cuts: Vec<usize> =
+                    m.cuts.iter().map(|c| c % (m.payload.len() + 1)).collect();
+                cuts.sort_unstable();
+                cuts.dedup();
+                let mut bounds = vec![0];
+                bounds.extend(cuts.iter().copied().filter(|c| *c > 0));
+                bounds.push(m.payload.len());
+                bounds.dedup();
+                if bounds.len() == 1 {
+                    bounds.push(0);
+                }
+                let pieces = bounds.len() - 1;
+                let mask = Some([n as u8, 0x5a, 0xa5, 0x3c]);
+                for k in 0..pieces {
+                    let op = match (k, m.text) {
+                        (0, true) => Opcode::Text,
+                        (0, false) => Opcode::Binary,
+                        _ => Opcode::Continuation,
+                    };
+                    let part = &m.payload[bounds[k]..bounds[k + 1]];
+                    write_frame(&mut wire, k + 1 == pieces, op, part, mask);
+                    if m.pings.get(k).copied().unwrap_or(false) {
+                        let p = [n as u8, k as u8];
+                        write_frame(&mut wire, true, Opcode::Ping, &p, mask);
+                        expected.push(Owned::Ping(p.to_vec()));
+                    }
+                }
+                expected.push(Owned::Msg(m.text, m.payload.clone()));
+            }
+            (wire, expected)
+        }
+
+        proptest! {
+            /// Encode, then decode with the stream cut anywhere: the same messages and pings
+            /// come out, whatever the fragmentation and wherever reads split the bytes.
+            #[test]
+            fn round_trip_at_any_split(
+                msgs in prop::collection::vec(msg(), 1..6),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            ) {
+                let (wire, expected) = encode(&msgs);
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+                at.sort_unstable();
+                let got = run(&mut server(), &wire, &at).unwrap();
+                // A ping sent after a message's last fragment comes out after the message.
+                let mut got_sorted = got.clone();
+                let mut exp_sorted = expected.clone();
+                got_sorted.sort_by_key(|o| format!("{o:?}"));
+                exp_sorted.sort_by_key(|o| format!("{o:?}"));
+                prop_assert_eq!(got_sorted, exp_sorted);
+                let msgs_only = |v: &[Owned]| v.iter().filter(|o| matches!(o, Owned::Msg(..))).cloned().collect::<Vec<_>>();
+                prop_assert_eq!(msgs_only(&got), msgs_only(&expected));
+            }
+        }
+    }
 }
