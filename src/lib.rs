@@ -2,8 +2,27 @@
 //!
 //! A multi-threaded STOMP 1.0/1.1/1.2 broker over WebSocket (RFC 6455) and TCP.
 //!
+//! ```text
+//!  listeners ──▶ acceptor thread ──(crossbeam channel + mio Waker, round-robin)──┐
+//!                                                                               ▼
+//!  ┌────────────────────── reactor thread (one per core) ──────────────────────────┐
+//!  │ mio::Poll · Slab<Conn> · timer wheel · buffer pool · Router (local subs)      │
+//!  │  read ─▶ ws::Decoder ─▶ stomp::parse ─▶ session::Session ─▶ Action           │
+//!  │                                  publish ─▶ router: local subscribers        │
+//!  │                                          └─▶ Directory mask: other reactors  │
+//!  │  per turn: one batch + one wake-up per peer reactor; one writev per dirty conn│
+//!  └───────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Dependencies point one way: [`session`] uses [`stomp`]; [`router`] stands alone (plus the
+//! encoders); [`server`] uses them all and is the only module that touches sockets, threads,
+//! channels or the clock.
+//!
 //! - [`ws`]: sans-IO WebSocket: handshake, frames, masking, UTF-8, close codes.
-//! - [`server`]: the acceptor and reactor threads (mio), the only code that does I/O.
+//! - [`stomp`]: sans-IO STOMP codec: zero-copy parser, encoder, escaping, heart-beats.
+//! - [`session`]: one STOMP session's protocol state machine.
+//! - [`router`]: destinations, subscriptions, the cross-reactor directory, fan-out.
+//! - [`server`]: the acceptor and reactor threads (mio).
 //! - [`config`]: every limit, with defaults.
 
 #![forbid(unsafe_code)]
