@@ -4,6 +4,7 @@
 
 mod directory;
 mod message;
+pub mod queue;
 
 pub use directory::{Directory, MAX_REACTORS};
 pub use message::{encode_shared, MsgId, Published};
