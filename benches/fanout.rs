@@ -32,7 +32,7 @@ fn setup(n: usize, ws: bool) -> (Router, stompbox::router::Published, QueueSink)
         panic!("bench frame parses")
     };
     let mut scratch = Vec::new();
-    let msg = encode_shared(&f, "/topic/bench", MsgId::new(0, 1), &mut scratch);
+    let msg = encode_shared(&f, "/topic/bench", Some(MsgId::new(0, 1)), &mut scratch);
     (router, msg, QueueSink::new(n))
 }
 

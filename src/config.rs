@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::router::QueueConfig;
 use crate::session::SessionConfig;
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// A client silent for this many times its negotiated heart-beat interval is closed.
     pub heartbeat_grace: u32,
+    /// Queue bounds and overflow policy.
+    pub queues: QueueConfig,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             stomp_limits: Limits::default(),
             session: SessionConfig::default(),
             heartbeat_grace: 2,
+            queues: QueueConfig::default(),
         }
     }
 }

@@ -13,6 +13,12 @@ pub struct MsgId {
 }
 
 impl MsgId {
+    /// For queue messages, whose ids are given per delivery.
+    pub const EMPTY: MsgId = MsgId {
+        buf: [0; 32],
+        len: 0,
+    };
+
     pub fn new(reactor: usize, seq: u64) -> Self {
         let mut v = Vec::new();
         v.extend_from_slice(b"m");
@@ -50,6 +56,18 @@ pub struct Published {
 }
 
 impl Published {
+    /// A message whose shared part is `shared` as given (tests, benches).
+    pub fn raw(destination: &str, shared: &[u8]) -> Published {
+        Published {
+            destination: Arc::from(destination),
+            id: MsgId::EMPTY,
+            shared: Arc::from(shared),
+            shared_v11: None,
+            shared_v10: None,
+            text: std::str::from_utf8(shared).is_ok(),
+        }
+    }
+
     pub fn shared_for(&self, v: Version) -> &Arc<[u8]> {
         let older = match v {
             Version::V1_0 => &self.shared_v10,
@@ -96,12 +114,13 @@ fn put_encoded(out: &mut Vec<u8>, v: &[u8], version: Version) {
     }
 }
 
-/// Build the shared part from a SEND frame, once in 1.2 encoding and, only when a header needs
+/// Build the shared part from a SEND frame (with `message-id` when given: topic messages
+/// share one; queue deliveries carry their own in the per-delivery head), once in 1.2 encoding and, only when a header needs
 /// it, once more for 1.1 and for 1.0. `scratch` is reused between calls.
 pub fn encode_shared(
     frame: &FrameRef<'_>,
     destination: &str,
-    id: MsgId,
+    id: Option<MsgId>,
     scratch: &mut Vec<u8>,
 ) -> Published {
     // Which older encodings differ from 1.2: any escape differs for 1.0, only CR for 1.1.
@@ -129,7 +148,9 @@ pub fn encode_shared(
     let write = |out: &mut Vec<u8>, version: Version| {
         out.clear();
         put(out, b"destination", destination.as_bytes(), version);
-        put(out, b"message-id", id.as_bytes(), version);
+        if let Some(id) = &id {
+            put(out, b"message-id", id.as_bytes(), version);
+        }
         if let Some(ct) = &content_type {
             put(out, b"content-type", ct.as_bytes(), version);
         }
@@ -158,7 +179,7 @@ pub fn encode_shared(
     let shared_v10 = differs_v10.then(|| write(scratch, Version::V1_0));
     Published {
         destination: Arc::from(destination),
-        id,
+        id: id.unwrap_or(MsgId::EMPTY),
         text: std::str::from_utf8(&shared).is_ok(),
         shared,
         shared_v11,

@@ -5,17 +5,22 @@
 mod directory;
 mod message;
 pub mod queue;
+pub mod wildcard;
 
 pub use directory::{Directory, MAX_REACTORS};
 pub use message::{encode_shared, MsgId, Published};
+pub use queue::{ConsumerKey, Delivery, Overflow, QMsg, Queue};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use slab::Slab;
 
 use crate::session::AckMode;
 use crate::stomp::{escape, Version};
 use crate::ws;
+use wildcard::Trie;
 
 /// One subscription, as the router sees it.
 #[derive(Debug, Clone)]
@@ -29,7 +34,7 @@ pub struct Subscriber {
     /// Frames go inside WebSocket messages.
     pub ws: bool,
     /// `MESSAGE\nsubscription:<id>\n`, encoded once at subscribe time.
-    prefix: Box<[u8]>,
+    pub prefix: Box<[u8]>,
 }
 
 impl Subscriber {
@@ -61,16 +66,113 @@ pub trait Sink {
 #[derive(Debug)]
 struct Dest {
     subs: Vec<Subscriber>,
-    /// Reactors with subscribers (shared with the directory).
+    /// Reactors with exact subscribers (shared with the directory).
     mask: Arc<AtomicU64>,
+    /// Reactors with matching wildcard subscribers, and the pattern generation it was
+    /// computed at.
+    wild: (u64, u64),
 }
 
-/// A reactor's subscription table.
+/// How a destination is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestKind {
+    /// `/queue/...`: each message to one consumer.
+    Queue,
+    /// A `/topic/` subscription with `*` or `#` words.
+    Pattern,
+    /// Everything else: every subscriber gets every message.
+    Topic,
+}
+
+pub fn kind(destination: &str) -> DestKind {
+    if destination.starts_with("/queue/") {
+        DestKind::Queue
+    } else if wildcard::is_pattern(destination) {
+        DestKind::Pattern
+    } else {
+        DestKind::Topic
+    }
+}
+
+/// Queue settings.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Messages waiting in one queue.
+    pub max_messages: usize,
+    pub overflow: Overflow,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_messages: 100_000,
+            overflow: Overflow::Reject,
+        }
+    }
+}
+
+/// A local consumer of a queue (which may live on another reactor).
+#[derive(Debug)]
+pub struct QSub {
+    pub sub: Subscriber,
+    pub queue: Arc<str>,
+    pub gen: u32,
+    /// Deliveries not yet acked, in order (client modes only; bounded by the prefetch).
+    unacked: VecDeque<u64>,
+}
+
+/// Work for a queue's home reactor.
+#[derive(Debug)]
+pub enum QueueOp {
+    Enqueue {
+        queue: Arc<str>,
+        msg: QMsg,
+        /// Where to send an ERROR if the queue refuses it: (reactor, connection).
+        origin: (u16, usize),
+    },
+    AddConsumer {
+        queue: Arc<str>,
+        key: ConsumerKey,
+        ack: AckMode,
+        prefetch: usize,
+    },
+    RemoveConsumer {
+        queue: Arc<str>,
+        key: ConsumerKey,
+    },
+    Ack {
+        queue: Arc<str>,
+        key: ConsumerKey,
+        delivery: u64,
+        nack: bool,
+    },
+}
+
+impl QueueOp {
+    pub fn queue(&self) -> &Arc<str> {
+        match self {
+            QueueOp::Enqueue { queue, .. }
+            | QueueOp::AddConsumer { queue, .. }
+            | QueueOp::RemoveConsumer { queue, .. }
+            | QueueOp::Ack { queue, .. } => queue,
+        }
+    }
+}
+
+/// A reactor's routing state: its own connections' subscriptions, the queues it is home to,
+/// and its view of the shared directory.
 #[derive(Debug)]
 pub struct Router {
     reactor: usize,
+    reactors: usize,
     directory: Arc<Directory>,
     dests: HashMap<Box<str>, Dest>,
+    patterns: Trie<Vec<Subscriber>>,
+    qsubs: Slab<QSub>,
+    qgen: u32,
+    queues: HashMap<Arc<str>, Queue>,
+    queue_cfg: QueueConfig,
+    seq: u64,
 }
 
 /// Destinations cached without local subscribers before the cache is pruned.
@@ -78,10 +180,26 @@ const MAX_CACHED: usize = 65_536;
 
 impl Router {
     pub fn new(reactor: usize, directory: Arc<Directory>) -> Self {
+        Router::with_config(reactor, 1, directory, QueueConfig::default())
+    }
+
+    pub fn with_config(
+        reactor: usize,
+        reactors: usize,
+        directory: Arc<Directory>,
+        queue_cfg: QueueConfig,
+    ) -> Self {
         Router {
             reactor,
+            reactors: reactors.max(1),
             directory,
             dests: HashMap::new(),
+            patterns: Trie::default(),
+            qsubs: Slab::new(),
+            qgen: 0,
+            queues: HashMap::new(),
+            queue_cfg,
+            seq: 0,
         }
     }
 
@@ -100,6 +218,7 @@ impl Router {
                 Dest {
                     subs: Vec::new(),
                     mask,
+                    wild: (u64::MAX, 0),
                 },
             );
         }
@@ -109,10 +228,19 @@ impl Router {
             .unwrap_or_else(|| unreachable!())
     }
 
-    /// Add a subscriber. The directory knows this reactor has subscribers before this returns,
-    /// so a publish that starts afterwards on any reactor reaches it.
+    /// Add a topic subscriber (exact or wildcard). The directory knows this reactor has
+    /// subscribers before this returns, so a publish that starts afterwards on any reactor
+    /// reaches it.
     pub fn subscribe(&mut self, destination: &str, sub: Subscriber) {
         let bit = self.bit();
+        if kind(destination) == DestKind::Pattern {
+            let subs = self.patterns.entry(destination, Vec::new);
+            if subs.is_empty() {
+                self.directory.add_pattern(destination, bit);
+            }
+            subs.push(sub);
+            return;
+        }
         let d = self.dest(destination);
         if d.subs.is_empty() {
             d.mask.fetch_or(bit, Ordering::SeqCst);
@@ -120,13 +248,22 @@ impl Router {
         d.subs.push(sub);
     }
 
-    /// Remove one subscription of `conn` by id.
+    /// Remove one topic subscription of `conn` by id.
     pub fn unsubscribe(&mut self, destination: &str, conn: usize, id: &str) {
         let bit = self.bit();
+        if kind(destination) == DestKind::Pattern {
+            if let Some(subs) = self.patterns.get_mut(destination) {
+                subs.retain(|s| !(s.conn == conn && *s.id == *id));
+                if subs.is_empty() {
+                    self.patterns.remove(destination);
+                    self.directory.remove_pattern(destination, bit);
+                }
+            }
+            return;
+        }
         if let Some(d) = self.dests.get_mut(destination) {
             if let Some(i) = d.subs.iter().position(|s| s.conn == conn && *s.id == *id) {
-                // Keep order among the remaining subscribers (fairness is not order-sensitive,
-                // but stable order keeps deliveries predictable).
+                // Keep the order of the remaining subscribers.
                 d.subs.remove(i);
             }
             if d.subs.is_empty() {
@@ -135,7 +272,7 @@ impl Router {
         }
     }
 
-    /// Local subscribers of a destination.
+    /// Local exact subscribers of a destination.
     pub fn local(&self, destination: &str) -> &[Subscriber] {
         self.dests
             .get(destination)
@@ -146,17 +283,281 @@ impl Router {
     /// Reactors (bitmask) with subscribers for `destination`, other than this one.
     pub fn remote_mask(&mut self, destination: &str) -> u64 {
         let bit = self.bit();
-        self.dest(destination).mask.load(Ordering::SeqCst) & !bit
+        let dir = Arc::clone(&self.directory);
+        let d = self.dest(destination);
+        let mut mask = d.mask.load(Ordering::SeqCst);
+        if dir.has_patterns() {
+            let gen = dir.pattern_generation();
+            if d.wild.0 != gen {
+                d.wild = (gen, dir.pattern_mask(destination));
+            }
+            mask |= d.wild.1;
+        }
+        mask & !bit
     }
 
-    /// Deliver to every local subscriber of `msg.destination`.
+    /// Deliver to every local subscriber of `msg.destination`, exact and wildcard.
     pub fn deliver_local(&self, msg: &Published, sink: &mut impl Sink) -> usize {
         let subs = self.local(&msg.destination);
         for s in subs {
             deliver(s, msg, sink);
         }
-        subs.len()
+        let mut n = subs.len();
+        if !self.patterns.is_empty() {
+            self.patterns.for_each_match(&msg.destination, |subs| {
+                for s in subs {
+                    deliver(s, msg, sink);
+                }
+                n += subs.len();
+            });
+        }
+        n
     }
+
+    // ---- queues ----
+
+    /// The reactor that owns a queue.
+    pub fn home_of(&self, queue: &str) -> usize {
+        // FNV-1a: stable across runs and reactors.
+        let h = queue.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        (h % self.reactors as u64) as usize
+    }
+
+    /// The next message sequence number for a queue message published here.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        ((self.reactor as u64) << 48) | self.seq
+    }
+
+    /// Register a local queue consumer; returns its key (to send `AddConsumer` to the home).
+    pub fn add_qsub(&mut self, queue: &str, sub: Subscriber) -> ConsumerKey {
+        self.qgen = self.qgen.wrapping_add(1);
+        let gen = self.qgen;
+        let slot = self.qsubs.insert(QSub {
+            sub,
+            queue: Arc::from(queue),
+            gen,
+            unacked: VecDeque::new(),
+        });
+        ConsumerKey {
+            reactor: self.reactor as u16,
+            slot: slot as u32,
+            gen,
+        }
+    }
+
+    /// The generation of a queue consumer slot, if in use.
+    pub fn qsub_gen(&self, slot: u32) -> Option<u32> {
+        self.qsubs.get(slot as usize).map(|q| q.gen)
+    }
+
+    /// Drop a local queue consumer (its unacked messages are requeued by the home).
+    pub fn remove_qsub(&mut self, key: ConsumerKey) -> Option<QSub> {
+        let slot = key.slot as usize;
+        if self.qsubs.get(slot).is_some_and(|q| q.gen == key.gen) {
+            Some(self.qsubs.remove(slot))
+        } else {
+            None
+        }
+    }
+
+    /// Validate an ACK/NACK id from a client of this reactor. A queue delivery id yields the
+    /// op for its queue's home; a topic message id needs nothing more.
+    pub fn ack(&mut self, conn: usize, id: &str, nack: bool) -> Result<Option<QueueOp>, String> {
+        if let Some(rest) = id.strip_prefix('q') {
+            let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
+            let (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) =
+                (it.next(), it.next(), it.next(), it.next())
+            else {
+                return Err(format!("unknown ack id '{id}'"));
+            };
+            let q = self
+                .qsubs
+                .get_mut(slot as usize)
+                .filter(|q| q.gen as u64 == gen && q.sub.conn == conn)
+                .ok_or_else(|| format!("unknown ack id '{id}'"))?;
+            let pos = q
+                .unacked
+                .iter()
+                .position(|d| *d == delivery)
+                .ok_or_else(|| format!("unknown ack id '{id}' (already acked?)"))?;
+            if q.sub.ack == AckMode::Client {
+                q.unacked.drain(..=pos);
+            } else {
+                q.unacked.remove(pos);
+            }
+            return Ok(Some(QueueOp::Ack {
+                queue: Arc::clone(&q.queue),
+                key: ConsumerKey {
+                    reactor: self.reactor as u16,
+                    slot: slot as u32,
+                    gen: q.gen,
+                },
+                delivery,
+                nack,
+            }));
+        }
+        // Topic messages are not tracked: an id of the right shape is accepted.
+        let topic_id = id
+            .strip_prefix('m')
+            .and_then(|r| r.split_once('-'))
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+        if topic_id {
+            Ok(None)
+        } else {
+            Err(format!("unknown ack id '{id}'"))
+        }
+    }
+
+    /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue the queue refuses
+    /// comes back as `Err(origin)`.
+    pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Result<(), (u16, usize)> {
+        let cfg = self.queue_cfg;
+        let name = Arc::clone(op.queue());
+        let q = self
+            .queues
+            .entry(Arc::clone(&name))
+            .or_insert_with(|| Queue::new(cfg.max_messages, cfg.overflow));
+        let mut result = Ok(());
+        match op {
+            QueueOp::Enqueue { msg, origin, .. } => {
+                if q.enqueue(msg).is_err() {
+                    result = Err(origin);
+                }
+            }
+            QueueOp::AddConsumer {
+                key, ack, prefetch, ..
+            } => q.add_consumer(key, ack, prefetch),
+            QueueOp::RemoveConsumer { key, .. } => q.remove_consumer(key),
+            QueueOp::Ack {
+                key,
+                delivery,
+                nack,
+                ..
+            } => {
+                // Validated where the client is; a stale one (consumer gone) is harmless.
+                let _ = if nack {
+                    q.nack(key, delivery)
+                } else {
+                    q.ack(key, delivery)
+                };
+            }
+        }
+        q.dispatch(out);
+        if q.is_idle() {
+            self.queues.remove(&name);
+        }
+        result
+    }
+
+    /// (waiting, in flight, consumers) of a queue homed here.
+    pub fn queue_stats(&self, queue: &str) -> Option<(usize, usize, usize)> {
+        self.queues
+            .get(queue)
+            .map(|q| (q.ready_len(), q.inflight_len(), q.consumer_count()))
+    }
+
+    /// A delivery from a queue's home to a consumer on this reactor. `false` if the consumer
+    /// is gone (the home requeues the message when it learns that).
+    pub fn deliver_queued(&mut self, d: &Delivery, sink: &mut impl Sink) -> bool {
+        let Some(q) = self
+            .qsubs
+            .get_mut(d.consumer.slot as usize)
+            .filter(|q| q.gen == d.consumer.gen)
+        else {
+            return false;
+        };
+        let s = &q.sub;
+        let mut idb = [0u8; 64];
+        let idn = format_qid(&mut idb, d.consumer.slot, d.consumer.gen, d.delivery);
+        let id = idb.get(..idn).unwrap_or_default();
+        let tracked = s.ack != AckMode::Auto;
+        let ack = tracked && s.version == Version::V1_2;
+        let shared = d.msg.payload.shared_for(s.version);
+        let redelivered: &[u8] = if d.msg.redelivered {
+            b"redelivered:true\n"
+        } else {
+            b""
+        };
+        let len = s.prefix.len()
+            + 12
+            + id.len()
+            + if ack { 5 + id.len() } else { 0 }
+            + redelivered.len()
+            + shared.len();
+        let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
+        let k = if s.ws {
+            let op = if d.msg.payload.text {
+                ws::Opcode::Text
+            } else {
+                ws::Opcode::Binary
+            };
+            ws::encode_header(&mut h, true, op, len as u64, None)
+        } else {
+            0
+        };
+        let wsh = h.get(..k).unwrap_or_default();
+        let (ack_k, ack_v, ack_nl): (&[u8], &[u8], &[u8]) = if ack {
+            (b"ack:", id, b"\n")
+        } else {
+            (b"", b"", b"")
+        };
+        sink.deliver(
+            s.conn,
+            &[
+                wsh,
+                &s.prefix,
+                b"message-id:",
+                id,
+                b"\n",
+                ack_k,
+                ack_v,
+                ack_nl,
+                redelivered,
+            ],
+            shared,
+        );
+        if tracked {
+            q.unacked.push_back(d.delivery);
+        }
+        true
+    }
+}
+
+/// `q<slot>.<gen>.<delivery>`: the message-id and ack id of a queue delivery.
+fn format_qid(buf: &mut [u8; 64], slot: u32, gen: u32, delivery: u64) -> usize {
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(x) = buf.get_mut(n) {
+            *x = b;
+            n += 1;
+        }
+    };
+    put(b'q');
+    for (i, v) in [slot as u64, gen as u64, delivery].into_iter().enumerate() {
+        if i > 0 {
+            put(b'.');
+        }
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        let mut v = v;
+        loop {
+            k -= 1;
+            if let Some(d) = digits.get_mut(k) {
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || k == 0 {
+                break;
+            }
+        }
+        for &d in digits.get(k..).unwrap_or_default() {
+            put(d);
+        }
+    }
+    n
 }
 
 /// One delivery: a small per-subscriber head (WebSocket header, MESSAGE, subscription, ack)

@@ -3,8 +3,8 @@
 //! One reactor (the queue's home) owns each queue, so this needs no locks.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
+use super::Published;
 use crate::session::AckMode;
 
 /// Identifies a consumer: its reactor, its slot there, and the slot's generation.
@@ -21,8 +21,7 @@ pub struct ConsumerKey {
 pub struct QMsg {
     /// Stable identity of the message across redeliveries.
     pub seq: u64,
-    pub shared: Arc<[u8]>,
-    pub text: bool,
+    pub payload: Published,
     pub redelivered: bool,
 }
 
@@ -58,6 +57,10 @@ impl Consumer {
         self.ack == AckMode::Auto || self.inflight.len() < self.prefetch
     }
 }
+
+/// The queue holds its maximum of waiting messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
 
 /// Why an ACK or NACK was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +113,10 @@ impl Queue {
     }
 
     /// Accept a message, or refuse it when full under `Reject`.
-    pub fn enqueue(&mut self, msg: QMsg) -> Result<(), ()> {
+    pub fn enqueue(&mut self, msg: QMsg) -> Result<(), QueueFull> {
         if self.ready.len() >= self.max_ready {
             match self.overflow {
-                Overflow::Reject => return Err(()),
+                Overflow::Reject => return Err(QueueFull),
                 Overflow::DropOldest => {
                     self.ready.pop_front();
                     self.dropped += 1;
@@ -268,8 +271,7 @@ mod tests {
     fn msg(seq: u64) -> QMsg {
         QMsg {
             seq,
-            shared: Arc::from(&b"x"[..]),
-            text: true,
+            payload: Published::raw("/queue/q", b"x"),
             redelivered: false,
         }
     }
@@ -382,14 +384,16 @@ mod tests {
             let mut done: HashSet<u64> = HashSet::new();
             let mut delivered_before: HashSet<u64> = HashSet::new();
             // consumer -> (mode, prefetch, inflight deliveries in order: (delivery, seq))
-            let mut model: HashMap<u32, (AckMode, usize, Vec<(u64, u64)>)> = HashMap::new();
+            // consumer -> (mode, prefetch, inflight (delivery, seq) in order)
+            type Model = HashMap<u32, (AckMode, usize, Vec<(u64, u64)>)>;
+            let mut model: Model = HashMap::new();
             let modes = [AckMode::Auto, AckMode::Client, AckMode::ClientIndividual];
             for op in ops {
                 match op {
                     Op::Subscribe(c, m, p) => {
-                        if !model.contains_key(&c) {
+                        if let std::collections::hash_map::Entry::Vacant(e) = model.entry(c) {
                             q.add_consumer(key(c), modes[m as usize], p);
-                            model.insert(c, (modes[m as usize], p, Vec::new()));
+                            e.insert((modes[m as usize], p, Vec::new()));
                         }
                     }
                     Op::Send => {

@@ -11,8 +11,12 @@ use mio::net::TcpStream;
 use super::buf::BufPool;
 use super::outq::OutQueue;
 use crate::config::Config;
-use crate::router::{encode_shared, MsgId, Published, Router, Subscriber};
-use crate::session::{Action, Session, StompError};
+use std::sync::Arc;
+
+use crate::router::{
+    encode_shared, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router, Subscriber,
+};
+use crate::session::{Action, Session, StompError, Subscription};
 use crate::stomp::{self, Header, Parsed, Version};
 use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
@@ -37,6 +41,8 @@ pub struct StompState {
     pub session: Session,
     /// A STOMP frame split across WebSocket messages (empty otherwise).
     stash: Vec<u8>,
+    /// Frames buffered by open transactions, applied at COMMIT.
+    txs: Vec<(String, Vec<TxOp>)>,
 }
 
 #[derive(Debug)]
@@ -77,6 +83,8 @@ pub struct Ctx<'a> {
     pub router: &'a mut Router,
     /// Messages published while handling input; the reactor fans them out right after.
     pub outbox: &'a mut Vec<Published>,
+    /// Work for queues (wherever their home is); the reactor routes it right after.
+    pub qops: &'a mut Vec<QueueOp>,
     /// Reused scratch for replies.
     pub scratch: &'a mut Vec<u8>,
     /// Reused scratch for encoding published messages.
@@ -162,15 +170,14 @@ impl Conn {
         }
     }
 
-    /// Take the STOMP state out (when the connection is removed), to drop its subscriptions.
-    pub fn take_stomp(&mut self) -> Option<Box<StompState>> {
-        match std::mem::replace(&mut self.phase, Phase::Linger) {
-            Phase::Open {
-                app: App::Stomp(s), ..
-            } => Some(s),
-            other => {
-                self.phase = other;
-                None
+    /// The connection is going away: drop its subscriptions (and transactions).
+    pub fn drop_session(&mut self, ctx: &mut Ctx<'_>) {
+        if let Phase::Open {
+            app: App::Stomp(s), ..
+        } = std::mem::replace(&mut self.phase, Phase::Linger)
+        {
+            for sub in s.session.subscriptions() {
+                drop_subscription(sub, ctx);
             }
         }
     }
@@ -510,9 +517,10 @@ impl Conn {
             Phase::Open {
                 app: App::Stomp(s), ..
             } => {
-                // Subscriptions stop now; the reactor drops them from the router.
+                // Subscriptions stop now (unacked queue messages go back to their queues);
+                // open transactions are dropped with the session.
                 for sub in s.session.subscriptions() {
-                    ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
+                    drop_subscription(sub, ctx);
                 }
                 Phase::Linger
             }
@@ -577,6 +585,7 @@ fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
     Box::new(StompState {
         session: Session::new(format!("s{reactor}-{sessions}")),
         stash: Vec::new(),
+        txs: Vec::new(),
     })
 }
 
@@ -654,38 +663,14 @@ fn stomp_input(
         pos += used;
         let mut reply = std::mem::take(ctx.scratch);
         reply.clear();
-        let result = st.session.handle(&frame, &ctx.cfg.session, &mut reply);
+        let result = st
+            .session
+            .handle(&frame, &ctx.cfg.session, &mut reply)
+            .and_then(|action| apply_action(st, action, &frame, ctx, ws));
         match result {
-            Ok(action) => {
-                match action {
-                    Action::None => {}
-                    Action::Connected { send_ms, recv_ms } => {
-                        flow = Some(Flow::Connected { send_ms, recv_ms });
-                    }
-                    Action::Subscribe(i) => {
-                        if let Some(sub) = st.session.subscriptions().get(i) {
-                            let s = Subscriber::new(
-                                ctx.token,
-                                &sub.id,
-                                sub.ack,
-                                st.session.version,
-                                ws,
-                            );
-                            ctx.router.subscribe(&sub.destination, s);
-                        }
-                    }
-                    Action::Unsubscribe(sub) => {
-                        ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
-                    }
-                    Action::Publish { destination } => {
-                        *ctx.seq += 1;
-                        let id = MsgId::new(ctx.reactor, *ctx.seq);
-                        let msg = encode_shared(&frame, &destination, id, ctx.enc);
-                        ctx.outbox.push(msg);
-                    }
-                    Action::Disconnect => {
-                        flow = Some(Flow::Close { error: false });
-                    }
+            Ok(f) => {
+                if f.is_some() {
+                    flow = f;
                 }
                 if !reply.is_empty() {
                     push_frame(out, ctx.pool, &reply, ws);
@@ -696,11 +681,176 @@ fn stomp_input(
                 }
             }
             Err(e) => {
+                // A RECEIPT the session wrote before the server refused the frame is dropped.
                 *ctx.scratch = reply;
                 write_error(out, ctx, st.session.version, &e, ws);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         }
+    }
+}
+
+/// A buffered frame of an open transaction.
+#[derive(Debug)]
+enum TxOp {
+    Publish(Published),
+    Ack { id: String, nack: bool },
+}
+
+/// Carry out what the session decided.
+fn apply_action(
+    st: &mut StompState,
+    action: Action<'_>,
+    frame: &stomp::FrameRef<'_>,
+    ctx: &mut Ctx<'_>,
+    ws: bool,
+) -> Result<Option<Flow>, StompError> {
+    match action {
+        Action::None | Action::Begin => {}
+        Action::Connected { send_ms, recv_ms } => {
+            return Ok(Some(Flow::Connected { send_ms, recv_ms }));
+        }
+        Action::Subscribe(i) => {
+            let version = st.session.version;
+            if let Some(sub) = st.session.subscription_mut(i) {
+                let s = Subscriber::new(ctx.token, &sub.id, sub.ack, version, ws);
+                if kind(&sub.destination) == DestKind::Queue {
+                    let key = ctx.router.add_qsub(&sub.destination, s);
+                    sub.handle = Some(pack_key(key));
+                    ctx.qops.push(QueueOp::AddConsumer {
+                        queue: Arc::from(&*sub.destination),
+                        key,
+                        ack: sub.ack,
+                        prefetch: sub.prefetch,
+                    });
+                } else {
+                    ctx.router.subscribe(&sub.destination, s);
+                }
+            }
+        }
+        Action::Unsubscribe(sub) => drop_subscription(&sub, ctx),
+        Action::Publish {
+            destination,
+            transaction,
+        } => {
+            let id = if kind(&destination) == DestKind::Queue {
+                None
+            } else {
+                *ctx.seq += 1;
+                Some(MsgId::new(ctx.reactor, *ctx.seq))
+            };
+            let msg = encode_shared(frame, &destination, id, ctx.enc);
+            match transaction {
+                Some(tx) => tx_buffer(st, &tx).push(TxOp::Publish(msg)),
+                None => publish(msg, ctx),
+            }
+        }
+        Action::Ack {
+            id,
+            nack,
+            transaction,
+        } => match transaction {
+            Some(tx) => tx_buffer(st, &tx).push(TxOp::Ack {
+                id: id.into_owned(),
+                nack,
+            }),
+            None => ack(&id, nack, ctx)?,
+        },
+        Action::Commit(name) => {
+            let ops = take_tx(st, &name);
+            for op in ops {
+                match op {
+                    TxOp::Publish(msg) => publish(msg, ctx),
+                    TxOp::Ack { id, nack } => ack(&id, nack, ctx)?,
+                }
+            }
+        }
+        Action::Abort(name) => {
+            take_tx(st, &name);
+        }
+        Action::Disconnect => return Ok(Some(Flow::Close { error: false })),
+    }
+    Ok(None)
+}
+
+fn tx_buffer<'s>(st: &'s mut StompState, name: &str) -> &'s mut Vec<TxOp> {
+    let i = match st.txs.iter().position(|(n, _)| n == name) {
+        Some(i) => i,
+        None => {
+            st.txs.push((name.to_string(), Vec::new()));
+            st.txs.len() - 1
+        }
+    };
+    match st.txs.get_mut(i) {
+        Some((_, ops)) => ops,
+        None => unreachable!(),
+    }
+}
+
+fn take_tx(st: &mut StompState, name: &str) -> Vec<TxOp> {
+    match st.txs.iter().position(|(n, _)| n == name) {
+        Some(i) => st.txs.swap_remove(i).1,
+        None => Vec::new(),
+    }
+}
+
+/// A topic message goes to the reactor's fan-out; a queue message to its queue's home.
+fn publish(msg: Published, ctx: &mut Ctx<'_>) {
+    if kind(&msg.destination) == DestKind::Queue {
+        let seq = ctx.router.next_seq();
+        ctx.qops.push(QueueOp::Enqueue {
+            queue: Arc::clone(&msg.destination),
+            msg: QMsg {
+                seq,
+                payload: msg,
+                redelivered: false,
+            },
+            origin: (ctx.reactor as u16, ctx.token),
+        });
+    } else {
+        ctx.outbox.push(msg);
+    }
+}
+
+fn ack(id: &str, nack: bool, ctx: &mut Ctx<'_>) -> Result<(), StompError> {
+    match ctx.router.ack(ctx.token, id, nack) {
+        Ok(Some(op)) => ctx.qops.push(op),
+        Ok(None) => {}
+        Err(e) => return Err(StompError::new(e)),
+    }
+    Ok(())
+}
+
+fn pack_key(k: ConsumerKey) -> u64 {
+    ((k.reactor as u64) << 56) | ((k.gen as u64 & 0xFF_FFFF) << 32) | k.slot as u64
+}
+
+fn unpack_key(h: u64, gen_full: impl Fn(u32) -> Option<u32>) -> Option<ConsumerKey> {
+    let slot = (h & 0xFFFF_FFFF) as u32;
+    Some(ConsumerKey {
+        reactor: (h >> 56) as u16,
+        slot,
+        gen: gen_full(slot)?,
+    })
+}
+
+/// Stop routing one subscription: topics leave the table; a queue consumer is removed here and
+/// at its queue's home, which requeues what it had not acked.
+pub fn drop_subscription(sub: &Subscription, ctx: &mut Ctx<'_>) {
+    if kind(&sub.destination) != DestKind::Queue {
+        ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
+        return;
+    }
+    let Some(h) = sub.handle else { return };
+    let router = &mut *ctx.router;
+    let Some(key) = unpack_key(h, |slot| router.qsub_gen(slot)) else {
+        return;
+    };
+    if let Some(q) = ctx.router.remove_qsub(key) {
+        ctx.qops.push(QueueOp::RemoveConsumer {
+            queue: q.queue,
+            key,
+        });
     }
 }
 

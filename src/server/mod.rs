@@ -155,7 +155,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             rx,
             woken,
             Arc::clone(&shutdown),
-            Router::new(i, Arc::clone(&directory)),
+            Router::with_config(i, cfg.reactors.max(1), Arc::clone(&directory), cfg.queues),
             mailboxes.clone(),
         );
         threads.push(

@@ -18,7 +18,7 @@ use super::buf::BufPool;
 use super::conn::{Conn, Ctx, Kind, Next};
 use super::timer::TimerWheel;
 use crate::config::Config;
-use crate::router::{Published, Router, Sink};
+use crate::router::{Delivery, Published, QueueOp, Router, Sink};
 use crate::session::StompError;
 use crate::ws::code;
 
@@ -29,9 +29,30 @@ pub const WAKER: Token = Token(usize::MAX);
 #[derive(Debug)]
 pub enum Mail {
     Accepted(TcpStream, Kind),
-    /// Messages published on another reactor for destinations with subscribers here, in
-    /// publish order.
-    Publish(Vec<Published>),
+    /// Everything one reactor had for another in one loop turn.
+    Batch(Batch),
+}
+
+/// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Topic messages for destinations with subscribers there, in publish order.
+    publish: Vec<Published>,
+    /// Work for queues whose home is there, in order.
+    qops: Vec<QueueOp>,
+    /// Queue deliveries to consumers there.
+    deliveries: Vec<Delivery>,
+    /// Errors for connections there (a queue refused their SEND).
+    errors: Vec<(usize, &'static str)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.publish.is_empty()
+            && self.qops.is_empty()
+            && self.deliveries.is_empty()
+            && self.errors.is_empty()
+    }
 }
 
 /// The sending side of a reactor's mailbox: a bounded channel plus one wake-up per batch.
@@ -118,8 +139,11 @@ pub struct Reactor {
     overflow: Vec<Token>,
     fired: Vec<(usize, u64)>,
     outbox: Vec<Published>,
-    /// Per peer reactor: messages to send it at the end of this turn.
-    batches: Vec<Vec<Published>>,
+    qops: Vec<QueueOp>,
+    deliveries: Vec<Delivery>,
+    /// Per peer reactor: what to send it at the end of this turn.
+    batches: Vec<Batch>,
+    now: Instant,
     scratch: Vec<u8>,
     enc: Vec<u8>,
     seq: u64,
@@ -157,7 +181,10 @@ impl Reactor {
             overflow: Vec::new(),
             fired: Vec::new(),
             outbox: Vec::new(),
-            batches: (0..n).map(|_| Vec::new()).collect(),
+            qops: Vec::new(),
+            deliveries: Vec::new(),
+            batches: (0..n).map(|_| Batch::default()).collect(),
+            now: Instant::now(),
             scratch: Vec::new(),
             enc: Vec::new(),
             seq: 0,
@@ -182,6 +209,7 @@ impl Reactor {
                 }
             }
             let now = Instant::now();
+            self.now = now;
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     self.woken.store(false, Ordering::Release);
@@ -226,19 +254,84 @@ impl Reactor {
         while let Ok(mail) = self.inbox.try_recv() {
             match mail {
                 Mail::Accepted(sock, kind) => self.add(sock, kind, now),
-                Mail::Publish(msgs) => {
-                    let mut sink = ConnSink {
-                        conns: &mut self.conns,
-                        pool: &mut self.pool,
-                        dirty: &mut self.dirty,
-                        overflow: &mut self.overflow,
-                        max_outbound: self.cfg.max_outbound,
-                    };
-                    for m in &msgs {
-                        self.router.deliver_local(m, &mut sink);
-                    }
-                }
+                Mail::Batch(b) => self.receive(b, now),
             }
+        }
+    }
+
+    /// A peer's batch: queue work first (this is the home), then deliveries and errors for
+    /// connections here, then topic messages.
+    fn receive(&mut self, b: Batch, now: Instant) {
+        for op in b.qops {
+            self.apply_queue_op(op, now);
+        }
+        self.deliver_queued(b.deliveries);
+        for (token, msg) in b.errors {
+            self.conn_error(Token(token), msg, now);
+        }
+        let mut sink = ConnSink {
+            conns: &mut self.conns,
+            pool: &mut self.pool,
+            dirty: &mut self.dirty,
+            overflow: &mut self.overflow,
+            max_outbound: self.cfg.max_outbound,
+        };
+        for m in &b.publish {
+            self.router.deliver_local(m, &mut sink);
+        }
+    }
+
+    /// Apply an op to a queue homed here and hand out what it dispatches.
+    fn apply_queue_op(&mut self, op: QueueOp, now: Instant) {
+        let mut out = std::mem::take(&mut self.deliveries);
+        if let Err((reactor, token)) = self.router.apply(op, &mut out) {
+            let msg = "queue full: message refused";
+            if reactor as usize == self.id {
+                self.conn_error(Token(token), msg, now);
+            } else if let Some(b) = self.batches.get_mut(reactor as usize) {
+                b.errors.push((token, msg));
+            }
+        }
+        let mut local = Vec::new();
+        for d in out.drain(..) {
+            let r = d.consumer.reactor as usize;
+            if r == self.id {
+                local.push(d);
+            } else if let Some(b) = self.batches.get_mut(r) {
+                b.deliveries.push(d);
+            }
+        }
+        self.deliveries = out;
+        self.deliver_queued(local);
+    }
+
+    /// Deliveries from a queue's home to consumers on this reactor.
+    fn deliver_queued(&mut self, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut sink = ConnSink {
+            conns: &mut self.conns,
+            pool: &mut self.pool,
+            dirty: &mut self.dirty,
+            overflow: &mut self.overflow,
+            max_outbound: self.cfg.max_outbound,
+        };
+        for d in &deliveries {
+            // A consumer that is gone: its home requeues the message when it hears of it.
+            self.router.deliver_queued(d, &mut sink);
+        }
+    }
+
+    /// A STOMP error for one connection, decided elsewhere (e.g. a queue refused its SEND).
+    fn conn_error(&mut self, t: Token, msg: &'static str, now: Instant) {
+        let err = StompError::new(msg);
+        if let Some(out) = self.with_conn(t, now, |c, ctx| {
+            c.stomp_fail(ctx, &err);
+            !c.out.is_empty()
+        }) {
+            self.fan_out(now);
+            self.after(t, Next::Idle, out);
         }
     }
 
@@ -286,6 +379,7 @@ impl Reactor {
             reactor: self.id,
             router: &mut self.router,
             outbox: &mut self.outbox,
+            qops: &mut self.qops,
             scratch: &mut self.scratch,
             enc: &mut self.enc,
             seq: &mut self.seq,
@@ -300,36 +394,46 @@ impl Reactor {
         else {
             return;
         };
-        self.fan_out();
+        self.fan_out(now);
         self.after(t, next, out);
     }
 
-    /// Deliver what the last connection published: locally now, to other reactors in this
-    /// turn's batches.
-    fn fan_out(&mut self) {
-        if self.outbox.is_empty() {
-            return;
+    /// Deliver what the last connection published: topic messages locally now and to other
+    /// reactors in this turn's batches; queue work to each queue's home.
+    fn fan_out(&mut self, now: Instant) {
+        if !self.outbox.is_empty() {
+            let mut outbox = std::mem::take(&mut self.outbox);
+            for msg in outbox.drain(..) {
+                let mut sink = ConnSink {
+                    conns: &mut self.conns,
+                    pool: &mut self.pool,
+                    dirty: &mut self.dirty,
+                    overflow: &mut self.overflow,
+                    max_outbound: self.cfg.max_outbound,
+                };
+                self.router.deliver_local(&msg, &mut sink);
+                let mut mask = self.router.remote_mask(&msg.destination);
+                while mask != 0 {
+                    let r = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    if let Some(b) = self.batches.get_mut(r) {
+                        b.publish.push(msg.clone());
+                    }
+                }
+            }
+            self.outbox = outbox;
         }
-        let mut outbox = std::mem::take(&mut self.outbox);
-        for msg in outbox.drain(..) {
-            let mut sink = ConnSink {
-                conns: &mut self.conns,
-                pool: &mut self.pool,
-                dirty: &mut self.dirty,
-                overflow: &mut self.overflow,
-                max_outbound: self.cfg.max_outbound,
-            };
-            self.router.deliver_local(&msg, &mut sink);
-            let mut mask = self.router.remote_mask(&msg.destination);
-            while mask != 0 {
-                let r = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                if let Some(b) = self.batches.get_mut(r) {
-                    b.push(msg.clone());
+        while !self.qops.is_empty() {
+            let ops = std::mem::take(&mut self.qops);
+            for op in ops {
+                let home = self.router.home_of(op.queue());
+                if home == self.id {
+                    self.apply_queue_op(op, now);
+                } else if let Some(b) = self.batches.get_mut(home) {
+                    b.qops.push(op);
                 }
             }
         }
-        self.outbox = outbox;
     }
 
     /// One channel message and at most one wake-up per peer reactor per turn. A full mailbox
@@ -340,14 +444,14 @@ impl Reactor {
                 continue;
             }
             let Some(peer) = self.peers.get(r) else {
-                batch.clear();
+                *batch = Batch::default();
                 continue;
             };
-            let msgs = std::mem::take(batch);
-            match peer.tx.try_send(Mail::Publish(msgs)) {
+            let b = std::mem::take(batch);
+            match peer.tx.try_send(Mail::Batch(b)) {
                 Ok(()) => peer.wake(),
-                Err(TrySendError::Full(Mail::Publish(msgs))) => {
-                    *batch = msgs;
+                Err(TrySendError::Full(Mail::Batch(b))) => {
+                    *batch = b;
                     peer.wake();
                 }
                 Err(_) => {}
@@ -399,6 +503,7 @@ impl Reactor {
             else {
                 continue;
             };
+            self.fan_out(now);
             self.after(t, next, out);
         }
         self.fired = fired;
@@ -413,6 +518,7 @@ impl Reactor {
                 c.stomp_fail(ctx, &err);
                 !c.out.is_empty()
             }) {
+                self.fan_out(now);
                 self.after(t, Next::Idle, out);
             }
         }
@@ -455,6 +561,7 @@ impl Reactor {
             self.with_conn(t, now, |c, ctx| {
                 c.start_close(ctx, code::GOING_AWAY, "server shutting down");
             });
+            self.fan_out(now);
             self.dirty.push(t);
             self.rearm_timer(t);
         }
@@ -465,13 +572,12 @@ impl Reactor {
         if self.conns.get(idx).is_none_or(|s| s.gen != gen) {
             return;
         }
+        // Subscriptions go first (queue consumers' unacked messages are requeued).
+        let now = self.now;
+        self.with_conn(t, now, |c, ctx| c.drop_session(ctx));
+        self.fan_out(now);
         let mut s = self.conns.remove(idx);
         let _ = self.poll.registry().deregister(&mut s.conn.sock);
-        if let Some(st) = s.conn.take_stomp() {
-            for sub in st.session.subscriptions() {
-                self.router.unsubscribe(&sub.destination, t.0, &sub.id);
-            }
-        }
         s.conn.out.release(&mut self.pool);
     }
 }

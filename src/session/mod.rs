@@ -55,6 +55,12 @@ pub struct SessionConfig {
     pub min_heartbeat: u64,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Queue prefetch when SUBSCRIBE has no `prefetch-count`, and the most it may ask for.
+    pub default_prefetch: usize,
+    pub max_prefetch: usize,
+    /// Open transactions per session, and frames buffered per transaction.
+    pub max_transactions: usize,
+    pub max_tx_frames: usize,
     /// The `server` header of CONNECTED.
     pub server_name: String,
 }
@@ -66,6 +72,10 @@ impl Default for SessionConfig {
             heartbeat: (10_000, 10_000),
             min_heartbeat: 100,
             max_subscriptions: 1024,
+            default_prefetch: 100,
+            max_prefetch: 10_000,
+            max_transactions: 16,
+            max_tx_frames: 10_000,
             server_name: concat!("stompbox/", env!("CARGO_PKG_VERSION")).into(),
         }
     }
@@ -76,6 +86,10 @@ pub struct Subscription {
     pub id: Box<str>,
     pub destination: Box<str>,
     pub ack: AckMode,
+    /// Unacked messages a queue may have in flight to this subscription.
+    pub prefetch: usize,
+    /// The server's handle for this subscription (e.g. its queue consumer key).
+    pub handle: Option<u64>,
 }
 
 /// What the server must do after a frame was accepted.
@@ -89,8 +103,24 @@ pub enum Action<'f> {
     Subscribe(usize),
     /// Stop routing this subscription.
     Unsubscribe(Subscription),
-    /// Publish the SEND frame to `destination`.
-    Publish { destination: Cow<'f, str> },
+    /// Publish the SEND frame to `destination` (at COMMIT, if in a transaction).
+    Publish {
+        destination: Cow<'f, str>,
+        transaction: Option<Cow<'f, str>>,
+    },
+    /// ACK or NACK a message by its ack id (at COMMIT, if in a transaction). The server
+    /// validates the id.
+    Ack {
+        id: Cow<'f, str>,
+        nack: bool,
+        transaction: Option<Cow<'f, str>>,
+    },
+    /// A transaction began.
+    Begin,
+    /// Apply everything buffered in this transaction, in order.
+    Commit(String),
+    /// Drop everything buffered in this transaction.
+    Abort(String),
     /// Close gracefully once the reply (a RECEIPT, if asked for) is flushed.
     Disconnect,
 }
@@ -129,6 +159,8 @@ pub struct Session {
     pub connected: bool,
     pub login: Option<String>,
     subs: Vec<Subscription>,
+    /// Open transactions and how many frames each holds.
+    txs: Vec<(String, usize)>,
 }
 
 impl Session {
@@ -139,11 +171,50 @@ impl Session {
             connected: false,
             login: None,
             subs: Vec::new(),
+            txs: Vec::new(),
         }
     }
 
     pub fn subscriptions(&self) -> &[Subscription] {
         &self.subs
+    }
+
+    pub fn subscription_mut(&mut self, i: usize) -> Option<&mut Subscription> {
+        self.subs.get_mut(i)
+    }
+
+    /// Count a frame into a transaction named by the frame's `transaction` header.
+    fn in_tx<'f>(
+        &mut self,
+        frame: &FrameRef<'f>,
+        cfg: &SessionConfig,
+    ) -> Result<Option<Cow<'f, str>>, StompError> {
+        let Some(name) = frame.header("transaction") else {
+            return Ok(None);
+        };
+        let tx = self
+            .txs
+            .iter_mut()
+            .find(|(n, _)| *n == *name)
+            .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
+        if tx.1 >= cfg.max_tx_frames {
+            return Err(StompError::new(format!(
+                "too many frames in transaction '{name}'"
+            )));
+        }
+        tx.1 += 1;
+        Ok(Some(name))
+    }
+
+    /// End a transaction named by the frame's `transaction` header.
+    fn end_tx(&mut self, frame: &FrameRef<'_>) -> Result<String, StompError> {
+        let name = required(frame, "transaction")?;
+        let i = self
+            .txs
+            .iter()
+            .position(|(n, _)| *n == *name)
+            .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
+        Ok(self.txs.swap_remove(i).0)
     }
 
     /// Handle one client frame. Reply bytes (CONNECTED, RECEIPT) are appended to `out`; the
@@ -177,7 +248,11 @@ impl Session {
             }
             Command::Send => {
                 let destination = required(frame, "destination")?;
-                Action::Publish { destination }
+                let transaction = self.in_tx(frame, cfg)?;
+                Action::Publish {
+                    destination,
+                    transaction,
+                }
             }
             Command::Subscribe => self.subscribe(frame, cfg)?,
             Command::Unsubscribe => {
@@ -189,18 +264,34 @@ impl Session {
                 Action::Unsubscribe(self.subs.swap_remove(pos))
             }
             Command::Ack | Command::Nack => {
-                // Topic subscriptions accept ACK/NACK without redelivery; the id must be there.
                 let name = if self.version == Version::V1_2 {
                     "id"
                 } else {
                     "message-id"
                 };
-                required(frame, name)?;
-                Action::None
+                let id = required(frame, name)?;
+                let transaction = self.in_tx(frame, cfg)?;
+                Action::Ack {
+                    id,
+                    nack: frame.command == Command::Nack,
+                    transaction,
+                }
             }
-            Command::Begin | Command::Commit | Command::Abort => {
-                return Err(StompError::new("transactions are not supported yet"));
+            Command::Begin => {
+                let name = required(frame, "transaction")?;
+                if self.txs.iter().any(|(n, _)| *n == *name) {
+                    return Err(StompError::new(format!(
+                        "transaction '{name}' already begun"
+                    )));
+                }
+                if self.txs.len() >= cfg.max_transactions {
+                    return Err(StompError::new("too many open transactions"));
+                }
+                self.txs.push((name.into_owned(), 0));
+                Action::Begin
             }
+            Command::Commit => Action::Commit(self.end_tx(frame)?),
+            Command::Abort => Action::Abort(self.end_tx(frame)?),
             Command::Disconnect => Action::Disconnect,
             Command::Connected | Command::Message | Command::Receipt | Command::Error => {
                 return Err(StompError::new(format!(
@@ -303,6 +394,13 @@ impl Session {
             Some(a) => AckMode::parse(&a)
                 .ok_or_else(|| StompError::new(format!("invalid ack mode '{a}'")))?,
         };
+        let prefetch = match frame.header("prefetch-count") {
+            None => cfg.default_prefetch,
+            Some(p) => match p.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n.min(cfg.max_prefetch),
+                _ => return Err(StompError::new(format!("invalid prefetch-count '{p}'"))),
+            },
+        };
         if self.subs.iter().any(|s| *s.id == *id) {
             return Err(StompError::new(format!("duplicate subscription id '{id}'")));
         }
@@ -313,6 +411,8 @@ impl Session {
             id: id.into(),
             destination: destination.into(),
             ack,
+            prefetch,
+            handle: None,
         });
         Ok(Action::Subscribe(self.subs.len() - 1))
     }

@@ -8,6 +8,7 @@
 //! - [`decoder`]: frames to messages, with every RFC MUST and size limit.
 //! - [`error`]: why a connection fails, and the close code for each cause.
 
+pub mod client;
 pub mod decoder;
 pub mod error;
 pub mod frame;
