@@ -134,6 +134,8 @@ add py-ws-1.2-basic         "$(q "${PY[@]}" py-ws-1.2-basic)"
 add py-ws-text-mode         "$(q "${PY[@]}" py-ws-text-mode)"
 add js-ws-basic             "$(q "${JS[@]}" js-ws-basic --ws "$WS_PORT")"
 add js-ws-large-split       "$(q "${JS[@]}" js-ws-large-split --ws "$WS_PORT")"
+add js-ws-transaction       "$(q "${JS[@]}" js-ws-transaction --ws "$WS_PORT")"
+add py-tcp-queue-nack       "$(q "${PY[@]}" py-tcp-queue-nack)"
 add cross-stompjs-to-py     "$(q "${PY[@]}" cross-stompjs-to-py)"
 add cross-py-to-stompjs     "$(q "${PY[@]}" cross-py-to-stompjs)"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)

@@ -334,6 +334,61 @@ def _():
         quiet_close(conn)
 
 
+@scenario("py-tcp-queue-nack")
+def _():
+    """A work queue with client-individual acks: each message goes to one consumer; a NACKed
+    message comes back to the other consumer marked redelivered; every message is acked
+    exactly once."""
+    q = f"/queue/interop.work.{os.getpid()}"
+    a, acol = connect("1.2", name="consumer-a")
+    b, bcol = connect("1.2", name="consumer-b")
+    p, pcol = connect("1.2", name="producer")
+    try:
+        for conn, col, sid in ((a, acol, "qa"), (b, bcol, "qb")):
+            conn.subscribe(q, id=sid, ack="client-individual",
+                           headers={"prefetch-count": "10", "receipt": f"r-{sid}"})
+            col.wait_receipt(f"r-{sid}")
+        bodies = [f"job-{i}".encode() for i in range(6)]
+        for i, body in enumerate(bodies):
+            p.send(q, body, headers={"receipt": f"r-s{i}"})
+        pcol.wait_receipt(f"r-s{len(bodies) - 1}")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(acol.messages) + len(bcol.messages) < len(bodies):
+            time.sleep(0.02)
+        got_a = [body_of(m) for m in acol.messages]
+        got_b = [body_of(m) for m in bcol.messages]
+        check(sorted(got_a + got_b) == sorted(bodies), f"each job once: a={got_a} b={got_b}")
+        check(got_a and got_b, f"round-robin over both consumers: a={got_a} b={got_b}")
+        # A NACKs its first job: it must come back to B, marked redelivered.
+        first = acol.messages[0]
+        nacked = body_of(first)
+        n_b = len(bcol.messages)
+        a.nack(first.headers["ack"], receipt="r-nack")
+        acol.wait_receipt("r-nack")
+        bcol.wait_messages(n_b + 1)
+        again = bcol.messages[n_b]
+        check(body_of(again) == nacked, f"B got {body_of(again)!r} after the NACK, want {nacked!r}")
+        check(again.headers.get("redelivered") == "true", f"redelivered header missing: {again.headers}")
+        # Ack everything that is still outstanding, each exactly once.
+        acked = []
+        for m in acol.messages[1:]:
+            a.ack(m.headers["ack"])
+            acked.append(body_of(m))
+        for m in bcol.messages:
+            b.ack(m.headers["ack"])
+            acked.append(body_of(m))
+        check(sorted(acked) == sorted(bodies), f"acked exactly once each: {sorted(acked)}")
+        # An ack id that was already used is unknown now: ERROR.
+        b.ack(bcol.messages[0].headers["ack"], receipt="r-dup")
+        bcol.wait(lambda: bcol.errors, 5, "an ERROR for an ack id used twice")
+        check("unknown ack id" in bcol.errors[0].headers.get("message", ""), f"{bcol.errors[0].headers}")
+        acol.no_errors()
+        pcol.no_errors()
+    finally:
+        for c in (a, b, p):
+            quiet_close(c)
+
+
 # Header values that need escaping in 1.1/1.2 but travel raw in 1.0.
 XHDRS = {"x-colon": "a:b", "x-utf8": "κόσμε"}
 

@@ -167,6 +167,39 @@ function checkMessage(m, dest, want, subId, extra = {}) {
 }
 
 const SCENARIOS = {
+  async 'js-ws-transaction'() {
+    // BEGIN/COMMIT delivers every SEND of the transaction, in order; ABORT delivers none.
+    const dest = `/topic/interop.tx.${process.pid}`;
+    const c = await connect('stompjs-tx');
+    try {
+      const inbox = await subscribe(c, dest, 'tx-sub');
+      const tx = c.client.begin('tx-1');
+      for (const body of ['one', 'two', 'three']) {
+        c.client.publish({ destination: dest, body, headers: { transaction: tx.id } });
+      }
+      await sleep(200);
+      check(inbox.messages.length === 0, `messages arrived before COMMIT: ${inbox.messages.map((m) => m.body)}`);
+      // stompjs's commit()/abort() take no headers (so no receipt): wait for the messages.
+      tx.commit();
+      const got = (await inbox.take(3)).map((m) => m.body);
+      check(JSON.stringify(got) === JSON.stringify(['one', 'two', 'three']), `after COMMIT: ${JSON.stringify(got)}`);
+      const tx2 = c.client.begin('tx-2');
+      c.client.publish({ destination: dest, body: 'aborted', headers: { transaction: tx2.id } });
+      tx2.abort();
+      await withReceipt(c, 'r-sentinel', () =>
+        c.client.publish({ destination: dest, body: 'sentinel', headers: { receipt: 'r-sentinel' } }),
+      );
+      const after = (await inbox.take(4)).map((m) => m.body);
+      check(after[3] === 'sentinel', `after ABORT the next message must be the sentinel: ${JSON.stringify(after)}`);
+      await sleep(100);
+      check(inbox.messages.length === 4, `an aborted SEND was delivered: ${inbox.messages.map((m) => m.body)}`);
+      noErrors(c);
+      await disconnect(c);
+    } finally {
+      await c.client.deactivate().catch(() => {});
+    }
+  },
+
   async 'js-ws-basic'() {
     const dest = `/topic/interop.js.${process.pid}`;
     const c = await connect('stompjs');
