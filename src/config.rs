@@ -8,12 +8,29 @@ use crate::session::SessionConfig;
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
 
+/// What happens to a subscriber whose outbound queue is over `max_outbound`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// ERROR "slow consumer", then close (default).
+    Close,
+    /// Drop new topic messages for it (counted) until it catches up.
+    Drop,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// WebSocket listener (`/ws` for STOMP, `/echo` with `echo`).
     pub listen: Option<SocketAddr>,
     /// STOMP over plain TCP listener.
     pub tcp_listen: Option<SocketAddr>,
+    /// Prometheus `/metrics` and `/healthz` listener (`None` here; the binary's default is
+    /// 127.0.0.1:9100).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Connections open at once, over all listeners; past it new ones are refused (HTTP 503 or
+    /// STOMP ERROR) and counted.
+    pub max_connections: usize,
+    /// Connections open at once from one source IP address (0: no per-IP limit).
+    pub max_connections_per_ip: usize,
     /// Reactor threads (default: available cores).
     pub reactors: usize,
     /// Serve the WebSocket echo endpoint at `/echo`.
@@ -48,6 +65,8 @@ pub struct Config {
     pub heartbeat_grace: u32,
     /// Queue bounds and overflow policy.
     pub queues: QueueConfig,
+    /// Slow-consumer policy (see `max_outbound`).
+    pub slow_consumer: SlowConsumer,
 }
 
 impl Default for Config {
@@ -55,6 +74,10 @@ impl Default for Config {
         Config {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 61614))),
             tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 61613))),
+            // The binary listens on 127.0.0.1:9100 by default; embedded servers opt in.
+            metrics_listen: None,
+            max_connections: 1_000_000,
+            max_connections_per_ip: 0,
             reactors: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -73,6 +96,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             heartbeat_grace: 2,
             queues: QueueConfig::default(),
+            slow_consumer: SlowConsumer::Close,
         }
     }
 }
