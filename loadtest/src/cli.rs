@@ -1,0 +1,200 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load-test a STOMP-over-WebSocket broker (stompbox, RabbitMQ Web-STOMP, …).
+///
+/// Every run is bounded (--duration, counts), shows progress on stderr, prints a table on
+/// stdout, and can write --json and --report (HTML).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadtest", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Cmd {
+    /// Open N sessions (WebSocket + CONNECT + SUBSCRIBE), hold them, close them cleanly.
+    Connect(ConnectArgs),
+    /// P publishers, S subscribers over T topics: throughput, loss, end-to-end latency.
+    Fanout(FanoutArgs),
+    /// S subscribers on one topic, one publish per interval: time until the last one has it.
+    Broadcast(BroadcastArgs),
+    /// Producers and consumers on a queue with client acks: throughput, latency, redeliveries.
+    Queue(QueueArgs),
+    /// Start stompbox with --reactors 1..=N, run a scenario at each, name the best setting.
+    Sweep(SweepArgs),
+    /// Print JSON results from several runs side by side: `table NAME=DIR ...`.
+    Table(TableArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Broker WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:61614/ws")]
+    pub url: String,
+    /// STOMP login.
+    #[arg(long)]
+    pub login: Option<String>,
+    /// STOMP passcode.
+    #[arg(long)]
+    pub passcode: Option<String>,
+    /// STOMP `host` header (virtual host; RabbitMQ's default is "/").
+    #[arg(long, default_value = "/")]
+    pub host: String,
+    /// Highest STOMP version offered (1.0, 1.1 or 1.2).
+    #[arg(long, default_value = "1.2")]
+    pub stomp_version: String,
+    /// Reactor threads in this process.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Warm-up seconds: messages sent then are not in the figures.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds to wait for in-flight messages after publishing stops.
+    #[arg(long, default_value_t = 3.0)]
+    pub drain: f64,
+    /// Sessions being set up at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Seconds one session may take to be ready (connect, upgrade, CONNECTED, receipt).
+    #[arg(long, default_value_t = 20.0)]
+    pub setup_timeout: f64,
+    /// The broker's process id: report its memory (RSS) and CPU.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Local source addresses 127.0.0.2.. to spread connections over (0: as many as the
+    /// connection count needs, ~25,000 each).
+    #[arg(long, default_value_t = 0)]
+    pub source_addrs: usize,
+    /// Write the result as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Destination name prefix (topics are /topic/PREFIX-N, queues /queue/PREFIX-...).
+    #[arg(long, default_value = "loadtest")]
+    pub prefix: String,
+    /// No live status line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Allow a non-loopback target.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Sessions to open.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub sessions: usize,
+    /// Seconds to hold them open before closing.
+    #[arg(long, default_value_t = 2.0)]
+    pub hold: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, short = 'p', default_value_t = 1)]
+    pub publishers: usize,
+    #[arg(long, short = 's', default_value_t = 1)]
+    pub subscribers: usize,
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub topics: usize,
+    /// Body size in bytes (at least 41: the stamp).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    pub body_size: usize,
+    /// Total publish rate, messages per second (0: as fast as possible).
+    #[arg(long, short = 'r', default_value_t = 0.0)]
+    pub rate: f64,
+    /// Most messages to publish in all (the run also ends at --duration).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Deliveries per subscriber that may be in flight before publishers pause (0: no limit).
+    /// Keeps a max-rate run from overrunning a broker's slow-consumer limit.
+    #[arg(long, default_value_t = 1000)]
+    pub window: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, short = 's', default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Milliseconds between broadcasts.
+    #[arg(long, default_value_t = 100.0)]
+    pub interval_ms: f64,
+    #[arg(long, short = 'b', default_value_t = 64)]
+    pub body_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 2)]
+    pub consumers: usize,
+    #[arg(long, short = 'b', default_value_t = 64)]
+    pub body_size: usize,
+    /// Total send rate, messages per second (0: as fast as the window allows).
+    #[arg(long, short = 'r', default_value_t = 0.0)]
+    pub rate: f64,
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Unacknowledged messages per consumer before producers pause.
+    #[arg(long, default_value_t = 1000)]
+    pub window: u64,
+    /// Ack mode: client or client-individual.
+    #[arg(long, default_value = "client-individual")]
+    pub ack: String,
+    /// `prefetch-count` sent with SUBSCRIBE (RabbitMQ's per-consumer credit; 0: none).
+    #[arg(long, default_value_t = 200)]
+    pub prefetch: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Highest --reactors to try (default: available cores).
+    #[arg(long)]
+    pub max_reactors: Option<usize>,
+    /// The stompbox binary, or "inproc" to run the broker inside this process (its CPU then
+    /// shares the process with the tool). Default: `stompbox` beside this binary, else inproc.
+    #[arg(long)]
+    pub stompbox: Option<String>,
+    /// Pin the broker to these CPUs (taskset list, e.g. "0").
+    #[arg(long)]
+    pub broker_cpus: Option<String>,
+    /// The metric that names the best setting (default: the scenario's headline metric).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Write the sweep result as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an HTML report.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// The scenario and its options, after `--` (default: fanout -s 100 --duration 3).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub scenario: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// NAME=DIR pairs; every DIR holds the same *.json result files.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+}

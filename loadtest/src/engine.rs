@@ -1,0 +1,949 @@
+//! Reactor threads (one mio `Poll` each) that drive the connections of a [`Plan`], and the
+//! main-thread driver that moves every thread through the run's phases, samples counters for
+//! the live status line and the throughput series, and merges the threads' results.
+//!
+//! ```text
+//! main: Setup ──all ready──▶ Run (warm-up, then measured) ──▶ Drain ──▶ Hold ──▶ Close ──▶ join
+//!         │ phase (atomic)                 ▲ counters (atomics, flushed once per loop turn)
+//!         ▼                                │
+//! reactor threads: poll → read/parse/record → publish what the pacer and window allow → flush
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::body::Stamp;
+use crate::conn::{Conn, ConnSpec, Publisher, State};
+use crate::progress::Progress;
+use crate::stats::{merge_failures, Failures, Latency};
+use crate::sys;
+use crate::target::Target;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Connect,
+    Fanout,
+    Broadcast,
+    Queue,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Connect => "connect",
+            Mode::Fanout => "fanout",
+            Mode::Broadcast => "broadcast",
+            Mode::Queue => "queue",
+        }
+    }
+}
+
+/// STOMP session settings.
+#[derive(Debug, Clone)]
+pub struct StompOpts {
+    pub login: Option<String>,
+    pub passcode: Option<String>,
+    /// CONNECT `host` (the virtual host).
+    pub host: String,
+    pub accept_version: &'static str,
+    /// WebSocket subprotocols offered.
+    pub protocols: Vec<&'static str>,
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: Mode,
+    pub target: Target,
+    pub stomp: StompOpts,
+    pub dests: Vec<String>,
+    pub specs: Vec<ConnSpec>,
+    pub threads: usize,
+    /// Sessions being set up at once, over all threads.
+    pub concurrency: usize,
+    pub setup_timeout: Duration,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub drain: Duration,
+    pub hold: Duration,
+    pub close_timeout: Duration,
+    /// A publisher pauses while more than `window` deliveries per ready subscriber are owed
+    /// (0: no window).
+    pub window: u64,
+    pub body_size: usize,
+    pub server_pid: Option<u32>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    Setup = 0,
+    Run = 1,
+    Drain = 2,
+    Hold = 3,
+    Close = 4,
+    Abort = 5,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Setup,
+            1 => Phase::Run,
+            2 => Phase::Drain,
+            3 => Phase::Hold,
+            4 => Phase::Close,
+            _ => Phase::Abort,
+        }
+    }
+}
+
+/// Counters every thread adds to, once per loop turn.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub ready: AtomicU64,
+    pub failed: AtomicU64,
+    /// Ready sessions lost before the close phase.
+    pub dropped: AtomicU64,
+    pub closed_clean: AtomicU64,
+    pub published: AtomicU64,
+    /// Deliveries owed for what was published (fan-out of each message).
+    pub expected: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+    pub redelivered: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snap {
+    pub ready: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub closed_clean: u64,
+    pub published: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub redelivered: u64,
+}
+
+impl Counters {
+    pub fn snap(&self) -> Snap {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snap {
+            ready: l(&self.ready),
+            failed: l(&self.failed),
+            dropped: l(&self.dropped),
+            closed_clean: l(&self.closed_clean),
+            published: l(&self.published),
+            expected: l(&self.expected),
+            delivered: l(&self.delivered),
+            acked: l(&self.acked),
+            redelivered: l(&self.redelivered),
+        }
+    }
+
+    fn add(&self, d: &Snap) {
+        let a = |c: &AtomicU64, v: u64| {
+            if v > 0 {
+                c.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        a(&self.ready, d.ready);
+        a(&self.failed, d.failed);
+        a(&self.dropped, d.dropped);
+        a(&self.closed_clean, d.closed_clean);
+        a(&self.published, d.published);
+        a(&self.expected, d.expected);
+        a(&self.delivered, d.delivered);
+        a(&self.acked, d.acked);
+        a(&self.redelivered, d.redelivered);
+    }
+}
+
+/// State shared by the driver and the reactor threads.
+pub struct Shared {
+    pub epoch: Instant,
+    phase: AtomicU8,
+    /// Messages sent before this (ns since `epoch`) are warm-up: not in the latency figures.
+    pub warmup_end_ns: AtomicU64,
+    pub c: Counters,
+    /// Ready subscribers per destination (a message's expected fan-out).
+    pub dest_ready: Vec<AtomicU32>,
+    /// Each reactor thread's CPU time so far, µs.
+    pub thread_cpu_us: Vec<AtomicU64>,
+    /// Publishers that reached their message cap.
+    pub pubs_done: AtomicU64,
+}
+
+impl Shared {
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Release);
+    }
+}
+
+/// Per-thread state the connections record into.
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub shared: &'a Shared,
+    pub now_ns: u64,
+    warmup_end_ns: u64,
+    pub scratch: Vec<u8>,
+    rng: u64,
+    d: Snap,
+    pub out: ThreadOut,
+}
+
+impl Ctx<'_> {
+    pub fn touch(&mut self) {
+        self.now_ns = self.shared.now_ns();
+    }
+
+    /// A fresh masking key (xorshift: masks need only be unpredictable to intermediaries).
+    pub fn mask(&mut self) -> [u8; 4] {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_ne_bytes()
+    }
+
+    pub fn upgraded(&mut self, started_ns: u64) {
+        self.out
+            .upgrade
+            .record(self.now_ns.saturating_sub(started_ns));
+    }
+
+    pub fn sent_one(&mut self, dest: usize) {
+        self.d.published += 1;
+        self.d.expected += match self.plan.mode {
+            Mode::Queue => 1,
+            _ => self
+                .shared
+                .dest_ready
+                .get(dest)
+                .map_or(0, |a| a.load(Ordering::Relaxed) as u64),
+        };
+    }
+
+    pub fn received(&mut self, stamp: Option<Stamp>, redelivered: bool) {
+        self.d.delivered += 1;
+        if redelivered {
+            self.d.redelivered += 1;
+        }
+        let Some(s) = stamp else { return };
+        let lat = self.now_ns.saturating_sub(s.ts_ns);
+        if s.ts_ns >= self.warmup_end_ns {
+            self.out.e2e.record(lat);
+        }
+        match self.plan.mode {
+            Mode::Broadcast => {
+                let e = self.out.bcast.entry(s.seq).or_insert((0, 0));
+                e.0 += 1;
+                e.1 = e.1.max(lat);
+            }
+            Mode::Queue => self.out.ids.push((s.src as u64) << 40 | s.seq),
+            _ => {}
+        }
+    }
+
+    pub fn acked(&mut self) {
+        self.d.acked += 1;
+    }
+
+    fn fail(&mut self, cause: String, was_ready: bool) {
+        if was_ready {
+            self.d.dropped += 1;
+            *self
+                .out
+                .failures
+                .entry(format!("after ready: {cause}"))
+                .or_default() += 1;
+        } else {
+            self.d.failed += 1;
+            *self.out.failures.entry(cause).or_default() += 1;
+        }
+    }
+
+    fn flush_counters(&mut self) {
+        self.shared.c.add(&self.d);
+        self.d = Snap::default();
+    }
+
+    /// Deliveries still owed, as this thread sees them.
+    fn inflight(&self) -> u64 {
+        let s = &self.shared.c;
+        (s.expected.load(Ordering::Relaxed) + self.d.expected)
+            .saturating_sub(s.delivered.load(Ordering::Relaxed) + self.d.delivered)
+    }
+}
+
+/// What a reactor thread hands back.
+#[derive(Debug, Default)]
+pub struct ThreadOut {
+    pub e2e: Latency,
+    pub setup: Latency,
+    pub upgrade: Latency,
+    pub failures: Failures,
+    /// Broadcast: seq → (receivers, slowest latency ns).
+    pub bcast: HashMap<u64, (u32, u64)>,
+    /// Queue: ids of every message received (source << 40 | seq), duplicates included.
+    pub ids: Vec<u64>,
+    pub cpu: Duration,
+    pub pacer_resets: u64,
+}
+
+/// Messages one publisher may send per loop turn when unpaced.
+const BURST: u64 = 64;
+
+fn reactor(
+    idx: usize,
+    plan: &Plan,
+    shared: &Shared,
+    specs: Vec<ConnSpec>,
+    conc: usize,
+) -> io::Result<ThreadOut> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut conns: Slab<(Conn, Option<Publisher>)> = Slab::with_capacity(specs.len());
+    let mut todo = specs.into_iter();
+    let mut setting_up = 0usize;
+    let mut tb = vec![0u8; 256 * 1024];
+    let mut more: Vec<usize> = Vec::new();
+    let mut ctx = Ctx {
+        plan,
+        shared,
+        now_ns: shared.now_ns(),
+        warmup_end_ns: u64::MAX,
+        scratch: Vec::with_capacity(4096),
+        rng: 0x9E37_79B9_7F4A_7C15 ^ ((idx as u64 + 1) << 32) ^ shared.now_ns(),
+        d: Snap::default(),
+        out: ThreadOut::default(),
+    };
+    let mut close_started = false;
+    let mut close_deadline = u64::MAX;
+    let mut last_check = 0u64;
+    let mut pubs_started = false;
+    let setup_ns = plan.setup_timeout.as_nanos() as u64;
+    loop {
+        let phase = shared.phase();
+        ctx.touch();
+        if phase == Phase::Abort {
+            break;
+        }
+        if phase != Phase::Setup {
+            let left = todo.len() as u64;
+            if left > 0 {
+                ctx.d.failed += left;
+                *ctx.out
+                    .failures
+                    .entry("not started: setup phase over".into())
+                    .or_default() += left;
+                todo = Vec::new().into_iter();
+            }
+        }
+        if phase == Phase::Setup {
+            while setting_up < conc {
+                let Some(spec) = todo.next() else { break };
+                match Conn::open(plan.target.addr, spec, ctx.now_ns) {
+                    Ok(mut c) => {
+                        c.deadline_ns = ctx.now_ns + setup_ns;
+                        let entry = conns.vacant_entry();
+                        let key = entry.key();
+                        poll.registry().register(
+                            c.source(),
+                            Token(key),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )?;
+                        entry.insert((c, None));
+                        setting_up += 1;
+                    }
+                    Err(e) => {
+                        ctx.fail(format!("tcp connect: {}", crate::conn::io_cause(&e)), false)
+                    }
+                }
+            }
+        }
+        if phase >= Phase::Run && !pubs_started {
+            pubs_started = true;
+            ctx.warmup_end_ns = shared.warmup_end_ns.load(Ordering::Acquire);
+            let start = ctx.now_ns;
+            for (_, (c, p)) in conns.iter_mut() {
+                if let (Some(ps), State::Ready) = (&c.spec.publ, c.state) {
+                    let burst = if ps.rate > 0.0 { 1024 } else { BURST };
+                    *p = Some(Publisher::new(ps, start, burst));
+                }
+            }
+        }
+        if phase >= Phase::Close && !close_started {
+            close_started = true;
+            close_deadline = ctx.now_ns + plan.close_timeout.as_nanos() as u64;
+            let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
+            for k in keys {
+                if let Some((c, _)) = conns.get_mut(k) {
+                    let was_setup = c.state.in_setup();
+                    let r = c.begin_close(&mut ctx);
+                    if was_setup {
+                        setting_up = setting_up.saturating_sub(1);
+                    }
+                    finish(
+                        &mut conns,
+                        &mut poll,
+                        k,
+                        r,
+                        &mut ctx,
+                        &mut setting_up,
+                        false,
+                    );
+                }
+            }
+        }
+        if close_started && (conns.is_empty() || ctx.now_ns > close_deadline) {
+            for (_, (c, _)) in conns.iter() {
+                let cause = if c.state.in_setup() {
+                    "setup not finished at close"
+                } else {
+                    "close timeout"
+                };
+                *ctx.out.failures.entry(cause.into()).or_default() += 1;
+            }
+            break;
+        }
+
+        // Publish before polling, so a paced publisher's next due time sets the timeout.
+        let mut next_due = u64::MAX;
+        let mut busy = false;
+        if phase == Phase::Run {
+            let room = if plan.window == 0 {
+                u64::MAX
+            } else {
+                let subs: u64 = shared
+                    .dest_ready
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed) as u64)
+                    .sum();
+                let cap = plan.window.saturating_mul(subs.max(1));
+                cap.saturating_sub(ctx.inflight())
+            };
+            let fan = (ctx.shared.c.expected.load(Ordering::Relaxed) + ctx.d.expected)
+                .checked_div(ctx.shared.c.published.load(Ordering::Relaxed) + ctx.d.published)
+                .unwrap_or(1)
+                .max(1);
+            let mut msgs_room = room / fan;
+            let mut broken = Vec::new();
+            for (k, (c, p)) in conns.iter_mut() {
+                let Some(publ) = p.as_mut() else { continue };
+                let sent = c.publish(publ, msgs_room, &mut ctx);
+                msgs_room = msgs_room.saturating_sub(sent);
+                if sent > 0 {
+                    if let Err(e) = c.flush() {
+                        broken.push((k, e));
+                        continue;
+                    }
+                }
+                let cap = c.spec.publ.as_ref().and_then(|s| s.cap);
+                if cap.is_some_and(|cap| publ.seq >= cap) {
+                    shared.pubs_done.fetch_add(1, Ordering::Relaxed);
+                    ctx.out.pacer_resets += publ.pacer.resets;
+                    *p = None;
+                    continue;
+                }
+                match publ.pacer.next_due_ns() {
+                    Some(t) => next_due = next_due.min(t),
+                    None if c.backlog() < crate::conn::MAX_BACKLOG && msgs_room > 0 => busy = true,
+                    None => {}
+                }
+            }
+            for (k, e) in broken {
+                finish(
+                    &mut conns,
+                    &mut poll,
+                    k,
+                    Err(e),
+                    &mut ctx,
+                    &mut setting_up,
+                    false,
+                );
+            }
+            if room == 0 {
+                // Window full: look again soon (deliveries arrive on other threads too).
+                next_due = next_due.min(ctx.now_ns + 200_000);
+            }
+        }
+        ctx.flush_counters();
+
+        let timeout = if busy || !more.is_empty() {
+            Duration::ZERO
+        } else if next_due != u64::MAX {
+            Duration::from_nanos(next_due.saturating_sub(shared.now_ns()).min(20_000_000))
+        } else {
+            Duration::from_millis(20)
+        };
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        ctx.touch();
+        let mut ready_list: Vec<(usize, bool, bool)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.token().0,
+                    e.is_writable(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                )
+            })
+            .collect();
+        for k in more.drain(..) {
+            ready_list.push((k, false, true));
+        }
+        for (k, w, r) in ready_list {
+            let Some((c, p)) = conns.get_mut(k) else {
+                continue;
+            };
+            let was_setup = c.state.in_setup();
+            let mut res = Ok(());
+            if w {
+                res = c.on_writable(&mut ctx);
+            }
+            if r && res.is_ok() {
+                match c.on_readable(&mut tb, &mut ctx) {
+                    Ok(true) => more.push(k),
+                    Ok(false) => {}
+                    Err(e) => res = Err(e),
+                }
+            }
+            if c.take_ready() {
+                let now = ctx.now_ns;
+                ctx.out.setup.record(now.saturating_sub(c.started_ns));
+                ctx.d.ready += 1;
+                if let Some(sub) = &c.spec.sub {
+                    if let Some(a) = shared.dest_ready.get(sub.dest) {
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if phase >= Phase::Run {
+                    // Late joiners publish too.
+                    if let Some(ps) = &c.spec.publ {
+                        *p = Some(Publisher::new(ps, now, BURST));
+                    }
+                }
+            }
+            let Some((c, _)) = conns.get(k) else { continue };
+            if was_setup && (!c.state.in_setup() || res.is_err()) {
+                setting_up = setting_up.saturating_sub(1);
+            }
+            finish(
+                &mut conns,
+                &mut poll,
+                k,
+                res,
+                &mut ctx,
+                &mut setting_up,
+                false,
+            );
+        }
+
+        // Deadlines, ten times a second.
+        if ctx.now_ns.saturating_sub(last_check) > 100_000_000 {
+            last_check = ctx.now_ns;
+            let late: Vec<usize> = conns
+                .iter()
+                .filter(|(_, (c, _))| c.state.in_setup() && ctx.now_ns > c.deadline_ns)
+                .map(|(k, _)| k)
+                .collect();
+            for k in late {
+                let cause = match conns.get(k).map(|(c, _)| c.state) {
+                    Some(State::TcpConnecting) => "timeout: TCP connect",
+                    Some(State::Upgrading) => "timeout: WebSocket handshake",
+                    Some(State::StompConnecting) => "timeout: STOMP CONNECTED",
+                    _ => "timeout: SUBSCRIBE receipt",
+                };
+                setting_up = setting_up.saturating_sub(1);
+                finish(
+                    &mut conns,
+                    &mut poll,
+                    k,
+                    Err(cause.into()),
+                    &mut ctx,
+                    &mut setting_up,
+                    true,
+                );
+            }
+            if let Some(a) = shared.thread_cpu_us.get(idx) {
+                a.store(sys::thread_cpu().as_micros() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    ctx.flush_counters();
+    for (_, (_, p)) in conns.iter() {
+        if let Some(p) = p {
+            ctx.out.pacer_resets += p.pacer.resets;
+        }
+    }
+    ctx.out.cpu = sys::thread_cpu();
+    if let Some(a) = shared.thread_cpu_us.get(idx) {
+        a.store(ctx.out.cpu.as_micros() as u64, Ordering::Relaxed);
+    }
+    Ok(ctx.out)
+}
+
+/// After an event: drop the connection if it failed or finished.
+fn finish(
+    conns: &mut Slab<(Conn, Option<Publisher>)>,
+    poll: &mut Poll,
+    k: usize,
+    res: Result<(), String>,
+    ctx: &mut Ctx<'_>,
+    _setting_up: &mut usize,
+    _timed_out: bool,
+) {
+    let Some((c, _)) = conns.get_mut(k) else {
+        return;
+    };
+    let done = match res {
+        Err(cause) => {
+            let was_ready = !c.state.in_setup();
+            let closing = matches!(
+                c.state,
+                State::Disconnecting | State::WsClosing | State::Done
+            ) && ctx.shared.phase() >= Phase::Close;
+            if closing {
+                *ctx.out
+                    .failures
+                    .entry(format!("while closing: {cause}"))
+                    .or_default() += 1;
+            } else {
+                ctx.fail(cause, was_ready);
+            }
+            true
+        }
+        Ok(()) => c.state == State::Done,
+    };
+    if done {
+        let _ = c.flush();
+        if c.closed_clean() {
+            ctx.d.closed_clean += 1;
+        }
+        if let Some((mut c, p)) = conns.try_remove(k) {
+            if let Some(p) = p {
+                ctx.out.pacer_resets += p.pacer.resets;
+            }
+            let _ = poll.registry().deregister(c.source());
+        }
+    }
+}
+
+/// What the driver saw, for the scenario to turn into a report.
+#[derive(Debug)]
+pub struct Outcome {
+    pub total: usize,
+    pub setup_s: f64,
+    pub measured_s: f64,
+    /// Counters at the start and end of the measured window, and at the end.
+    pub at_start: Snap,
+    pub at_end: Snap,
+    pub last: Snap,
+    pub drained: bool,
+    pub e2e: Latency,
+    pub setup: Latency,
+    pub upgrade: Latency,
+    pub failures: Failures,
+    pub bcast: HashMap<u64, (u32, u64)>,
+    pub ids: Vec<u64>,
+    pub ready_subs: u64,
+    /// Per-second (published, delivered, ready) over the measured window.
+    pub series: Vec<(f64, f64, u64)>,
+    /// Tool CPU over the measured window (connect: over setup), % of one core.
+    pub cpu_pct: f64,
+    pub max_thread_pct: f64,
+    pub broker_cpu_pct: Option<f64>,
+    pub rss_before: Option<u64>,
+    pub rss_after: Option<u64>,
+    pub pacer_resets: u64,
+    pub warnings: Vec<String>,
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Run a plan to the end.
+pub fn run(plan: Plan) -> Result<Outcome, String> {
+    let threads = plan.threads.max(1);
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        phase: AtomicU8::new(Phase::Setup as u8),
+        warmup_end_ns: AtomicU64::new(u64::MAX),
+        c: Counters::default(),
+        dest_ready: plan.dests.iter().map(|_| AtomicU32::new(0)).collect(),
+        thread_cpu_us: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        pubs_done: AtomicU64::new(0),
+    });
+    let total = plan.specs.len();
+    let n_pubs = plan.specs.iter().filter(|s| s.publ.is_some()).count() as u64;
+    let mut per: Vec<Vec<ConnSpec>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, s) in plan.specs.iter().enumerate() {
+        if let Some(v) = per.get_mut(i % threads) {
+            v.push(s.clone());
+        }
+    }
+    let conc = plan.concurrency.max(1).div_ceil(threads);
+    let plan = Arc::new(plan);
+    let rss_before = plan.server_pid.and_then(sys::rss_bytes);
+    let mut handles = Vec::new();
+    for (i, specs) in per.into_iter().enumerate() {
+        let (p, s) = (Arc::clone(&plan), Arc::clone(&shared));
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadtest-{i}"))
+                .spawn(move || reactor(i, &p, &s, specs, conc))
+                .map_err(|e| format!("cannot start a reactor thread: {e}"))?,
+        );
+    }
+    let mut prog = Progress::new(plan.mode.name(), plan.progress, total);
+    let cpu_snap = |s: &Shared| -> (Instant, Duration, Vec<u64>, Option<Duration>) {
+        (
+            Instant::now(),
+            sys::process_cpu(),
+            s.thread_cpu_us
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
+            plan.server_pid.and_then(sys::process_cpu_of),
+        )
+    };
+    let tick = Duration::from_millis(250);
+    let mut warnings = Vec::new();
+
+    // Setup.
+    let t0 = Instant::now();
+    let cpu0 = cpu_snap(&shared);
+    // Every session has its own deadline, so the phase makes progress at least once per
+    // setup timeout; it ends when all are ready or failed, or when progress stops.
+    let stall = plan.setup_timeout + Duration::from_secs(1);
+    let mut progress_at = (Instant::now(), 0u64);
+    loop {
+        let s = shared.c.snap();
+        prog.update("setup", t0.elapsed(), &s, None);
+        if s.ready + s.failed >= total as u64 {
+            break;
+        }
+        if s.ready + s.failed != progress_at.1 {
+            progress_at = (Instant::now(), s.ready + s.failed);
+        } else if progress_at.0.elapsed() > stall {
+            warnings.push(format!(
+                "setup stalled: {} of {total} sessions neither ready nor failed after {:.0} s",
+                total as u64 - s.ready - s.failed,
+                stall.as_secs_f64()
+            ));
+            break;
+        }
+        std::thread::sleep(tick / 5);
+    }
+    let setup_s = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_snap(&shared);
+    let after_setup = shared.c.snap();
+    let ready_subs: u64 = shared
+        .dest_ready
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed) as u64)
+        .sum();
+    if after_setup.ready == 0 {
+        shared.set_phase(Phase::Abort);
+        let mut failures = Failures::new();
+        for h in handles {
+            if let Ok(Ok(o)) = h.join() {
+                merge_failures(&mut failures, &o.failures);
+            }
+        }
+        prog.finish();
+        return Err(format!(
+            "no session could be set up ({} failed): {:?}",
+            after_setup.failed, failures
+        ));
+    }
+
+    let mut series = Vec::new();
+    let mut at_start = after_setup;
+    let mut at_end = after_setup;
+    let mut measured_s = 0.0;
+    let mut drained = true;
+    let (mut w0, mut w1) = (cpu0.clone(), cpu1.clone());
+    if plan.mode != Mode::Connect {
+        let warm_end = Instant::now() + plan.warmup;
+        shared.warmup_end_ns.store(
+            shared.now_ns() + plan.warmup.as_nanos() as u64,
+            Ordering::Release,
+        );
+        shared.set_phase(Phase::Run);
+        let run_start = Instant::now();
+        while Instant::now() < warm_end {
+            prog.update("warm-up", run_start.elapsed(), &shared.c.snap(), None);
+            std::thread::sleep(tick.min(warm_end.saturating_duration_since(Instant::now())));
+        }
+        at_start = shared.c.snap();
+        w0 = cpu_snap(&shared);
+        let end = Instant::now() + plan.duration;
+        let mut prev = at_start;
+        let mut next_sample = Instant::now() + Duration::from_secs(1);
+        let mut last_rates = None;
+        loop {
+            let now = Instant::now();
+            if now >= next_sample || now >= end {
+                let s = shared.c.snap();
+                let dt = 1.0_f64;
+                let r = (
+                    (s.published - prev.published) as f64 / dt,
+                    (s.delivered - prev.delivered) as f64 / dt,
+                );
+                if now >= next_sample {
+                    series.push((r.0, r.1, s.ready - s.dropped));
+                    last_rates = Some(r);
+                    prev = s;
+                    next_sample += Duration::from_secs(1);
+                }
+            }
+            if now >= end || (n_pubs > 0 && shared.pubs_done.load(Ordering::Relaxed) >= n_pubs) {
+                break;
+            }
+            prog.update("run", run_start.elapsed(), &shared.c.snap(), last_rates);
+            sleep_until((now + tick).min(end).min(next_sample));
+        }
+        at_end = shared.c.snap();
+        w1 = cpu_snap(&shared);
+        measured_s = w1.0.duration_since(w0.0).as_secs_f64();
+        shared.set_phase(Phase::Drain);
+        let drain_end = Instant::now() + plan.drain;
+        loop {
+            let s = shared.c.snap();
+            prog.update("drain", run_start.elapsed(), &s, None);
+            if s.delivered >= s.expected || Instant::now() >= drain_end {
+                drained = s.delivered >= s.expected;
+                break;
+            }
+            std::thread::sleep(tick / 5);
+        }
+    }
+    let mut rss_after = None;
+    if plan.mode == Mode::Connect {
+        shared.set_phase(Phase::Hold);
+        let hold_end = Instant::now() + plan.hold;
+        // Let the broker settle before reading its memory.
+        std::thread::sleep(plan.hold.min(Duration::from_millis(500)));
+        rss_after = plan.server_pid.and_then(sys::rss_bytes);
+        while Instant::now() < hold_end {
+            prog.update("hold", t0.elapsed(), &shared.c.snap(), None);
+            sleep_until((Instant::now() + tick).min(hold_end));
+        }
+    }
+    shared.set_phase(Phase::Close);
+    let close_start = Instant::now();
+    while handles.iter().any(|h| !h.is_finished())
+        && close_start.elapsed() < plan.close_timeout + Duration::from_secs(2)
+    {
+        prog.update("close", t0.elapsed(), &shared.c.snap(), None);
+        std::thread::sleep(tick / 5);
+    }
+    if handles.iter().any(|h| !h.is_finished()) {
+        shared.set_phase(Phase::Abort);
+    }
+    prog.finish();
+    let mut out = Outcome {
+        total,
+        setup_s,
+        measured_s,
+        at_start,
+        at_end,
+        last: shared.c.snap(),
+        drained,
+        e2e: Latency::new(),
+        setup: Latency::new(),
+        upgrade: Latency::new(),
+        failures: Failures::new(),
+        bcast: HashMap::new(),
+        ids: Vec::new(),
+        ready_subs,
+        series,
+        cpu_pct: 0.0,
+        max_thread_pct: 0.0,
+        broker_cpu_pct: None,
+        rss_before,
+        rss_after,
+        pacer_resets: 0,
+        warnings: Vec::new(),
+    };
+    for h in handles {
+        match h.join() {
+            Ok(Ok(o)) => {
+                out.e2e.merge(&o.e2e);
+                out.setup.merge(&o.setup);
+                out.upgrade.merge(&o.upgrade);
+                merge_failures(&mut out.failures, &o.failures);
+                for (seq, (n, lat)) in o.bcast {
+                    let e = out.bcast.entry(seq).or_insert((0, 0));
+                    e.0 += n;
+                    e.1 = e.1.max(lat);
+                }
+                out.ids.extend(o.ids);
+                out.pacer_resets += o.pacer_resets;
+            }
+            Ok(Err(e)) => warnings.push(format!("a reactor thread failed: {e}")),
+            Err(_) => warnings.push("a reactor thread panicked".into()),
+        }
+    }
+    out.last = shared.c.snap();
+    // CPU over the measured window (connect: over the setup phase).
+    let (a, b) = if plan.mode == Mode::Connect {
+        (cpu0, cpu1)
+    } else {
+        (w0, w1)
+    };
+    let wall = b.0.duration_since(a.0).as_secs_f64().max(1e-9);
+    out.cpu_pct = (b.1.saturating_sub(a.1)).as_secs_f64() / wall * 100.0;
+    out.max_thread_pct =
+        b.2.iter()
+            .zip(a.2.iter())
+            .map(|(x, y)| x.saturating_sub(*y) as f64 / 1e6 / wall * 100.0)
+            .fold(0.0, f64::max);
+    if let (Some(x), Some(y)) = (b.3, a.3) {
+        out.broker_cpu_pct = Some(x.saturating_sub(y).as_secs_f64() / wall * 100.0);
+    }
+    if out.max_thread_pct >= 90.0 {
+        warnings.push(format!(
+            "the load tool was saturated: a reactor thread used {:.0}% of a core, so these \
+             figures measure the tool as much as the broker (try --threads {} on a machine with \
+             spare cores)",
+            out.max_thread_pct,
+            threads + 1
+        ));
+    }
+    if out.pacer_resets > 0 {
+        warnings.push(format!(
+            "publishers fell more than a second behind their target rate {} times: the rate \
+             asked for was not reached",
+            out.pacer_resets
+        ));
+    }
+    out.warnings = warnings;
+    Ok(out)
+}
