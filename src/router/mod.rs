@@ -173,6 +173,7 @@ pub struct Router {
     queues: HashMap<Arc<str>, Queue>,
     queue_cfg: QueueConfig,
     seq: u64,
+    pattern_sub_count: usize,
 }
 
 /// Destinations cached without local subscribers before the cache is pruned.
@@ -200,6 +201,7 @@ impl Router {
             queues: HashMap::new(),
             queue_cfg,
             seq: 0,
+            pattern_sub_count: 0,
         }
     }
 
@@ -239,6 +241,7 @@ impl Router {
                 self.directory.add_pattern(destination, bit);
             }
             subs.push(sub);
+            self.pattern_sub_count += 1;
             return;
         }
         let d = self.dest(destination);
@@ -253,7 +256,9 @@ impl Router {
         let bit = self.bit();
         if kind(destination) == DestKind::Pattern {
             if let Some(subs) = self.patterns.get_mut(destination) {
+                let before = subs.len();
                 subs.retain(|s| !(s.conn == conn && *s.id == *id));
+                self.pattern_sub_count -= before - subs.len();
                 if subs.is_empty() {
                     self.patterns.remove(destination);
                     self.directory.remove_pattern(destination, bit);
@@ -346,6 +351,18 @@ impl Router {
             slot: slot as u32,
             gen,
         }
+    }
+
+    /// (subscriptions, destinations) held here, for metrics. Counts topic and queue
+    /// subscriptions of this reactor's connections, and destinations with local subscribers or
+    /// homed queues.
+    pub fn sizes(&self) -> (usize, usize) {
+        let topic: usize = self.dests.values().map(|d| d.subs.len()).sum();
+        let pattern_subs: usize = self.pattern_sub_count;
+        let dests = self.dests.values().filter(|d| !d.subs.is_empty()).count()
+            + self.patterns.len()
+            + self.queues.len();
+        (topic + pattern_subs + self.qsubs.len(), dests)
     }
 
     /// The generation of a queue consumer slot, if in use.

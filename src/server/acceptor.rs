@@ -1,6 +1,13 @@
 //! The acceptor thread: one `mio::Poll` over the listeners; each accepted socket goes to the
-//! next reactor in turn, through its mailbox.
+//! next reactor in turn, through its mailbox, after the connection limits admit it.
+//!
+//! Out of file descriptors (EMFILE/ENFILE), a pending connection can neither be accepted nor
+//! answered, and an edge-triggered listener would not signal it again. The acceptor keeps one
+//! spare descriptor: it frees it, accepts, closes the connection at once (refused, counted),
+//! and takes the spare back; when even that fails it retries after a short pause. No busy
+//! loop, no crash, and every existing session keeps its sockets.
 
+use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +17,12 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::Kind;
+use super::metrics::{AcceptStats, ConnLimits, Refused};
 use super::reactor::{Mail, Mailbox};
 
 pub const STOP: Token = Token(usize::MAX);
 
-/// After EMFILE/ENFILE, retry accepting after this long instead of spinning.
+/// After EMFILE/ENFILE with no spare descriptor, retry accepting after this long.
 const BACKOFF: Duration = Duration::from_millis(50);
 
 pub struct Acceptor {
@@ -22,6 +30,19 @@ pub struct Acceptor {
     pub listeners: Vec<(TcpListener, Kind)>,
     pub reactors: Vec<Mailbox>,
     pub shutdown: Arc<AtomicBool>,
+    pub limits: Arc<ConnLimits>,
+    pub stats: Arc<AcceptStats>,
+}
+
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(24 /* EMFILE */) | Some(23 /* ENFILE */)
+    )
+}
+
+fn spare() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 impl Acceptor {
@@ -34,6 +55,7 @@ impl Acceptor {
         let mut events = Events::with_capacity(64);
         let mut next = 0usize;
         let mut backoff = false;
+        let mut reserve = spare();
         loop {
             let timeout = backoff.then_some(BACKOFF);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -45,27 +67,63 @@ impl Acceptor {
                 return Ok(());
             }
             backoff = false;
+            if reserve.is_none() {
+                reserve = spare();
+            }
             // Accept on every listener each turn: cheap, and a backoff retry needs it anyway.
             for (l, kind) in &self.listeners {
                 loop {
                     match l.accept() {
-                        Ok((sock, _peer)) => {
+                        Ok((sock, peer)) => {
                             let _ = sock.set_nodelay(true);
                             if self.reactors.is_empty() {
                                 break;
                             }
+                            let admitted = match self.limits.admit(peer.ip()) {
+                                Ok(()) => Some(peer.ip()),
+                                Err(Refused::Limit) => {
+                                    self.stats.refused_limit.fetch_add(1, Ordering::Relaxed);
+                                    None
+                                }
+                                Err(Refused::PerIp) => {
+                                    self.stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                                    None
+                                }
+                            };
                             let mb = &self.reactors[next % self.reactors.len()];
                             next = next.wrapping_add(1);
-                            if mb.tx.try_send(Mail::Accepted(sock, *kind)).is_ok() {
-                                mb.wake();
+                            // A refused connection still goes to a reactor, which answers it
+                            // (503 or ERROR) and reads until the peer is done, so the answer is
+                            // not lost to a reset.
+                            match mb.tx.try_send(Mail::Accepted(sock, *kind, admitted)) {
+                                Ok(()) => mb.wake(),
+                                Err(_) => {
+                                    if let Some(ip) = admitted {
+                                        self.limits.release(ip);
+                                    }
+                                }
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if out_of_fds(&e) => {
+                            if reserve.take().is_some() {
+                                // The spare is closed: room for one accept, closed at once.
+                                if let Ok((sock, _)) = l.accept() {
+                                    drop(sock);
+                                    self.stats.refused_fd_limit.fetch_add(1, Ordering::Relaxed);
+                                }
+                                reserve = spare();
+                                if reserve.is_some() {
+                                    continue;
+                                }
+                            }
+                            log::warn!("out of file descriptors: refusing new connections");
+                            backoff = true;
+                            break;
+                        }
                         Err(e) => {
-                            // EMFILE/ENFILE and friends: leave the backlog alone and retry
-                            // shortly, so we neither spin nor stall.
-                            let _ = e;
+                            log::warn!("accept failed: {e}");
                             backoff = true;
                             break;
                         }

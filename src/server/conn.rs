@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::buf::BufPool;
+use super::metrics::Counters;
 use super::outq::OutQueue;
 use crate::config::Config;
 use std::sync::Arc;
@@ -93,11 +94,16 @@ pub struct Ctx<'a> {
     pub seq: &'a mut u64,
     /// Reactor-wide session counter.
     pub sessions: &'a mut u64,
+    /// The reactor's metrics.
+    pub counters: &'a mut Counters,
 }
 
 #[derive(Debug)]
 pub struct Conn {
     pub sock: TcpStream,
+    pub kind: Kind,
+    /// The peer's address, when it counts against the connection limits.
+    pub admitted: Option<std::net::IpAddr>,
     rbuf: Vec<u8>,
     rstart: usize,
     phase: Phase,
@@ -142,6 +148,8 @@ impl Conn {
         };
         Conn {
             sock,
+            kind,
+            admitted: None,
             rbuf: Vec::new(),
             rstart: 0,
             phase,
@@ -256,6 +264,7 @@ impl Conn {
                 return self.after_io(ctx);
             }
             self.last_read = ctx.now;
+            ctx.counters.bytes_in += n as u64;
             self.process(ctx);
             self.recycle(ctx);
             budget = budget.saturating_sub(n);
@@ -304,7 +313,9 @@ impl Conn {
     /// Flush queued output. Called once per loop turn for each connection with output.
     pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> io::Result<Next> {
         if !self.out.is_empty() && !self.write_blocked {
+            let before = self.out.len();
             let done = self.out.write_to(&mut self.sock, ctx.pool)?;
+            ctx.counters.bytes_out += (before - self.out.len()) as u64;
             self.write_blocked = !done;
             self.last_write = ctx.now;
         }
@@ -407,6 +418,7 @@ impl Conn {
                     let (used, ev) = match wss.decoder.decode(input) {
                         Ok(r) => r,
                         Err(e) => {
+                            ctx.counters.errors_ws += 1;
                             if !wss.close_sent {
                                 if let App::Stomp(st) = app {
                                     let err = StompError::new(e.reason());
@@ -544,6 +556,7 @@ impl Conn {
     }
 
     fn refuse(&mut self, ctx: &mut Ctx<'_>, refusal: Refusal) {
+        ctx.counters.errors_handshake += 1;
         let buf = self.out.own_buf(ctx.pool);
         let before = buf.len();
         refusal.write(buf);
@@ -551,6 +564,20 @@ impl Conn {
         self.phase = Phase::Linger;
         self.rstart = self.rbuf.len();
         self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+    }
+
+    /// Refuse a connection over the limits: HTTP 503 or STOMP ERROR, then close.
+    pub fn refuse_limit(&mut self, ctx: &mut Ctx<'_>) {
+        let reason = "too many connections";
+        match self.kind {
+            Kind::Ws => self.refuse(ctx, Refusal::unavailable(reason)),
+            Kind::Tcp => {
+                let err = StompError::new(reason);
+                write_error(&mut self.out, ctx, Version::V1_2, &err, false);
+                self.linger(ctx);
+            }
+        }
+        ctx.counters.refused += 1;
     }
 
     /// Begin a server-initiated close (shutdown): STOMP ERROR, then WebSocket Close `code`.
@@ -740,6 +767,7 @@ fn apply_action(
                 Some(MsgId::new(ctx.reactor, *ctx.seq))
             };
             let msg = encode_shared(frame, &destination, id, ctx.enc);
+            ctx.counters.messages_in += 1;
             match transaction {
                 Some(tx) => tx_buffer(st, &tx).push(TxOp::Publish(msg)),
                 None => publish(msg, ctx),

@@ -13,6 +13,7 @@
 mod acceptor;
 pub mod buf;
 mod conn;
+pub mod metrics;
 pub mod outq;
 mod reactor;
 pub mod timer;
@@ -30,7 +31,8 @@ use crate::config::Config;
 use crate::router::{Directory, Router, MAX_REACTORS};
 use acceptor::Acceptor;
 use conn::Kind;
-use reactor::{Mailbox, Reactor, WAKER};
+use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
+use reactor::{Mailbox, Reactor, Shared, WAKER};
 
 /// Mail queued per reactor before the acceptor drops new sockets (backpressure, not growth).
 const MAILBOX_BOUND: usize = 65_536;
@@ -39,6 +41,9 @@ const MAILBOX_BOUND: usize = 65_536;
 pub struct ServerHandle {
     ws_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    stats: Arc<Stats>,
+    metrics_waker: Option<Arc<Waker>>,
     shutdown: Arc<AtomicBool>,
     acceptor_waker: Arc<Waker>,
     reactor_wakers: Vec<Mailbox>,
@@ -56,12 +61,23 @@ impl ServerHandle {
         self.tcp_addr
     }
 
+    /// The bound metrics address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus text of the server's metrics right now.
+    pub fn metrics(&self) -> String {
+        self.stats.render()
+    }
+
     /// A cheap, cloneable trigger for shutdown (e.g. from a signal thread).
     pub fn trigger(&self) -> ShutdownTrigger {
         ShutdownTrigger {
             shutdown: Arc::clone(&self.shutdown),
             acceptor: Arc::clone(&self.acceptor_waker),
             reactors: self.reactor_wakers.clone(),
+            metrics: self.metrics_waker.clone(),
         }
     }
 
@@ -90,6 +106,7 @@ pub struct ShutdownTrigger {
     shutdown: Arc<AtomicBool>,
     acceptor: Arc<Waker>,
     reactors: Vec<Mailbox>,
+    metrics: Option<Arc<Waker>>,
 }
 
 impl ShutdownTrigger {
@@ -98,6 +115,9 @@ impl ShutdownTrigger {
         let _ = self.acceptor.wake();
         for r in &self.reactors {
             let _ = r.waker.wake();
+        }
+        if let Some(m) = &self.metrics {
+            let _ = m.wake();
         }
     }
 }
@@ -131,7 +151,30 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         tcp_addr = Some(l.local_addr()?);
         listeners.push((l, Kind::Tcp));
     }
+    // Bind everything before any thread starts, so a bad address starts nothing.
+    let stats_shutdown = Arc::clone(&shutdown);
     let directory = Arc::new(Directory::new());
+    let limits = Arc::new(ConnLimits::new(
+        cfg.max_connections,
+        cfg.max_connections_per_ip,
+    ));
+    let accept_stats = Arc::new(AcceptStats::default());
+    let reactor_stats: Vec<Arc<ReactorStats>> = (0..cfg.reactors.max(1))
+        .map(|_| Arc::new(ReactorStats::default()))
+        .collect();
+    let stats = Arc::new(Stats {
+        reactors: reactor_stats.clone(),
+        accept: Arc::clone(&accept_stats),
+        limits: Arc::clone(&limits),
+    });
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(MetricsServer::bind(
+            addr,
+            Arc::clone(&stats),
+            stats_shutdown,
+        )?),
+        None => None,
+    };
     let mut mailboxes = Vec::new();
     let mut parts = Vec::new();
     for _ in 0..cfg.reactors.max(1) {
@@ -154,7 +197,11 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             poll,
             rx,
             woken,
-            Arc::clone(&shutdown),
+            Shared {
+                shutdown: Arc::clone(&shutdown),
+                stats: Arc::clone(&reactor_stats[i]),
+                limits: Arc::clone(&limits),
+            },
             Router::with_config(i, cfg.reactors.max(1), Arc::clone(&directory), cfg.queues),
             mailboxes.clone(),
         );
@@ -171,15 +218,31 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         listeners,
         reactors: mailboxes.clone(),
         shutdown: Arc::clone(&shutdown),
+        limits,
+        stats: accept_stats,
     };
     threads.push(
         std::thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || acceptor.run())?,
     );
+    let (metrics_addr, metrics_waker) = match metrics {
+        Some((m, waker, local)) => {
+            threads.push(
+                std::thread::Builder::new()
+                    .name("metrics".into())
+                    .spawn(move || m.run())?,
+            );
+            (Some(local), Some(waker))
+        }
+        None => (None, None),
+    };
     Ok(ServerHandle {
         ws_addr,
         tcp_addr,
+        metrics_addr,
+        stats,
+        metrics_waker,
         shutdown,
         acceptor_waker,
         reactor_wakers: mailboxes,

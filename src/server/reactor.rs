@@ -17,7 +17,10 @@ use slab::Slab;
 use super::buf::BufPool;
 use super::conn::{Conn, Ctx, Kind, Next};
 use super::timer::TimerWheel;
-use crate::config::Config;
+use std::net::IpAddr;
+
+use super::metrics::{ConnLimits, Counters, ReactorStats};
+use crate::config::{Config, SlowConsumer};
 use crate::router::{Delivery, Published, QueueOp, Router, Sink};
 use crate::session::StompError;
 use crate::ws::code;
@@ -28,7 +31,9 @@ pub const WAKER: Token = Token(usize::MAX);
 /// Messages to a reactor.
 #[derive(Debug)]
 pub enum Mail {
-    Accepted(TcpStream, Kind),
+    /// A new connection; `admitted` is its peer IP when it counts against the limits, `None`
+    /// when it must be refused as over them.
+    Accepted(TcpStream, Kind, Option<std::net::IpAddr>),
     /// Everything one reactor had for another in one loop turn.
     Batch(Batch),
 }
@@ -94,6 +99,10 @@ struct ConnSink<'a> {
     dirty: &'a mut Vec<Token>,
     overflow: &'a mut Vec<Token>,
     max_outbound: usize,
+    /// Topic deliveries to a subscriber over its bound are dropped (policy drop) rather than
+    /// closing it. Queue deliveries are never dropped.
+    drop_policy: bool,
+    counters: &'a mut Counters,
 }
 
 impl Sink for ConnSink<'_> {
@@ -107,13 +116,19 @@ impl Sink for ConnSink<'_> {
         if c.overflowed {
             return;
         }
+        if self.drop_policy && c.out.len() > self.max_outbound {
+            self.counters.slow_drops += 1;
+            return;
+        }
         if c.out.is_empty() {
             self.dirty.push(Token(conn));
         }
         c.out.push_parts(self.pool, head);
         c.out.push_shared(shared);
-        if c.out.len() > self.max_outbound {
+        self.counters.messages_out += 1;
+        if !self.drop_policy && c.out.len() > self.max_outbound {
             c.overflowed = true;
+            self.counters.slow_closes += 1;
             self.overflow.push(Token(conn));
         }
     }
@@ -148,6 +163,16 @@ pub struct Reactor {
     enc: Vec<u8>,
     seq: u64,
     sessions: u64,
+    counters: Counters,
+    stats: Arc<ReactorStats>,
+    limits: Arc<ConnLimits>,
+}
+
+/// Shared things a reactor is built with.
+pub struct Shared {
+    pub shutdown: Arc<AtomicBool>,
+    pub stats: Arc<ReactorStats>,
+    pub limits: Arc<ConnLimits>,
 }
 
 impl Reactor {
@@ -158,7 +183,7 @@ impl Reactor {
         poll: Poll,
         inbox: Receiver<Mail>,
         woken: Arc<AtomicBool>,
-        shutdown: Arc<AtomicBool>,
+        shared: Shared,
         router: Router,
         peers: Vec<Mailbox>,
     ) -> Self {
@@ -169,7 +194,7 @@ impl Reactor {
             poll,
             inbox,
             woken,
-            shutdown,
+            shutdown: shared.shutdown,
             peers,
             conns: Slab::new(),
             next_gen: 0,
@@ -189,6 +214,9 @@ impl Reactor {
             enc: Vec::new(),
             seq: 0,
             sessions: 0,
+            counters: Counters::default(),
+            stats: shared.stats,
+            limits: shared.limits,
             cfg,
         }
     }
@@ -237,12 +265,26 @@ impl Reactor {
             self.send_batches();
             self.handle_overflow(now);
             self.flush_dirty(now);
+            self.publish_stats(now);
             if let Some(d) = shutdown_deadline {
                 if self.conns.is_empty() || now >= d {
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Once per loop turn: copy the counters where scrapes can read them.
+    fn publish_stats(&mut self, started: Instant) {
+        let c = &mut self.counters;
+        let busy = started.elapsed().as_nanos() as u64;
+        c.loop_turns += 1;
+        c.loop_nanos += busy;
+        c.loop_max_nanos = c.loop_max_nanos.max(busy);
+        let (subs, dests) = self.router.sizes();
+        c.subscriptions = subs as u64;
+        c.destinations = dests as u64;
+        self.stats.publish(c);
     }
 
     fn slot(&mut self, t: Token) -> Option<&mut Slot> {
@@ -253,7 +295,7 @@ impl Reactor {
     fn drain_inbox(&mut self, now: Instant) {
         while let Ok(mail) = self.inbox.try_recv() {
             match mail {
-                Mail::Accepted(sock, kind) => self.add(sock, kind, now),
+                Mail::Accepted(sock, kind, admitted) => self.add(sock, kind, admitted, now),
                 Mail::Batch(b) => self.receive(b, now),
             }
         }
@@ -275,6 +317,8 @@ impl Reactor {
             dirty: &mut self.dirty,
             overflow: &mut self.overflow,
             max_outbound: self.cfg.max_outbound,
+            drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
+            counters: &mut self.counters,
         };
         for m in &b.publish {
             self.router.deliver_local(m, &mut sink);
@@ -316,6 +360,8 @@ impl Reactor {
             dirty: &mut self.dirty,
             overflow: &mut self.overflow,
             max_outbound: self.cfg.max_outbound,
+            drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
+            counters: &mut self.counters,
         };
         for d in &deliveries {
             // A consumer that is gone: its home requeues the message when it hears of it.
@@ -335,8 +381,11 @@ impl Reactor {
         }
     }
 
-    fn add(&mut self, sock: TcpStream, kind: Kind, now: Instant) {
+    fn add(&mut self, sock: TcpStream, kind: Kind, admitted: Option<IpAddr>, now: Instant) {
         if self.shutdown.load(Ordering::Acquire) {
+            if let Some(ip) = admitted {
+                self.limits.release(ip);
+            }
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -348,15 +397,39 @@ impl Reactor {
         let gen = self.next_gen;
         let tok = token(idx, gen);
         let mut conn = Conn::new(sock, kind, &self.cfg, now, &mut self.sessions, self.id);
+        conn.admitted = admitted;
         if self
             .poll
             .registry()
             .register(&mut conn.sock, tok, Interest::READABLE)
             .is_err()
         {
+            if let Some(ip) = admitted {
+                self.limits.release(ip);
+            }
             return;
         }
+        log::debug!(
+            "reactor {}: connection {:?} ({kind:?}) from {:?}",
+            self.id,
+            tok,
+            conn.sock.peer_addr().ok()
+        );
+        match kind {
+            Kind::Ws => {
+                self.counters.conns_ws += 1;
+                self.counters.accepted_ws += 1;
+            }
+            Kind::Tcp => {
+                self.counters.conns_tcp += 1;
+                self.counters.accepted_tcp += 1;
+            }
+        }
         entry.insert(Slot { conn, gen });
+        if admitted.is_none() {
+            self.with_conn(tok, now, |c, ctx| c.refuse_limit(ctx));
+            self.dirty.push(tok);
+        }
         self.rearm_timer(tok);
         // Bytes may already be waiting (edge-triggered: the event could predate registration).
         self.ready_again.push(tok);
@@ -384,6 +457,7 @@ impl Reactor {
             enc: &mut self.enc,
             seq: &mut self.seq,
             sessions: &mut self.sessions,
+            counters: &mut self.counters,
         };
         Some(f(&mut s.conn, &mut ctx))
     }
@@ -410,6 +484,8 @@ impl Reactor {
                     dirty: &mut self.dirty,
                     overflow: &mut self.overflow,
                     max_outbound: self.cfg.max_outbound,
+                    drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
+                    counters: &mut self.counters,
                 };
                 self.router.deliver_local(&msg, &mut sink);
                 let mut mask = self.router.remote_mask(&msg.destination);
@@ -579,6 +655,14 @@ impl Reactor {
         let mut s = self.conns.remove(idx);
         let _ = self.poll.registry().deregister(&mut s.conn.sock);
         s.conn.out.release(&mut self.pool);
+        if let Some(ip) = s.conn.admitted {
+            self.limits.release(ip);
+        }
+        match s.conn.kind {
+            Kind::Ws => self.counters.conns_ws -= 1,
+            Kind::Tcp => self.counters.conns_tcp -= 1,
+        }
+        log::debug!("reactor {}: connection {:?} closed", self.id, t);
     }
 }
 

@@ -1,0 +1,439 @@
+//! Counters and the Prometheus endpoint.
+//!
+//! Each reactor counts in plain integers on its own stack of work and publishes them once per
+//! loop turn into its own [`ReactorStats`] (relaxed stores to atomics that only it writes), so
+//! nothing is shared on the per-message path. A scrape sums the reactors.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+/// What one reactor counts. Plain integers, owned by the reactor thread.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub conns_ws: u64,
+    pub conns_tcp: u64,
+    pub accepted_ws: u64,
+    pub accepted_tcp: u64,
+    pub subscriptions: u64,
+    pub destinations: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub slow_drops: u64,
+    pub slow_closes: u64,
+    pub errors_stomp: u64,
+    pub errors_ws: u64,
+    pub errors_handshake: u64,
+    pub heartbeat_timeouts: u64,
+    pub refused: u64,
+    pub loop_turns: u64,
+    pub loop_nanos: u64,
+    pub loop_max_nanos: u64,
+}
+
+macro_rules! stats {
+    ($($f:ident),* $(,)?) => {
+        /// A reactor's published counters: written by that reactor only, read by scrapes.
+        #[derive(Debug, Default)]
+        pub struct ReactorStats {
+            $(pub $f: AtomicU64,)*
+        }
+
+        impl ReactorStats {
+            /// Publish the reactor's counters (once per loop turn).
+            pub fn publish(&self, c: &Counters) {
+                $(self.$f.store(c.$f, Ordering::Relaxed);)*
+            }
+
+            pub fn snapshot(&self) -> Counters {
+                Counters {
+                    $($f: self.$f.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+stats!(
+    conns_ws,
+    conns_tcp,
+    accepted_ws,
+    accepted_tcp,
+    subscriptions,
+    destinations,
+    messages_in,
+    messages_out,
+    bytes_in,
+    bytes_out,
+    slow_drops,
+    slow_closes,
+    errors_stomp,
+    errors_ws,
+    errors_handshake,
+    heartbeat_timeouts,
+    refused,
+    loop_turns,
+    loop_nanos,
+    loop_max_nanos,
+);
+
+/// Connections refused before reaching a reactor, by reason.
+#[derive(Debug, Default)]
+pub struct AcceptStats {
+    pub refused_limit: AtomicU64,
+    pub refused_per_ip: AtomicU64,
+    pub refused_fd_limit: AtomicU64,
+}
+
+/// The connection limits, shared by the acceptor (admits) and the reactors (release).
+#[derive(Debug)]
+pub struct ConnLimits {
+    max: usize,
+    max_per_ip: usize,
+    live: AtomicU64,
+    per_ip: Mutex<std::collections::HashMap<IpAddr, u32>>,
+}
+
+/// Why a connection is refused at accept time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Limit,
+    PerIp,
+}
+
+impl ConnLimits {
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
+        ConnLimits {
+            max,
+            max_per_ip,
+            live: AtomicU64::new(0),
+            per_ip: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Admit a connection from `ip`, or say why not. Called per accepted socket.
+    pub fn admit(&self, ip: IpAddr) -> Result<(), Refused> {
+        if self.live.load(Ordering::Acquire) >= self.max as u64 {
+            return Err(Refused::Limit);
+        }
+        if self.max_per_ip > 0 {
+            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n as usize >= self.max_per_ip {
+                return Err(Refused::PerIp);
+            }
+            *n += 1;
+        }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// A connection admitted by [`ConnLimits::admit`] closed.
+    pub fn release(&self, ip: IpAddr) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        if self.max_per_ip > 0 {
+            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
+/// Everything a scrape reads.
+#[derive(Debug)]
+pub struct Stats {
+    pub reactors: Vec<Arc<ReactorStats>>,
+    pub accept: Arc<AcceptStats>,
+    pub limits: Arc<ConnLimits>,
+}
+
+impl Stats {
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let snaps: Vec<Counters> = self.reactors.iter().map(|r| r.snapshot()).collect();
+        let sum = |f: fn(&Counters) -> u64| snaps.iter().map(f).sum::<u64>();
+        let mut o = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+            let _ = writeln!(o, "# HELP stompbox_{name} {help}");
+            let _ = writeln!(o, "# TYPE stompbox_{name} {kind}");
+            for (labels, v) in rows {
+                if labels.is_empty() {
+                    let _ = writeln!(o, "stompbox_{name} {v}");
+                } else {
+                    let _ = writeln!(o, "stompbox_{name}{{{labels}}} {v}");
+                }
+            }
+        };
+        metric(
+            "connections",
+            "gauge",
+            "Open connections by transport.",
+            &[
+                ("transport=\"ws\"", sum(|c| c.conns_ws)),
+                ("transport=\"tcp\"", sum(|c| c.conns_tcp)),
+            ],
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "Connections accepted by transport.",
+            &[
+                ("transport=\"ws\"", sum(|c| c.accepted_ws)),
+                ("transport=\"tcp\"", sum(|c| c.accepted_tcp)),
+            ],
+        );
+        let a = &self.accept;
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Connections refused: over the total or per-IP limit, or out of file descriptors.",
+            &[
+                ("reason=\"limit\"", a.refused_limit.load(Ordering::Relaxed)),
+                (
+                    "reason=\"per_ip\"",
+                    a.refused_per_ip.load(Ordering::Relaxed),
+                ),
+                (
+                    "reason=\"fd_limit\"",
+                    a.refused_fd_limit.load(Ordering::Relaxed),
+                ),
+            ],
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Active subscriptions.",
+            &[("", sum(|c| c.subscriptions))],
+        );
+        metric(
+            "destinations",
+            "gauge",
+            "Destinations known to the reactors (summed over reactors).",
+            &[("", sum(|c| c.destinations))],
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Messages published (SEND frames accepted).",
+            &[("", sum(|c| c.messages_in))],
+        );
+        metric(
+            "messages_out_total",
+            "counter",
+            "Messages delivered (MESSAGE frames queued to subscribers).",
+            &[("", sum(|c| c.messages_out))],
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Bytes read from clients.",
+            &[("", sum(|c| c.bytes_in))],
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            &[("", sum(|c| c.bytes_out))],
+        );
+        metric(
+            "slow_consumer_drops_total",
+            "counter",
+            "Topic messages dropped for subscribers over their outbound limit (policy drop).",
+            &[("", sum(|c| c.slow_drops))],
+        );
+        metric(
+            "slow_consumer_closes_total",
+            "counter",
+            "Subscribers closed for being over their outbound limit (policy close).",
+            &[("", sum(|c| c.slow_closes))],
+        );
+        metric(
+            "errors_total",
+            "counter",
+            "Connections failed, by kind.",
+            &[
+                ("kind=\"stomp\"", sum(|c| c.errors_stomp)),
+                ("kind=\"websocket\"", sum(|c| c.errors_ws)),
+                ("kind=\"handshake\"", sum(|c| c.errors_handshake)),
+                ("kind=\"heartbeat\"", sum(|c| c.heartbeat_timeouts)),
+            ],
+        );
+        let per = |f: fn(&Counters) -> u64| -> Vec<(String, u64)> {
+            snaps
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("reactor=\"{i}\""), f(c)))
+                .collect()
+        };
+        let rows = |v: &Vec<(String, u64)>| -> Vec<(String, u64)> { v.clone() };
+        let conns = per(|c| c.conns_ws + c.conns_tcp);
+        let turns = per(|c| c.loop_turns);
+        let nanos = per(|c| c.loop_nanos);
+        let max = per(|c| c.loop_max_nanos);
+        let mut metric_s =
+            |name: &str, kind: &str, help: &str, v: Vec<(String, u64)>, scale: f64| {
+                let _ = writeln!(o, "# HELP stompbox_{name} {help}");
+                let _ = writeln!(o, "# TYPE stompbox_{name} {kind}");
+                for (l, x) in v {
+                    if scale == 1.0 {
+                        let _ = writeln!(o, "stompbox_{name}{{{l}}} {x}");
+                    } else {
+                        let _ = writeln!(o, "stompbox_{name}{{{l}}} {}", x as f64 * scale);
+                    }
+                }
+            };
+        metric_s(
+            "reactor_connections",
+            "gauge",
+            "Open connections per reactor.",
+            rows(&conns),
+            1.0,
+        );
+        metric_s(
+            "reactor_loop_turns_total",
+            "counter",
+            "Event-loop turns per reactor.",
+            rows(&turns),
+            1.0,
+        );
+        metric_s(
+            "reactor_loop_busy_seconds_total",
+            "counter",
+            "Time spent working (not waiting in poll) per reactor.",
+            rows(&nanos),
+            1e-9,
+        );
+        metric_s(
+            "reactor_loop_turn_max_seconds",
+            "gauge",
+            "Longest loop turn per reactor since start.",
+            rows(&max),
+            1e-9,
+        );
+        o
+    }
+}
+
+const STOP: Token = Token(usize::MAX);
+const LISTENER: Token = Token(0);
+
+/// The metrics thread: `/metrics` and `/healthz` over HTTP/1.1, one short request per
+/// connection. Slow clients get 2 s; nothing here touches a reactor.
+pub struct MetricsServer {
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl MetricsServer {
+    pub fn bind(
+        addr: SocketAddr,
+        stats: Arc<Stats>,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<(Self, Arc<Waker>, SocketAddr)> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
+        Ok((
+            MetricsServer {
+                poll,
+                listener,
+                stats,
+                shutdown,
+            },
+            waker,
+            local,
+        ))
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            if self.shutdown.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            loop {
+                match self.listener.accept() {
+                    Ok((sock, _)) => {
+                        // Served synchronously with timeouts: scrapes are rare and small.
+                        let std: std::net::TcpStream = sock.into();
+                        let _ = serve(std, &self.stats);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn serve(mut s: std::net::TcpStream, stats: &Stats) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() {
+        let k = s.read(buf.get_mut(n..).unwrap_or_default())?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+        if buf
+            .get(..n)
+            .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
+        {
+            break;
+        }
+    }
+    let head = buf.get(..n).unwrap_or_default();
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let (status, ctype, body) = if line.starts_with(b"GET /metrics ") {
+        (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            stats.render(),
+        )
+    } else if line.starts_with(b"GET /healthz ") {
+        ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+    } else {
+        (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "try /metrics or /healthz\n".to_string(),
+        )
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(resp.as_bytes())?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
