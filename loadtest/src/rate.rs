@@ -43,7 +43,8 @@ impl Pacer {
             return self.burst;
         }
         let elapsed = now_ns.saturating_sub(self.start_ns) as f64 / 1e9;
-        let owed = (elapsed * self.rate).floor() as u64;
+        // The epsilon absorbs rounding at exactly the due instant (see `next_due_ns`).
+        let owed = (elapsed * self.rate + 1e-6).floor() as u64;
         let mut behind = owed.saturating_sub(self.sent);
         if behind as f64 > self.rate * MAX_LAG_S && behind > self.burst {
             // Too far behind to catch up without distorting the run: start a fresh schedule.

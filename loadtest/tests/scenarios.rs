@@ -1,0 +1,213 @@
+//! Every scenario for a second or so against a stompbox started by the test (in process, on
+//! 127.0.0.1:0), checked for what a correct broker and a correct tool must show.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use loadtest::cli::Cli;
+use loadtest::report::{json, Report};
+
+fn server() -> (stompbox::ServerHandle, SocketAddr) {
+    let h = stompbox::start(stompbox::Config {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        ..Default::default()
+    })
+    .expect("stompbox starts");
+    let a = h.ws_addr().expect("ws addr");
+    (h, a)
+}
+
+fn run(args: &str, addr: SocketAddr) -> Report {
+    let mut argv: Vec<String> = vec!["loadtest".into()];
+    argv.extend(args.split_whitespace().map(String::from));
+    argv.extend([
+        "--url".into(),
+        format!("ws://{addr}/ws"),
+        "--quiet".into(),
+        "--warmup".into(),
+        "0.3".into(),
+        "--drain".into(),
+        "3".into(),
+    ]);
+    let cli = Cli::try_parse_from(&argv).expect("arguments parse");
+    let r = loadtest::run_scenario(&cli).expect("scenario runs");
+    println!("{}", r.human());
+    r
+}
+
+fn m(r: &Report, k: &str) -> f64 {
+    r.get(k).unwrap_or_else(|| panic!("metric {k} missing"))
+}
+
+#[test]
+fn connect_opens_holds_and_closes_cleanly() {
+    let (h, addr) = server();
+    let pid = std::process::id();
+    let r = run(
+        &format!("connect -n 300 --hold 0.5 --concurrency 50 --server-pid {pid}"),
+        addr,
+    );
+    assert_eq!(m(&r, "sessions_ready"), 300.0);
+    assert_eq!(m(&r, "sessions_failed"), 0.0);
+    assert_eq!(m(&r, "sessions_closed_clean"), 300.0, "{:?}", r.failures);
+    assert!(m(&r, "connect_rate") > 0.0);
+    assert!(r.get("broker_bytes_per_session").is_some());
+    assert_eq!(r.latencies[0].summary.count, 300);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn fanout_delivers_everything_with_latency_and_writes_reports() {
+    let (h, addr) = server();
+    let dir = std::env::temp_dir().join(format!("loadtest-fanout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jp = dir.join("fanout.json");
+    let hp = dir.join("fanout.html");
+    let args = format!(
+        "fanout -p 2 -s 20 -t 4 --duration 1 --rate 2000 --json {} --report {}",
+        jp.display(),
+        hp.display()
+    );
+    let cli = {
+        let mut argv: Vec<String> = vec!["loadtest".into()];
+        argv.extend(args.split_whitespace().map(String::from));
+        argv.extend(["--url".into(), format!("ws://{addr}/ws"), "--quiet".into()]);
+        argv.extend(["--warmup".into(), "0.3".into()]);
+        Cli::try_parse_from(&argv).unwrap()
+    };
+    let r = loadtest::run_scenario(&cli).unwrap();
+    loadtest::write_outputs(&cli, &r).unwrap();
+    println!("{}", r.human());
+    assert_eq!(m(&r, "sessions_ready"), 22.0);
+    // 2000 msg/s over 4 topics of 5 subscribers: 5 deliveries per message.
+    let published = m(&r, "published_per_s");
+    assert!((1500.0..2500.0).contains(&published), "{published}");
+    assert!((m(&r, "delivered_per_s") / published - 5.0).abs() < 0.5);
+    assert_eq!(m(&r, "loss"), 0.0);
+    assert_eq!(m(&r, "expected"), m(&r, "published") * 5.0);
+    let e2e = &r.latencies[0].summary;
+    assert!(e2e.count > 1000 && e2e.p50_us > 0.0 && e2e.p50_us <= e2e.p99_us);
+    assert!(!r.series.is_empty());
+    let back = json::from_str(&std::fs::read_to_string(&jp).unwrap()).unwrap();
+    assert_eq!(back.get("loss"), Some(0.0));
+    let page = std::fs::read_to_string(&hp).unwrap();
+    assert_eq!(page.matches("<svg ").count(), 2);
+    h.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fanout_at_max_rate_loses_nothing() {
+    let (h, addr) = server();
+    let r = run("fanout -s 10 --duration 1 --window 200", addr);
+    assert!(m(&r, "delivered_per_s") > 10_000.0);
+    assert_eq!(m(&r, "loss"), 0.0, "{:?}", r.failures);
+    assert_eq!(m(&r, "sessions_dropped"), 0.0);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn broadcast_reaches_every_subscriber() {
+    let (h, addr) = server();
+    let r = run("broadcast -s 200 --interval-ms 50 --duration 1", addr);
+    let n = m(&r, "broadcasts");
+    assert!((15.0..=25.0).contains(&n), "{n}");
+    assert_eq!(m(&r, "broadcasts_complete"), n);
+    assert!(m(&r, "last_p99_ms") >= m(&r, "last_p50_ms"));
+    assert!(m(&r, "last_p50_ms") > 0.0);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn queue_gives_each_message_to_one_consumer_and_acks_it() {
+    let (h, addr) = server();
+    let r = run(
+        "queue --producers 2 --consumers 3 --duration 1 --rate 3000",
+        addr,
+    );
+    let sent = m(&r, "sent");
+    assert!(sent > 1000.0);
+    assert!(
+        !loadtest::scenario::queue::topic_like(&r),
+        "stompbox has /queue/ semantics since the queues commit"
+    );
+    assert_eq!(m(&r, "unique"), sent, "every message consumed");
+    assert_eq!(m(&r, "duplicates"), 0.0);
+    assert_eq!(m(&r, "loss"), 0.0);
+    assert_eq!(m(&r, "acked"), m(&r, "received"));
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn sweep_runs_each_setting_in_process_and_names_the_best() {
+    let cli = Cli::try_parse_from([
+        "loadtest",
+        "sweep",
+        "--stompbox",
+        "inproc",
+        "--max-reactors",
+        "2",
+        "--",
+        "fanout",
+        "-s",
+        "5",
+        "--duration",
+        "0.7",
+        "--warmup",
+        "0.2",
+        "--quiet",
+    ])
+    .unwrap();
+    let r = loadtest::run_scenario(&cli).unwrap();
+    println!("{}", r.human());
+    let (head, rows) = r.table.as_ref().unwrap();
+    assert_eq!(head[1], "delivered_per_s");
+    assert_eq!(rows.len(), 2);
+    let best = m(&r, "best_reactors");
+    assert!(best == 1.0 || best == 2.0);
+    assert!(m(&r, "reactors_1") > 0.0 && m(&r, "reactors_2") > 0.0);
+}
+
+#[test]
+fn a_refused_connection_is_a_counted_failure_not_a_hang() {
+    // Bind and drop a listener to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cli = Cli::try_parse_from([
+        "loadtest",
+        "connect",
+        "-n",
+        "5",
+        "--quiet",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+    ])
+    .unwrap();
+    let e = loadtest::run_scenario(&cli).unwrap_err();
+    assert!(e.contains("connection refused"), "{e}");
+}
+
+#[test]
+fn a_wrong_path_fails_the_handshake_with_its_status() {
+    let (h, addr) = server();
+    let cli = Cli::try_parse_from([
+        "loadtest",
+        "connect",
+        "-n",
+        "3",
+        "--quiet",
+        "--url",
+        &format!("ws://{addr}/nope"),
+    ])
+    .unwrap();
+    let e = loadtest::run_scenario(&cli).unwrap_err();
+    assert!(e.contains("HTTP status 404"), "{e}");
+    h.shutdown().unwrap();
+}
