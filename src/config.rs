@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::app::AppConfig;
 use crate::router::QueueConfig;
 use crate::session::SessionConfig;
 use crate::stomp::Limits;
@@ -67,6 +70,8 @@ pub struct Config {
     pub queues: QueueConfig,
     /// Slow-consumer policy (see `max_outbound`).
     pub slow_consumer: SlowConsumer,
+    /// Application and user destinations (set by [`crate::app::BrokerBuilder`]).
+    pub app: Option<Arc<AppConfig>>,
 }
 
 impl Default for Config {
@@ -97,6 +102,7 @@ impl Default for Config {
             heartbeat_grace: 2,
             queues: QueueConfig::default(),
             slow_consumer: SlowConsumer::Close,
+            app: None,
         }
     }
 }

@@ -27,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod router;
 pub mod server;

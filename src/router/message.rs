@@ -123,6 +123,18 @@ pub fn encode_shared(
     id: Option<MsgId>,
     scratch: &mut Vec<u8>,
 ) -> Published {
+    encode_shared_as(frame, destination, destination, id, scratch)
+}
+
+/// [`encode_shared`] for a message routed by `route` whose subscribers see `destination`
+/// (user destinations).
+pub fn encode_shared_as(
+    frame: &FrameRef<'_>,
+    route: &str,
+    destination: &str,
+    id: Option<MsgId>,
+    scratch: &mut Vec<u8>,
+) -> Published {
     // Which older encodings differ from 1.2: any escape differs for 1.0, only CR for 1.1.
     let mut differs_v10 = false;
     let mut differs_v11 = false;
@@ -178,7 +190,7 @@ pub fn encode_shared(
     let shared_v11 = differs_v11.then(|| write(scratch, Version::V1_1));
     let shared_v10 = differs_v10.then(|| write(scratch, Version::V1_0));
     Published {
-        destination: Arc::from(destination),
+        destination: Arc::from(route),
         id: id.unwrap_or(MsgId::EMPTY),
         text: std::str::from_utf8(&shared).is_ok(),
         shared,

@@ -8,7 +8,7 @@ pub mod queue;
 pub mod wildcard;
 
 pub use directory::{Directory, MAX_REACTORS};
-pub use message::{encode_shared, MsgId, Published};
+pub use message::{encode_shared, encode_shared_as, MsgId, Published};
 pub use queue::{ConsumerKey, Delivery, Overflow, QMsg, Queue};
 
 use std::collections::{HashMap, VecDeque};

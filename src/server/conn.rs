@@ -14,8 +14,10 @@ use super::outq::OutQueue;
 use crate::config::Config;
 use std::sync::Arc;
 
+use crate::app::{AppConfig, Outgoing, SessionInfo};
 use crate::router::{
-    encode_shared, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router, Subscriber,
+    encode_shared_as, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router,
+    Subscriber,
 };
 use crate::session::{Action, Session, StompError, Subscription};
 use crate::stomp::{self, Header, Parsed, Version};
@@ -96,6 +98,8 @@ pub struct Ctx<'a> {
     pub sessions: &'a mut u64,
     /// The reactor's metrics.
     pub counters: &'a mut Counters,
+    /// The application worker pool.
+    pub workers: Option<&'a super::apps::Pool>,
 }
 
 #[derive(Debug)]
@@ -401,6 +405,30 @@ impl Conn {
                         };
                     }
                     Err(refusal) => {
+                        // A plain GET (no upgrade) for a static file the application serves.
+                        if refusal.status == 426 {
+                            let file = ctx.cfg.app.as_deref().and_then(|app| {
+                                let path = ws::handshake::request_path(input)?;
+                                app.static_files.iter().find(|f| f.path == path).cloned()
+                            });
+                            if let Some(f) = file {
+                                let buf = self.out.own_buf(ctx.pool);
+                                let before = buf.len();
+                                buf.extend_from_slice(
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                        f.content_type,
+                                        f.body.len()
+                                    )
+                                    .as_bytes(),
+                                );
+                                buf.extend_from_slice(&f.body);
+                                self.out.commit(before);
+                                self.rstart = self.rbuf.len();
+                                self.linger(ctx);
+                                return;
+                            }
+                        }
                         self.refuse(ctx, refusal);
                         return;
                     }
@@ -693,7 +721,7 @@ fn stomp_input(
         let result = st
             .session
             .handle(&frame, &ctx.cfg.session, &mut reply)
-            .and_then(|action| apply_action(st, action, &frame, ctx, ws));
+            .and_then(|action| apply_action(st, action, &frame, ctx, ws, &mut reply));
         match result {
             Ok(f) => {
                 if f.is_some() {
@@ -731,6 +759,7 @@ fn apply_action(
     frame: &stomp::FrameRef<'_>,
     ctx: &mut Ctx<'_>,
     ws: bool,
+    reply: &mut Vec<u8>,
 ) -> Result<Option<Flow>, StompError> {
     match action {
         Action::None | Action::Begin => {}
@@ -739,8 +768,21 @@ fn apply_action(
         }
         Action::Subscribe(i) => {
             let version = st.session.version;
+            let info = session_info(&st.session);
             if let Some(sub) = st.session.subscription_mut(i) {
                 let s = Subscriber::new(ctx.token, &sub.id, sub.ack, version, ws);
+                if let Some(app) = ctx.cfg.app.clone() {
+                    if let Some(path) = app.strip(&sub.destination) {
+                        app_subscribe(&app, path, sub, frame, info, ctx, reply)?;
+                        return Ok(None);
+                    }
+                    if let Some(rest) = app.own_user_dest(&sub.destination) {
+                        let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
+                        ctx.router.subscribe(&route, s);
+                        sub.route = Some(route.into());
+                        return Ok(None);
+                    }
+                }
                 if kind(&sub.destination) == DestKind::Queue {
                     let key = ctx.router.add_qsub(&sub.destination, s);
                     sub.handle = Some(pack_key(key));
@@ -760,13 +802,27 @@ fn apply_action(
             destination,
             transaction,
         } => {
+            let mut shown = None;
+            if let Some(app) = ctx.cfg.app.clone() {
+                if let Some(path) = app.strip(&destination) {
+                    if transaction.is_some() {
+                        return Err(StompError::new(
+                            "application destinations cannot be used in a transaction",
+                        ));
+                    }
+                    let info = session_info(&st.session);
+                    return app_send(&app, path, &destination, frame, info, ctx, reply);
+                }
+                shown = app.user_shown(&destination);
+            }
             let id = if kind(&destination) == DestKind::Queue {
                 None
             } else {
                 *ctx.seq += 1;
                 Some(MsgId::new(ctx.reactor, *ctx.seq))
             };
-            let msg = encode_shared(frame, &destination, id, ctx.enc);
+            let shown = shown.as_deref().unwrap_or(&destination);
+            let msg = encode_shared_as(frame, &destination, shown, id, ctx.enc);
             ctx.counters.messages_in += 1;
             match transaction {
                 Some(tx) => tx_buffer(st, &tx).push(TxOp::Publish(msg)),
@@ -865,8 +921,13 @@ fn unpack_key(h: u64, gen_full: impl Fn(u32) -> Option<u32>) -> Option<ConsumerK
 /// Stop routing one subscription: topics leave the table; a queue consumer is removed here and
 /// at its queue's home, which requeues what it had not acked.
 pub fn drop_subscription(sub: &Subscription, ctx: &mut Ctx<'_>) {
-    if kind(&sub.destination) != DestKind::Queue {
-        ctx.router.unsubscribe(&sub.destination, ctx.token, &sub.id);
+    if let Some(app) = ctx.cfg.app.as_deref() {
+        if app.strip(&sub.destination).is_some() {
+            return; // answered once by a subscribe handler; nothing routed
+        }
+    }
+    if kind(sub.route()) != DestKind::Queue {
+        ctx.router.unsubscribe(sub.route(), ctx.token, &sub.id);
         return;
     }
     let Some(h) = sub.handle else { return };
@@ -916,4 +977,218 @@ fn write_close(out: &mut OutQueue, pool: &mut BufPool, code: u16, reason: &str) 
     let before = buf.len();
     ws::write_close(buf, code, reason, None);
     out.commit(before);
+}
+
+fn session_info(s: &Session) -> SessionInfo {
+    SessionInfo {
+        id: s.id.clone(),
+        login: s.login.clone(),
+    }
+}
+
+/// A frame's headers as owned pairs: first value of each name, unescaped, without the ones the
+/// broker handles itself.
+fn owned_headers(frame: &stomp::FrameRef<'_>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for h in frame.headers {
+        let name = if frame.escaped {
+            stomp::escape::unescape(h.name).unwrap_or(std::borrow::Cow::Borrowed(h.name))
+        } else {
+            std::borrow::Cow::Borrowed(h.name)
+        };
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if matches!(name.as_str(), "receipt" | "content-length" | "transaction")
+            || out.iter().any(|(k, _)| *k == name)
+        {
+            continue;
+        }
+        if let Some(v) = frame.header(&name) {
+            out.push((name, v.into_owned()));
+        }
+    }
+    out
+}
+
+/// A SEND to an application destination: run its handler inline, or queue it for the pool
+/// (whose RECEIPT then comes when the handler has returned).
+fn app_send(
+    app: &AppConfig,
+    path: &str,
+    destination: &str,
+    frame: &stomp::FrameRef<'_>,
+    session: SessionInfo,
+    ctx: &mut Ctx<'_>,
+    reply: &mut Vec<u8>,
+) -> Result<Option<Flow>, StompError> {
+    use crate::app::{Handler, Placement};
+    let Some((route, vars)) = app.sends.find(path) else {
+        return Err(StompError::new(format!(
+            "no handler for destination '{destination}'"
+        )));
+    };
+    let Handler::Send(h, placement) = &route.value else {
+        return Err(StompError::new(format!(
+            "no handler for destination '{destination}'"
+        )));
+    };
+    ctx.counters.messages_in += 1;
+    let headers = owned_headers(frame);
+    match placement {
+        Placement::Inline => {
+            let req = crate::app::AppRequest {
+                destination,
+                vars: &vars,
+                headers: &headers,
+                body: frame.body,
+                session: &session,
+            };
+            let out = super::apps::invoke_send(&**h, &req, &app.user_prefix)
+                .map_err(|e| StompError::new(e.0))?;
+            for m in &out {
+                let msg = encode_outgoing(m, ctx.reactor, ctx.seq, ctx.enc);
+                publish(msg, ctx);
+            }
+            Ok(None)
+        }
+        Placement::Pool => {
+            let Some(pool) = ctx.workers else {
+                return Err(StompError::new("no application worker pool"));
+            };
+            let job = super::apps::Job {
+                kind: super::apps::JobKind::Send(std::sync::Arc::clone(h)),
+                destination: destination.to_string(),
+                vars,
+                headers,
+                body: frame.body.to_vec(),
+                session,
+                origin: (ctx.reactor, ctx.token),
+                receipt: frame.header("receipt").map(|r| r.into_owned()),
+            };
+            if pool.submit(job).is_err() {
+                ctx.counters.app_busy += 1;
+                return Err(StompError::new("busy: application handlers are saturated"));
+            }
+            // The RECEIPT is written when the handler has returned.
+            reply.clear();
+            Ok(None)
+        }
+    }
+}
+
+/// A SUBSCRIBE to an application destination: its subscribe handler runs once on the pool and
+/// its answer goes to this subscriber only; nothing is routed.
+fn app_subscribe(
+    app: &AppConfig,
+    path: &str,
+    sub: &Subscription,
+    frame: &stomp::FrameRef<'_>,
+    session: SessionInfo,
+    ctx: &mut Ctx<'_>,
+    reply: &mut Vec<u8>,
+) -> Result<(), StompError> {
+    use crate::app::Handler;
+    let Some((route, vars)) = app.subscribes.find(path) else {
+        return Err(StompError::new(format!(
+            "no subscribe handler for destination '{}'",
+            sub.destination
+        )));
+    };
+    let Handler::Subscribe(h) = &route.value else {
+        return Err(StompError::new("no subscribe handler"));
+    };
+    let Some(pool) = ctx.workers else {
+        return Err(StompError::new("no application worker pool"));
+    };
+    let job = super::apps::Job {
+        kind: super::apps::JobKind::Subscribe(std::sync::Arc::clone(h), sub.id.to_string()),
+        destination: sub.destination.to_string(),
+        vars,
+        headers: owned_headers(frame),
+        body: Vec::new(),
+        session,
+        origin: (ctx.reactor, ctx.token),
+        receipt: frame.header("receipt").map(|r| r.into_owned()),
+    };
+    if pool.submit(job).is_err() {
+        ctx.counters.app_busy += 1;
+        return Err(StompError::new("busy: application handlers are saturated"));
+    }
+    reply.clear();
+    Ok(())
+}
+
+/// Encode a message from outside a frame (handlers, the embedding API).
+pub fn encode_outgoing(
+    m: &Outgoing,
+    reactor: usize,
+    seq: &mut u64,
+    enc: &mut Vec<u8>,
+) -> Published {
+    let headers: Vec<Header<'_>> = m
+        .headers
+        .iter()
+        .map(|(k, v)| Header {
+            name: k.as_bytes(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    let frame = stomp::FrameRef {
+        command: stomp::Command::Send,
+        headers: &headers,
+        body: &m.body,
+        escaped: false,
+    };
+    let id = if kind(&m.destination) == DestKind::Queue {
+        None
+    } else {
+        *seq += 1;
+        Some(MsgId::new(reactor, *seq))
+    };
+    encode_shared_as(&frame, &m.destination, &m.shown, id, enc)
+}
+
+impl Conn {
+    /// A pool handler finished: RECEIPT, ERROR (then close), or a subscribe handler's answer.
+    pub fn app_done(&mut self, ctx: &mut Ctx<'_>, done: super::apps::Done) {
+        let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {
+            return;
+        };
+        if let Some(e) = done.error {
+            let mut err = StompError::new(e);
+            err.receipt = done.receipt;
+            write_error(&mut self.out, ctx, version, &err, ws);
+            self.apply_flow(ctx, Flow::Close { error: true });
+            return;
+        }
+        if let Some((sub_id, destination, headers, body)) = done.message {
+            *ctx.seq += 1;
+            let id = MsgId::new(ctx.reactor, *ctx.seq);
+            let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
+            let mut h: Vec<(&str, &str)> = vec![
+                ("subscription", &sub_id),
+                ("destination", &destination),
+                ("message-id", &id),
+            ];
+            for (k, v) in &headers {
+                if !matches!(k.as_str(), "subscription" | "destination" | "message-id") {
+                    h.push((k, v));
+                }
+            }
+            let mut frame = Vec::new();
+            stomp::write_frame(&mut frame, version, stomp::Command::Message, &h, &body);
+            push_frame(&mut self.out, ctx.pool, &frame, ws);
+            ctx.counters.messages_out += 1;
+        }
+        if let Some(r) = done.receipt {
+            let mut frame = Vec::new();
+            stomp::write_frame(
+                &mut frame,
+                version,
+                stomp::Command::Receipt,
+                &[("receipt-id", &r)],
+                b"",
+            );
+            push_frame(&mut self.out, ctx.pool, &frame, ws);
+        }
+    }
 }

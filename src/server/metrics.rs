@@ -34,6 +34,7 @@ pub struct Counters {
     pub errors_handshake: u64,
     pub heartbeat_timeouts: u64,
     pub refused: u64,
+    pub app_busy: u64,
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
@@ -80,6 +81,7 @@ stats!(
     errors_handshake,
     heartbeat_timeouts,
     refused,
+    app_busy,
     loop_turns,
     loop_nanos,
     loop_max_nanos,
@@ -262,6 +264,12 @@ impl Stats {
             "counter",
             "Subscribers closed for being over their outbound limit (policy close).",
             &[("", sum(|c| c.slow_closes))],
+        );
+        metric(
+            "app_busy_total",
+            "counter",
+            "Application SENDs refused because the handler pool was full.",
+            &[("", sum(|c| c.app_busy))],
         );
         metric(
             "errors_total",

@@ -11,6 +11,7 @@
 //! ```
 
 mod acceptor;
+pub mod apps;
 pub mod buf;
 mod conn;
 pub mod metrics;
@@ -34,6 +35,8 @@ use conn::Kind;
 use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
 use reactor::{Mailbox, Reactor, Shared, WAKER};
 
+pub use apps::Publisher;
+
 /// Mail queued per reactor before the acceptor drops new sockets (backpressure, not growth).
 const MAILBOX_BOUND: usize = 65_536;
 
@@ -44,6 +47,7 @@ pub struct ServerHandle {
     metrics_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     metrics_waker: Option<Arc<Waker>>,
+    publisher: Publisher,
     shutdown: Arc<AtomicBool>,
     acceptor_waker: Arc<Waker>,
     reactor_wakers: Vec<Mailbox>,
@@ -59,6 +63,11 @@ impl ServerHandle {
     /// The bound STOMP-over-TCP address.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// Publishes into the broker from any thread.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
     }
 
     /// The bound metrics address.
@@ -190,6 +199,22 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         parts.push((poll, rx, woken));
     }
     let mut threads = Vec::new();
+    let user_prefix = cfg
+        .app
+        .as_ref()
+        .map(|a| a.user_prefix.clone())
+        .unwrap_or_else(|| "/user".into());
+    let publisher = Publisher {
+        reactors: mailboxes.clone(),
+        user_prefix,
+    };
+    let (pool, workers) = match &cfg.app {
+        Some(app) => {
+            let (pool, handles) = apps::Pool::start(app.workers, app.queue, publisher.clone())?;
+            (Some(pool), handles)
+        }
+        None => (None, Vec::new()),
+    };
     for (i, (poll, rx, woken)) in parts.into_iter().enumerate() {
         let reactor = Reactor::new(
             i,
@@ -201,6 +226,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 shutdown: Arc::clone(&shutdown),
                 stats: Arc::clone(&reactor_stats[i]),
                 limits: Arc::clone(&limits),
+                pool: pool.clone(),
             },
             Router::with_config(i, cfg.reactors.max(1), Arc::clone(&directory), cfg.queues),
             mailboxes.clone(),
@@ -237,7 +263,11 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         }
         None => (None, None),
     };
+    // Workers end when the reactors (holding the pool's sender) are gone.
+    drop(pool);
+    threads.extend(workers);
     Ok(ServerHandle {
+        publisher,
         ws_addr,
         tcp_addr,
         metrics_addr,

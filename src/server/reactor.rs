@@ -36,6 +36,10 @@ pub enum Mail {
     Accepted(TcpStream, Kind, Option<std::net::IpAddr>),
     /// Everything one reactor had for another in one loop turn.
     Batch(Batch),
+    /// Messages from outside the reactors (the embedding API, application handlers).
+    External(Vec<crate::app::Outgoing>),
+    /// An application handler on the pool finished for a connection here.
+    AppDone(super::apps::Done),
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.
@@ -166,6 +170,7 @@ pub struct Reactor {
     counters: Counters,
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
+    workers: Option<super::apps::Pool>,
 }
 
 /// Shared things a reactor is built with.
@@ -173,6 +178,8 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     pub stats: Arc<ReactorStats>,
     pub limits: Arc<ConnLimits>,
+    /// The application worker pool, when application destinations are configured.
+    pub pool: Option<super::apps::Pool>,
 }
 
 impl Reactor {
@@ -217,6 +224,7 @@ impl Reactor {
             counters: Counters::default(),
             stats: shared.stats,
             limits: shared.limits,
+            workers: shared.pool,
             cfg,
         }
     }
@@ -297,8 +305,47 @@ impl Reactor {
             match mail {
                 Mail::Accepted(sock, kind, admitted) => self.add(sock, kind, admitted, now),
                 Mail::Batch(b) => self.receive(b, now),
+                Mail::External(msgs) => {
+                    let mut ctx_msgs = msgs;
+                    self.external(&mut ctx_msgs, now);
+                }
+                Mail::AppDone(done) => {
+                    let t = Token(done.token);
+                    if let Some(out) = self.with_conn(t, now, |c, ctx| {
+                        c.app_done(ctx, done);
+                        !c.out.is_empty()
+                    }) {
+                        self.fan_out(now);
+                        self.after(t, Next::Idle, out);
+                    }
+                }
             }
         }
+    }
+
+    /// Messages from outside the reactors: encoded and routed like a SEND here.
+    fn external(&mut self, msgs: &mut Vec<crate::app::Outgoing>, now: Instant) {
+        let mut enc = std::mem::take(&mut self.enc);
+        for m in msgs.drain(..) {
+            let msg = super::conn::encode_outgoing(&m, self.id, &mut self.seq, &mut enc);
+            self.counters.messages_in += 1;
+            if crate::router::kind(&msg.destination) == crate::router::DestKind::Queue {
+                let seq = self.router.next_seq();
+                self.qops.push(QueueOp::Enqueue {
+                    queue: Arc::clone(&msg.destination),
+                    msg: crate::router::QMsg {
+                        seq,
+                        payload: msg,
+                        redelivered: false,
+                    },
+                    origin: (self.id as u16, usize::MAX),
+                });
+            } else {
+                self.outbox.push(msg);
+            }
+        }
+        self.enc = enc;
+        self.fan_out(now);
     }
 
     /// A peer's batch: queue work first (this is the home), then deliveries and errors for
@@ -458,6 +505,7 @@ impl Reactor {
             seq: &mut self.seq,
             sessions: &mut self.sessions,
             counters: &mut self.counters,
+            workers: self.workers.as_ref(),
         };
         Some(f(&mut s.conn, &mut ctx))
     }

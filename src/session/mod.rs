@@ -90,6 +90,15 @@ pub struct Subscription {
     pub prefetch: usize,
     /// The server's handle for this subscription (e.g. its queue consumer key).
     pub handle: Option<u64>,
+    /// Where the server routes it, when not `destination` itself (user destinations).
+    pub route: Option<Box<str>>,
+}
+
+impl Subscription {
+    /// The destination this subscription is routed by.
+    pub fn route(&self) -> &str {
+        self.route.as_deref().unwrap_or(&self.destination)
+    }
 }
 
 /// What the server must do after a frame was accepted.
@@ -413,6 +422,7 @@ impl Session {
             ack,
             prefetch,
             handle: None,
+            route: None,
         });
         Ok(Action::Subscribe(self.subs.len() - 1))
     }

@@ -223,6 +223,18 @@ pub fn parse_request<'a>(
     }))
 }
 
+/// The path of a complete GET request (for serving a plain HTTP file beside the endpoint).
+pub fn request_path(buf: &[u8]) -> Option<&str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) if req.method == Some("GET") => {
+            req.path.map(|p| p.split('?').next().unwrap_or(p))
+        }
+        _ => None,
+    }
+}
+
 /// Append the `101 Switching Protocols` response.
 pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
     out.extend_from_slice(
