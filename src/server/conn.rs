@@ -735,9 +735,13 @@ fn stomp_input(
                     return (input.len(), flow);
                 }
             }
-            Err(e) => {
-                // A RECEIPT the session wrote before the server refused the frame is dropped.
+            Err(mut e) => {
+                // A RECEIPT the session wrote before the server refused the frame is dropped;
+                // the ERROR carries its id instead.
                 *ctx.scratch = reply;
+                if e.receipt.is_none() {
+                    e.receipt = frame.header("receipt").map(|r| r.into_owned());
+                }
                 write_error(out, ctx, st.session.version, &e, ws);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
