@@ -50,8 +50,11 @@ pub fn nice_ticks(max: f64, n: usize) -> Vec<f64> {
 
 /// An SVG line chart. `x_ticks` are (position, label); y starts at 0.
 pub fn chart(title: &str, y_unit: &str, lines: &[Line], x_ticks: &[(f64, String)]) -> String {
-    let (w, h) = (720.0, 340.0);
-    let (l, r, t, b) = (80.0, 150.0, 36.0, 44.0);
+    let w = 760.0;
+    let (l, r, t) = (80.0, 24.0, 36.0);
+    // The legend goes under the x axis, one line per series.
+    let b = 44.0 + 18.0 * lines.len() as f64;
+    let h = 300.0 + b;
     let pw = w - l - r;
     let ph = h - t - b;
     let xs = lines.iter().flat_map(|ln| ln.points.iter().map(|p| p.0));
@@ -131,8 +134,8 @@ pub fn chart(title: &str, y_unit: &str, lines: &[Line], x_ticks: &[(f64, String)
                 let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>"##);
             }
         }
-        let ly = t + 14.0 + i as f64 * 18.0;
-        let lx = l + pw + 12.0;
+        let ly = t + ph + 34.0 + i as f64 * 18.0;
+        let lx = l;
         let _ = write!(
             s,
             r##"<line x1="{lx}" x2="{lx2}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{tx}" y="{ty}" font-size="12">{}</text>"##,
@@ -144,6 +147,28 @@ pub fn chart(title: &str, y_unit: &str, lines: &[Line], x_ticks: &[(f64, String)
     }
     s.push_str("</svg>");
     s
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch (proleptic Gregorian calendar).
+pub fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Percentile `p` on the "nines" axis: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3 …
@@ -224,9 +249,9 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<h1>{}</h1><p>unix time {} · {}</p>",
+        "<h1>{}</h1><p>{} · {}</p>",
         esc(&title),
-        r.unix_time,
+        utc(r.unix_time),
         esc(concat!("loadtest ", env!("CARGO_PKG_VERSION")))
     );
     for w in &r.warnings {
@@ -347,6 +372,9 @@ mod tests {
         assert_eq!(nice_ticks(0.0, 5), vec![0.0, 1.0]);
         assert!((nines(99.0) - 2.0).abs() < 1e-9);
         assert_eq!(nines(100.0), 5.5);
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         // An empty report still renders (no NaN coordinates).
         let page = render(&Report::new("connect", "ws://x"));
         assert!(!page.contains("NaN"));

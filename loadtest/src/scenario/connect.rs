@@ -69,12 +69,20 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
             "MiB",
         );
         if o.at_start.ready > 0 {
+            let per = after.saturating_sub(b) as f64 / o.at_start.ready as f64;
             r.metric(
                 "broker_bytes_per_session",
                 "broker memory per idle session",
-                after.saturating_sub(b) as f64 / o.at_start.ready as f64,
+                per,
                 "bytes",
             );
+            if per < 256.0 {
+                r.warnings.push(format!(
+                    "the broker's RSS grew by only {per:.0} bytes per session: it probably \
+                     reused memory kept from earlier load, so start a fresh broker for a \
+                     per-session figure"
+                ));
+            }
         }
     }
     r.latency(
