@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::app::AppConfig;
 use crate::router::QueueConfig;
+use crate::server::tls::TlsConfig;
 use crate::session::SessionConfig;
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
@@ -72,6 +73,8 @@ pub struct Config {
     pub slow_consumer: SlowConsumer,
     /// Application and user destinations (set by [`crate::app::BrokerBuilder`]).
     pub app: Option<Arc<AppConfig>>,
+    /// TLS on the WebSocket listener (`wss://`) and/or the TCP listener.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             queues: QueueConfig::default(),
             slow_consumer: SlowConsumer::Close,
             app: None,
+            tls: None,
         }
     }
 }

@@ -106,6 +106,8 @@ pub struct Ctx<'a> {
 pub struct Conn {
     pub sock: TcpStream,
     pub kind: Kind,
+    /// TLS state when the listener serves TLS.
+    tls: Option<Box<rustls::ServerConnection>>,
     /// The peer's address, when it counts against the connection limits.
     pub admitted: Option<std::net::IpAddr>,
     rbuf: Vec<u8>,
@@ -150,9 +152,24 @@ impl Conn {
                 Some(now + cfg.handshake_timeout),
             ),
         };
+        let tls = cfg.tls.as_ref().and_then(|t| {
+            let on = match kind {
+                Kind::Ws => t.ws,
+                Kind::Tcp => t.tcp,
+            };
+            on.then(|| rustls::ServerConnection::new(Arc::clone(&t.server)))
+        });
+        // A TLS listener never falls back to plaintext: if the TLS state cannot be made, the
+        // connection is closed at once.
+        let (tls, phase, deadline) = match tls {
+            None => (None, phase, deadline),
+            Some(Ok(c)) => (Some(Box::new(c)), phase, deadline),
+            Some(Err(_)) => (None, Phase::Linger, Some(now)),
+        };
         Conn {
             sock,
             kind,
+            tls,
             admitted: None,
             rbuf: Vec::new(),
             rstart: 0,
@@ -192,6 +209,11 @@ impl Conn {
                 drop_subscription(sub, ctx);
             }
         }
+    }
+
+    /// Anything to write: queued frames, or TLS records (handshake, alerts).
+    pub fn wants_flush(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     fn is_ws(&self) -> bool {
@@ -240,9 +262,11 @@ impl Conn {
             let filled = self.rbuf.len();
             let cap = self.rbuf.capacity();
             self.rbuf.resize(cap, 0);
-            let res = self
-                .sock
-                .read(self.rbuf.get_mut(filled..).unwrap_or_default());
+            let buf = self.rbuf.get_mut(filled..).unwrap_or_default();
+            let res = match &mut self.tls {
+                Some(t) => super::tls::read(t, &mut self.sock, buf),
+                None => self.sock.read(buf),
+            };
             let n = match res {
                 Ok(n) => n,
                 Err(e) => {
@@ -301,12 +325,16 @@ impl Conn {
             return Next::ReadAgain;
         }
         let done = matches!(self.phase, Phase::Linger) || self.read_closed;
-        if done && self.out.is_empty() {
+        if done && !self.wants_flush() {
             if self.read_closed {
                 return Next::Close;
             }
             if !self.write_closed {
                 self.write_closed = true;
+                if let Some(t) = &mut self.tls {
+                    t.send_close_notify();
+                    let _ = t.write_tls(&mut self.sock);
+                }
                 let _ = self.sock.shutdown(Shutdown::Write);
                 self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
             }
@@ -316,7 +344,19 @@ impl Conn {
 
     /// Flush queued output. Called once per loop turn for each connection with output.
     pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> io::Result<Next> {
-        if !self.out.is_empty() && !self.write_blocked {
+        if let Some(t) = &mut self.tls {
+            if !self.write_blocked && (!self.out.is_empty() || t.wants_write()) {
+                let done = super::tls::flush(
+                    t,
+                    &mut self.sock,
+                    &mut self.out,
+                    ctx.pool,
+                    &mut ctx.counters.bytes_out,
+                )?;
+                self.write_blocked = !done;
+                self.last_write = ctx.now;
+            }
+        } else if !self.out.is_empty() && !self.write_blocked {
             let before = self.out.len();
             let done = self.out.write_to(&mut self.sock, ctx.pool)?;
             ctx.counters.bytes_out += (before - self.out.len()) as u64;

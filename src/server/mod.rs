@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outq;
 mod reactor;
 pub mod timer;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;

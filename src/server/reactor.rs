@@ -313,7 +313,7 @@ impl Reactor {
                     let t = Token(done.token);
                     if let Some(out) = self.with_conn(t, now, |c, ctx| {
                         c.app_done(ctx, done);
-                        !c.out.is_empty()
+                        c.wants_flush()
                     }) {
                         self.fan_out(now);
                         self.after(t, Next::Idle, out);
@@ -421,7 +421,7 @@ impl Reactor {
         let err = StompError::new(msg);
         if let Some(out) = self.with_conn(t, now, |c, ctx| {
             c.stomp_fail(ctx, &err);
-            !c.out.is_empty()
+            c.wants_flush()
         }) {
             self.fan_out(now);
             self.after(t, Next::Idle, out);
@@ -512,7 +512,7 @@ impl Reactor {
 
     fn read(&mut self, t: Token, now: Instant) {
         let Some((next, out)) =
-            self.with_conn(t, now, |c, ctx| (c.on_readable(ctx), !c.out.is_empty()))
+            self.with_conn(t, now, |c, ctx| (c.on_readable(ctx), c.wants_flush()))
         else {
             return;
         };
@@ -623,7 +623,7 @@ impl Reactor {
             }
             s.conn.timer_at = None;
             let Some((next, out)) =
-                self.with_conn(t, now, |c, ctx| (c.on_timer(ctx), !c.out.is_empty()))
+                self.with_conn(t, now, |c, ctx| (c.on_timer(ctx), c.wants_flush()))
             else {
                 continue;
             };
@@ -640,7 +640,7 @@ impl Reactor {
             let err = StompError::new("slow consumer: outbound queue over its limit");
             if let Some(out) = self.with_conn(t, now, |c, ctx| {
                 c.stomp_fail(ctx, &err);
-                !c.out.is_empty()
+                c.wants_flush()
             }) {
                 self.fan_out(now);
                 self.after(t, Next::Idle, out);
