@@ -32,6 +32,7 @@ pub mod config;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod stomp;
 pub mod ws;
 

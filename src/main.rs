@@ -1,104 +1,216 @@
-//! The `stompbox` binary: command-line configuration, then the server from the library.
+//! The `stompbox` binary: configuration (defaults, `--config` file, `RUST_LOG`, flags; see
+//! [`stompbox::settings`]), the stderr logger, then the server from the library until SIGINT or
+//! SIGTERM.
+//!
+//! Exit codes: 0 after a clean shutdown (or `--print-config`), 1 when the server cannot start
+//! or fails, 2 for invalid configuration (nothing is started).
 
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
+use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use stompbox::Config;
+use stompbox::settings::{self, Cli, Settings};
 
-/// A STOMP 1.0/1.1/1.2 broker over WebSocket and TCP.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// WebSocket listen address (STOMP at /ws; /echo with --echo).
-    #[arg(long, default_value = "127.0.0.1:61614")]
-    listen: SocketAddr,
-    /// STOMP over plain TCP listen address.
-    #[arg(long, default_value = "127.0.0.1:61613")]
-    tcp_listen: SocketAddr,
-    /// Reactor threads (default: available cores).
-    #[arg(long)]
-    reactors: Option<usize>,
-    /// Serve a WebSocket echo endpoint at /echo.
-    #[arg(long)]
-    echo: bool,
-    /// Largest WebSocket frame payload, bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    max_frame_size: u64,
-    /// Largest WebSocket message, bytes, over all fragments.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    max_message_size: u64,
-    /// Largest opening-handshake request, bytes.
-    #[arg(long, default_value_t = 8 * 1024)]
-    max_handshake_size: usize,
-    /// Seconds a client has to complete the opening handshake.
-    #[arg(long, default_value_t = 10)]
-    handshake_timeout: u64,
-    /// Allowed Origin values (repeatable); none given: any origin.
-    #[arg(long = "allow-origin")]
-    allow_origin: Vec<String>,
-}
+/// Invalid configuration (the same code clap uses for bad flags).
+const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let mut cfg = Config {
-        listen: Some(args.listen),
-        tcp_listen: Some(args.tcp_listen),
-        echo: args.echo,
-        max_frame_size: args.max_frame_size,
-        max_message_size: args.max_message_size,
-        handshake_timeout: Duration::from_secs(args.handshake_timeout),
-        ..Config::default()
-    };
-    if let Some(n) = args.reactors {
-        if n == 0 {
-            eprintln!("stompbox: --reactors must be at least 1");
-            return ExitCode::from(2);
+    let cli = Cli::parse();
+    let rust_log = match std::env::var("RUST_LOG") {
+        Ok(v) => Some(v),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("stompbox: invalid configuration: RUST_LOG: not valid UTF-8");
+            return ExitCode::from(EXIT_CONFIG);
         }
-        cfg.reactors = n;
+    };
+    let (settings, cfg) = match settings::load(&cli, rust_log.as_deref())
+        .and_then(|s| s.to_config().map(|c| (s, c)))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("stompbox: {line}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.print_config {
+        return print_config(&settings);
     }
-    cfg.handshake.max_request_bytes = args.max_handshake_size;
-    if !args.allow_origin.is_empty() {
-        cfg.handshake.allowed_origins = Some(args.allow_origin);
+    if let Err(e) = logger::init(settings.log_level.clone()) {
+        eprintln!("stompbox: cannot install the logger: {e}");
+        return ExitCode::FAILURE;
     }
-    if cfg.handshake.max_request_bytes > cfg.read_buffer_size {
-        cfg.read_buffer_size = cfg.handshake.max_request_bytes;
-    }
+    info!(
+        "stompbox {} starting: {} reactors, configuration from {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.reactors,
+        cli.config.as_deref().map_or_else(
+            || "defaults and flags".to_owned(),
+            |p| p.display().to_string()
+        ),
+    );
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("stompbox: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(format_args!("cannot install signal handlers: {e}")),
     };
-    let reactors = cfg.reactors;
+    let echo = cfg.echo;
+    let (ws_tls, tcp_tls) = cfg.tls.as_ref().map_or((false, false), |t| (t.ws, t.tcp));
     let server = match stompbox::start(cfg) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("stompbox: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(format_args!("cannot start: {e}")),
     };
-    if let (Some(w), Some(t)) = (server.ws_addr(), server.tcp_addr()) {
-        eprintln!("stompbox: STOMP on ws://{w}/ws and tcp://{t} ({reactors} reactors)");
+    if let Some(a) = server.ws_addr() {
+        let scheme = if ws_tls { "wss" } else { "ws" };
+        info!("STOMP over WebSocket on {scheme}://{a}/ws");
+        if echo {
+            info!("WebSocket echo on {scheme}://{a}/echo");
+        }
+    }
+    if let Some(a) = server.tcp_addr() {
+        let over = if tcp_tls { "TLS" } else { "TCP" };
+        info!("STOMP over {over} on tcp://{a}");
+    }
+    if let Some(a) = server.metrics_addr() {
+        info!("metrics on http://{a}/metrics and http://{a}/healthz");
     }
     let trigger = server.trigger();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            eprintln!("stompbox: shutting down");
-            trigger.fire();
-        }
-    });
+    let waiter = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                info!("{name}: shutting down");
+                trigger.fire();
+            }
+        });
+    if let Err(e) = waiter {
+        return fatal(format_args!("cannot start the signal thread: {e}"));
+    }
     match server.wait() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fatal(format_args!("{e}")),
+    }
+}
+
+fn print_config(settings: &Settings) -> ExitCode {
+    match settings.to_toml() {
+        Ok(text) => {
+            println!(
+                "# stompbox {}: effective configuration (defaults, --config, RUST_LOG, flags)",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("stompbox: {e}");
+            eprintln!("stompbox: cannot print the configuration: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Report an error that ends the process, even when logging is off.
+fn fatal(msg: std::fmt::Arguments<'_>) -> ExitCode {
+    if log::log_enabled!(log::Level::Error) {
+        error!("{msg}");
+    } else {
+        eprintln!("stompbox: {msg}");
+    }
+    ExitCode::FAILURE
+}
+
+/// A `log` backend: one line per record on stderr, written whole (lines from different threads
+/// never interleave): `2026-01-02T03:04:05.678Z INFO  [reactor-0] stompbox::server: text`.
+mod logger {
+    use std::io::Write;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use log::{Log, Metadata, Record, SetLoggerError};
+    use stompbox::settings::LogFilter;
+
+    struct Stderr {
+        filter: LogFilter,
+    }
+
+    pub fn init(filter: LogFilter) -> Result<(), SetLoggerError> {
+        let max = filter.max_level();
+        log::set_logger(Box::leak(Box::new(Stderr { filter })))?;
+        log::set_max_level(max);
+        Ok(())
+    }
+
+    impl Log for Stderr {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            m.level() <= self.filter.level_for(m.target())
+        }
+
+        fn log(&self, r: &Record<'_>) {
+            if !self.enabled(r.metadata()) {
+                return;
+            }
+            let ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let thread = std::thread::current();
+            let line = format!(
+                "{} {:<5} [{}] {}: {}\n",
+                utc(ms),
+                r.level(),
+                thread.name().unwrap_or("-"),
+                r.target(),
+                r.args()
+            );
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+
+        fn flush(&self) {
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    /// RFC 3339 UTC with milliseconds, from milliseconds since the Unix epoch.
+    pub fn utc(ms: u64) -> String {
+        let (secs, milli) = (ms / 1000, ms % 1000);
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Days to a civil date (H. Hinnant's algorithm), valid for any date after 1970.
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::utc;
+
+        #[test]
+        fn timestamps_are_utc_rfc3339() {
+            assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+            assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+            assert_eq!(utc(951_868_799_999), "2000-02-29T23:59:59.999Z");
+            assert_eq!(utc(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+            assert_eq!(utc(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+            assert_eq!(utc(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
         }
     }
 }

@@ -1,0 +1,831 @@
+//! The binary's configuration: defaults, then a TOML file (`--config FILE`), then `RUST_LOG`
+//! (the log filter only), then command-line flags, each overriding the one before; checked and
+//! mapped onto [`Config`].
+//!
+//! [`Settings`] mirrors every configurable field of [`Config`] in operator terms: sections,
+//! `off` for a listener, durations with units (`250ms`, `10s`, `5m`), policies by name. Every
+//! option is also a flag of [`Cli`], and `--print-config` prints [`Settings::to_toml`], which
+//! [`Settings::from_toml`] reads back unchanged.
+//!
+//! An invalid value is a [`ConfigError`] naming the option as it is spelled in the file
+//! (`reactors`, `timeouts.handshake`), never a panic and never a silent fix-up.
+//!
+//! A test reads the field names out of `Config::default()`'s `Debug` output and fails for any
+//! field that is neither mapped here nor listed as settable only from code, so a field added to
+//! `Config` cannot silently stay unconfigurable.
+
+mod cli;
+mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, SlowConsumer};
+use crate::router::{Overflow, QueueConfig, MAX_REACTORS};
+use crate::server::tls::TlsConfig;
+use crate::session::SessionConfig;
+use crate::stomp::Limits;
+use crate::ws::HandshakeConfig;
+
+pub use cli::Cli;
+pub use values::{Dur, Listener, LogFilter, QueueOverflow, SlowConsumerPolicy};
+
+/// The binary's default metrics listener (`Config::default()` has none, for embedded servers).
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9100);
+
+/// Largest frame, message, body or outbound bound accepted: 1 GiB.
+const MAX_BYTES: u64 = 1 << 30;
+/// Longest timeout or heart-beat interval accepted: a day.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+// ---------------------------------------------------------------------------------------------
+// The file's shape
+// ---------------------------------------------------------------------------------------------
+
+/// Every configurable option, as the TOML file spells it. Missing keys keep their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Log filter (`RUST_LOG` overrides the file; `--log-level` overrides both).
+    pub log_level: LogFilter,
+    /// Reactor threads (default: available cores, at most 64).
+    pub reactors: usize,
+    /// Serve a WebSocket echo endpoint at `/echo`.
+    pub echo: bool,
+    pub listen: ListenSettings,
+    pub connections: ConnectionSettings,
+    pub websocket: WebSocketSettings,
+    pub stomp: StompSettings,
+    pub heartbeat: HeartbeatSettings,
+    pub session: SessionSettings,
+    pub outbound: OutboundSettings,
+    pub queues: QueueSettings,
+    pub buffers: BufferSettings,
+    pub timeouts: TimeoutSettings,
+    pub tls: TlsSettings,
+}
+
+/// `[listen]`: where to accept, each an address or `off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenSettings {
+    /// STOMP over WebSocket at `/ws`.
+    pub websocket: Listener,
+    /// STOMP over plain TCP.
+    pub tcp: Listener,
+    /// Prometheus `/metrics` and `/healthz`.
+    pub metrics: Listener,
+}
+
+/// `[connections]`: admission limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Connections open at once over all listeners.
+    pub max: usize,
+    /// Connections open at once from one IP address (0: no limit).
+    pub max_per_ip: usize,
+}
+
+/// `[websocket]`: frame limits and the opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    /// Largest frame payload, bytes.
+    pub max_frame_size: u64,
+    /// Largest message over all its fragments, bytes.
+    pub max_message_size: u64,
+    /// Largest opening-handshake request, bytes.
+    pub max_handshake_size: usize,
+    /// Subprotocols offered, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// `Origin` values allowed to connect; empty: any origin.
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[stomp]`: frame limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompSettings {
+    /// Headers per frame.
+    pub max_headers: usize,
+    /// Longest command or header line, bytes.
+    pub max_header_line: usize,
+    /// Largest body, bytes.
+    pub max_body: usize,
+}
+
+/// `[heartbeat]`: what the server offers in CONNECTED, and when a silent client is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// How often the server can send heart-beats (0: never).
+    pub send: Dur,
+    /// How often the server wants to receive them (0: never).
+    pub receive: Dur,
+    /// The shortest interval the server agrees to, either way.
+    pub min: Dur,
+    /// A client silent for this many negotiated intervals is closed.
+    pub grace: u32,
+}
+
+/// `[session]`: per-session bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    pub max_subscriptions: usize,
+    /// Queue prefetch when SUBSCRIBE has no `prefetch-count`.
+    pub default_prefetch: usize,
+    /// The most `prefetch-count` may ask for.
+    pub max_prefetch: usize,
+    /// Open transactions per session (0: none).
+    pub max_transactions: usize,
+    /// Frames buffered per transaction.
+    pub max_tx_frames: usize,
+    /// The `server` header of CONNECTED.
+    pub server_name: String,
+}
+
+/// `[outbound]`: each connection's outbound bound and what happens past it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Outbound bytes queued per connection.
+    pub max_bytes: usize,
+    /// `close` or `drop`.
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+/// `[queues]`: `/queue/` destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Messages waiting in one queue.
+    pub max_messages: usize,
+    /// `reject` or `drop-oldest`.
+    pub overflow: QueueOverflow,
+}
+
+/// `[buffers]`: read buffers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferSettings {
+    /// Size of each pooled read buffer, bytes (also bounds the handshake request).
+    pub read_buffer_size: usize,
+    /// Free buffers kept per reactor.
+    pub pool_buffers: usize,
+    /// Bytes read from one connection per readiness event.
+    pub read_budget: usize,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutSettings {
+    /// To complete the WebSocket handshake, and then to send CONNECT.
+    pub handshake: Dur,
+    /// After a close is sent, to wait for the peer's.
+    pub close: Dur,
+    /// On SIGTERM/SIGINT, for pending output to flush.
+    pub shutdown: Dur,
+}
+
+/// `[tls]`: `wss://` and STOMP over TLS, from PEM files (paths relative to the working
+/// directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Certificate chain, PEM (empty: none).
+    pub cert: PathBuf,
+    /// Private key, PEM (empty: none).
+    pub key: PathBuf,
+    /// TLS on the WebSocket listener (`wss://`).
+    pub websocket: bool,
+    /// TLS on the STOMP-over-TCP listener.
+    pub tcp: bool,
+}
+
+impl TlsSettings {
+    fn on(&self) -> bool {
+        self.websocket || self.tcp
+    }
+
+    /// Read the certificate and key (the only options whose check needs the file system).
+    fn load(&self) -> Result<Option<TlsConfig>, ConfigError> {
+        if !self.on() {
+            return Ok(None);
+        }
+        for (option, path) in [("tls.cert", &self.cert), ("tls.key", &self.key)] {
+            std::fs::File::open(path).map_err(|e| {
+                ConfigError::one(option, format!("cannot read {}: {e}", path.display()))
+            })?;
+        }
+        let server = TlsConfig::from_pem_files(&self.cert, &self.key).map_err(|e| {
+            let option = if e.starts_with(&self.key.display().to_string()) {
+                "tls.key"
+            } else {
+                "tls.cert"
+            };
+            ConfigError::one(option, e)
+        })?;
+        Ok(Some(TlsConfig {
+            server,
+            ws: self.websocket,
+            tcp: self.tcp,
+        }))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut s = Settings::from_config(&Config::default());
+        s.reactors = s.reactors.clamp(1, MAX_REACTORS);
+        s.listen.metrics = Listener::On(DEFAULT_METRICS_LISTEN);
+        s
+    }
+}
+
+macro_rules! section_defaults {
+    ($($ty:ident => $field:ident),* $(,)?) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                Settings::default().$field
+            }
+        }
+    )*};
+}
+
+section_defaults! {
+    ListenSettings => listen,
+    ConnectionSettings => connections,
+    WebSocketSettings => websocket,
+    StompSettings => stomp,
+    HeartbeatSettings => heartbeat,
+    SessionSettings => session,
+    OutboundSettings => outbound,
+    QueueSettings => queues,
+    BufferSettings => buffers,
+    TimeoutSettings => timeouts,
+    TlsSettings => tls,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// One invalid option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// As spelled in the file (`timeouts.handshake`), or `RUST_LOG`, or the file's path.
+    pub option: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration; nothing should start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn one(option: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![Problem {
+                option: option.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "invalid configuration: {}: {}", p.option, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading, printing, checking, mapping
+// ---------------------------------------------------------------------------------------------
+
+impl Settings {
+    /// Read a TOML document; `source` (the file's path) names syntax errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Settings, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let at = e.span().map(|s| line_col(text, s.start));
+            let msg = e.message().trim_end();
+            ConfigError::one(
+                source,
+                match at {
+                    Some((l, c)) => {
+                        let src = text.lines().nth(l - 1).unwrap_or_default().trim();
+                        format!("line {l}, column {c}: {msg}: `{src}`")
+                    }
+                    None => msg.to_owned(),
+                },
+            )
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().trim_end();
+            let option = if path.is_empty() || path == "." {
+                source.to_owned()
+            } else {
+                path
+            };
+            ConfigError::one(
+                option,
+                match inner.span().map(|s| line_col(text, s.start)) {
+                    Some((l, _)) => format!("{msg} (line {l})"),
+                    None => msg.to_owned(),
+                },
+            )
+        })
+    }
+
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(&name, format!("cannot read: {e}")))?;
+        Settings::from_toml(&text, &name)
+    }
+
+    /// The TOML document `--print-config` prints; [`Settings::from_toml`] reads it back.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+
+    /// The settings equivalent to a `Config` (durations truncated to milliseconds; an empty
+    /// origin allowlist means any origin; TLS keeps which listeners use it, not the files its
+    /// certificate came from).
+    pub fn from_config(cfg: &Config) -> Settings {
+        let Config {
+            listen,
+            tcp_listen,
+            metrics_listen,
+            max_connections,
+            max_connections_per_ip,
+            reactors,
+            echo,
+            max_frame_size,
+            max_message_size,
+            handshake,
+            handshake_timeout,
+            close_timeout,
+            shutdown_timeout,
+            read_buffer_size,
+            pool_buffers,
+            read_budget,
+            max_outbound,
+            stomp_limits,
+            session,
+            heartbeat_grace,
+            queues,
+            slow_consumer,
+            tls,
+            ..
+        } = cfg;
+        let HandshakeConfig {
+            max_request_bytes,
+            protocols,
+            allowed_origins,
+            ..
+        } = handshake;
+        let Limits {
+            max_headers,
+            max_header_line,
+            max_body,
+            ..
+        } = stomp_limits;
+        let SessionConfig {
+            heartbeat,
+            min_heartbeat,
+            max_subscriptions,
+            default_prefetch,
+            max_prefetch,
+            max_transactions,
+            max_tx_frames,
+            server_name,
+            ..
+        } = session;
+        let QueueConfig {
+            max_messages,
+            overflow,
+            ..
+        } = queues;
+        Settings {
+            log_level: LogFilter::default(),
+            reactors: *reactors,
+            echo: *echo,
+            listen: ListenSettings {
+                websocket: Listener::from_addr(*listen),
+                tcp: Listener::from_addr(*tcp_listen),
+                metrics: Listener::from_addr(*metrics_listen),
+            },
+            connections: ConnectionSettings {
+                max: *max_connections,
+                max_per_ip: *max_connections_per_ip,
+            },
+            websocket: WebSocketSettings {
+                max_frame_size: *max_frame_size,
+                max_message_size: *max_message_size,
+                max_handshake_size: *max_request_bytes,
+                subprotocols: protocols.clone(),
+                allowed_origins: allowed_origins.clone().unwrap_or_default(),
+            },
+            stomp: StompSettings {
+                max_headers: *max_headers,
+                max_header_line: *max_header_line,
+                max_body: *max_body,
+            },
+            heartbeat: HeartbeatSettings {
+                send: Dur::from_millis(heartbeat.0),
+                receive: Dur::from_millis(heartbeat.1),
+                min: Dur::from_millis(*min_heartbeat),
+                grace: *heartbeat_grace,
+            },
+            session: SessionSettings {
+                max_subscriptions: *max_subscriptions,
+                default_prefetch: *default_prefetch,
+                max_prefetch: *max_prefetch,
+                max_transactions: *max_transactions,
+                max_tx_frames: *max_tx_frames,
+                server_name: server_name.clone(),
+            },
+            outbound: OutboundSettings {
+                max_bytes: *max_outbound,
+                slow_consumer: match slow_consumer {
+                    SlowConsumer::Close => SlowConsumerPolicy::Close,
+                    SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+                },
+            },
+            queues: QueueSettings {
+                max_messages: *max_messages,
+                overflow: match overflow {
+                    Overflow::Reject => QueueOverflow::Reject,
+                    Overflow::DropOldest => QueueOverflow::DropOldest,
+                },
+            },
+            buffers: BufferSettings {
+                read_buffer_size: *read_buffer_size,
+                pool_buffers: *pool_buffers,
+                read_budget: *read_budget,
+            },
+            timeouts: TimeoutSettings {
+                handshake: Dur::from_duration(*handshake_timeout),
+                close: Dur::from_duration(*close_timeout),
+                shutdown: Dur::from_duration(*shutdown_timeout),
+            },
+            tls: TlsSettings {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                websocket: tls.as_ref().is_some_and(|t| t.ws),
+                tcp: tls.as_ref().is_some_and(|t| t.tcp),
+            },
+        }
+    }
+
+    /// Check every option and read the TLS certificate, then build the server's [`Config`].
+    /// What no file can set (the session authenticator, the embedding API's application
+    /// routes) keeps its default.
+    // Every configurable field is set below; `..default` covers only the code-only ones, so the
+    // update is needless exactly when `Config` has none.
+    #[allow(clippy::needless_update)]
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        self.validate()?;
+        let s = self;
+        let tls = s.tls.load()?;
+        Ok(Config {
+            listen: s.listen.websocket.addr(),
+            tcp_listen: s.listen.tcp.addr(),
+            metrics_listen: s.listen.metrics.addr(),
+            max_connections: s.connections.max,
+            max_connections_per_ip: s.connections.max_per_ip,
+            reactors: s.reactors,
+            echo: s.echo,
+            max_frame_size: s.websocket.max_frame_size,
+            max_message_size: s.websocket.max_message_size,
+            handshake: HandshakeConfig {
+                max_request_bytes: s.websocket.max_handshake_size,
+                protocols: s.websocket.subprotocols.clone(),
+                allowed_origins: if s.websocket.allowed_origins.is_empty() {
+                    None
+                } else {
+                    Some(s.websocket.allowed_origins.clone())
+                },
+                ..HandshakeConfig::default()
+            },
+            handshake_timeout: s.timeouts.handshake.get(),
+            close_timeout: s.timeouts.close.get(),
+            shutdown_timeout: s.timeouts.shutdown.get(),
+            read_buffer_size: s.buffers.read_buffer_size,
+            pool_buffers: s.buffers.pool_buffers,
+            read_budget: s.buffers.read_budget,
+            max_outbound: s.outbound.max_bytes,
+            stomp_limits: Limits {
+                max_headers: s.stomp.max_headers,
+                max_header_line: s.stomp.max_header_line,
+                max_body: s.stomp.max_body,
+                ..Limits::default()
+            },
+            session: SessionConfig {
+                heartbeat: (s.heartbeat.send.millis(), s.heartbeat.receive.millis()),
+                min_heartbeat: s.heartbeat.min.millis(),
+                max_subscriptions: s.session.max_subscriptions,
+                default_prefetch: s.session.default_prefetch,
+                max_prefetch: s.session.max_prefetch,
+                max_transactions: s.session.max_transactions,
+                max_tx_frames: s.session.max_tx_frames,
+                server_name: s.session.server_name.clone(),
+                ..SessionConfig::default()
+            },
+            heartbeat_grace: s.heartbeat.grace,
+            queues: QueueConfig {
+                max_messages: s.queues.max_messages,
+                overflow: match s.queues.overflow {
+                    QueueOverflow::Reject => Overflow::Reject,
+                    QueueOverflow::DropOldest => Overflow::DropOldest,
+                },
+                ..QueueConfig::default()
+            },
+            slow_consumer: match s.outbound.slow_consumer {
+                SlowConsumerPolicy::Close => SlowConsumer::Close,
+                SlowConsumerPolicy::Drop => SlowConsumer::Drop,
+            },
+            tls,
+            ..Config::default()
+        })
+    }
+
+    /// Every problem at once, each naming its option.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut v = Checker::default();
+        let s = self;
+
+        v.range("reactors", s.reactors as u64, 1, MAX_REACTORS as u64);
+
+        let (ws, tcp, metrics) = (s.listen.websocket, s.listen.tcp, s.listen.metrics);
+        if ws == Listener::Off && tcp == Listener::Off {
+            v.fail(
+                "listen",
+                "listen.websocket and listen.tcp are both off: no client could connect",
+            );
+        }
+        let named = [
+            ("listen.websocket", ws.addr()),
+            ("listen.tcp", tcp.addr()),
+            ("listen.metrics", metrics.addr()),
+        ];
+        for (i, (name, a)) in named.iter().enumerate() {
+            for (other, b) in &named[..i] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if same_port(*a, *b) {
+                        v.fail(name, format!("{a} is already taken by {other} ({b})"));
+                    }
+                }
+            }
+        }
+
+        v.at_least("connections.max", s.connections.max as u64, 1);
+
+        v.range(
+            "websocket.max_frame_size",
+            s.websocket.max_frame_size,
+            125,
+            MAX_BYTES,
+        );
+        v.range(
+            "websocket.max_message_size",
+            s.websocket.max_message_size,
+            1,
+            MAX_BYTES,
+        );
+        v.at_least(
+            "websocket.max_handshake_size",
+            s.websocket.max_handshake_size as u64,
+            256,
+        );
+        if s.websocket.max_handshake_size > s.buffers.read_buffer_size {
+            v.fail(
+                "websocket.max_handshake_size",
+                format!(
+                    "must not exceed buffers.read_buffer_size ({}): the request is read into one \
+                     buffer",
+                    s.buffers.read_buffer_size
+                ),
+            );
+        }
+        for p in &s.websocket.subprotocols {
+            if p.is_empty() || !p.bytes().all(is_tchar) {
+                v.fail(
+                    "websocket.subprotocols",
+                    format!("`{p}` is not a token (letters, digits and !#$%&'*+-.^_`|~)"),
+                );
+            }
+        }
+        for o in &s.websocket.allowed_origins {
+            if o == "*" {
+                v.fail(
+                    "websocket.allowed_origins",
+                    "`*` is not an origin: leave the list empty to allow any origin",
+                );
+            } else if o.is_empty() || !o.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                v.fail(
+                    "websocket.allowed_origins",
+                    format!("`{o}` is not an origin (e.g. https://app.example.com)"),
+                );
+            }
+        }
+
+        v.range("stomp.max_headers", s.stomp.max_headers as u64, 1, 4096);
+        v.range(
+            "stomp.max_header_line",
+            s.stomp.max_header_line as u64,
+            64,
+            1 << 20,
+        );
+        v.range("stomp.max_body", s.stomp.max_body as u64, 0, MAX_BYTES);
+
+        let hb = &s.heartbeat;
+        v.duration("heartbeat.send", hb.send, Duration::ZERO);
+        v.duration("heartbeat.receive", hb.receive, Duration::ZERO);
+        v.duration("heartbeat.min", hb.min, Duration::ZERO);
+        for (name, d) in [
+            ("heartbeat.send", hb.send),
+            ("heartbeat.receive", hb.receive),
+        ] {
+            if d.get() > Duration::ZERO && d < hb.min {
+                v.fail(
+                    name,
+                    format!("{d} is below heartbeat.min ({}); use 0 to disable", hb.min),
+                );
+            }
+        }
+        v.range("heartbeat.grace", u64::from(hb.grace), 1, 100);
+
+        let se = &s.session;
+        v.at_least("session.max_subscriptions", se.max_subscriptions as u64, 1);
+        v.at_least("session.default_prefetch", se.default_prefetch as u64, 1);
+        if se.default_prefetch > se.max_prefetch {
+            v.fail(
+                "session.default_prefetch",
+                format!("must not exceed session.max_prefetch ({})", se.max_prefetch),
+            );
+        }
+        v.at_least("session.max_tx_frames", se.max_tx_frames as u64, 1);
+        if se.server_name.is_empty() || se.server_name.chars().any(char::is_control) {
+            v.fail(
+                "session.server_name",
+                "must be non-empty text without control characters",
+            );
+        }
+
+        v.range(
+            "outbound.max_bytes",
+            s.outbound.max_bytes as u64,
+            1024,
+            MAX_BYTES,
+        );
+        v.at_least("queues.max_messages", s.queues.max_messages as u64, 1);
+
+        v.range(
+            "buffers.read_buffer_size",
+            s.buffers.read_buffer_size as u64,
+            1024,
+            64 << 20,
+        );
+        v.at_least("buffers.read_budget", s.buffers.read_budget as u64, 1);
+
+        v.duration(
+            "timeouts.handshake",
+            s.timeouts.handshake,
+            Duration::from_millis(1),
+        );
+        v.duration("timeouts.close", s.timeouts.close, Duration::ZERO);
+        v.duration("timeouts.shutdown", s.timeouts.shutdown, Duration::ZERO);
+
+        let tls = &s.tls;
+        if tls.on() {
+            for (option, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if path.as_os_str().is_empty() {
+                    v.fail(option, "required when tls.websocket or tls.tcp is on");
+                }
+            }
+        } else if !tls.cert.as_os_str().is_empty() || !tls.key.as_os_str().is_empty() {
+            v.fail(
+                "tls",
+                "a certificate or key is set but neither tls.websocket nor tls.tcp is on",
+            );
+        }
+        if tls.websocket && ws == Listener::Off {
+            v.fail("tls.websocket", "listen.websocket is off");
+        }
+        if tls.tcp && tcp == Listener::Off {
+            v.fail("tls.tcp", "listen.tcp is off");
+        }
+
+        v.finish()
+    }
+}
+
+/// Two listeners would collide: same non-zero port on the same or a wildcard address.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, option: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            option: option.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn at_least(&mut self, option: &str, value: u64, min: u64) {
+        if value < min {
+            self.fail(option, format!("must be at least {min}"));
+        }
+    }
+
+    fn range(&mut self, option: &str, value: u64, min: u64, max: u64) {
+        if value < min || value > max {
+            self.fail(option, format!("must be between {min} and {max}"));
+        }
+    }
+
+    fn duration(&mut self, option: &str, value: Dur, min: Duration) {
+        if value.get() < min {
+            self.fail(option, "must be more than 0");
+        } else if value.get() > MAX_DURATION {
+            self.fail(
+                option,
+                format!("must be at most {}", Dur::from_duration(MAX_DURATION)),
+            );
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Defaults, then the `--config` file, then `rust_log` (the `RUST_LOG` variable, for the log
+/// filter), then the flags; checked. Use [`Settings::to_config`] for the server's [`Config`].
+pub fn load(cli: &Cli, rust_log: Option<&str>) -> Result<Settings, ConfigError> {
+    let mut s = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    if let Some(filter) = rust_log.filter(|v| !v.trim().is_empty()) {
+        s.log_level = filter
+            .parse()
+            .map_err(|e: String| ConfigError::one("RUST_LOG", e))?;
+    }
+    cli.apply(&mut s);
+    s.validate()?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! The command line: every option of the file as a flag, each naming its key.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::{Dur, Listener, LogFilter, QueueOverflow, Settings, SlowConsumerPolicy};
+
+/// A STOMP 1.0/1.1/1.2 broker over WebSocket and TCP.
+///
+/// Options come from the defaults, then `--config FILE` (TOML), then `RUST_LOG` (log filter
+/// only), then these flags. Each flag names its key in the file. `--print-config` prints the
+/// effective configuration as a file.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(name = "stompbox", version, about, long_about = None)]
+pub struct Cli {
+    /// Read options from this TOML file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML (usable with --config) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log filter: error, warn, info, debug, trace or off, optionally with TARGET=LEVEL
+    /// directives; overrides RUST_LOG [file: log_level]
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<LogFilter>,
+    /// Reactor threads, 1 to 64 (default: available cores) [file: reactors]
+    #[arg(long, value_name = "N")]
+    pub reactors: Option<usize>,
+    /// Serve a WebSocket echo endpoint at /echo [file: echo]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub echo: Option<bool>,
+
+    /// WebSocket listener (STOMP at /ws), or off [file: listen.websocket]
+    #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
+    pub listen: Option<Listener>,
+    /// STOMP over TCP listener, or off [file: listen.tcp]
+    #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
+    pub tcp_listen: Option<Listener>,
+    /// Prometheus /metrics and /healthz listener, or off [file: listen.metrics]
+    #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
+    pub metrics_listen: Option<Listener>,
+    /// Same as --listen off
+    #[arg(long, conflicts_with = "listen", help_heading = "Listeners")]
+    pub no_ws: bool,
+    /// Same as --tcp-listen off
+    #[arg(long, conflicts_with = "tcp_listen", help_heading = "Listeners")]
+    pub no_tcp: bool,
+    /// Same as --metrics-listen off
+    #[arg(long, conflicts_with = "metrics_listen", help_heading = "Listeners")]
+    pub no_metrics: bool,
+
+    /// Connections open at once, over all listeners [file: connections.max]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP, 0: no limit [file: connections.max_per_ip]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Largest WebSocket frame payload, bytes [file: websocket.max_frame_size]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_frame_size: Option<u64>,
+    /// Largest WebSocket message, bytes [file: websocket.max_message_size]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_message_size: Option<u64>,
+    /// Largest opening-handshake request, bytes [file: websocket.max_handshake_size]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_handshake_size: Option<usize>,
+    /// Headers per STOMP frame [file: stomp.max_headers]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_headers: Option<usize>,
+    /// Longest STOMP command or header line, bytes [file: stomp.max_header_line]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_header_line: Option<usize>,
+    /// Largest STOMP body, bytes [file: stomp.max_body]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_body: Option<usize>,
+    /// Outbound bytes queued per connection [file: outbound.max_bytes]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_outbound: Option<usize>,
+    /// Past --max-outbound: close (ERROR "slow consumer") or drop its new topic messages
+    /// [file: outbound.slow_consumer]
+    #[arg(long, value_name = "POLICY", help_heading = "Limits")]
+    pub slow_consumer: Option<SlowConsumerPolicy>,
+    /// Messages waiting in one queue [file: queues.max_messages]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub queue_max_messages: Option<usize>,
+    /// A full queue: reject the SEND or drop its oldest message [file: queues.overflow]
+    #[arg(long, value_name = "POLICY", help_heading = "Limits")]
+    pub queue_overflow: Option<QueueOverflow>,
+
+    /// WebSocket subprotocols in order of preference, comma-separated
+    /// [file: websocket.subprotocols]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        help_heading = "WebSocket"
+    )]
+    pub subprotocols: Option<Vec<String>>,
+    /// Allowed Origin (repeatable or comma-separated; none: any origin)
+    /// [file: websocket.allowed_origins]
+    #[arg(
+        long = "allow-origin",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        help_heading = "WebSocket"
+    )]
+    pub allow_origin: Option<Vec<String>>,
+
+    /// Heart-beat the server can send, e.g. 10s; 0: never [file: heartbeat.send]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub heartbeat_send: Option<Dur>,
+    /// Heart-beat the server wants to receive; 0: never [file: heartbeat.receive]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub heartbeat_receive: Option<Dur>,
+    /// Shortest heart-beat interval agreed to [file: heartbeat.min]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub heartbeat_min: Option<Dur>,
+    /// Silent heart-beat intervals before a client is closed [file: heartbeat.grace]
+    #[arg(long, value_name = "N", help_heading = "Heart-beats and timeouts")]
+    pub heartbeat_grace: Option<u32>,
+    /// To complete the handshake, then to send CONNECT [file: timeouts.handshake]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub handshake_timeout: Option<Dur>,
+    /// After a close is sent, to wait for the peer's [file: timeouts.close]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub close_timeout: Option<Dur>,
+    /// On SIGTERM/SIGINT, for pending output to flush [file: timeouts.shutdown]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Heart-beats and timeouts"
+    )]
+    pub shutdown_timeout: Option<Dur>,
+
+    /// Subscriptions per session [file: session.max_subscriptions]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub max_subscriptions: Option<usize>,
+    /// Queue prefetch without prefetch-count [file: session.default_prefetch]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub default_prefetch: Option<usize>,
+    /// Largest prefetch-count [file: session.max_prefetch]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub max_prefetch: Option<usize>,
+    /// Open transactions per session [file: session.max_transactions]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub max_transactions: Option<usize>,
+    /// Frames buffered per transaction [file: session.max_tx_frames]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub max_tx_frames: Option<usize>,
+    /// The server header of CONNECTED [file: session.server_name]
+    #[arg(long, value_name = "NAME", help_heading = "Sessions")]
+    pub server_name: Option<String>,
+
+    /// Pooled read buffer size, bytes [file: buffers.read_buffer_size]
+    #[arg(long, value_name = "BYTES", help_heading = "Buffers")]
+    pub read_buffer_size: Option<usize>,
+    /// Free read buffers kept per reactor [file: buffers.pool_buffers]
+    #[arg(long, value_name = "N", help_heading = "Buffers")]
+    pub pool_buffers: Option<usize>,
+    /// Bytes read from one connection per readiness event [file: buffers.read_budget]
+    #[arg(long, value_name = "BYTES", help_heading = "Buffers")]
+    pub read_budget: Option<usize>,
+
+    /// TLS certificate chain, PEM [file: tls.cert]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM [file: tls.key]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_key: Option<PathBuf>,
+    /// wss:// on the WebSocket listener [file: tls.websocket]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "TLS")]
+    pub tls_ws: Option<bool>,
+    /// STOMP over TLS on the TCP listener [file: tls.tcp]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "TLS")]
+    pub tls_tcp: Option<bool>,
+}
+
+fn set<T>(slot: &mut T, flag: Option<T>) {
+    if let Some(v) = flag {
+        *slot = v;
+    }
+}
+
+impl Cli {
+    /// Apply the flags given over `s` (a flag not given leaves its option alone).
+    pub fn apply(&self, s: &mut Settings) {
+        let c = self.clone();
+        set(&mut s.log_level, c.log_level);
+        set(&mut s.reactors, c.reactors);
+        set(&mut s.echo, c.echo);
+        set(&mut s.listen.websocket, c.listen);
+        set(&mut s.listen.tcp, c.tcp_listen);
+        set(&mut s.listen.metrics, c.metrics_listen);
+        set(&mut s.listen.websocket, c.no_ws.then_some(Listener::Off));
+        set(&mut s.listen.tcp, c.no_tcp.then_some(Listener::Off));
+        set(&mut s.listen.metrics, c.no_metrics.then_some(Listener::Off));
+        set(&mut s.connections.max, c.max_connections);
+        set(&mut s.connections.max_per_ip, c.max_connections_per_ip);
+        set(&mut s.websocket.max_frame_size, c.max_frame_size);
+        set(&mut s.websocket.max_message_size, c.max_message_size);
+        set(&mut s.websocket.max_handshake_size, c.max_handshake_size);
+        set(&mut s.stomp.max_headers, c.max_headers);
+        set(&mut s.stomp.max_header_line, c.max_header_line);
+        set(&mut s.stomp.max_body, c.max_body);
+        set(&mut s.outbound.max_bytes, c.max_outbound);
+        set(&mut s.outbound.slow_consumer, c.slow_consumer);
+        set(&mut s.queues.max_messages, c.queue_max_messages);
+        set(&mut s.queues.overflow, c.queue_overflow);
+        let non_empty = |v: Vec<String>| v.into_iter().filter(|x| !x.is_empty()).collect();
+        set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
+        set(
+            &mut s.websocket.allowed_origins,
+            c.allow_origin.map(non_empty),
+        );
+        set(&mut s.heartbeat.send, c.heartbeat_send);
+        set(&mut s.heartbeat.receive, c.heartbeat_receive);
+        set(&mut s.heartbeat.min, c.heartbeat_min);
+        set(&mut s.heartbeat.grace, c.heartbeat_grace);
+        set(&mut s.timeouts.handshake, c.handshake_timeout);
+        set(&mut s.timeouts.close, c.close_timeout);
+        set(&mut s.timeouts.shutdown, c.shutdown_timeout);
+        set(&mut s.session.max_subscriptions, c.max_subscriptions);
+        set(&mut s.session.default_prefetch, c.default_prefetch);
+        set(&mut s.session.max_prefetch, c.max_prefetch);
+        set(&mut s.session.max_transactions, c.max_transactions);
+        set(&mut s.session.max_tx_frames, c.max_tx_frames);
+        set(&mut s.session.server_name, c.server_name);
+        set(&mut s.buffers.read_buffer_size, c.read_buffer_size);
+        set(&mut s.buffers.pool_buffers, c.pool_buffers);
+        set(&mut s.buffers.read_budget, c.read_budget);
+        set(&mut s.tls.cert, c.tls_cert);
+        set(&mut s.tls.key, c.tls_key);
+        set(&mut s.tls.websocket, c.tls_ws);
+        set(&mut s.tls.tcp, c.tls_tcp);
+    }
+}
