@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::app::AppConfig;
+use crate::auth::AclHandle;
 use crate::router::QueueConfig;
 use crate::server::tls::TlsConfig;
 use crate::session::SessionConfig;
@@ -75,6 +76,8 @@ pub struct Config {
     pub app: Option<Arc<AppConfig>>,
     /// TLS on the WebSocket listener (`wss://`) and/or the TCP listener.
     pub tls: Option<TlsConfig>,
+    /// Per-user read/write rules on destinations; `None`: everything is allowed.
+    pub acl: Option<Arc<AclHandle>>,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             slow_consumer: SlowConsumer::Close,
             app: None,
             tls: None,
+            acl: None,
         }
     }
 }

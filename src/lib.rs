@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod router;
 pub mod server;

@@ -14,6 +14,9 @@ enum Segment {
     Var(String),
 }
 
+/// Path variables of a match: (name, value).
+pub type Vars = Vec<(String, String)>;
+
 /// Patterns in registration order; the best match has the most literal segments.
 #[derive(Debug, Clone)]
 pub struct Routes<T> {
@@ -50,7 +53,7 @@ impl<T> Routes<T> {
     }
 
     /// The best route for `path` (the destination without its prefix) and its variables.
-    pub fn find(&self, path: &str) -> Option<(&Route<T>, Vec<(String, String)>)> {
+    pub fn find(&self, path: &str) -> Option<(&Route<T>, Vars)> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut best: Option<(&Route<T>, usize)> = None;
         for r in &self.routes {
@@ -104,7 +107,8 @@ mod tests {
         r.add("/chat/{room}/history", 2);
         r.add("/chat/lobby", 3);
         r.add("/{a}/{b}", 4);
-        let cases: &[(&str, Option<(i32, &[(&str, &str)])>)] = &[
+        type Case<'a> = (&'a str, Option<(i32, &'a [(&'a str, &'a str)])>);
+        let cases: &[Case<'_>] = &[
             ("/chat/5", Some((1, &[("room", "5")]))),
             ("/chat/5/history", Some((2, &[("room", "5")]))),
             ("/chat/lobby", Some((3, &[]))),

@@ -32,14 +32,17 @@ pub struct Job {
     pub receipt: Option<String>,
 }
 
+/// A subscribe handler's answer: (subscription id, destination, headers, body).
+pub type SubscribeAnswer = (String, String, Vec<(String, String)>, Vec<u8>);
+
 /// How a job ended, sent back to the connection's reactor.
 #[derive(Debug)]
 pub struct Done {
     pub token: usize,
     pub receipt: Option<String>,
     pub error: Option<String>,
-    /// A subscribe handler's answer: (subscription id, destination, headers, body).
-    pub message: Option<(String, String, Vec<(String, String)>, Vec<u8>)>,
+    /// A subscribe handler's answer, for the subscriber only.
+    pub message: Option<SubscribeAnswer>,
 }
 
 /// Gets messages into the reactors from any thread. A destination always goes through the
@@ -88,6 +91,10 @@ impl Publisher {
     }
 }
 
+/// A pool's queue is full (or the pool is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFull;
+
 /// The bounded pool's submitting side.
 #[derive(Clone)]
 pub struct Pool {
@@ -122,9 +129,9 @@ impl Pool {
     }
 
     /// Queue a job; `Err` when the pool is full (the caller answers ERROR "busy").
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
+    pub fn submit(&self, job: Job) -> Result<(), PoolFull> {
         self.tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolFull,
         })
     }
 }
@@ -180,4 +187,69 @@ fn run(job: Job, p: &Publisher) {
         },
     }
     p.done(job.origin.0, done);
+}
+
+/// One CONNECT whose credentials need slow checking.
+pub struct AuthJob {
+    pub login: Option<String>,
+    pub passcode: Option<String>,
+    pub host: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+    pub origin: (usize, usize),
+}
+
+/// Threads that run password checks (argon2 takes tens of milliseconds) off the reactors.
+#[derive(Clone)]
+pub struct AuthPool {
+    tx: Sender<AuthJob>,
+}
+
+impl AuthPool {
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        auth: Arc<dyn crate::session::Authenticator>,
+        reactors: Vec<Mailbox>,
+    ) -> std::io::Result<(AuthPool, Vec<std::thread::JoinHandle<std::io::Result<()>>>)> {
+        let (tx, rx) = crossbeam_channel::bounded::<AuthJob>(queue.max(1));
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let auth = Arc::clone(&auth);
+            let reactors = reactors.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("auth-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            let ok = catch_unwind(AssertUnwindSafe(|| {
+                                auth.authenticate(
+                                    job.login.as_deref(),
+                                    job.passcode.as_deref(),
+                                    job.host.as_deref(),
+                                )
+                            }))
+                            .unwrap_or(false);
+                            // Repeated failures from one address are answered more slowly.
+                            let delay = auth.failure_delay(job.ip, ok);
+                            if !delay.is_zero() {
+                                std::thread::sleep(delay);
+                            }
+                            if let Some(mb) = reactors.get(job.origin.0) {
+                                if mb.tx.send(Mail::AuthDone(job.origin.1, ok)).is_ok() {
+                                    mb.wake();
+                                }
+                            }
+                        }
+                        Ok(())
+                    })?,
+            );
+        }
+        Ok((AuthPool { tx }, handles))
+    }
+
+    /// Queue a check; `Err` when the pool is full.
+    pub fn submit(&self, job: AuthJob) -> Result<(), PoolFull> {
+        self.tx.try_send(job).map_err(|_| PoolFull)
+    }
 }

@@ -46,6 +46,10 @@ pub struct StompState {
     stash: Vec<u8>,
     /// Frames buffered by open transactions, applied at COMMIT.
     txs: Vec<(String, Vec<TxOp>)>,
+    /// A CONNECT is waiting for a slow credentials check; nothing is read meanwhile.
+    auth_pending: bool,
+    /// The ACL rules this session last used, with their generation.
+    acl: Option<(u64, Arc<crate::auth::Acl>)>,
 }
 
 #[derive(Debug)]
@@ -100,6 +104,10 @@ pub struct Ctx<'a> {
     pub counters: &'a mut Counters,
     /// The application worker pool.
     pub workers: Option<&'a super::apps::Pool>,
+    /// Where slow credential checks run.
+    pub auth: Option<&'a super::apps::AuthPool>,
+    /// The peer's address (for failed-login slow-down).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -211,6 +219,27 @@ impl Conn {
         }
     }
 
+    fn auth_pending(&self) -> bool {
+        self.stomp().is_some_and(|s| s.auth_pending)
+    }
+
+    /// A slow credentials check finished: the held-back CONNECT is handled again with the
+    /// answer.
+    pub fn auth_done(&mut self, ok: bool) -> Next {
+        if let Phase::Open {
+            app: App::Stomp(st),
+            ..
+        } = &mut self.phase
+        {
+            if st.auth_pending {
+                st.auth_pending = false;
+                st.session.preauth = Some(ok);
+                return Next::ReadAgain;
+            }
+        }
+        Next::Idle
+    }
+
     /// Anything to write: queued frames, or TLS records (handshake, alerts).
     pub fn wants_flush(&self) -> bool {
         !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
@@ -236,13 +265,29 @@ impl Conn {
     /// Read until WouldBlock, EOF or the budget, processing as bytes arrive.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let mut budget = ctx.cfg.read_budget;
+        if self.auth_pending() {
+            return Next::Idle;
+        }
+        if let Phase::Open {
+            ws: Some(_),
+            app: App::Stomp(st),
+        } = &mut self.phase
+        {
+            if !st.stash.is_empty() {
+                // A CONNECT held back for a credentials check, and what followed it.
+                let flow = stomp_ws_message(st, &[], ctx, &mut self.out);
+                if let Some(f) = flow {
+                    self.apply_flow(ctx, f);
+                }
+            }
+        }
         if !self.paused && self.rstart < self.rbuf.len() {
             // Bytes left over from before a pause.
             self.process(ctx);
             self.recycle(ctx);
         }
         loop {
-            if self.paused || self.read_closed {
+            if self.paused || self.read_closed || self.auth_pending() {
                 return Next::Idle;
             }
             if self.rbuf.capacity() == 0 {
@@ -398,8 +443,11 @@ impl Conn {
 
     fn process(&mut self, ctx: &mut Ctx<'_>) {
         loop {
+            if self.paused || self.auth_pending() {
+                return;
+            }
             let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
-            if input.is_empty() || self.paused {
+            if input.is_empty() {
                 return;
             }
             match &mut self.phase {
@@ -681,6 +729,8 @@ fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
         session: Session::new(format!("s{reactor}-{sessions}")),
         stash: Vec::new(),
         txs: Vec::new(),
+        auth_pending: false,
+        acl: None,
     })
 }
 
@@ -699,6 +749,10 @@ fn stomp_ws_message(
     ctx: &mut Ctx<'_>,
     out: &mut OutQueue,
 ) -> Option<Flow> {
+    if st.auth_pending {
+        st.stash.extend_from_slice(payload);
+        return None;
+    }
     if st.stash.is_empty() {
         let (used, flow) = stomp_input(st, payload, ctx, out, true);
         if !matches!(flow, Some(Flow::Close { .. })) {
@@ -755,13 +809,34 @@ fn stomp_input(
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         };
-        pos += used;
         let mut reply = std::mem::take(ctx.scratch);
         reply.clear();
-        let result = st
-            .session
-            .handle(&frame, &ctx.cfg.session, &mut reply)
-            .and_then(|action| apply_action(st, action, &frame, ctx, ws, &mut reply));
+        let result = match st.session.handle(&frame, &ctx.cfg.session, &mut reply) {
+            Ok(Action::Authenticate {
+                login,
+                passcode,
+                host,
+            }) => {
+                // Hold this CONNECT (unconsumed) until the check answers.
+                let job = super::apps::AuthJob {
+                    login,
+                    passcode,
+                    host,
+                    ip: ctx.peer,
+                    origin: (ctx.reactor, ctx.token),
+                };
+                if ctx.auth.is_some_and(|a| a.submit(job).is_ok()) {
+                    *ctx.scratch = reply;
+                    st.auth_pending = true;
+                    return (pos, flow);
+                }
+                Err(StompError::new("busy: authentication is saturated"))
+            }
+            other => other,
+        };
+        pos += used;
+        let result =
+            result.and_then(|action| apply_action(st, action, &frame, ctx, ws, &mut reply));
         match result {
             Ok(f) => {
                 if f.is_some() {
@@ -811,6 +886,14 @@ fn apply_action(
             return Ok(Some(Flow::Connected { send_ms, recv_ms }));
         }
         Action::Subscribe(i) => {
+            if let Some(sub) = st.session.subscriptions().get(i) {
+                let dest = sub.destination.to_string();
+                if let Err(e) = acl_check(st, ctx, crate::auth::Perm::Read, &dest) {
+                    // The subscription must not stay in the session.
+                    st.session.remove_subscription(i);
+                    return Err(e);
+                }
+            }
             let version = st.session.version;
             let info = session_info(&st.session);
             if let Some(sub) = st.session.subscription_mut(i) {
@@ -846,6 +929,7 @@ fn apply_action(
             destination,
             transaction,
         } => {
+            acl_check(st, ctx, crate::auth::Perm::Write, &destination)?;
             let mut shown = None;
             if let Some(app) = ctx.cfg.app.clone() {
                 if let Some(path) = app.strip(&destination) {
@@ -897,8 +981,42 @@ fn apply_action(
             take_tx(st, &name);
         }
         Action::Disconnect => return Ok(Some(Flow::Close { error: false })),
+        // Handled before the action is applied.
+        Action::Authenticate { .. } => {}
     }
     Ok(None)
+}
+
+/// With an ACL configured: may this session read (SUBSCRIBE) or write (SEND) `destination`?
+/// The session keeps the rules' `Arc` and re-reads them only when their generation moved.
+fn acl_check(
+    st: &mut StompState,
+    ctx: &Ctx<'_>,
+    perm: crate::auth::Perm,
+    destination: &str,
+) -> Result<(), StompError> {
+    let Some(handle) = ctx.cfg.acl.as_deref() else {
+        return Ok(());
+    };
+    let gen = handle.generation();
+    if st.acl.as_ref().is_none_or(|(g, _)| *g != gen) {
+        st.acl = Some((gen, handle.current()));
+    }
+    let allowed = st
+        .acl
+        .as_ref()
+        .is_some_and(|(_, acl)| acl.allows(st.session.login.as_deref(), perm, destination));
+    if allowed {
+        return Ok(());
+    }
+    let verb = match perm {
+        crate::auth::Perm::Read => "subscribe to",
+        crate::auth::Perm::Write => "send to",
+    };
+    Err(StompError::new(format!(
+        "access denied: {} may not {verb} '{destination}'",
+        st.session.login.as_deref().unwrap_or("anonymous")
+    )))
 }
 
 fn tx_buffer<'s>(st: &'s mut StompState, name: &str) -> &'s mut Vec<TxOp> {

@@ -216,6 +216,12 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         }
         None => (None, Vec::new()),
     };
+    let (auth_pool, auth_workers) = apps::AuthPool::start(
+        2,
+        1024,
+        Arc::clone(&cfg.session.authenticator),
+        mailboxes.clone(),
+    )?;
     for (i, (poll, rx, woken)) in parts.into_iter().enumerate() {
         let reactor = Reactor::new(
             i,
@@ -228,6 +234,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 stats: Arc::clone(&reactor_stats[i]),
                 limits: Arc::clone(&limits),
                 pool: pool.clone(),
+                auth: Some(auth_pool.clone()),
             },
             Router::with_config(i, cfg.reactors.max(1), Arc::clone(&directory), cfg.queues),
             mailboxes.clone(),
@@ -266,7 +273,9 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     };
     // Workers end when the reactors (holding the pool's sender) are gone.
     drop(pool);
+    drop(auth_pool);
     threads.extend(workers);
+    threads.extend(auth_workers);
     Ok(ServerHandle {
         publisher,
         ws_addr,

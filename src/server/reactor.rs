@@ -40,6 +40,8 @@ pub enum Mail {
     External(Vec<crate::app::Outgoing>),
     /// An application handler on the pool finished for a connection here.
     AppDone(super::apps::Done),
+    /// A slow credentials check finished: (connection token, admitted).
+    AuthDone(usize, bool),
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.
@@ -171,6 +173,7 @@ pub struct Reactor {
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
     workers: Option<super::apps::Pool>,
+    auth: Option<super::apps::AuthPool>,
 }
 
 /// Shared things a reactor is built with.
@@ -180,6 +183,8 @@ pub struct Shared {
     pub limits: Arc<ConnLimits>,
     /// The application worker pool, when application destinations are configured.
     pub pool: Option<super::apps::Pool>,
+    /// Where slow credential checks run.
+    pub auth: Option<super::apps::AuthPool>,
 }
 
 impl Reactor {
@@ -225,6 +230,7 @@ impl Reactor {
             stats: shared.stats,
             limits: shared.limits,
             workers: shared.pool,
+            auth: shared.auth,
             cfg,
         }
     }
@@ -308,6 +314,12 @@ impl Reactor {
                 Mail::External(msgs) => {
                     let mut ctx_msgs = msgs;
                     self.external(&mut ctx_msgs, now);
+                }
+                Mail::AuthDone(token, ok) => {
+                    let t = Token(token);
+                    if let Some(next) = self.with_conn(t, now, |c, _| c.auth_done(ok)) {
+                        self.after(t, next, false);
+                    }
                 }
                 Mail::AppDone(done) => {
                     let t = Token(done.token);
@@ -506,6 +518,8 @@ impl Reactor {
             sessions: &mut self.sessions,
             counters: &mut self.counters,
             workers: self.workers.as_ref(),
+            auth: self.auth.as_ref(),
+            peer: s.conn.admitted,
         };
         Some(f(&mut s.conn, &mut ctx))
     }

@@ -27,12 +27,37 @@ impl AckMode {
     }
 }
 
-/// Decides whether a CONNECT's credentials are admitted. Runs on a reactor thread: it must be
-/// fast and must not block.
+/// What an authenticator can say at once, on the reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCheck {
+    Allow,
+    Deny,
+    /// Needs slow work (e.g. a password hash): run [`Authenticator::authenticate`] off the
+    /// reactor, then handle the CONNECT again with the answer.
+    Slow,
+}
+
+/// Decides whether a CONNECT's credentials are admitted.
 pub trait Authenticator: Send + Sync + fmt::Debug {
-    /// `login`, `passcode` and `host` as the client sent them.
+    /// The fast answer, on a reactor thread: must not block.
+    fn check(&self, login: Option<&str>, passcode: Option<&str>, host: Option<&str>) -> AuthCheck {
+        if self.authenticate(login, passcode, host) {
+            AuthCheck::Allow
+        } else {
+            AuthCheck::Deny
+        }
+    }
+
+    /// The full answer; called off the reactor when `check` said `Slow`.
     fn authenticate(&self, login: Option<&str>, passcode: Option<&str>, host: Option<&str>)
         -> bool;
+
+    /// How long to hold back the answer after a failure from `ip` (bounded state; a success
+    /// resets it). Runs off the reactor.
+    fn failure_delay(&self, ip: Option<std::net::IpAddr>, ok: bool) -> std::time::Duration {
+        let _ = (ip, ok);
+        std::time::Duration::ZERO
+    }
 }
 
 /// The default until authentication is configured: any login, or none, is accepted.
@@ -132,6 +157,13 @@ pub enum Action<'f> {
     Abort(String),
     /// Close gracefully once the reply (a RECEIPT, if asked for) is flushed.
     Disconnect,
+    /// The credentials need slow checking: run the authenticator off the reactor, set
+    /// [`Session::preauth`] to its answer, and hand the same CONNECT frame in again.
+    Authenticate {
+        login: Option<String>,
+        passcode: Option<String>,
+        host: Option<String>,
+    },
 }
 
 /// A protocol error: the server sends an ERROR frame with this `message` (and `receipt-id` if
@@ -170,6 +202,8 @@ pub struct Session {
     subs: Vec<Subscription>,
     /// Open transactions and how many frames each holds.
     txs: Vec<(String, usize)>,
+    /// The authenticator's answer for the CONNECT being handled again, after `Authenticate`.
+    pub preauth: Option<bool>,
 }
 
 impl Session {
@@ -181,11 +215,17 @@ impl Session {
             login: None,
             subs: Vec::new(),
             txs: Vec::new(),
+            preauth: None,
         }
     }
 
     pub fn subscriptions(&self) -> &[Subscription] {
         &self.subs
+    }
+
+    /// Forget a subscription the server refused to route (e.g. denied by the ACL).
+    pub fn remove_subscription(&mut self, i: usize) -> Option<Subscription> {
+        (i < self.subs.len()).then(|| self.subs.swap_remove(i))
     }
 
     pub fn subscription_mut(&mut self, i: usize) -> Option<&mut Subscription> {
@@ -357,11 +397,23 @@ impl Session {
         let login = frame.header("login");
         let passcode = frame.header("passcode");
         let host = frame.header("host");
-        if !cfg
-            .authenticator
-            .authenticate(login.as_deref(), passcode.as_deref(), host.as_deref())
-        {
-            return Err(StompError::new("access refused"));
+        let verdict = match self.preauth.take() {
+            Some(true) => AuthCheck::Allow,
+            Some(false) => AuthCheck::Deny,
+            None => cfg
+                .authenticator
+                .check(login.as_deref(), passcode.as_deref(), host.as_deref()),
+        };
+        match verdict {
+            AuthCheck::Allow => {}
+            AuthCheck::Deny => return Err(StompError::new("access refused")),
+            AuthCheck::Slow => {
+                return Ok(Action::Authenticate {
+                    login: login.map(Cow::into_owned),
+                    passcode: passcode.map(Cow::into_owned),
+                    host: host.map(Cow::into_owned),
+                })
+            }
         }
         self.login = login.map(Cow::into_owned);
         self.connected = true;

@@ -1,0 +1,278 @@
+//! Authentication (a users file of argon2 password hashes) and authorization (per-user
+//! read/write rules on destination patterns). No sockets, no threads: the server decides where
+//! the slow part (argon2) runs, which is never on a reactor.
+//!
+//! Users file, one user per line (`#` starts a comment):
+//!
+//! ```text
+//! alice:$argon2id$v=19$m=19456,t=2,p=1$...
+//! ```
+//!
+//! ACL file, one rule per line: `<user|anonymous|*> <read|write|readwrite> <pattern>`, with the
+//! subscription wildcard syntax (`/topic/chat.*`, `/topic/#`) or an exact destination. With an
+//! ACL configured, what no rule allows is denied.
+//!
+//! ```text
+//! *          read       /topic/public.#
+//! alice      readwrite  /topic/chat.#
+//! anonymous  write      /app/chat/lobby
+//! ```
+
+mod acl;
+
+pub use acl::{covers, Acl, AclHandle, Perm};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha1::{Digest, Sha1};
+
+use crate::session::{AuthCheck, Authenticator};
+
+/// Hash a passcode for the users file (argon2id, random salt).
+pub fn hash_password(passcode: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .map_err(|e| format!("no randomness for the salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(passcode.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Parse a users file's text into user -> hash. Every error names its line.
+pub fn parse_users(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut users = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, hash) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {}: expected name:hash", i + 1))?;
+        PasswordHash::new(hash)
+            .map_err(|e| format!("line {}: user {name}: not a password hash: {e}", i + 1))?;
+        if users.insert(name.to_string(), hash.to_string()).is_some() {
+            return Err(format!("line {}: user {name} listed twice", i + 1));
+        }
+    }
+    Ok(users)
+}
+
+/// Logins remembered as verified, so reconnecting clients skip argon2.
+const CACHE_MAX: usize = 65_536;
+/// Source addresses whose failures are tracked.
+const FAILURES_MAX: usize = 65_536;
+
+/// Users from a file, with an optional anonymous switch.
+pub struct PasswordAuth {
+    users: RwLock<HashMap<String, String>>,
+    anonymous: bool,
+    /// SHA-1 of (secret, login, passcode) for logins verified since the last reload.
+    verified: Mutex<std::collections::HashSet<[u8; 20]>>,
+    secret: [u8; 16],
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl fmt::Debug for PasswordAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordAuth")
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordAuth {
+    pub fn new(users: HashMap<String, String>, anonymous: bool) -> Self {
+        let mut secret = [0u8; 16];
+        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
+        PasswordAuth {
+            users: RwLock::new(users),
+            anonymous,
+            verified: Mutex::new(Default::default()),
+            secret,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn from_file(path: &Path, anonymous: bool) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let users = parse_users(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self::new(users, anonymous))
+    }
+
+    /// Replace the users (e.g. on SIGHUP); forgets verified logins.
+    pub fn reload(&self, path: &Path) -> Result<usize, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let users = parse_users(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = users.len();
+        *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(n)
+    }
+
+    fn key(&self, login: &str, passcode: &str) -> [u8; 20] {
+        let mut h = Sha1::new();
+        h.update(self.secret);
+        h.update(login.as_bytes());
+        h.update([0]);
+        h.update(passcode.as_bytes());
+        h.finalize().into()
+    }
+}
+
+impl Authenticator for PasswordAuth {
+    fn check(&self, login: Option<&str>, passcode: Option<&str>, _host: Option<&str>) -> AuthCheck {
+        let Some(login) = login.filter(|l| !l.is_empty()) else {
+            return if self.anonymous {
+                AuthCheck::Allow
+            } else {
+                AuthCheck::Slow
+            };
+        };
+        let key = self.key(login, passcode.unwrap_or(""));
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return AuthCheck::Allow;
+        }
+        AuthCheck::Slow
+    }
+
+    fn authenticate(
+        &self,
+        login: Option<&str>,
+        passcode: Option<&str>,
+        host: Option<&str>,
+    ) -> bool {
+        let _ = host;
+        let Some(login) = login.filter(|l| !l.is_empty()) else {
+            return self.anonymous;
+        };
+        let hash = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(login)
+            .cloned();
+        let ok = match hash {
+            Some(h) => PasswordHash::new(&h).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(passcode.unwrap_or("").as_bytes(), &parsed)
+                    .is_ok()
+            }),
+            None => {
+                // Spend the same time on an unknown user as on a wrong passcode.
+                let _ = hash_password(passcode.unwrap_or(""));
+                false
+            }
+        };
+        if ok {
+            let key = self.key(login, passcode.unwrap_or(""));
+            let mut v = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if v.len() >= CACHE_MAX {
+                v.clear();
+            }
+            v.insert(key);
+        }
+        ok
+    }
+
+    fn failure_delay(&self, ip: Option<IpAddr>, ok: bool) -> Duration {
+        let Some(ip) = ip else {
+            return Duration::ZERO;
+        };
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            f.remove(&ip);
+            return Duration::ZERO;
+        }
+        if f.len() >= FAILURES_MAX && !f.contains_key(&ip) {
+            // Bounded: forget the oldest half rather than grow.
+            let mut ages: Vec<Instant> = f.values().map(|(_, t)| *t).collect();
+            ages.sort_unstable();
+            if let Some(cut) = ages.get(ages.len() / 2).copied() {
+                f.retain(|_, (_, t)| *t > cut);
+            }
+        }
+        let e = f.entry(ip).or_insert((0, Instant::now()));
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now();
+        // 0.2 s after the first failure, doubling, at most 5 s.
+        Duration::from_millis((100u64 << e.0.min(6)).min(5_000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_file_and_verification() {
+        let h = hash_password("secret").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        let users = parse_users(&format!("# users\nalice:{h}\n\n")).unwrap();
+        let auth = PasswordAuth::new(users, false);
+        assert_eq!(
+            auth.check(Some("alice"), Some("secret"), None),
+            AuthCheck::Slow
+        );
+        assert!(auth.authenticate(Some("alice"), Some("secret"), None));
+        // Verified once: the fast path knows it now.
+        assert_eq!(
+            auth.check(Some("alice"), Some("secret"), None),
+            AuthCheck::Allow
+        );
+        assert_eq!(
+            auth.check(Some("alice"), Some("guess"), None),
+            AuthCheck::Slow
+        );
+        assert!(!auth.authenticate(Some("alice"), Some("guess"), None));
+        assert!(!auth.authenticate(Some("mallory"), Some("secret"), None));
+        assert!(!auth.authenticate(None, None, None), "anonymous is off");
+        let anon = PasswordAuth::new(HashMap::new(), true);
+        assert_eq!(anon.check(None, None, None), AuthCheck::Allow);
+    }
+
+    #[test]
+    fn bad_users_files_name_the_line() {
+        assert_eq!(
+            parse_users("alice").unwrap_err(),
+            "line 1: expected name:hash"
+        );
+        assert!(parse_users("\nbob:plaintext")
+            .unwrap_err()
+            .starts_with("line 2: user bob: not a password hash"));
+    }
+
+    #[test]
+    fn failures_slow_down_per_ip_and_reset_on_success() {
+        let auth = PasswordAuth::new(HashMap::new(), false);
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        let d1 = auth.failure_delay(Some(ip), false);
+        let d2 = auth.failure_delay(Some(ip), false);
+        assert!(d2 > d1);
+        for _ in 0..20 {
+            auth.failure_delay(Some(ip), false);
+        }
+        assert_eq!(auth.failure_delay(Some(ip), false), Duration::from_secs(5));
+        assert_eq!(auth.failure_delay(Some(ip), true), Duration::ZERO);
+        assert_eq!(auth.failure_delay(Some(ip), false), d1);
+    }
+}

@@ -1,0 +1,245 @@
+//! Authentication and authorization end to end: a users file of argon2 hashes checked off the
+//! reactors, the anonymous switch, and ACL decisions on every path a frame can take.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stompbox::auth::{hash_password, Acl, AclHandle, PasswordAuth};
+use stompbox::Config;
+
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr, login: Option<(&str, &str)>) -> (Client, String) {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client { s, buf: Vec::new() };
+        let creds = login
+            .map(|(l, p)| format!("login:{l}\npasscode:{p}\n"))
+            .unwrap_or_default();
+        c.send(&format!("CONNECT\naccept-version:1.2\nhost:h\n{creds}\n\0"));
+        let f = c.frame().unwrap_or_default();
+        (c, f)
+    }
+
+    fn send(&mut self, f: &str) {
+        self.s.write_all(f.as_bytes()).unwrap();
+    }
+
+    /// Next frame (without its NUL), or None at EOF.
+    fn frame(&mut self) -> Option<String> {
+        loop {
+            while self.buf.first() == Some(&b'\n') {
+                self.buf.remove(0);
+            }
+            if let Some(end) = self.buf.iter().position(|b| *b == 0) {
+                let f = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..=end);
+                return Some(f);
+            }
+            let mut tmp = [0u8; 4096];
+            match self.s.read(&mut tmp) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+
+    fn expect(&mut self, command: &str) -> String {
+        let f = self
+            .frame()
+            .unwrap_or_else(|| panic!("EOF waiting for {command}"));
+        assert!(f.starts_with(command), "wanted {command}, got {f:?}");
+        f
+    }
+}
+
+fn users() -> HashMap<String, String> {
+    let mut u = HashMap::new();
+    u.insert("alice".to_string(), hash_password("secret").unwrap());
+    u.insert("bob".to_string(), hash_password("hunter2").unwrap());
+    u
+}
+
+fn server(
+    anonymous: bool,
+    acl: Option<&str>,
+) -> (stompbox::ServerHandle, SocketAddr, Option<Arc<AclHandle>>) {
+    let acl = acl.map(|a| Arc::new(AclHandle::new(Acl::parse(a).unwrap())));
+    let mut cfg = Config {
+        listen: None,
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        acl: acl.clone(),
+        close_timeout: Duration::from_secs(1),
+        shutdown_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    cfg.session.authenticator = Arc::new(PasswordAuth::new(users(), anonymous));
+    let h = stompbox::start(cfg).unwrap();
+    let a = h.tcp_addr().unwrap();
+    (h, a, acl)
+}
+
+#[test]
+fn good_credentials_connect_bad_ones_are_refused_and_slowed() {
+    let (h, addr, _) = server(false, None);
+    let (_alice, f) = Client::connect(addr, Some(("alice", "secret")));
+    assert!(f.starts_with("CONNECTED"), "{f}");
+    // Reconnecting is answered from the verified cache; still correct.
+    let (_again, f) = Client::connect(addr, Some(("alice", "secret")));
+    assert!(f.starts_with("CONNECTED"), "{f}");
+    for (login, pass) in [("alice", "wrong"), ("mallory", "secret")] {
+        let (mut c, f) = Client::connect(addr, Some((login, pass)));
+        assert!(f.starts_with("ERROR"), "{f}");
+        assert!(f.contains("message:access refused"), "{f}");
+        assert!(c.frame().is_none(), "closed after the refusal");
+    }
+    // Anonymous is off: no login, no session.
+    let (_c, f) = Client::connect(addr, None);
+    assert!(f.contains("message:access refused"), "{f}");
+    // Repeated failures from this address are answered more slowly.
+    let t = Instant::now();
+    let (_c, f) = Client::connect(addr, Some(("bob", "nope")));
+    assert!(f.contains("access refused"));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    // A frame before (or instead of) a successful CONNECT reaches nothing.
+    let mut spy = Client::connect(addr, Some(("bob", "hunter2"))).0;
+    spy.send("SUBSCRIBE\nid:1\ndestination:/topic/t\nreceipt:r\n\n\0");
+    spy.expect("RECEIPT");
+    let s = TcpStream::connect(addr).unwrap();
+    let mut raw = Client { s, buf: Vec::new() };
+    raw.s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    raw.send("SEND\ndestination:/topic/t\n\nsneaky\0");
+    let f = raw.expect("ERROR");
+    assert!(f.contains("expected CONNECT"), "{f}");
+    let mut pubr = Client::connect(addr, Some(("alice", "secret"))).0;
+    pubr.send("SEND\ndestination:/topic/t\n\nlegit\0");
+    let m = spy.expect("MESSAGE");
+    assert!(
+        m.ends_with("legit"),
+        "only the authenticated SEND arrives: {m}"
+    );
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn anonymous_switch_admits_sessions_without_login() {
+    let (h, addr, _) = server(true, None);
+    let (_c, f) = Client::connect(addr, None);
+    assert!(f.starts_with("CONNECTED"), "{f}");
+    let (_c, f) = Client::connect(addr, Some(("alice", "wrong")));
+    assert!(
+        f.contains("access refused"),
+        "a wrong passcode is still wrong: {f}"
+    );
+    h.shutdown().unwrap();
+}
+
+const RULES: &str = "\
+# everyone reads public news; alice chats; anonymous may only read
+*          read       /topic/public.#
+alice      readwrite  /topic/chat.#
+alice      write      /queue/jobs
+bob        read       /queue/jobs
+bob        read       /topic/chat.room1
+";
+
+#[test]
+fn every_acl_decision() {
+    let (h, addr, acl) = server(true, Some(RULES));
+    let (mut alice, _) = Client::connect(addr, Some(("alice", "secret")));
+    let (mut bob, _) = Client::connect(addr, Some(("bob", "hunter2")));
+    let (mut anon, _) = Client::connect(addr, None);
+
+    // Allowed reads.
+    bob.send("SUBSCRIBE\nid:1\ndestination:/topic/chat.room1\nreceipt:r1\n\n\0");
+    bob.expect("RECEIPT");
+    bob.send("SUBSCRIBE\nid:2\ndestination:/queue/jobs\nreceipt:r2\n\n\0");
+    bob.expect("RECEIPT");
+    anon.send("SUBSCRIBE\nid:1\ndestination:/topic/public.*\nreceipt:r3\n\n\0");
+    anon.expect("RECEIPT");
+    // Allowed writes reach them.
+    alice.send("SEND\ndestination:/topic/chat.room1\n\nhi bob\0");
+    assert!(bob.expect("MESSAGE").ends_with("hi bob"));
+    alice.send("SEND\ndestination:/queue/jobs\n\njob-1\0");
+    assert!(bob.expect("MESSAGE").ends_with("job-1"));
+
+    // Denied: each gets an ERROR naming the destination, then that session closes.
+    type Case<'a> = (Option<(&'a str, &'a str)>, &'a str, &'a str);
+    let denied: &[Case<'_>] = &[
+        (
+            Some(("bob", "hunter2")),
+            "SEND\ndestination:/topic/chat.room1\n\nx\0",
+            "may not send to '/topic/chat.room1'",
+        ),
+        (
+            Some(("bob", "hunter2")),
+            "SUBSCRIBE\nid:9\ndestination:/topic/chat.room2\n\n\0",
+            "may not subscribe to '/topic/chat.room2'",
+        ),
+        (
+            Some(("bob", "hunter2")),
+            "SUBSCRIBE\nid:9\ndestination:/topic/chat.*\n\n\0",
+            "may not subscribe to '/topic/chat.*'",
+        ),
+        (
+            Some(("alice", "secret")),
+            "SUBSCRIBE\nid:9\ndestination:/topic/#\n\n\0",
+            "may not subscribe to '/topic/#'",
+        ),
+        (
+            Some(("alice", "secret")),
+            "SUBSCRIBE\nid:9\ndestination:/queue/jobs\n\n\0",
+            "may not subscribe to '/queue/jobs'",
+        ),
+        (
+            None,
+            "SEND\ndestination:/topic/public.news\n\nx\0",
+            "anonymous may not send to '/topic/public.news'",
+        ),
+        (
+            None,
+            "BEGIN\ntransaction:t\n\n\0SEND\ndestination:/topic/chat.room1\ntransaction:t\n\nx\0",
+            "may not send to",
+        ),
+    ];
+    for (who, frame, msg) in denied {
+        let (mut c, f) = Client::connect(addr, *who);
+        assert!(f.starts_with("CONNECTED"), "{f}");
+        c.send(frame);
+        let e = c.expect("ERROR");
+        assert!(e.contains(msg), "{who:?} {frame:?}: {e}");
+        assert!(c.frame().is_none(), "closed after the denial");
+    }
+    // Nothing denied reached anyone: the next message bob sees is the sentinel.
+    alice.send("SEND\ndestination:/topic/chat.room1\n\nsentinel\0");
+    assert!(bob.expect("MESSAGE").ends_with("sentinel"));
+
+    // Rules reload at run time without dropping connections: bob may now write.
+    acl.as_ref()
+        .unwrap()
+        .set(Acl::parse(&format!("{RULES}bob write /topic/chat.room1\n")).unwrap());
+    bob.send("SEND\ndestination:/topic/chat.room1\nreceipt:w\n\nfrom bob\0");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(bob.frame().unwrap());
+    }
+    assert!(got.iter().any(|f| f.starts_with("RECEIPT")), "{got:?}");
+    assert!(got.iter().any(|f| f.ends_with("from bob")), "{got:?}");
+    h.shutdown().unwrap();
+}
