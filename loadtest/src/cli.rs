@@ -66,6 +66,10 @@ pub struct Common {
     /// Seconds one session may take to be ready (connect, upgrade, CONNECTED, receipt).
     #[arg(long, default_value_t = 20.0)]
     pub setup_timeout: f64,
+    /// Seconds a session may send nothing before it sends a WebSocket ping (0: never). Some
+    /// brokers close connections idle for 60 s (RabbitMQ Web-STOMP).
+    #[arg(long, default_value_t = 20.0)]
+    pub keepalive: f64,
     /// The broker's process id: report its memory (RSS) and CPU.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -109,6 +109,8 @@ pub struct Conn {
     p: Proto,
     pub started_ns: u64,
     pub deadline_ns: u64,
+    /// When we last sent anything (for keep-alive pings).
+    pub last_tx_ns: u64,
 }
 
 /// The parts of a connection that frame handling changes (split from the decoder, which
@@ -119,6 +121,8 @@ struct Proto {
     wbuf: Vec<u8>,
     wpos: usize,
     spec_sub: Option<SubSpec>,
+    /// Something was written since the owner last looked (see [`Conn::take_wrote`]).
+    wrote: bool,
     became_ready: bool,
     closed_clean: bool,
 }
@@ -162,12 +166,14 @@ impl Conn {
                 wbuf: Vec::new(),
                 wpos: 0,
                 spec_sub: spec.sub.clone(),
+                wrote: false,
                 became_ready: false,
                 closed_clean: false,
             },
             spec,
             started_ns: now_ns,
             deadline_ns: 0,
+            last_tx_ns: now_ns,
         })
     }
 
@@ -182,6 +188,11 @@ impl Conn {
     /// The connection became ready since the last call (reported once).
     pub fn take_ready(&mut self) -> bool {
         std::mem::take(&mut self.p.became_ready)
+    }
+
+    /// Whether anything was written since the last call.
+    pub fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.p.wrote)
     }
 
     pub fn closed_clean(&self) -> bool {
@@ -218,12 +229,27 @@ impl Conn {
         self.flush()
     }
 
+    /// A WebSocket ping, so that a subscriber that only receives is not closed as idle (e.g.
+    /// RabbitMQ Web-STOMP's 60 s idle timeout counts only what the client sends).
+    pub fn keepalive(&mut self, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if self.state != State::Ready || self.backlog() > 0 {
+            return Ok(());
+        }
+        let mask = ctx.mask();
+        ws::write_frame(&mut self.p.wbuf, true, Opcode::Ping, b"lt", Some(mask));
+        self.last_tx_ns = ctx.now_ns;
+        self.flush()
+    }
+
     pub fn flush(&mut self) -> Result<(), String> {
         let p = &mut self.p;
         while p.wpos < p.wbuf.len() {
             match self.sock.write(p.wbuf.get(p.wpos..).unwrap_or_default()) {
                 Ok(0) => return Err("write: connection closed".into()),
-                Ok(n) => p.wpos += n,
+                Ok(n) => {
+                    p.wpos += n;
+                    p.wrote = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("write: {}", io_cause(&e))),

@@ -73,6 +73,9 @@ pub struct Plan {
     pub drain: Duration,
     pub hold: Duration,
     pub close_timeout: Duration,
+    /// A ready connection that has sent nothing for this long sends a WebSocket ping
+    /// (zero: never).
+    pub keepalive: Duration,
     /// A publisher pauses while more than `window` deliveries per ready subscriber are owed
     /// (0: no window).
     pub window: u64,
@@ -585,6 +588,30 @@ fn reactor(
                     &mut setting_up,
                     true,
                 );
+            }
+            if !plan.keepalive.is_zero() {
+                let idle = plan.keepalive.as_nanos() as u64;
+                let mut broken = Vec::new();
+                for (k, (c, _)) in conns.iter_mut() {
+                    if c.take_wrote() {
+                        c.last_tx_ns = ctx.now_ns;
+                    } else if ctx.now_ns.saturating_sub(c.last_tx_ns) > idle {
+                        if let Err(e) = c.keepalive(&mut ctx) {
+                            broken.push((k, e));
+                        }
+                    }
+                }
+                for (k, e) in broken {
+                    finish(
+                        &mut conns,
+                        &mut poll,
+                        k,
+                        Err(e),
+                        &mut ctx,
+                        &mut setting_up,
+                        false,
+                    );
+                }
             }
             if let Some(a) = shared.thread_cpu_us.get(idx) {
                 a.store(sys::thread_cpu().as_micros() as u64, Ordering::Relaxed);

@@ -47,7 +47,7 @@ fn connect_opens_holds_and_closes_cleanly() {
     let (h, addr) = server();
     let pid = std::process::id();
     let r = run(
-        &format!("connect -n 300 --hold 0.5 --concurrency 50 --server-pid {pid}"),
+        &format!("connect -n 300 --hold 0.8 --keepalive 0.2 --concurrency 50 --server-pid {pid}"),
         addr,
     );
     assert_eq!(m(&r, "sessions_ready"), 300.0);

@@ -98,7 +98,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
     );
     r.metric(
         "loss",
-        "deliveries lost",
+        "not delivered by the end of the drain",
         o.last.expected.saturating_sub(o.last.delivered) as f64,
         "deliveries",
     );

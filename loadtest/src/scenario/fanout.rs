@@ -101,7 +101,12 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
         o.last.delivered as f64,
         "deliveries",
     );
-    r.metric("loss", "deliveries lost", loss as f64, "deliveries");
+    r.metric(
+        "loss",
+        "not delivered by the end of the drain",
+        loss as f64,
+        "deliveries",
+    );
     r.metric("measured_s", "measured for", o.measured_s, "s");
     if !o.drained {
         r.warnings.push(format!(

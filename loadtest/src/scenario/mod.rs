@@ -56,6 +56,7 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
         drain: secs(c.drain),
         hold: Duration::ZERO,
         close_timeout: Duration::from_secs(10),
+        keepalive: secs(c.keepalive),
         window: 0,
         body_size: 64,
         server_pid: c.server_pid,

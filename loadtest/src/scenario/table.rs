@@ -98,6 +98,7 @@ pub fn render(runs: &[(String, Vec<(String, Report)>)]) -> String {
                 .iter()
                 .map(|r| {
                     r.and_then(|r| r.latencies.iter().find(|l| l.key == lk))
+                        .filter(|l| l.summary.count > 0)
                         .map(|l| l.summary.p99_us / 1e3)
                 })
                 .collect();
