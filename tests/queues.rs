@@ -1456,14 +1456,10 @@ fn a_full_queue_with_reject_refuses_the_send_with_an_error() {
 
 /// A RECEIPT means the frame was processed; a refused SEND must not get one.
 ///
-/// Observed: `RECEIPT receipt-id:send-4`, then `ERROR message:queue full: message refused`
-/// without `receipt-id`. The session writes the RECEIPT as soon as the SEND is parsed
-/// (`stomp_input` in src/server/conn.rs pushes the reply after `apply_action`), but a queue
-/// SEND only becomes an `Enqueue` op for the queue's home; the refusal comes back later via
-/// `Reactor::apply_queue_op` -> `conn_error`, which builds the ERROR with no receipt.
+/// Regression: the RECEIPT used to be written when the SEND was parsed, before the queue's
+/// home had accepted it, and the later ERROR carried no `receipt-id`. The home now answers
+/// both.
 #[test]
-#[ignore = "broker bug: a SEND refused by a full queue gets a RECEIPT first, then an ERROR \
-            without receipt-id (receipt written before the enqueue is applied at the home)"]
 fn a_refused_send_gets_no_receipt_and_its_error_names_the_receipt() {
     let srv = bounded(Overflow::Reject);
     let q = "/queue/full-receipt";
@@ -1737,15 +1733,10 @@ fn auto_mode_needs_no_ack() {
 /// A message the home dispatched to an auto-mode consumer that left before it got there was
 /// never sent to anyone: it must not be lost.
 ///
-/// Observed (5 runs in 6): hundreds of messages lost, in runs of every other number (whole
-/// batches of deliveries to A in transit between reactors), e.g. "lost 491 [402, 404, ...]".
-/// `Queue::dispatch` (src/router/queue.rs) does not keep auto-mode deliveries in flight, so when
-/// A's reactor drops a delivery for a consumer that is gone (`Router::deliver_queued` returns
-/// false; `Reactor::deliver_queued` ignores that, trusting the home to requeue), nobody has it.
+/// Regression: auto-mode deliveries are not kept in flight at the home, and a delivery that
+/// reached the consumer's reactor after the consumer left used to be dropped (hundreds lost per
+/// run). It is now handed back to the front of the queue.
 #[test]
-#[ignore = "broker bug: deliveries in transit to an auto-mode queue consumer that has just \
-            unsubscribed are dropped (auto deliveries are not tracked in flight, so the home \
-            never requeues them)"]
 fn an_auto_consumer_leaving_mid_stream_loses_nothing_it_did_not_receive() {
     let srv = server(2, |_| {});
     let q = "/queue/auto-leave";

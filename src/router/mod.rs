@@ -127,8 +127,15 @@ pub enum QueueOp {
     Enqueue {
         queue: Arc<str>,
         msg: QMsg,
-        /// Where to send an ERROR if the queue refuses it: (reactor, connection).
+        /// Who sent it: (reactor, connection), for the RECEIPT or the ERROR if refused.
         origin: (u16, usize),
+        /// The SEND's receipt id, answered once the queue has accepted the message.
+        receipt: Option<Box<str>>,
+    },
+    /// An auto-mode delivery whose consumer had gone: back to the front of the queue.
+    GiveBack {
+        queue: Arc<str>,
+        msg: QMsg,
     },
     AddConsumer {
         queue: Arc<str>,
@@ -152,11 +159,20 @@ impl QueueOp {
     pub fn queue(&self) -> &Arc<str> {
         match self {
             QueueOp::Enqueue { queue, .. }
+            | QueueOp::GiveBack { queue, .. }
             | QueueOp::AddConsumer { queue, .. }
             | QueueOp::RemoveConsumer { queue, .. }
             | QueueOp::Ack { queue, .. } => queue,
         }
     }
+}
+
+/// What the home says to a queue SEND's sender: a RECEIPT (if asked for) or an ERROR.
+#[derive(Debug)]
+pub struct EnqueueVerdict {
+    pub origin: (u16, usize),
+    pub receipt: Option<Box<str>>,
+    pub accepted: bool,
 }
 
 /// A reactor's routing state: its own connections' subscriptions, the queues it is home to,
@@ -428,22 +444,33 @@ impl Router {
         }
     }
 
-    /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue the queue refuses
-    /// comes back as `Err(origin)`.
-    pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Result<(), (u16, usize)> {
+    /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue's verdict for its
+    /// sender comes back: `Some((origin, receipt, accepted))`.
+    pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
         let cfg = self.queue_cfg;
         let name = Arc::clone(op.queue());
         let q = self
             .queues
             .entry(Arc::clone(&name))
             .or_insert_with(|| Queue::new(cfg.max_messages, cfg.overflow));
-        let mut result = Ok(());
+        let mut result = None;
         match op {
-            QueueOp::Enqueue { msg, origin, .. } => {
-                if q.enqueue(msg).is_err() {
-                    result = Err(origin);
+            QueueOp::Enqueue {
+                msg,
+                origin,
+                receipt,
+                ..
+            } => {
+                let accepted = q.enqueue(msg).is_ok();
+                if !accepted || receipt.is_some() {
+                    result = Some(EnqueueVerdict {
+                        origin,
+                        receipt,
+                        accepted,
+                    });
                 }
             }
+            QueueOp::GiveBack { msg, .. } => q.give_back(msg),
             QueueOp::AddConsumer {
                 key, ack, prefetch, ..
             } => q.add_consumer(key, ack, prefetch),

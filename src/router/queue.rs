@@ -32,6 +32,9 @@ pub struct Delivery {
     /// Unique per delivery in this queue (acks name it).
     pub delivery: u64,
     pub msg: QMsg,
+    /// The home keeps it in flight until acked (client modes). An untracked (auto-mode)
+    /// delivery that finds its consumer gone must be handed back with [`Queue::give_back`].
+    pub tracked: bool,
 }
 
 /// What to do when a queue is full and another message arrives.
@@ -155,6 +158,12 @@ impl Queue {
         }
     }
 
+    /// An auto-mode delivery that never reached its consumer (it left while the delivery was
+    /// on its way): back to the front of the queue, unchanged (it was never received).
+    pub fn give_back(&mut self, msg: QMsg) {
+        self.ready.push_front((msg, None));
+    }
+
     /// ACK one delivery, or (cumulative, `client` mode) every delivery to this consumer up to it.
     pub fn ack(&mut self, key: ConsumerKey, delivery: u64) -> Result<(), AckError> {
         let c = self
@@ -249,6 +258,7 @@ impl Queue {
                 consumer: c.key,
                 delivery,
                 msg,
+                tracked: c.ack != AckMode::Auto,
             });
         }
     }

@@ -954,6 +954,14 @@ fn apply_action(
             ctx.counters.messages_in += 1;
             match transaction {
                 Some(tx) => tx_buffer(st, &tx).push(TxOp::Publish(msg)),
+                None if kind(&msg.destination) == DestKind::Queue => {
+                    // The queue's home answers: RECEIPT once accepted, ERROR if refused.
+                    let receipt = frame.header("receipt").map(|r| r.into());
+                    if receipt.is_some() {
+                        reply.clear();
+                    }
+                    publish_with_receipt(msg, receipt, ctx);
+                }
                 None => publish(msg, ctx),
             }
         }
@@ -1042,6 +1050,11 @@ fn take_tx(st: &mut StompState, name: &str) -> Vec<TxOp> {
 
 /// A topic message goes to the reactor's fan-out; a queue message to its queue's home.
 fn publish(msg: Published, ctx: &mut Ctx<'_>) {
+    publish_with_receipt(msg, None, ctx);
+}
+
+/// As [`publish`]; a queue message's RECEIPT (if `receipt`) is sent once its queue accepted it.
+fn publish_with_receipt(msg: Published, receipt: Option<Box<str>>, ctx: &mut Ctx<'_>) {
     if kind(&msg.destination) == DestKind::Queue {
         let seq = ctx.router.next_seq();
         ctx.qops.push(QueueOp::Enqueue {
@@ -1052,6 +1065,7 @@ fn publish(msg: Published, ctx: &mut Ctx<'_>) {
                 redelivered: false,
             },
             origin: (ctx.reactor as u16, ctx.token),
+            receipt,
         });
     } else {
         ctx.outbox.push(msg);
@@ -1310,6 +1324,31 @@ pub fn encode_outgoing(
 }
 
 impl Conn {
+    /// A queue's home accepted (RECEIPT, if asked for) or refused (ERROR, then close) a SEND.
+    pub fn queue_verdict(&mut self, ctx: &mut Ctx<'_>, receipt: Option<Box<str>>, accepted: bool) {
+        let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {
+            return;
+        };
+        if accepted {
+            if let Some(r) = receipt {
+                let mut frame = Vec::new();
+                stomp::write_frame(
+                    &mut frame,
+                    version,
+                    stomp::Command::Receipt,
+                    &[("receipt-id", &r)],
+                    b"",
+                );
+                push_frame(&mut self.out, ctx.pool, &frame, ws);
+            }
+            return;
+        }
+        let mut err = StompError::new("queue full: message refused");
+        err.receipt = receipt.map(String::from);
+        write_error(&mut self.out, ctx, version, &err, ws);
+        self.apply_flow(ctx, Flow::Close { error: true });
+    }
+
     /// A pool handler finished: RECEIPT, ERROR (then close), or a subscribe handler's answer.
     pub fn app_done(&mut self, ctx: &mut Ctx<'_>, done: super::apps::Done) {
         let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {

@@ -53,8 +53,8 @@ pub struct Batch {
     qops: Vec<QueueOp>,
     /// Queue deliveries to consumers there.
     deliveries: Vec<Delivery>,
-    /// Errors for connections there (a queue refused their SEND).
-    errors: Vec<(usize, &'static str)>,
+    /// Queue verdicts for connections there: (token, receipt, accepted).
+    verdicts: Vec<(usize, Option<Box<str>>, bool)>,
 }
 
 impl Batch {
@@ -62,7 +62,7 @@ impl Batch {
         self.publish.is_empty()
             && self.qops.is_empty()
             && self.deliveries.is_empty()
-            && self.errors.is_empty()
+            && self.verdicts.is_empty()
     }
 }
 
@@ -351,6 +351,7 @@ impl Reactor {
                         redelivered: false,
                     },
                     origin: (self.id as u16, usize::MAX),
+                    receipt: None,
                 });
             } else {
                 self.outbox.push(msg);
@@ -367,8 +368,8 @@ impl Reactor {
             self.apply_queue_op(op, now);
         }
         self.deliver_queued(b.deliveries);
-        for (token, msg) in b.errors {
-            self.conn_error(Token(token), msg, now);
+        for (token, receipt, accepted) in b.verdicts {
+            self.verdict(Token(token), receipt, accepted, now);
         }
         let mut sink = ConnSink {
             conns: &mut self.conns,
@@ -387,12 +388,12 @@ impl Reactor {
     /// Apply an op to a queue homed here and hand out what it dispatches.
     fn apply_queue_op(&mut self, op: QueueOp, now: Instant) {
         let mut out = std::mem::take(&mut self.deliveries);
-        if let Err((reactor, token)) = self.router.apply(op, &mut out) {
-            let msg = "queue full: message refused";
+        if let Some(v) = self.router.apply(op, &mut out) {
+            let (reactor, token) = v.origin;
             if reactor as usize == self.id {
-                self.conn_error(Token(token), msg, now);
+                self.verdict(Token(token), v.receipt, v.accepted, now);
             } else if let Some(b) = self.batches.get_mut(reactor as usize) {
-                b.errors.push((token, msg));
+                b.verdicts.push((token, v.receipt, v.accepted));
             }
         }
         let mut local = Vec::new();
@@ -422,17 +423,28 @@ impl Reactor {
             drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
             counters: &mut self.counters,
         };
-        for d in &deliveries {
-            // A consumer that is gone: its home requeues the message when it hears of it.
-            self.router.deliver_queued(d, &mut sink);
+        let mut back = Vec::new();
+        for d in deliveries {
+            // A consumer that is gone: its home requeues tracked messages when it hears of it;
+            // an untracked (auto-mode) one is handed back now.
+            if !self.router.deliver_queued(&d, &mut sink) && !d.tracked {
+                back.push(QueueOp::GiveBack {
+                    queue: Arc::clone(&d.msg.payload.destination),
+                    msg: d.msg,
+                });
+            }
+        }
+        if !back.is_empty() {
+            self.qops.extend(back);
+            self.fan_out(self.now);
         }
     }
 
-    /// A STOMP error for one connection, decided elsewhere (e.g. a queue refused its SEND).
-    fn conn_error(&mut self, t: Token, msg: &'static str, now: Instant) {
-        let err = StompError::new(msg);
+    /// The home's answer to a queue SEND from a connection here: its RECEIPT, or an ERROR
+    /// (with the receipt id) when the queue refused it.
+    fn verdict(&mut self, t: Token, receipt: Option<Box<str>>, accepted: bool, now: Instant) {
         if let Some(out) = self.with_conn(t, now, |c, ctx| {
-            c.stomp_fail(ctx, &err);
+            c.queue_verdict(ctx, receipt, accepted);
             c.wants_flush()
         }) {
             self.fan_out(now);
