@@ -1,25 +1,32 @@
 //! The `stompbox` binary: configuration (defaults, `--config` file, `RUST_LOG`, flags; see
 //! [`stompbox::settings`]), the stderr logger, then the server from the library until SIGINT or
-//! SIGTERM.
+//! SIGTERM. SIGHUP re-reads the users and ACL files.
 //!
-//! Exit codes: 0 after a clean shutdown (or `--print-config`), 1 when the server cannot start
-//! or fails, 2 for invalid configuration (nothing is started).
+//! Exit codes: 0 after a clean shutdown (or `--print-config`, `--hash-password`), 1 when the
+//! server cannot start or fails, 2 for invalid configuration (nothing is started).
 
 #![forbid(unsafe_code)]
 
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use log::{error, info};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use stompbox::settings::{self, Cli, Settings};
+use stompbox::auth::{AclHandle, PasswordAuth};
+use stompbox::settings::{self, Built, Cli, Settings};
 
 /// Invalid configuration (the same code clap uses for bad flags).
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.hash_password {
+        return hash_password();
+    }
     let rust_log = match std::env::var("RUST_LOG") {
         Ok(v) => Some(v),
         Err(std::env::VarError::NotPresent) => None,
@@ -28,17 +35,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let (settings, cfg) = match settings::load(&cli, rust_log.as_deref())
-        .and_then(|s| s.to_config().map(|c| (s, c)))
-    {
-        Ok(v) => v,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("stompbox: {line}");
+    let (settings, Built { config: cfg, users }) =
+        match settings::load(&cli, rust_log.as_deref()).and_then(|s| s.build().map(|b| (s, b))) {
+            Ok(v) => v,
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    eprintln!("stompbox: {line}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
             }
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+        };
     if cli.print_config {
         return print_config(&settings);
     }
@@ -55,7 +61,11 @@ fn main() -> ExitCode {
             |p| p.display().to_string()
         ),
     );
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let reload = Reload {
+        users: users.map(|u| (u, settings.auth.users_file.clone())),
+        acl: cfg.acl.clone().map(|a| (a, settings.auth.acl_file.clone())),
+    };
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => return fatal(format_args!("cannot install signal handlers: {e}")),
     };
@@ -83,10 +93,15 @@ fn main() -> ExitCode {
     let waiter = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    reload.run();
+                    continue;
+                }
                 let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 info!("{name}: shutting down");
                 trigger.fire();
+                break;
             }
         });
     if let Err(e) = waiter {
@@ -98,6 +113,58 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fatal(format_args!("{e}")),
+    }
+}
+
+/// What SIGHUP re-reads: the users file and the ACL file, each with its path.
+struct Reload {
+    users: Option<(Arc<PasswordAuth>, PathBuf)>,
+    acl: Option<(Arc<AclHandle>, PathBuf)>,
+}
+
+impl Reload {
+    /// A file that no longer reads or parses is reported; the running contents stay.
+    fn run(&self) {
+        if self.users.is_none() && self.acl.is_none() {
+            info!("SIGHUP: no users or ACL file to reload");
+        }
+        if let Some((users, path)) = &self.users {
+            match users.reload(path) {
+                Ok(n) => info!("SIGHUP: {n} users reloaded from {}", path.display()),
+                Err(e) => error!("SIGHUP: users kept, the users file did not load: {e}"),
+            }
+        }
+        if let Some((acl, path)) = &self.acl {
+            match acl.reload(path) {
+                Ok(()) => info!("SIGHUP: ACL reloaded from {}", path.display()),
+                Err(e) => error!("SIGHUP: ACL kept, the ACL file did not load: {e}"),
+            }
+        }
+    }
+}
+
+/// `--hash-password`: one passcode from stdin (its line ending removed), its hash on stdout.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("stompbox: cannot read the passcode from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let passcode = line.strip_suffix('\n').unwrap_or(&line);
+    let passcode = passcode.strip_suffix('\r').unwrap_or(passcode);
+    if passcode.is_empty() {
+        eprintln!("stompbox: --hash-password: no passcode on stdin");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match stompbox::auth::hash_password(passcode) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stompbox: cannot hash the passcode: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

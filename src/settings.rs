@@ -20,14 +20,16 @@ mod values;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AclHandle, PasswordAuth};
 use crate::config::{Config, SlowConsumer};
 use crate::router::{Overflow, QueueConfig, MAX_REACTORS};
 use crate::server::tls::TlsConfig;
-use crate::session::SessionConfig;
+use crate::session::{Authenticator, SessionConfig};
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
 
@@ -68,6 +70,7 @@ pub struct Settings {
     pub buffers: BufferSettings,
     pub timeouts: TimeoutSettings,
     pub tls: TlsSettings,
+    pub auth: AuthSettings,
 }
 
 /// `[listen]`: where to accept, each an address or `off`.
@@ -241,6 +244,46 @@ impl TlsSettings {
     }
 }
 
+/// `[auth]`: who may connect and what each user may do. Both files are read again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Users file, `name:argon2id-hash` per line (empty: any login, or none, is accepted).
+    pub users_file: PathBuf,
+    /// With a users file, also accept a CONNECT without a login.
+    pub anonymous: bool,
+    /// ACL file, `<user|anonymous|*> <read|write|readwrite> <pattern>` per line (empty:
+    /// everything is allowed).
+    pub acl_file: PathBuf,
+}
+
+impl AuthSettings {
+    fn load_users(&self) -> Result<Option<Arc<PasswordAuth>>, ConfigError> {
+        if self.users_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        PasswordAuth::from_file(&self.users_file, self.anonymous)
+            .map(|a| Some(Arc::new(a)))
+            .map_err(|e| ConfigError::one("auth.users_file", e))
+    }
+
+    fn load_acl(&self) -> Result<Option<Arc<AclHandle>>, ConfigError> {
+        if self.acl_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        AclHandle::from_file(&self.acl_file)
+            .map(|a| Some(Arc::new(a)))
+            .map_err(|e| ConfigError::one("auth.acl_file", e))
+    }
+}
+
+/// A checked configuration, with handles on what can be reloaded while running.
+pub struct Built {
+    pub config: Config,
+    /// The users file's authenticator (also in `config.session`), for `reload` on SIGHUP.
+    pub users: Option<Arc<PasswordAuth>>,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let mut s = Settings::from_config(&Config::default());
@@ -272,6 +315,7 @@ section_defaults! {
     BufferSettings => buffers,
     TimeoutSettings => timeouts,
     TlsSettings => tls,
+    AuthSettings => auth,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,8 +423,8 @@ impl Settings {
     }
 
     /// The settings equivalent to a `Config` (durations truncated to milliseconds; an empty
-    /// origin allowlist means any origin; TLS keeps which listeners use it, not the files its
-    /// certificate came from).
+    /// origin allowlist means any origin; TLS keeps which listeners use it, but no file path
+    /// (certificate, users, ACL) can be recovered from a `Config`).
     pub fn from_config(cfg: &Config) -> Settings {
         let Config {
             listen,
@@ -505,20 +549,36 @@ impl Settings {
                 websocket: tls.as_ref().is_some_and(|t| t.ws),
                 tcp: tls.as_ref().is_some_and(|t| t.tcp),
             },
+            auth: AuthSettings {
+                users_file: PathBuf::new(),
+                anonymous: false,
+                acl_file: PathBuf::new(),
+            },
         }
     }
 
-    /// Check every option and read the TLS certificate, then build the server's [`Config`].
-    /// What no file can set (the session authenticator, the embedding API's application
-    /// routes) keeps its default.
+    /// Check every option and read the files it names (TLS certificate, users, ACL), then
+    /// build the server's [`Config`].
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        self.build().map(|b| b.config)
+    }
+
+    /// [`Settings::to_config`], keeping a handle on the users file's authenticator. What no
+    /// file can set (the embedding API's application routes) keeps its default.
     // Every configurable field is set below; `..default` covers only the code-only ones, so the
     // update is needless exactly when `Config` has none.
     #[allow(clippy::needless_update)]
-    pub fn to_config(&self) -> Result<Config, ConfigError> {
+    pub fn build(&self) -> Result<Built, ConfigError> {
         self.validate()?;
         let s = self;
         let tls = s.tls.load()?;
-        Ok(Config {
+        let users = s.auth.load_users()?;
+        let acl = s.auth.load_acl()?;
+        let authenticator = match &users {
+            Some(u) => Arc::clone(u) as Arc<dyn Authenticator>,
+            None => SessionConfig::default().authenticator,
+        };
+        let config = Config {
             listen: s.listen.websocket.addr(),
             tcp_listen: s.listen.tcp.addr(),
             metrics_listen: s.listen.metrics.addr(),
@@ -552,6 +612,7 @@ impl Settings {
                 ..Limits::default()
             },
             session: SessionConfig {
+                authenticator,
                 heartbeat: (s.heartbeat.send.millis(), s.heartbeat.receive.millis()),
                 min_heartbeat: s.heartbeat.min.millis(),
                 max_subscriptions: s.session.max_subscriptions,
@@ -576,8 +637,10 @@ impl Settings {
                 SlowConsumerPolicy::Drop => SlowConsumer::Drop,
             },
             tls,
+            acl,
             ..Config::default()
-        })
+        };
+        Ok(Built { config, users })
     }
 
     /// Every problem at once, each naming its option.

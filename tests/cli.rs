@@ -218,6 +218,83 @@ fn rust_log_sets_the_level_without_a_flag() {
     assert!(!log.contains(" INFO "), "{log}");
 }
 
+#[test]
+fn users_file_from_a_flag_and_sighup_reload() {
+    // --hash-password makes the users file's line.
+    let mut child = Running(
+        stompbox()
+            .arg("--hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    child
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"secret\n")
+        .unwrap();
+    assert!(wait_bounded(&mut child.0).success());
+    let mut hash = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut hash)
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let users = temp_file(&format!("alice:{}\n", hash.trim()));
+
+    let server = Server::start(stompbox().args([
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-listen",
+        "127.0.0.1:0",
+        "--no-metrics",
+        "--reactors",
+        "1",
+        "--users-file",
+        users.to_str().unwrap(),
+    ]));
+    let connect = |login: &str, passcode: &str| {
+        let mut c = TcpStream::connect(server.tcp).unwrap();
+        c.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let frame = format!(
+            "CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{login}\npasscode:{passcode}\n\n\0"
+        );
+        c.write_all(frame.as_bytes()).unwrap();
+        read_frame(&mut c)
+    };
+    assert!(connect("alice", "secret").starts_with("CONNECTED\n"));
+    assert!(connect("alice", "wrong").starts_with("ERROR\n"));
+
+    // SIGHUP: the file now names bob only; alice is refused without a restart.
+    std::fs::write(&users, format!("bob:{}\n", hash.trim())).unwrap();
+    signal(&server.child.0, "-HUP");
+    let deadline = Instant::now() + TIMEOUT;
+    while !connect("alice", "secret").starts_with("ERROR\n") {
+        assert!(Instant::now() < deadline, "users file not reloaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(connect("bob", "secret").starts_with("CONNECTED\n"));
+
+    let log = server.stop();
+    assert!(log.contains("SIGHUP: 1 users reloaded from "), "{log}");
+    std::fs::remove_file(users).unwrap();
+}
+
+fn signal(child: &Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// A running `stompbox` with its stderr collected line by line.
 struct Server {
     child: Running,
@@ -296,9 +373,7 @@ impl Server {
 
     /// SIGTERM; the exit must be clean. Returns everything it logged.
     fn stop(mut self) -> String {
-        let pid = self.child.0.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
+        signal(&self.child.0, "-TERM");
         let status = wait_bounded(&mut self.child.0);
         while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
             self.seen.push(line);

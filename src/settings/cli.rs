@@ -197,6 +197,21 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", help_heading = "TLS")]
     pub tls_tcp: Option<bool>,
+
+    /// Users file, name:argon2id-hash per line; none: any login [file: auth.users_file]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    pub users_file: Option<PathBuf>,
+    /// With a users file, also accept CONNECT without a login [file: auth.anonymous]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "Security")]
+    pub anonymous: Option<bool>,
+    /// ACL file, `<user|anonymous|*> <read|write|readwrite> <pattern>` per line
+    /// [file: auth.acl_file]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    pub acl_file: Option<PathBuf>,
+    /// Read a passcode from stdin, print its argon2id hash for the users file, and exit
+    #[arg(long, help_heading = "Security")]
+    pub hash_password: bool,
 }
 
 fn set<T>(slot: &mut T, flag: Option<T>) {
@@ -256,5 +271,8 @@ impl Cli {
         set(&mut s.tls.key, c.tls_key);
         set(&mut s.tls.websocket, c.tls_ws);
         set(&mut s.tls.tcp, c.tls_tcp);
+        set(&mut s.auth.users_file, c.users_file);
+        set(&mut s.auth.anonymous, c.anonymous);
+        set(&mut s.auth.acl_file, c.acl_file);
     }
 }

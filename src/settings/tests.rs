@@ -72,7 +72,24 @@ cert = "@CERT@"
 key = "@KEY@"
 websocket = true
 tcp = true
+
+[auth]
+users_file = "@USERS@"
+anonymous = true
+acl_file = "@ACL@"
 "#;
+
+/// A users file (alice, passcode "secret") and an ACL file, written once per test run.
+fn auth_files() -> &'static (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let hash = crate::auth::hash_password("secret").unwrap();
+        (
+            temp_file(&format!("# users\nalice:{hash}\n")),
+            temp_file("* read /topic/#\nalice readwrite /topic/chat.#\n"),
+        )
+    })
+}
 
 /// A self-signed certificate and its key, written once per test run: (cert, key).
 fn pem_files() -> &'static (PathBuf, PathBuf) {
@@ -89,8 +106,11 @@ fn pem_files() -> &'static (PathBuf, PathBuf) {
 /// FULL with the certificate's paths filled in.
 fn full_text() -> String {
     let (cert, key) = pem_files();
+    let (users, acl) = auth_files();
     FULL.replace("@CERT@", cert.to_str().unwrap())
         .replace("@KEY@", key.to_str().unwrap())
+        .replace("@USERS@", users.to_str().unwrap())
+        .replace("@ACL@", acl.to_str().unwrap())
 }
 
 fn full() -> Settings {
@@ -159,6 +179,11 @@ fn full() -> Settings {
             key: pem_files().1.clone(),
             websocket: true,
             tcp: true,
+        },
+        auth: AuthSettings {
+            users_file: auth_files().0.clone(),
+            anonymous: true,
+            acl_file: auth_files().1.clone(),
         },
     }
 }
@@ -229,6 +254,13 @@ fn full_file_maps_onto_config() {
     assert_eq!(c.tcp_listen, Some("0.0.0.0:7613".parse().unwrap()));
     let tls = c.tls.as_ref().unwrap();
     assert!(tls.ws && tls.tcp);
+    let acl = c.acl.as_ref().unwrap().current();
+    assert!(acl.allows(Some("alice"), crate::auth::Perm::Write, "/topic/chat.x"));
+    assert!(!acl.allows(Some("bob"), crate::auth::Perm::Write, "/topic/chat.x"));
+    let auth = &c.session.authenticator;
+    assert!(auth.authenticate(Some("alice"), Some("secret"), None));
+    assert!(!auth.authenticate(Some("alice"), Some("wrong"), None));
+    assert!(auth.authenticate(None, None, None), "anonymous = true");
     assert_eq!(c.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
     assert_eq!((c.max_connections, c.max_connections_per_ip), (5000, 50));
     assert_eq!(c.reactors, 3);
@@ -280,6 +312,7 @@ fn full_file_maps_onto_config() {
     back.log_level = full().log_level;
     back.tls.cert = full().tls.cert;
     back.tls.key = full().tls.key;
+    back.auth = full().auth;
     assert_eq!(back, full());
 }
 
@@ -531,6 +564,13 @@ fn every_option_has_a_flag() {
         ("tls.key", &["--tls-key", "key.pem"], r#""key.pem""#),
         ("tls.websocket", &["--tls-ws"], "true"),
         ("tls.tcp", &["--tls-tcp=true"], "true"),
+        (
+            "auth.users_file",
+            &["--users-file", "users.txt"],
+            r#""users.txt""#,
+        ),
+        ("auth.anonymous", &["--anonymous"], "true"),
+        ("auth.acl_file", &["--acl-file", "acl.txt"], r#""acl.txt""#),
     ];
     let defaults = flatten(&Settings::default());
     for (key, args, want) in table {
@@ -817,7 +857,7 @@ fn log_filters_choose_the_longest_matching_target() {
 }
 
 /// Fields of `Config` (nested as `struct.field`) that no file can set.
-const CODE_ONLY: &[&str] = &["session.authenticator", "app"];
+const CODE_ONLY: &[&str] = &["app"];
 
 /// Fields of `Config` that `Settings` maps.
 const MAPPED: &[&str] = &[
@@ -856,6 +896,8 @@ const MAPPED: &[&str] = &[
     "queues.overflow",
     "slow_consumer",
     "tls",
+    "acl",
+    "session.authenticator",
 ];
 
 /// `field` or `struct.field` -> its value, read from `Config`'s pretty `Debug` output.
@@ -986,6 +1028,54 @@ fn tls_files_are_read_and_named() {
     let err = s.to_config().unwrap_err().to_string();
     assert!(
         err.starts_with("invalid configuration: tls.cert: "),
+        "{err}"
+    );
+    std::fs::remove_file(junk).unwrap();
+}
+
+#[test]
+fn auth_files_are_read_and_named() {
+    let (users, acl) = auth_files();
+    let mut s = Settings {
+        auth: AuthSettings {
+            users_file: users.clone(),
+            anonymous: false,
+            acl_file: acl.clone(),
+        },
+        ..Settings::default()
+    };
+    let built = s.build().unwrap();
+    let u = built.users.unwrap();
+    assert_eq!(u.reload(users).unwrap(), 1);
+    assert!(!built
+        .config
+        .session
+        .authenticator
+        .authenticate(None, None, None));
+    assert!(built.config.acl.is_some());
+
+    let missing = std::env::temp_dir().join("stompbox-no-such-users.txt");
+    s.auth.users_file = missing.clone();
+    let err = s.to_config().unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "invalid configuration: auth.users_file: {}: ",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let junk = temp_file("alice:not-a-hash\n");
+    s.auth.users_file = junk.clone();
+    let err = s.to_config().unwrap_err().to_string();
+    assert!(
+        err.contains("auth.users_file: ") && err.contains("line 1"),
+        "{err}"
+    );
+    s.auth.users_file = users.clone();
+    s.auth.acl_file = junk.clone();
+    let err = s.to_config().unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid configuration: auth.acl_file: "),
         "{err}"
     );
     std::fs::remove_file(junk).unwrap();
