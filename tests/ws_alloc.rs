@@ -322,3 +322,50 @@ fn fragmented_messages_allocate_a_bounded_number_of_times() {
     assert_eq!((allocs, r), (0, Ok((0, false))));
     assert_eq!(dec.buffered(), 0);
 }
+
+/// Fan-out (issue 3): delivering a published message to 1,000 subscribers, once the queues'
+/// buffers exist, allocates nothing: each delivery copies a small head into a reused buffer and
+/// clones an `Arc` of the shared part. The first round (cold buffers) must allocate, which shows
+/// the counter sees this path.
+#[test]
+fn fan_out_to_warm_queues_does_not_allocate() {
+    use std::sync::Arc;
+    use stompbox::router::{Directory, Published, Router, Subscriber};
+    use stompbox::server::outq::QueueSink;
+    use stompbox::session::AckMode;
+    use stompbox::stomp::Version;
+
+    let mut router = Router::new(0, Arc::new(Directory::new()));
+    for i in 0..1000 {
+        router.subscribe(
+            "/topic/t",
+            Subscriber::new(
+                i,
+                &format!("s{i}"),
+                AckMode::Auto,
+                Version::V1_2,
+                i % 2 == 0,
+            ),
+        );
+    }
+    let msg = Published::raw(
+        "/topic/t",
+        b"destination:/topic/t\ncontent-length:5\n\nhello\0",
+    );
+    let mut sink = QueueSink::new(1000);
+    let (cold, n) = count_allocs(|| router.deliver_local(&msg, &mut sink));
+    assert_eq!(n, 1000);
+    assert!(cold >= 1000, "cold queues take buffers: {cold} allocations");
+    for round in 0..3 {
+        for q in &mut sink.queues {
+            q.clear();
+        }
+        let (warm, n) = count_allocs(|| black_box(router.deliver_local(&msg, &mut sink)));
+        assert_eq!(n, 1000);
+        assert_eq!(
+            warm, 0,
+            "round {round}: {warm} allocations for 1,000 deliveries"
+        );
+    }
+    assert_eq!(sink.queues[7].len(), sink.queues[9].len());
+}
