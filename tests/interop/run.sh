@@ -3,11 +3,14 @@
 #
 #   stomp.py (PyPI stomp-py, pinned in requirements.txt) over TCP (1.0/1.1/1.2) and WebSocket,
 #   @stomp/stompjs + ws (npm, pinned in package.json/package-lock.json) over WebSocket,
-#   and each client publishing to the other.
+#   and each client publishing to the other;
+#   the chat example's page in headless Chromium (Debian `chromium`, installed with apt-get if
+#   missing) driven by playwright-core (npm, pinned; it never downloads a browser).
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
-# builds target/release/stompbox, runs it on free loopback ports and runs every scenario with a
-# time limit. Ends with "interop: N passed, M failed" and exits non-zero if any failed.
+# builds target/release/stompbox and the chat example, runs the broker on free loopback ports
+# and runs every scenario with a time limit. Ends with "interop: N passed, M failed" and exits
+# non-zero if any failed.
 #
 # Env: INTEROP_ONLY="name ..." runs only those scenarios; INTEROP_SKIP_BUILD=1 uses the binary as is.
 set -euo pipefail
@@ -33,6 +36,17 @@ command -v npm >/dev/null || die "npm not found"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "node >= 20 needed, found $(node --version)"
 
+# The chat page's browser: Debian's chromium. Without it only the chat-browser scenario fails.
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ] && command -v apt-get >/dev/null; then
+  log "installing chromium (apt-get)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  { timeout "$INSTALL_TIMEOUT" $SUDO apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive timeout "$INSTALL_TIMEOUT" $SUDO apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || log "could not install chromium: chat-browser will fail"
+fi
+
 py_stamp="$(hash_of requirements.txt)"
 if [ -x .venv/bin/python ] && [ "$(cat .venv/.interop-stamp 2>/dev/null)" = "$py_stamp" ]; then
   log "reusing .venv ($(.venv/bin/python -c 'import stomp; print("stomp.py", stomp.__version__)'))"
@@ -45,11 +59,12 @@ else
 fi
 
 js_stamp="$(hash_of package.json package-lock.json)"
-if [ -d node_modules/@stomp/stompjs ] && [ -d node_modules/ws ] &&
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1   # playwright-core drives the system chromium
+if [ -d node_modules/@stomp/stompjs ] && [ -d node_modules/ws ] && [ -d node_modules/playwright-core ] &&
   [ "$(cat node_modules/.interop-stamp 2>/dev/null)" = "$js_stamp" ]; then
   log "reusing node_modules (@stomp/stompjs $(node -p 'require("./node_modules/@stomp/stompjs/package.json").version'))"
 else
-  log "installing @stomp/stompjs and ws into node_modules"
+  log "installing @stomp/stompjs, ws and playwright-core into node_modules"
   timeout "$INSTALL_TIMEOUT" npm ci --no-audit --no-fund --loglevel=error
   echo "$js_stamp" > node_modules/.interop-stamp
 fi
@@ -57,9 +72,10 @@ T_INSTALL=$((SECONDS - T0))
 
 # ---- broker -------------------------------------------------------------------------------
 BIN="$ROOT/target/release/stompbox"
+CHAT_BIN="$ROOT/target/release/examples/chat"
 if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
-  log "building $BIN"
-  (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --bin stompbox --quiet)
+  log "building $BIN and $CHAT_BIN"
+  (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release -p stompbox --bin stompbox --example chat --quiet)
 fi
 [ -x "$BIN" ] || die "no broker binary at $BIN"
 T_BUILD=$((SECONDS - T0 - T_INSTALL))
@@ -138,6 +154,8 @@ add js-ws-transaction       "$(q "${JS[@]}" js-ws-transaction --ws "$WS_PORT")"
 add py-tcp-queue-nack       "$(q "${PY[@]}" py-tcp-queue-nack)"
 add cross-stompjs-to-py     "$(q "${PY[@]}" cross-stompjs-to-py)"
 add cross-py-to-stompjs     "$(q "${PY[@]}" cross-py-to-stompjs)"
+# The chat example (its own process, on its own free port) and its page in two Chromium tabs.
+add chat-browser            "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)
 
 selected() {
