@@ -1327,11 +1327,6 @@ fn acceptance_a_fast_subscriber_keeps_its_rate_beside_one_that_never_reads() {
 /// Acceptance: broker RSS grows by less than twice the outbound bound while a subscriber that
 /// never reads is pushed past it (small messages, as above).
 #[test]
-#[ignore = "broker bug: RSS grows ~3.5-4x the outbound bound (14-16 MiB for 4 MiB) with ~110-byte \
-            MESSAGE frames: OutQueue counts wire bytes only, not its two 32-byte Seg entries per \
-            message, the VecDeque doubling, the per-message Arc it keeps alive, nor the \
-            cross-thread malloc arena slack (src/server/outq.rs len, src/server/reactor.rs \
-            ConnSink::deliver)"]
 fn acceptance_broker_rss_stays_under_twice_the_bound_with_one_that_never_reads() {
     let _g = exclusive();
     let mut b = acceptance_broker();
@@ -1717,10 +1712,6 @@ fn out_of_descriptors_new_connections_are_refused_and_sessions_live_on() {
 }
 
 #[test]
-#[ignore = "broker bug: busy loop while out of descriptors (~0.5-0.7 CPU s per s in the \
-            acceptor): with the backlog empty, accept4 still fails EMFILE; the spare is closed, \
-            accept4 gets EAGAIN, the spare is reopened and the loop continues, forever, never \
-            back to poll (src/server/acceptor.rs:110-119, `continue` after a failed accept)"]
 fn out_of_descriptors_the_broker_does_not_busy_loop() {
     let _g = shared();
     let (mut b, _subs, _publisher) = fd_limited_broker("/topic/fd-cpu");

@@ -109,14 +109,20 @@ impl Acceptor {
                         Err(e) if out_of_fds(&e) => {
                             if reserve.take().is_some() {
                                 // The spare is closed: room for one accept, closed at once.
-                                if let Ok((sock, _)) = l.accept() {
-                                    drop(sock);
-                                    self.stats.refused_fd_limit.fetch_add(1, Ordering::Relaxed);
-                                }
+                                // EMFILE comes before the check for a waiting connection, so
+                                // only a successful accept means more may be waiting. Anything
+                                // else: stop and retry after the pause (not at once: that was
+                                // a busy loop while the backlog was empty).
+                                let got = l.accept().map(drop);
                                 reserve = spare();
-                                if reserve.is_some() {
-                                    continue;
+                                if got.is_ok() {
+                                    self.stats.refused_fd_limit.fetch_add(1, Ordering::Relaxed);
+                                    if reserve.is_some() {
+                                        continue;
+                                    }
                                 }
+                                backoff = true;
+                                break;
                             }
                             log::warn!("out of file descriptors: refusing new connections");
                             backoff = true;

@@ -1119,6 +1119,19 @@ pub fn drop_subscription(sub: &Subscription, ctx: &mut Ctx<'_>) {
     }
 }
 
+/// Queue a RECEIPT frame.
+fn push_receipt(out: &mut OutQueue, pool: &mut BufPool, version: Version, id: &str, ws: bool) {
+    let mut frame = Vec::new();
+    stomp::write_frame(
+        &mut frame,
+        version,
+        stomp::Command::Receipt,
+        &[("receipt-id", id)],
+        b"",
+    );
+    push_frame(out, pool, &frame, ws);
+}
+
 /// Queue one STOMP frame: raw on TCP, inside one WebSocket text message on WebSocket.
 fn push_frame(out: &mut OutQueue, pool: &mut BufPool, bytes: &[u8], ws: bool) {
     let buf = out.own_buf(pool);
@@ -1331,15 +1344,7 @@ impl Conn {
         };
         if accepted {
             if let Some(r) = receipt {
-                let mut frame = Vec::new();
-                stomp::write_frame(
-                    &mut frame,
-                    version,
-                    stomp::Command::Receipt,
-                    &[("receipt-id", &r)],
-                    b"",
-                );
-                push_frame(&mut self.out, ctx.pool, &frame, ws);
+                push_receipt(&mut self.out, ctx.pool, version, &r, ws);
             }
             return;
         }

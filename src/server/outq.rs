@@ -28,7 +28,13 @@ pub struct OutQueue {
     segs: VecDeque<Seg>,
     /// Bytes queued, not yet written.
     len: usize,
+    /// Shared chunks queued and the bytes they hold (kept alive by this queue).
+    shared: usize,
+    shared_bytes: usize,
 }
+
+/// What one shared chunk costs beyond its bytes: the `Arc` header and allocator overhead.
+const SHARED_OVERHEAD: usize = 64;
 
 impl OutQueue {
     pub fn is_empty(&self) -> bool {
@@ -37,6 +43,16 @@ impl OutQueue {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The memory this queue holds: its buffers' capacities and the shared chunks it keeps
+    /// alive (a chunk counts in full even if other queues share it: once they have written
+    /// it, this queue is what holds it). This, not `len`, is what the outbound bound limits.
+    pub fn footprint(&self) -> usize {
+        self.own.capacity()
+            + self.segs.capacity() * std::mem::size_of::<Seg>()
+            + self.shared_bytes
+            + self.shared * SHARED_OVERHEAD
     }
 
     /// Borrow the owned byte buffer to append to, taking one from the pool if needed. Call
@@ -86,6 +102,8 @@ impl OutQueue {
             return;
         }
         self.len += chunk.len();
+        self.shared += 1;
+        self.shared_bytes += chunk.len();
         self.segs.push_back(Seg::Shared(Arc::clone(chunk), 0));
     }
 
@@ -142,6 +160,8 @@ impl OutQueue {
                     *off += k;
                     n -= k;
                     if *off == c.len() {
+                        self.shared -= 1;
+                        self.shared_bytes -= c.len();
                         self.segs.pop_front();
                     }
                 }
@@ -163,6 +183,8 @@ impl OutQueue {
         self.head = 0;
         self.segs.clear();
         self.len = 0;
+        self.shared = 0;
+        self.shared_bytes = 0;
     }
 
     /// Give an empty queue's buffer back to the pool.

@@ -98,6 +98,21 @@ fn split(t: Token) -> (usize, u32) {
     (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
 }
 
+/// A [`ConnSink`] over the reactor's connections (a macro, so the router stays borrowable).
+macro_rules! conn_sink {
+    ($r:ident) => {
+        ConnSink {
+            conns: &mut $r.conns,
+            pool: &mut $r.pool,
+            dirty: &mut $r.dirty,
+            overflow: &mut $r.overflow,
+            max_outbound: $r.cfg.max_outbound,
+            drop_policy: $r.cfg.slow_consumer == SlowConsumer::Drop,
+            counters: &mut $r.counters,
+        }
+    };
+}
+
 /// Deliveries into connection queues.
 struct ConnSink<'a> {
     conns: &'a mut Slab<Slot>,
@@ -122,7 +137,7 @@ impl Sink for ConnSink<'_> {
         if c.overflowed {
             return;
         }
-        if self.drop_policy && c.out.len() > self.max_outbound {
+        if self.drop_policy && c.out.footprint() > self.max_outbound {
             self.counters.slow_drops += 1;
             return;
         }
@@ -132,7 +147,7 @@ impl Sink for ConnSink<'_> {
         c.out.push_parts(self.pool, head);
         c.out.push_shared(shared);
         self.counters.messages_out += 1;
-        if !self.drop_policy && c.out.len() > self.max_outbound {
+        if !self.drop_policy && c.out.footprint() > self.max_outbound {
             c.overflowed = true;
             self.counters.slow_closes += 1;
             self.overflow.push(Token(conn));
@@ -371,15 +386,7 @@ impl Reactor {
         for (token, receipt, accepted) in b.verdicts {
             self.verdict(Token(token), receipt, accepted, now);
         }
-        let mut sink = ConnSink {
-            conns: &mut self.conns,
-            pool: &mut self.pool,
-            dirty: &mut self.dirty,
-            overflow: &mut self.overflow,
-            max_outbound: self.cfg.max_outbound,
-            drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
-            counters: &mut self.counters,
-        };
+        let mut sink = conn_sink!(self);
         for m in &b.publish {
             self.router.deliver_local(m, &mut sink);
         }
@@ -414,15 +421,7 @@ impl Reactor {
         if deliveries.is_empty() {
             return;
         }
-        let mut sink = ConnSink {
-            conns: &mut self.conns,
-            pool: &mut self.pool,
-            dirty: &mut self.dirty,
-            overflow: &mut self.overflow,
-            max_outbound: self.cfg.max_outbound,
-            drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
-            counters: &mut self.counters,
-        };
+        let mut sink = conn_sink!(self);
         let mut back = Vec::new();
         for d in deliveries {
             // A consumer that is gone: its home requeues tracked messages when it hears of it;
@@ -552,15 +551,7 @@ impl Reactor {
         if !self.outbox.is_empty() {
             let mut outbox = std::mem::take(&mut self.outbox);
             for msg in outbox.drain(..) {
-                let mut sink = ConnSink {
-                    conns: &mut self.conns,
-                    pool: &mut self.pool,
-                    dirty: &mut self.dirty,
-                    overflow: &mut self.overflow,
-                    max_outbound: self.cfg.max_outbound,
-                    drop_policy: self.cfg.slow_consumer == SlowConsumer::Drop,
-                    counters: &mut self.counters,
-                };
+                let mut sink = conn_sink!(self);
                 self.router.deliver_local(&msg, &mut sink);
                 let mut mask = self.router.remote_mask(&msg.destination);
                 while mask != 0 {
