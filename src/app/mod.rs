@@ -267,6 +267,15 @@ impl AppConfig {
         Some(format!("{p}/{dest}"))
     }
 
+    /// `/user/<name>/...`: a user destination named explicitly, which only SEND may use.
+    pub fn others_user_dest(&self, destination: &str) -> bool {
+        let p = self.user_prefix.trim_end_matches('/');
+        destination
+            .strip_prefix(p)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|r| !r.starts_with("queue/") && !r.starts_with("topic/"))
+    }
+
     /// `/user/queue/x` -> `/queue/x` (a subscription to the session's own user destination).
     pub fn own_user_dest<'d>(&self, destination: &'d str) -> Option<&'d str> {
         let rest = destination.strip_prefix(self.user_prefix.trim_end_matches('/'))?;

@@ -95,23 +95,29 @@ impl Publisher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolFull;
 
-/// The bounded pool's submitting side.
+/// The bounded pool's submitting side. Each worker has its own queue and a session's jobs
+/// always go to the same worker, so one session's SENDs run, and publish, in the order sent
+/// (as Spring's `preservePublishOrder`); different sessions run side by side.
 #[derive(Clone)]
 pub struct Pool {
-    tx: Sender<Job>,
+    txs: Vec<Sender<Job>>,
 }
 
 impl Pool {
-    /// Start `threads` workers with room for `queue` waiting jobs.
+    /// Start `threads` workers with room for `queue` waiting jobs in all.
     pub fn start(
         threads: usize,
         queue: usize,
         publisher: Publisher,
     ) -> std::io::Result<(Pool, Vec<std::thread::JoinHandle<std::io::Result<()>>>)> {
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        let threads = threads.max(1);
+        let per_worker = (queue / threads).max(1);
         let mut handles = Vec::new();
-        for i in 0..threads.max(1) {
-            let rx: Receiver<Job> = rx.clone();
+        let mut txs = Vec::new();
+        for i in 0..threads {
+            let (tx, rx) = crossbeam_channel::bounded::<Job>(per_worker);
+            txs.push(tx);
+            let rx: Receiver<Job> = rx;
             let p = publisher.clone();
             handles.push(
                 std::thread::Builder::new()
@@ -125,12 +131,24 @@ impl Pool {
                     })?,
             );
         }
-        Ok((Pool { tx }, handles))
+        Ok((Pool { txs }, handles))
     }
 
-    /// Queue a job; `Err` when the pool is full (the caller answers ERROR "busy").
+    /// Queue a job on its session's worker; `Err` when that worker's queue is full (the caller
+    /// answers ERROR "busy").
     pub fn submit(&self, job: Job) -> Result<(), PoolFull> {
-        self.tx.try_send(job).map_err(|e| match e {
+        let h = job
+            .session
+            .id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+        let tx = self
+            .txs
+            .get((h % self.txs.len().max(1) as u64) as usize)
+            .ok_or(PoolFull)?;
+        tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolFull,
         })
     }

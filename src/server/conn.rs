@@ -499,6 +499,15 @@ impl Conn {
                                 let path = ws::handshake::request_path(input)?;
                                 app.static_files.iter().find(|f| f.path == path).cloned()
                             });
+                            let has_files = ctx
+                                .cfg
+                                .app
+                                .as_deref()
+                                .is_some_and(|a| !a.static_files.is_empty());
+                            if file.is_none() && has_files {
+                                self.refuse(ctx, Refusal::not_found());
+                                return;
+                            }
                             if let Some(f) = file {
                                 let buf = self.out.own_buf(ctx.pool);
                                 let before = buf.len();
@@ -902,6 +911,16 @@ fn apply_action(
                     if let Some(path) = app.strip(&sub.destination) {
                         app_subscribe(&app, path, sub, frame, info, ctx, reply)?;
                         return Ok(None);
+                    }
+                    if app.others_user_dest(&sub.destination) {
+                        // Anyone may send to /user/<name>/..., only <name> may read it.
+                        let d = sub.destination.to_string();
+                        st.session.remove_subscription(i);
+                        return Err(StompError::new(format!(
+                            "cannot subscribe to another user's destination '{d}': \
+                             subscribe to {}/queue/... for your own",
+                            app.user_prefix.trim_end_matches('/')
+                        )));
                     }
                     if let Some(rest) = app.own_user_dest(&sub.destination) {
                         let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
