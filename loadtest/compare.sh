@@ -40,33 +40,33 @@ trap cleanup EXIT
 
 # --- helpers ------------------------------------------------------------------------------
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# Wait (at most 120 s) until the broker uses under 5% of a core for a whole second: RabbitMQ
+# Wait (at most 60 s) until the broker uses under 5% of a core for a whole second: RabbitMQ
 # keeps deleting queues and closing connections well after a scenario ends, and that work must
 # not count against the next one.
 wait_quiet() {
     local pid=$1 a b
-    for _ in $(seq 1 120); do
+    for _ in $(seq 1 60); do
         a=$(cpu_ticks "$pid"); sleep 1; b=$(cpu_ticks "$pid")
         (( b - a <= 5 )) && return 0
     done
-    echo "(broker $pid still busy after 120 s; going on)" >&2
+    echo "(broker $pid still busy after 60 s; going on)" >&2
 }
 
 # --- scenarios ----------------------------------------------------------------------------
 if [[ $quick == 1 ]]; then
     d=2; n_conn=1000; big=300; huge=1000
 else
-    d=10; n_conn=10000; big=1000; huge=10000
+    d=5; n_conn=10000; big=1000; huge=10000
 fi
 # name | loadtest arguments (setup timeouts are generous: RabbitMQ sets up ~70 sessions/s here)
 scenarios=(
     "connect-$n_conn|connect -n $n_conn --hold 2 --setup-timeout 120"
-    "fanout-1x1|fanout -p 1 -s 1 -b 64 --duration $d --drain 10"
-    "fanout-1x100|fanout -p 1 -s 100 -b 64 --duration $d --drain 10"
-    "fanout-1x$big|fanout -p 1 -s $big -b 64 --duration $d --drain 10 --setup-timeout 60"
-    "fanout-100tx10-10p|fanout -p 10 -t 100 -s 1000 -b 64 --duration $d --drain 10 --setup-timeout 60"
-    "broadcast-$big|broadcast -s $big --interval-ms 200 --duration $d --drain 10 --setup-timeout 60"
-    "broadcast-$huge|broadcast -s $huge --interval-ms 500 --duration $d --drain 10 --setup-timeout 120"
+    "fanout-1x1|fanout -p 1 -s 1 -b 64 --duration $d --drain 5"
+    "fanout-1x100|fanout -p 1 -s 100 -b 64 --duration $d --drain 5"
+    "fanout-1x$big|fanout -p 1 -s $big -b 64 --duration $d --drain 5 --setup-timeout 60"
+    "fanout-100tx10-10p|fanout -p 10 -t 100 -s 1000 -b 64 --duration $d --drain 5 --setup-timeout 60"
+    "broadcast-$big|broadcast -s $big --interval-ms 200 --duration $d --drain 5 --setup-timeout 60"
+    "broadcast-$huge|broadcast -s $huge --interval-ms 500 --duration $d --drain 5 --setup-timeout 120"
 )
 
 run_all() { # broker url pid
