@@ -21,9 +21,13 @@
 //! - [`ws`]: sans-IO WebSocket: handshake, frames, masking, UTF-8, close codes.
 //! - [`stomp`]: sans-IO STOMP codec: zero-copy parser, encoder, escaping, heart-beats.
 //! - [`session`]: one STOMP session's protocol state machine.
-//! - [`router`]: destinations, subscriptions, the cross-reactor directory, fan-out.
-//! - [`server`]: the acceptor and reactor threads (mio).
-//! - [`config`]: every limit, with defaults.
+//! - [`router`]: destinations, subscriptions, the cross-reactor directory, fan-out, queues,
+//!   wildcards.
+//! - [`app`]: application and user destinations, and the embedding API
+//!   ([`app::BrokerBuilder`]).
+//! - [`auth`]: the users file (argon2id) and per-user ACLs.
+//! - [`server`]: the acceptor and reactor threads (mio), TLS, metrics, worker pools.
+//! - [`config`]: every limit, with defaults; [`settings`]: the file and flags that fill it.
 
 #![forbid(unsafe_code)]
 
