@@ -149,7 +149,7 @@ impl From<Dur> for String {
     }
 }
 
-/// What happens to a subscriber whose outbound queue is full (see [`SlowConsumer`]).
+/// What happens to a subscriber whose outbound queue is full (see [`crate::config::SlowConsumer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SlowConsumerPolicy {
@@ -159,7 +159,7 @@ pub enum SlowConsumerPolicy {
     Drop,
 }
 
-/// What a full queue does with another message (see [`Overflow`]).
+/// What a full queue does with another message (see [`crate::router::Overflow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum QueueOverflow {
