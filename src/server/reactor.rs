@@ -289,6 +289,9 @@ impl Reactor {
             self.fire_timers(now);
             if shutdown_deadline.is_none() && self.shutdown.load(Ordering::Acquire) {
                 shutdown_deadline = Some(now + self.cfg.shutdown_timeout);
+                // Messages other reactors sent before the shutdown (whose senders may hold
+                // RECEIPTs for them) are delivered before the sessions are closed.
+                self.drain_inbox(now);
                 self.close_all(now);
             }
             self.send_batches();
