@@ -90,7 +90,7 @@ pub fn assign_sources(plan: &mut Plan, c: &Common) -> Option<String> {
         s.src = srcs.get(i % srcs.len()).copied();
     }
     Some(format!(
-        "source addresses: {} ({} .. {})",
+        "{} ({} .. {})",
         srcs.len(),
         srcs.first().map(|a| a.to_string()).unwrap_or_default(),
         srcs.last().map(|a| a.to_string()).unwrap_or_default()
