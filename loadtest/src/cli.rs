@@ -165,6 +165,10 @@ pub struct QueueArgs {
     /// Ack mode: client or client-individual.
     #[arg(long, default_value = "client-individual")]
     pub ack: String,
+    /// NACK every Nth first delivery, so the broker must redeliver it (0: never; needs
+    /// --ack client-individual).
+    #[arg(long, default_value_t = 0)]
+    pub nack_every: u64,
     /// `prefetch-count` sent with SUBSCRIBE (RabbitMQ's per-consumer credit; 0: none).
     #[arg(long, default_value_t = 200)]
     pub prefetch: u32,

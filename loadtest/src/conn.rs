@@ -121,6 +121,8 @@ struct Proto {
     wbuf: Vec<u8>,
     wpos: usize,
     spec_sub: Option<SubSpec>,
+    /// First deliveries seen (for `nack_every`).
+    firsts: u64,
     /// Something was written since the owner last looked (see [`Conn::take_wrote`]).
     wrote: bool,
     became_ready: bool,
@@ -166,6 +168,7 @@ impl Conn {
                 wbuf: Vec::new(),
                 wpos: 0,
                 spec_sub: spec.sub.clone(),
+                firsts: 0,
                 wrote: false,
                 became_ready: false,
                 closed_clean: false,
@@ -549,14 +552,24 @@ impl Proto {
 
     fn on_message(&mut self, f: &FrameRef<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
         let redelivered = f.raw("redelivered") == Some(b"true");
-        ctx.received(body::read(f.body), redelivered);
         let ack = self.spec_sub.as_ref().map_or(Ack::Auto, |s| s.ack);
+        // Refuse every Nth first delivery (client-individual only: a cumulative `client` NACK
+        // would refuse everything before it too).
+        let nack = ack == Ack::ClientIndividual && ctx.plan.nack_every > 0 && !redelivered && {
+            self.firsts += 1;
+            self.firsts.is_multiple_of(ctx.plan.nack_every)
+        };
+        if nack {
+            ctx.nacked();
+        } else {
+            ctx.received(body::read(f.body), redelivered);
+        }
         if ack == Ack::Auto {
             return Ok(());
         }
         let mut a = std::mem::take(&mut ctx.scratch);
         a.clear();
-        a.extend_from_slice(b"ACK\n");
+        a.extend_from_slice(if nack { b"NACK\n" } else { b"ACK\n" });
         if self.version == Version::V1_2 {
             a.extend_from_slice(b"id:");
             a.extend_from_slice(f.raw("ack").unwrap_or_default());
@@ -571,7 +584,9 @@ impl Proto {
         a.extend_from_slice(b"\n\n\0");
         self.send_stomp(&a, ctx);
         ctx.scratch = a;
-        ctx.acked();
+        if !nack {
+            ctx.acked();
+        }
         Ok(())
     }
 }

@@ -80,6 +80,8 @@ pub struct Plan {
     /// (0: no window).
     pub window: u64,
     pub body_size: usize,
+    /// Queue consumers NACK every Nth first delivery (0: never).
+    pub nack_every: u64,
     pub server_pid: Option<u32>,
     pub progress: bool,
 }
@@ -122,6 +124,8 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
     pub redelivered: AtomicU64,
+    /// Deliveries refused with NACK (queue `--nack-every`).
+    pub nacked: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -136,6 +140,7 @@ pub struct Snap {
     pub delivered: u64,
     pub acked: u64,
     pub redelivered: u64,
+    pub nacked: u64,
 }
 
 impl Counters {
@@ -151,6 +156,7 @@ impl Counters {
             delivered: l(&self.delivered),
             acked: l(&self.acked),
             redelivered: l(&self.redelivered),
+            nacked: l(&self.nacked),
         }
     }
 
@@ -169,6 +175,7 @@ impl Counters {
         a(&self.delivered, d.delivered);
         a(&self.acked, d.acked);
         a(&self.redelivered, d.redelivered);
+        a(&self.nacked, d.nacked);
     }
 }
 
@@ -263,6 +270,14 @@ impl Ctx<'_> {
             Mode::Queue => self.out.ids.push((s.src as u64) << 40 | s.seq),
             _ => {}
         }
+    }
+
+    /// A delivery refused with NACK: it counts towards the window (it arrived) but not as
+    /// received; the broker owes it again.
+    pub fn nacked(&mut self) {
+        self.d.delivered += 1;
+        self.d.expected += 1;
+        self.d.nacked += 1;
     }
 
     pub fn acked(&mut self) {

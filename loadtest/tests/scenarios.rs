@@ -143,6 +143,23 @@ fn queue_gives_each_message_to_one_consumer_and_acks_it() {
 }
 
 #[test]
+fn queue_nacks_are_redelivered_once_and_nothing_is_lost() {
+    let (h, addr) = server();
+    let r = run(
+        "queue --producers 1 --consumers 2 --duration 1 --rate 2000 --nack-every 10",
+        addr,
+    );
+    let nacked = m(&r, "nacked");
+    assert!(nacked > 50.0, "{nacked}");
+    // Only first deliveries are refused, so each comes back exactly once, marked.
+    assert_eq!(m(&r, "redelivered"), nacked);
+    assert_eq!(m(&r, "unique"), m(&r, "sent"));
+    assert_eq!(m(&r, "duplicates"), 0.0);
+    assert_eq!(m(&r, "loss"), 0.0);
+    h.shutdown().unwrap();
+}
+
+#[test]
 fn sweep_runs_each_setting_in_process_and_names_the_best() {
     let cli = Cli::try_parse_from([
         "loadtest",

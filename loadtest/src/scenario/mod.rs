@@ -59,6 +59,7 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
         keepalive: secs(c.keepalive),
         window: 0,
         body_size: 64,
+        nack_every: 0,
         server_pid: c.server_pid,
         progress: !c.quiet,
     })

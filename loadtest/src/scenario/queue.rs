@@ -31,6 +31,10 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
     let consumers = total.saturating_sub(producers).max(1);
     plan.body_size = a.body_size.max(body::MIN_BODY);
     plan.window = a.window;
+    plan.nack_every = a.nack_every;
+    if a.nack_every > 0 && ack != Ack::ClientIndividual {
+        return Err("--nack-every needs --ack client-individual".into());
+    }
     // A fresh queue per run, so nothing left from an earlier run is counted.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -70,6 +74,9 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
     r.param("consumers", consumers);
     r.param("ack", ack.as_str());
     r.param("prefetch", a.prefetch);
+    if a.nack_every > 0 {
+        r.param("nack_every", a.nack_every);
+    }
     r.param("body_size", plan.body_size);
     r.param(
         "rate",
@@ -123,6 +130,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
         "msgs",
     );
     r.metric("acked", "acknowledged", o.last.acked as f64, "msgs");
+    r.metric("nacked", "refused with NACK", o.last.nacked as f64, "msgs");
     r.metric(
         "loss",
         "never received",
