@@ -419,15 +419,7 @@ fn reactor(
                     if was_setup {
                         setting_up = setting_up.saturating_sub(1);
                     }
-                    finish(
-                        &mut conns,
-                        &mut poll,
-                        k,
-                        r,
-                        &mut ctx,
-                        &mut setting_up,
-                        false,
-                    );
+                    finish(&mut conns, &mut poll, k, r, &mut ctx);
                 }
             }
         }
@@ -488,15 +480,7 @@ fn reactor(
                 }
             }
             for (k, e) in broken {
-                finish(
-                    &mut conns,
-                    &mut poll,
-                    k,
-                    Err(e),
-                    &mut ctx,
-                    &mut setting_up,
-                    false,
-                );
+                finish(&mut conns, &mut poll, k, Err(e), &mut ctx);
             }
             if room == 0 {
                 // Window full: look again soon (deliveries arrive on other threads too).
@@ -567,15 +551,7 @@ fn reactor(
             if was_setup && (!c.state.in_setup() || res.is_err()) {
                 setting_up = setting_up.saturating_sub(1);
             }
-            finish(
-                &mut conns,
-                &mut poll,
-                k,
-                res,
-                &mut ctx,
-                &mut setting_up,
-                false,
-            );
+            finish(&mut conns, &mut poll, k, res, &mut ctx);
         }
 
         // Deadlines, ten times a second.
@@ -594,15 +570,7 @@ fn reactor(
                     _ => "timeout: SUBSCRIBE receipt",
                 };
                 setting_up = setting_up.saturating_sub(1);
-                finish(
-                    &mut conns,
-                    &mut poll,
-                    k,
-                    Err(cause.into()),
-                    &mut ctx,
-                    &mut setting_up,
-                    true,
-                );
+                finish(&mut conns, &mut poll, k, Err(cause.into()), &mut ctx);
             }
             if !plan.keepalive.is_zero() {
                 let idle = plan.keepalive.as_nanos() as u64;
@@ -617,15 +585,7 @@ fn reactor(
                     }
                 }
                 for (k, e) in broken {
-                    finish(
-                        &mut conns,
-                        &mut poll,
-                        k,
-                        Err(e),
-                        &mut ctx,
-                        &mut setting_up,
-                        false,
-                    );
+                    finish(&mut conns, &mut poll, k, Err(e), &mut ctx);
                 }
             }
             if let Some(a) = shared.thread_cpu_us.get(idx) {
@@ -653,8 +613,6 @@ fn finish(
     k: usize,
     res: Result<(), String>,
     ctx: &mut Ctx<'_>,
-    _setting_up: &mut usize,
-    _timed_out: bool,
 ) {
     let Some((c, _)) = conns.get_mut(k) else {
         return;
