@@ -132,6 +132,18 @@ impl ShutdownTrigger {
     }
 }
 
+/// Pending connections the kernel may hold per listener (it caps this at `somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Bind a non-blocking listener with a backlog for connection storms (std and mio use 128).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    let sock = socket2::Socket::from(std);
+    sock.listen(LISTEN_BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(sock.into()))
+}
+
 /// Bind the listeners and start the acceptor and reactor threads.
 pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let cfg = Arc::new(cfg);
@@ -152,12 +164,12 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let mut ws_addr = None;
     let mut tcp_addr = None;
     if let Some(addr) = cfg.listen {
-        let l = TcpListener::bind(addr)?;
+        let l = bind(addr)?;
         ws_addr = Some(l.local_addr()?);
         listeners.push((l, Kind::Ws));
     }
     if let Some(addr) = cfg.tcp_listen {
-        let l = TcpListener::bind(addr)?;
+        let l = bind(addr)?;
         tcp_addr = Some(l.local_addr()?);
         listeners.push((l, Kind::Tcp));
     }
