@@ -907,9 +907,11 @@ fn apply_action(
             let info = session_info(&st.session);
             if let Some(sub) = st.session.subscription_mut(i) {
                 let s = Subscriber::new(ctx.token, &sub.id, sub.ack, version, ws);
-                if let Some(app) = ctx.cfg.app.clone() {
+                // The config outlives the context: no Arc clone (a shared atomic) per frame.
+                let cfg: &Config = ctx.cfg;
+                if let Some(app) = cfg.app.as_deref() {
                     if let Some(path) = app.strip(&sub.destination) {
-                        app_subscribe(&app, path, sub, frame, info, ctx, reply)?;
+                        app_subscribe(app, path, sub, frame, info, ctx, reply)?;
                         return Ok(None);
                     }
                     if app.others_user_dest(&sub.destination) {
@@ -950,7 +952,8 @@ fn apply_action(
         } => {
             acl_check(st, ctx, crate::auth::Perm::Write, &destination)?;
             let mut shown = None;
-            if let Some(app) = ctx.cfg.app.clone() {
+            let cfg: &Config = ctx.cfg;
+            if let Some(app) = cfg.app.as_deref() {
                 if let Some(path) = app.strip(&destination) {
                     if transaction.is_some() {
                         return Err(StompError::new(
@@ -958,7 +961,7 @@ fn apply_action(
                         ));
                     }
                     let info = session_info(&st.session);
-                    return app_send(&app, path, &destination, frame, info, ctx, reply);
+                    return app_send(app, path, &destination, frame, info, ctx, reply);
                 }
                 shown = app.user_shown(&destination);
             }
