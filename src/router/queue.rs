@@ -164,8 +164,15 @@ impl Queue {
         self.ready.push_front((msg, None));
     }
 
-    /// ACK one delivery, or (cumulative, `client` mode) every delivery to this consumer up to it.
-    pub fn ack(&mut self, key: ConsumerKey, delivery: u64) -> Result<(), AckError> {
+    /// Take out of flight what an ACK or NACK of `delivery` covers: that delivery, or in
+    /// `client` mode every delivery to this consumer up to it (cumulative). The messages are
+    /// returned only when `keep` (NACK); an ACK drops them without collecting (no allocation).
+    fn settle(
+        &mut self,
+        key: ConsumerKey,
+        delivery: u64,
+        keep: bool,
+    ) -> Result<Vec<QMsg>, AckError> {
         let c = self
             .consumers
             .iter_mut()
@@ -174,34 +181,32 @@ impl Queue {
         if !c.inflight.contains_key(&delivery) {
             return Err(AckError::UnknownDelivery);
         }
-        if c.ack == AckMode::Client {
+        let taken = if c.ack == AckMode::Client {
             let rest = c.inflight.split_off(&(delivery + 1));
-            c.inflight = rest;
+            let done = std::mem::replace(&mut c.inflight, rest);
+            if !keep {
+                return Ok(Vec::new());
+            }
+            done.into_values().collect()
         } else {
-            c.inflight.remove(&delivery);
-        }
-        Ok(())
+            let done = c.inflight.remove(&delivery);
+            if !keep {
+                return Ok(Vec::new());
+            }
+            done.into_iter().collect()
+        };
+        Ok(taken)
+    }
+
+    /// ACK one delivery, or (cumulative, `client` mode) every delivery to this consumer up to it.
+    pub fn ack(&mut self, key: ConsumerKey, delivery: u64) -> Result<(), AckError> {
+        self.settle(key, delivery, false).map(drop)
     }
 
     /// NACK: like ACK in what it covers, but the messages go back to the queue, redelivered,
     /// preferably to another consumer.
     pub fn nack(&mut self, key: ConsumerKey, delivery: u64) -> Result<(), AckError> {
-        let c = self
-            .consumers
-            .iter_mut()
-            .find(|c| c.key == key)
-            .ok_or(AckError::UnknownConsumer)?;
-        if !c.inflight.contains_key(&delivery) {
-            return Err(AckError::UnknownDelivery);
-        }
-        let taken: Vec<QMsg> = if c.ack == AckMode::Client {
-            let rest = c.inflight.split_off(&(delivery + 1));
-            std::mem::replace(&mut c.inflight, rest)
-                .into_values()
-                .collect()
-        } else {
-            c.inflight.remove(&delivery).into_iter().collect()
-        };
+        let taken = self.settle(key, delivery, true)?;
         for mut m in taken.into_iter().rev() {
             m.redelivered = true;
             self.ready.push_front((m, Some(key)));

@@ -1275,12 +1275,7 @@ fn app_send(
                 origin: (ctx.reactor, ctx.token),
                 receipt: frame.header("receipt").map(|r| r.into_owned()),
             };
-            if pool.submit(job).is_err() {
-                ctx.counters.app_busy += 1;
-                return Err(StompError::new("busy: application handlers are saturated"));
-            }
-            // The RECEIPT is written when the handler has returned.
-            reply.clear();
+            submit(pool, job, ctx, reply)?;
             Ok(None)
         }
     }
@@ -1320,6 +1315,17 @@ fn app_subscribe(
         origin: (ctx.reactor, ctx.token),
         receipt: frame.header("receipt").map(|r| r.into_owned()),
     };
+    submit(pool, job, ctx, reply)
+}
+
+/// Queue a job on the application pool; its RECEIPT is written when the handler has returned
+/// (so the one the session wrote is dropped). A full pool is an ERROR "busy" (counted).
+fn submit(
+    pool: &super::apps::Pool,
+    job: super::apps::Job,
+    ctx: &mut Ctx<'_>,
+    reply: &mut Vec<u8>,
+) -> Result<(), StompError> {
     if pool.submit(job).is_err() {
         ctx.counters.app_busy += 1;
         return Err(StompError::new("busy: application handlers are saturated"));
