@@ -763,6 +763,20 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
     let setup_s = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_snap(&shared);
     let after_setup = shared.c.snap();
+    // The broker's memory with every session set up and idle: after a moment to settle (a
+    // broker may still be finishing the last subscriptions), before any message flows.
+    let settle = Duration::from_millis(500);
+    let rss_after = match plan.server_pid {
+        Some(pid) if after_setup.ready > 0 => {
+            let hold_end = Instant::now() + settle;
+            while Instant::now() < hold_end {
+                prog.update("settle", t0.elapsed(), &shared.c.snap(), None);
+                sleep_until((Instant::now() + tick / 5).min(hold_end));
+            }
+            sys::rss_bytes(pid)
+        }
+        _ => None,
+    };
     let ready_subs: u64 = shared
         .dest_ready
         .iter()
@@ -844,13 +858,10 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
             std::thread::sleep(tick / 5);
         }
     }
-    let mut rss_after = None;
     if plan.mode == Mode::Connect {
         shared.set_phase(Phase::Hold);
-        let hold_end = Instant::now() + plan.hold;
-        // Let the broker settle before reading its memory.
-        std::thread::sleep(plan.hold.min(Duration::from_millis(500)));
-        rss_after = plan.server_pid.and_then(sys::rss_bytes);
+        // The settle before the memory reading counts as part of the hold.
+        let hold_end = Instant::now() + plan.hold.saturating_sub(settle);
         while Instant::now() < hold_end {
             prog.update("hold", t0.elapsed(), &shared.c.snap(), None);
             sleep_until((Instant::now() + tick).min(hold_end));

@@ -113,12 +113,25 @@ fn fanout_at_max_rate_loses_nothing() {
 #[test]
 fn broadcast_reaches_every_subscriber() {
     let (h, addr) = server();
-    let r = run("broadcast -s 200 --interval-ms 50 --duration 1", addr);
+    let pid = std::process::id();
+    let r = run(
+        &format!("broadcast -s 200 --interval-ms 50 --duration 1 --server-pid {pid}"),
+        addr,
+    );
     let n = m(&r, "broadcasts");
     assert!((15.0..=25.0).contains(&n), "{n}");
     assert_eq!(m(&r, "broadcasts_complete"), n);
     assert!(m(&r, "last_p99_ms") >= m(&r, "last_p50_ms"));
     assert!(m(&r, "last_p50_ms") > 0.0);
+    // The set-up phase is a connect run of its own: 200 subscribers and the publisher.
+    assert!(m(&r, "connect_rate") > 0.0);
+    assert!(r.get("broker_bytes_per_session").is_some());
+    let ready = r
+        .latencies
+        .iter()
+        .find(|l| l.key == "ready")
+        .map(|l| l.summary.count);
+    assert_eq!(ready, Some(201));
     h.shutdown().unwrap();
 }
 

@@ -102,6 +102,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
         o.last.expected.saturating_sub(o.last.delivered) as f64,
         "deliveries",
     );
+    super::setup_report(&mut r, &o);
     r.latency("last", "last receiver (per broadcast)", s);
     r.latency("e2e", "every delivery", o.e2e.summary());
     Ok(r)

@@ -42,58 +42,6 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
         a.sessions as f64,
         "sessions",
     );
-    r.metric("setup_s", "time to set up all", o.setup_s, "s");
-    r.metric(
-        "connect_rate",
-        "connect rate",
-        super::rate(0, o.at_start.ready, o.setup_s),
-        "sessions/s",
-    );
-    r.metric(
-        "sessions_closed_clean",
-        "sessions closed cleanly",
-        o.last.closed_clean as f64,
-        "sessions",
-    );
-    if let (Some(b), Some(after)) = (o.rss_before, o.rss_after) {
-        r.metric(
-            "broker_rss_before_mib",
-            "broker RSS before",
-            b as f64 / 1048576.0,
-            "MiB",
-        );
-        r.metric(
-            "broker_rss_after_mib",
-            "broker RSS with sessions",
-            after as f64 / 1048576.0,
-            "MiB",
-        );
-        if o.at_start.ready > 0 {
-            let per = after.saturating_sub(b) as f64 / o.at_start.ready as f64;
-            r.metric(
-                "broker_bytes_per_session",
-                "broker memory per idle session",
-                per,
-                "bytes",
-            );
-            if per < 256.0 {
-                r.warnings.push(format!(
-                    "the broker's RSS grew by only {per:.0} bytes per session: it probably \
-                     reused memory kept from earlier load, so start a fresh broker for a \
-                     per-session figure"
-                ));
-            }
-        }
-    }
-    r.latency(
-        "upgrade",
-        "TCP connect + WebSocket upgrade",
-        o.upgrade.summary(),
-    );
-    r.latency(
-        "ready",
-        "session ready (+CONNECT+SUBSCRIBE)",
-        o.setup.summary(),
-    );
+    super::setup_report(&mut r, &o);
     Ok(r)
 }

@@ -150,6 +150,65 @@ pub fn common_report(r: &mut Report, plan: &Plan, o: &Outcome, c: &Common) {
         .collect();
 }
 
+/// What setting the sessions up cost: connect rate, the broker's memory per idle session (with
+/// `--server-pid`), upgrade and ready latencies. `connect` is only this; `broadcast` reports it
+/// too, so one run of 10,000 sessions gives both the connect and the broadcast figures.
+pub fn setup_report(r: &mut Report, o: &Outcome) {
+    r.metric("setup_s", "time to set up all", o.setup_s, "s");
+    r.metric(
+        "connect_rate",
+        "connect rate",
+        rate(0, o.at_start.ready, o.setup_s),
+        "sessions/s",
+    );
+    r.metric(
+        "sessions_closed_clean",
+        "sessions closed cleanly",
+        o.last.closed_clean as f64,
+        "sessions",
+    );
+    if let (Some(b), Some(after)) = (o.rss_before, o.rss_after) {
+        r.metric(
+            "broker_rss_before_mib",
+            "broker RSS before",
+            b as f64 / 1048576.0,
+            "MiB",
+        );
+        r.metric(
+            "broker_rss_after_mib",
+            "broker RSS with sessions",
+            after as f64 / 1048576.0,
+            "MiB",
+        );
+        if o.at_start.ready > 0 {
+            let per = after.saturating_sub(b) as f64 / o.at_start.ready as f64;
+            r.metric(
+                "broker_bytes_per_session",
+                "broker memory per idle session",
+                per,
+                "bytes",
+            );
+            if per < 256.0 {
+                r.warnings.push(format!(
+                    "the broker's RSS grew by only {per:.0} bytes per session: it probably \
+                     reused memory kept from earlier load, so start a fresh broker for a \
+                     per-session figure"
+                ));
+            }
+        }
+    }
+    r.latency(
+        "upgrade",
+        "TCP connect + WebSocket upgrade",
+        o.upgrade.summary(),
+    );
+    r.latency(
+        "ready",
+        "session ready (+CONNECT+SUBSCRIBE)",
+        o.setup.summary(),
+    );
+}
+
 /// Per-second rate over the measured window.
 pub fn rate(a: u64, b: u64, secs: f64) -> f64 {
     if secs <= 0.0 {
