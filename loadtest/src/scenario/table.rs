@@ -116,7 +116,7 @@ pub fn render(runs: &[(String, Vec<(String, Report)>)]) -> String {
                     vals.first().copied().flatten(),
                     vals.get(1).copied().flatten(),
                 ) {
-                    (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                    (Some(a), Some(b)) if b != 0.0 => ratio_text(a / b),
                     _ => "-".into(),
                 };
                 let _ = write!(s, " {r} |");
@@ -125,6 +125,15 @@ pub fn render(runs: &[(String, Vec<(String, Report)>)]) -> String {
         }
     }
     s
+}
+
+/// A ratio with two decimals, or as "1/N" when it is under 0.1 (0.00 would hide it).
+fn ratio_text(r: f64) -> String {
+    if r > 0.0 && r < 0.1 {
+        format!("1/{}", fmt_num((1.0 / r).round()))
+    } else {
+        format!("{r:.2}")
+    }
 }
 
 pub fn run(pairs: &[String]) -> Result<String, String> {
@@ -161,5 +170,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("e2e latency p99 (ms)"));
+    }
+
+    #[test]
+    fn small_ratios_read_as_one_in_n() {
+        assert_eq!(ratio_text(0.5), "0.50");
+        assert_eq!(ratio_text(0.1), "0.10");
+        assert_eq!(ratio_text(1.0 / 124.0), "1/124");
+        assert_eq!(ratio_text(0.0), "0.00");
+        assert_eq!(ratio_text(96.0), "96.00");
     }
 }
