@@ -5,10 +5,11 @@
 #   @stomp/stompjs + ws (npm, pinned in package.json/package-lock.json) over WebSocket,
 #   and each client publishing to the other;
 #   the chat example's page in headless Chromium (Debian `chromium`, installed with apt-get if
-#   missing) driven by playwright-core (npm, pinned; it never downloads a browser).
+#   missing) driven by playwright-core (npm, pinned; it never downloads a browser), and a
+#   loadtest HTML report from a short run against the broker, opened in the same Chromium.
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
-# builds target/release/stompbox and the chat example, runs the broker on free loopback ports
+# builds target/release/stompbox, the chat example and loadtest, runs the broker on free loopback ports
 # and runs every scenario with a time limit. Ends with "interop: N passed, M failed" and exits
 # non-zero if any failed.
 #
@@ -73,9 +74,11 @@ T_INSTALL=$((SECONDS - T0))
 # ---- broker -------------------------------------------------------------------------------
 BIN="$ROOT/target/release/stompbox"
 CHAT_BIN="$ROOT/target/release/examples/chat"
+LOADTEST_BIN="$ROOT/target/release/loadtest"
 if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
-  log "building $BIN and $CHAT_BIN"
-  (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release -p stompbox --bin stompbox --example chat --quiet)
+  log "building $BIN, $CHAT_BIN and $LOADTEST_BIN"
+  (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release -p stompbox --bin stompbox --example chat --quiet &&
+    timeout "$BUILD_TIMEOUT" cargo build --release -p loadtest --quiet)
 fi
 [ -x "$BIN" ] || die "no broker binary at $BIN"
 T_BUILD=$((SECONDS - T0 - T_INSTALL))
@@ -156,6 +159,8 @@ add cross-stompjs-to-py     "$(q "${PY[@]}" cross-stompjs-to-py)"
 add cross-py-to-stompjs     "$(q "${PY[@]}" cross-py-to-stompjs)"
 # The chat example (its own process, on its own free port) and its page in two Chromium tabs.
 add chat-browser            "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK")"
+# A loadtest HTML report (from a short run against this broker) opened in Chromium.
+add loadtest-report-browser "$(q node "$HERE/report_browser.mjs" --loadtest "$LOADTEST_BIN" --ws "$WS_PORT" --chromium "$CHROMIUM" --shots "$WORK")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)
 
 selected() {
