@@ -369,3 +369,64 @@ fn fan_out_to_warm_queues_does_not_allocate() {
     }
     assert_eq!(sink.queues[7].len(), sink.queues[9].len());
 }
+
+/// Fan-out to wildcard subscribers (issue 4) allocates nothing either, once warm: the trie walk
+/// keeps its live nodes on the stack, and the other reactors' interest in the destination
+/// (`remote_mask`, exact and wildcard) comes from the cached entry.
+#[test]
+fn fan_out_to_wildcard_subscribers_does_not_allocate() {
+    use std::sync::Arc;
+    use stompbox::router::{Directory, Published, Router, Subscriber};
+    use stompbox::server::outq::QueueSink;
+    use stompbox::session::AckMode;
+    use stompbox::stomp::Version;
+
+    let patterns = [
+        "/topic/chat.room5",
+        "/topic/chat.*",
+        "/topic/chat.#",
+        "/topic/#",
+        "/topic/*.room5",
+        "/topic/#.room5",
+        "/topic/chat.#.#",
+        "/topic/other.*",
+    ];
+    let directory = Arc::new(Directory::new());
+    let mut router = Router::new(0, Arc::clone(&directory));
+    // Another reactor with a wildcard subscription, so the remote mask has a pattern part.
+    let mut peer = Router::new(1, directory);
+    peer.subscribe(
+        "/topic/#",
+        Subscriber::new(0, "p", AckMode::Auto, Version::V1_2, false),
+    );
+    for i in 0..800 {
+        router.subscribe(
+            patterns[i % patterns.len()],
+            Subscriber::new(i, &format!("s{i}"), AckMode::Auto, Version::V1_2, false),
+        );
+    }
+    let msg = Published::raw(
+        "/topic/chat.room5",
+        b"destination:/topic/chat.room5\ncontent-length:5\n\nhello\0",
+    );
+    let want = 700; // every pattern but "/topic/other.*"
+    let mut sink = QueueSink::new(800);
+    let (cold, n) = count_allocs(|| router.deliver_local(&msg, &mut sink));
+    assert_eq!(n, want);
+    assert!(cold >= want, "cold queues take buffers: {cold} allocations");
+    assert_eq!(router.remote_mask("/topic/chat.room5"), 0b10);
+    for round in 0..3 {
+        for q in &mut sink.queues {
+            q.clear();
+        }
+        let (warm, (n, mask)) = count_allocs(|| {
+            let n = black_box(router.deliver_local(&msg, &mut sink));
+            (n, router.remote_mask(black_box("/topic/chat.room5")))
+        });
+        assert_eq!((n, mask), (want, 0b10));
+        assert_eq!(
+            warm, 0,
+            "round {round}: {warm} allocations for {want} deliveries"
+        );
+    }
+}

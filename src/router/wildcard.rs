@@ -162,6 +162,12 @@ impl<T> Trie<T> {
     }
 
     /// Call `f` once for each stored pattern that matches `destination`.
+    ///
+    /// The words are read once, left to right, keeping the set of trie nodes still alive (an
+    /// NFA walk): a node entered through `#` stays alive for every further word. Its cost is at
+    /// most words x live nodes, so no pattern (`#.a.#.a.#...`) can make one publish explode
+    /// the way backtracking over the ways `#` can split the words would. The live sets sit on
+    /// the stack up to 32 nodes each: a publish allocates nothing unless more are alive.
     pub fn for_each_match<'t>(&'t self, destination: &str, mut f: impl FnMut(&'t T)) {
         let Some(k) = key(destination) else {
             return;
@@ -169,50 +175,100 @@ impl<T> Trie<T> {
         if self.len == 0 {
             return;
         }
-        // A pattern can match along several paths (e.g. `a.#.#`); visit each node once.
-        let mut hits: Vec<*const Node<T>> = Vec::new();
-        let words: Vec<&str> = k.split('.').collect();
-        collect(&self.root, &words, &mut hits);
-        hits.sort_unstable();
-        hits.dedup();
-        // Resolve back to references by walking again (no unsafe): match pointers.
-        visit(&self.root, &words, &mut |n: &'t Node<T>| {
-            let p = n as *const Node<T>;
-            if let Ok(i) = hits.binary_search(&p) {
-                hits.remove(i);
-                if let Some(v) = &n.value {
-                    f(v);
+        let mut live = Live::new();
+        let mut next = Live::new();
+        live.enter(&self.root, false);
+        for w in k.split('.') {
+            next.clear();
+            for (n, by_hash) in live.iter() {
+                if by_hash {
+                    // `#` takes this word as well.
+                    next.enter(n, true);
+                }
+                if let Some(c) = n.words.get(w) {
+                    next.enter(c, false);
+                }
+                if let Some(c) = n.star.as_deref() {
+                    next.enter(c, false);
                 }
             }
-        });
+            std::mem::swap(&mut live, &mut next);
+            if live.is_empty() {
+                return;
+            }
+        }
+        for (n, _) in live.iter() {
+            if let Some(v) = &n.value {
+                f(v);
+            }
+        }
     }
 }
 
-fn collect<T>(node: &Node<T>, words: &[&str], hits: &mut Vec<*const Node<T>>) {
-    visit(node, words, &mut |n: &Node<T>| {
-        hits.push(n as *const Node<T>)
-    });
+/// How many live nodes a walk keeps on the stack before it spills to the heap.
+const LIVE_INLINE: usize = 32;
+
+/// The trie nodes alive after some words, each with whether it was entered through `#`.
+struct Live<'t, T> {
+    inline: [Option<(&'t Node<T>, bool)>; LIVE_INLINE],
+    len: usize,
+    spill: Vec<(&'t Node<T>, bool)>,
 }
 
-/// Every node whose pattern matches all of `words`.
-fn visit<'t, T>(node: &'t Node<T>, words: &[&str], f: &mut impl FnMut(&'t Node<T>)) {
-    if let Some(h) = node.hash.as_deref() {
-        // `#` takes zero or more words.
-        for k in 0..=words.len() {
-            visit(h, words.get(k..).unwrap_or_default(), f);
+impl<'t, T> Live<'t, T> {
+    fn new() -> Self {
+        Live {
+            inline: [None; LIVE_INLINE],
+            len: 0,
+            spill: Vec::new(),
         }
     }
-    let Some((w, rest)) = words.split_first() else {
-        if node.value.is_some() {
-            f(node);
-        }
-        return;
-    };
-    if let Some(c) = node.words.get(*w) {
-        visit(c, rest, f);
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
     }
-    if let Some(c) = node.star.as_deref() {
-        visit(c, rest, f);
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.spill.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'t Node<T>, bool)> + '_ {
+        self.inline
+            .iter()
+            .take(self.len)
+            .flatten()
+            .copied()
+            .chain(self.spill.iter().copied())
+    }
+
+    fn push(&mut self, n: &'t Node<T>, by_hash: bool) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some((n, by_hash));
+                self.len += 1;
+            }
+            None => self.spill.push((n, by_hash)),
+        }
+    }
+
+    /// Make `n` live, and the `#` children below it (a `#` may take no word at all). A node
+    /// reached through a word or `*` has one parent edge, so it is entered at most once per
+    /// word; a `#` node also stays alive by itself, so it is looked for first.
+    fn enter(&mut self, mut n: &'t Node<T>, mut by_hash: bool) {
+        loop {
+            if by_hash && self.iter().any(|(m, _)| std::ptr::eq(m, n)) {
+                return; // already live, with its `#` chain
+            }
+            self.push(n, by_hash);
+            match n.hash.as_deref() {
+                Some(h) => {
+                    n = h;
+                    by_hash = true;
+                }
+                None => return,
+            }
+        }
     }
 }
 
@@ -273,6 +329,51 @@ mod tests {
         assert_eq!(t.remove("/topic/a.#.#"), None);
         assert_eq!(t.len(), 3);
         assert_eq!(matched(&t, "/topic/a.b.c"), vec!["/topic/#"]);
+    }
+
+    /// Backtracking over the ways the `#`s can split 300 words would take about 10^10 steps
+    /// here; the walk takes words x live nodes.
+    #[test]
+    fn many_hashes_cannot_blow_up_a_publish() {
+        let mut t = Trie::default();
+        let yes = "/topic/#.a.#.a.#.a.#.a.#.a.#";
+        let no = "/topic/#.a.#.a.#.a.#.a.#.a.#.b";
+        t.entry(yes, || yes.to_string());
+        t.entry(no, || no.to_string());
+        let d = format!("/topic/{}", vec!["a"; 300].join("."));
+        assert_eq!(matched(&t, &d), vec![yes]);
+    }
+
+    /// Every pattern of four words from {a, *, #} then `x`: up to 3^4 nodes alive at once, past
+    /// the walk's 32 on the stack.
+    #[test]
+    fn more_live_nodes_than_the_stack_holds() {
+        let mut t = Trie::default();
+        let mut patterns = Vec::new();
+        for i in 0..81u32 {
+            let w: Vec<&str> = (0..4)
+                .map(|j| ["a", "*", "#"][(i / 3u32.pow(j) % 3) as usize])
+                .collect();
+            let p = format!("/topic/{}.x", w.join("."));
+            t.entry(&p, || p.clone());
+            patterns.push(p);
+        }
+        for d in [
+            "/topic/a.a.a.a.x",
+            "/topic/a.a.x",
+            "/topic/a.b.a.a.a.x",
+            "/topic/x",
+        ] {
+            let mut want: Vec<String> = patterns
+                .iter()
+                .filter(|p| matches_naive(p, d))
+                .cloned()
+                .collect();
+            want.sort();
+            want.dedup();
+            assert!(!want.is_empty(), "{d}");
+            assert_eq!(matched(&t, d), want, "{d}");
+        }
     }
 
     fn word() -> impl Strategy<Value = String> {
