@@ -1771,3 +1771,43 @@ fn chat_example_end_to_end() {
     assert!(status.success(), "chat exited with {status}");
     eprintln!("chat example driven and stopped in {:?}", t0.elapsed());
 }
+
+/// A message the embedding API publishes to a full queue (overflow `reject`) has no session to
+/// get the ERROR: it is counted in `stompbox_queue_rejected_total`, and the queue keeps what
+/// it accepted.
+#[test]
+fn api_publishes_refused_by_a_full_queue_are_counted() {
+    use stompbox::router::{Overflow, QueueConfig};
+    let b = BrokerBuilder::new(Config {
+        queues: QueueConfig {
+            max_messages: 2,
+            overflow: Overflow::Reject,
+        },
+        ..config()
+    })
+    .start()
+    .unwrap();
+    assert_eq!(metric(&b.metrics(), "stompbox_queue_rejected_total"), 0);
+    for n in 0..5 {
+        b.publish("/queue/api-full", &[], format!("m{n}").as_bytes());
+    }
+    // Metrics are published once per reactor turn: poll briefly.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let n = metric(&b.metrics(), "stompbox_queue_rejected_total");
+        if n == 3 {
+            break;
+        }
+        assert!(
+            n < 3 && Instant::now() < deadline,
+            "queue_rejected_total = {n}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(metric(&b.metrics(), "stompbox_queue_dropped_total"), 0);
+    let mut c = Client::connect(&b, Kind::Tcp, None);
+    c.subscribe("/queue/api-full", "q");
+    assert_eq!(c.msg().text(), "m0");
+    assert_eq!(c.msg().text(), "m1");
+    stop(b);
+}

@@ -387,7 +387,9 @@ impl Broker {
         self.handle.tcp_addr()
     }
 
-    /// Publish from any thread.
+    /// Publish from any thread. A message for a full queue under the `reject` overflow policy
+    /// is lost (there is no session to answer): it is counted in the
+    /// `stompbox_queue_rejected_total` metric.
     pub fn publish(&self, destination: &str, headers: &[(&str, &str)], body: &[u8]) {
         self.publisher
             .send(vec![outgoing(destination, destination, headers, body)]);

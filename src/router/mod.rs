@@ -190,6 +190,15 @@ pub struct Router {
     queue_cfg: QueueConfig,
     seq: u64,
     pattern_sub_count: usize,
+    /// Exact topic subscriptions here, and destinations with at least one: kept as they change,
+    /// since metrics read them every loop turn (counting the cache would cost a walk of it).
+    topic_sub_count: usize,
+    live_dests: usize,
+    /// Messages queues homed here refused when full (`reject`) or dropped to make room
+    /// (`drop-oldest`), for metrics: a refused SEND gets an ERROR, but a message from the
+    /// embedding API has nobody to tell.
+    queue_rejected: u64,
+    queue_dropped: u64,
 }
 
 /// Destinations cached without local subscribers before the cache is pruned.
@@ -218,32 +227,15 @@ impl Router {
             queue_cfg,
             seq: 0,
             pattern_sub_count: 0,
+            topic_sub_count: 0,
+            live_dests: 0,
+            queue_rejected: 0,
+            queue_dropped: 0,
         }
     }
 
     fn bit(&self) -> u64 {
         1u64 << (self.reactor % MAX_REACTORS)
-    }
-
-    fn dest(&mut self, destination: &str) -> &mut Dest {
-        if !self.dests.contains_key(destination) {
-            if self.dests.len() >= MAX_CACHED {
-                self.dests.retain(|_, d| !d.subs.is_empty());
-            }
-            let mask = self.directory.entry(destination);
-            self.dests.insert(
-                destination.into(),
-                Dest {
-                    subs: Vec::new(),
-                    mask,
-                    wild: (u64::MAX, 0),
-                },
-            );
-        }
-        // Just inserted if it was missing.
-        self.dests
-            .get_mut(destination)
-            .unwrap_or_else(|| unreachable!())
     }
 
     /// Add a topic subscriber (exact or wildcard). The directory knows this reactor has
@@ -260,11 +252,13 @@ impl Router {
             self.pattern_sub_count += 1;
             return;
         }
-        let d = self.dest(destination);
+        let d = dest_in(&mut self.dests, &self.directory, destination);
         if d.subs.is_empty() {
             d.mask.fetch_or(bit, Ordering::SeqCst);
+            self.live_dests += 1;
         }
         d.subs.push(sub);
+        self.topic_sub_count += 1;
     }
 
     /// Remove one topic subscription of `conn` by id.
@@ -286,9 +280,11 @@ impl Router {
             if let Some(i) = d.subs.iter().position(|s| s.conn == conn && *s.id == *id) {
                 // Keep the order of the remaining subscribers.
                 d.subs.remove(i);
-            }
-            if d.subs.is_empty() {
-                d.mask.fetch_and(!bit, Ordering::SeqCst);
+                self.topic_sub_count -= 1;
+                if d.subs.is_empty() {
+                    d.mask.fetch_and(!bit, Ordering::SeqCst);
+                    self.live_dests -= 1;
+                }
             }
         }
     }
@@ -304,8 +300,10 @@ impl Router {
     /// Reactors (bitmask) with subscribers for `destination`, other than this one.
     pub fn remote_mask(&mut self, destination: &str) -> u64 {
         let bit = self.bit();
-        let dir = Arc::clone(&self.directory);
-        let d = self.dest(destination);
+        // Borrowed beside the cache, not cloned: an Arc clone per publish would bounce its
+        // shared counter between the reactors.
+        let dir = &*self.directory;
+        let d = dest_in(&mut self.dests, dir, destination);
         let mut mask = d.mask.load(Ordering::SeqCst);
         if dir.has_patterns() {
             let gen = dir.pattern_generation();
@@ -373,12 +371,17 @@ impl Router {
     /// subscriptions of this reactor's connections, and destinations with local subscribers or
     /// homed queues.
     pub fn sizes(&self) -> (usize, usize) {
-        let topic: usize = self.dests.values().map(|d| d.subs.len()).sum();
-        let pattern_subs: usize = self.pattern_sub_count;
-        let dests = self.dests.values().filter(|d| !d.subs.is_empty()).count()
-            + self.patterns.len()
-            + self.queues.len();
-        (topic + pattern_subs + self.qsubs.len(), dests)
+        let dests = self.live_dests + self.patterns.len() + self.queues.len();
+        (
+            self.topic_sub_count + self.pattern_sub_count + self.qsubs.len(),
+            dests,
+        )
+    }
+
+    /// Messages refused by full queues homed here, and messages dropped from them to make
+    /// room, since the start.
+    pub fn queue_losses(&self) -> (u64, u64) {
+        (self.queue_rejected, self.queue_dropped)
     }
 
     /// The generation of a queue consumer slot, if in use.
@@ -461,7 +464,10 @@ impl Router {
                 receipt,
                 ..
             } => {
+                let dropped = q.dropped;
                 let accepted = q.enqueue(msg).is_ok();
+                self.queue_dropped += q.dropped - dropped;
+                self.queue_rejected += u64::from(!accepted);
                 if !accepted || receipt.is_some() {
                     result = Some(EnqueueVerdict {
                         origin,
@@ -568,6 +574,30 @@ impl Router {
         }
         true
     }
+}
+
+/// The cached entry of a destination, created (with its directory cell) if missing.
+fn dest_in<'a>(
+    dests: &'a mut HashMap<Box<str>, Dest>,
+    directory: &Directory,
+    destination: &str,
+) -> &'a mut Dest {
+    if !dests.contains_key(destination) {
+        if dests.len() >= MAX_CACHED {
+            dests.retain(|_, d| !d.subs.is_empty());
+        }
+        let mask = directory.entry(destination);
+        dests.insert(
+            destination.into(),
+            Dest {
+                subs: Vec::new(),
+                mask,
+                wild: (u64::MAX, 0),
+            },
+        );
+    }
+    // Just inserted if it was missing.
+    dests.get_mut(destination).unwrap_or_else(|| unreachable!())
 }
 
 /// `q<slot>.<gen>.<delivery>`: the message-id and ack id of a queue delivery.

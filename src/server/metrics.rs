@@ -35,6 +35,8 @@ pub struct Counters {
     pub heartbeat_timeouts: u64,
     pub refused: u64,
     pub app_busy: u64,
+    pub queue_rejected: u64,
+    pub queue_dropped: u64,
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
@@ -82,6 +84,8 @@ stats!(
     heartbeat_timeouts,
     refused,
     app_busy,
+    queue_rejected,
+    queue_dropped,
     loop_turns,
     loop_nanos,
     loop_max_nanos,
@@ -264,6 +268,19 @@ impl Stats {
             "counter",
             "Subscribers closed for being over their outbound limit (policy close).",
             &[("", sum(|c| c.slow_closes))],
+        );
+        metric(
+            "queue_rejected_total",
+            "counter",
+            "Messages refused by a full queue (overflow reject): SENDs answered with an ERROR, \
+             and messages published through the embedding API, which are lost.",
+            &[("", sum(|c| c.queue_rejected))],
+        );
+        metric(
+            "queue_dropped_total",
+            "counter",
+            "Oldest messages dropped from full queues to make room (overflow drop-oldest).",
+            &[("", sum(|c| c.queue_dropped))],
         );
         metric(
             "app_busy_total",

@@ -315,6 +315,7 @@ impl Reactor {
         c.loop_max_nanos = c.loop_max_nanos.max(busy);
         let (subs, dests) = self.router.sizes();
         c.subscriptions = subs as u64;
+        (c.queue_rejected, c.queue_dropped) = self.router.queue_losses();
         c.destinations = dests as u64;
         self.stats.publish(c);
     }
