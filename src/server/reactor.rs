@@ -489,13 +489,16 @@ impl Reactor {
             tok,
             conn.sock.peer_addr().ok()
         );
+        // A connection refused by the limits is answered and closed, but it is not open in
+        // the gauges (nor counted against the limits it was refused by).
+        let open = u64::from(admitted.is_some());
         match kind {
             Kind::Ws => {
-                self.counters.conns_ws += 1;
+                self.counters.conns_ws += open;
                 self.counters.accepted_ws += 1;
             }
             Kind::Tcp => {
-                self.counters.conns_tcp += 1;
+                self.counters.conns_tcp += open;
                 self.counters.accepted_tcp += 1;
             }
         }
@@ -724,12 +727,13 @@ impl Reactor {
         let mut s = self.conns.remove(idx);
         let _ = self.poll.registry().deregister(&mut s.conn.sock);
         s.conn.out.release(&mut self.pool);
+        let open = u64::from(s.conn.admitted.is_some());
         if let Some(ip) = s.conn.admitted {
             self.limits.release(ip);
         }
         match s.conn.kind {
-            Kind::Ws => self.counters.conns_ws -= 1,
-            Kind::Tcp => self.counters.conns_tcp -= 1,
+            Kind::Ws => self.counters.conns_ws -= open,
+            Kind::Tcp => self.counters.conns_tcp -= open,
         }
         log::debug!("reactor {}: connection {:?} closed", self.id, t);
     }
