@@ -781,7 +781,7 @@ impl Broker {
     }
 
     fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS:")
+        self.status_kib("RssAnon:")
     }
 
     /// utime + stime, in clock ticks (USER_HZ, 100 per second on Linux).
@@ -1212,7 +1212,7 @@ fn peak_rss_during<T>(b: &Broker, f: impl FnOnce() -> T) -> (u64, T) {
                     .ok()
                     .and_then(|s| {
                         s.lines()
-                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .find_map(|l| l.strip_prefix("RssAnon:"))
                             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                     })
                 {
@@ -1325,7 +1325,15 @@ fn acceptance_a_fast_subscriber_keeps_its_rate_beside_one_that_never_reads() {
 }
 
 /// Acceptance: broker RSS grows by less than twice the outbound bound while a subscriber that
-/// never reads is pushed past it (small messages, as above).
+/// never reads is pushed past it (small messages, as above), and it does not accumulate when
+/// more such subscribers come and go.
+///
+/// Measured as anonymous memory (`RssAnon`): file-backed pages of the binary come and go with
+/// the kernel's reclaim and are not the broker's to bound. One episode grows it by ~7 MiB here
+/// for a 4 MiB bound (the queued messages plus allocator and `Arc` overhead on ~110-byte
+/// messages). The allocator keeps memory a thread freed for that thread's reuse, so after
+/// episodes on each of the two reactors the total settles near two episodes' worth (9.8-10.7
+/// MiB measured, flat from the sixth of fourteen episodes on).
 #[test]
 fn acceptance_broker_rss_stays_under_twice_the_bound_with_one_that_never_reads() {
     let _g = exclusive();
@@ -1334,28 +1342,47 @@ fn acceptance_broker_rss_stays_under_twice_the_bound_with_one_that_never_reads()
     // Warm up with the same traffic minus the slow one, so what follows is the slow one's.
     acceptance_run(&b, 0, n, false);
     let before = b.rss_kib();
-    let (peak, ()) = peak_rss_during(&b, || {
-        for run in 2..4 {
+    let mut peaks = Vec::new();
+    for run in 2..10 {
+        let (peak, ()) = peak_rss_during(&b, || {
             let r = acceptance_run(&b, run, n, true);
             assert_closed_as_slow(r.slow, n, &format!("run {run}"));
-        }
-    });
-    let growth = peak.saturating_sub(before) * 1024;
+        });
+        peaks.push(peak.saturating_sub(before) * 1024);
+    }
+    let kib = |v: &[u64]| {
+        v.iter()
+            .map(|g| format!("{}", g / 1024))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     eprintln!(
-        "acceptance RSS: {before} KiB before, peak {peak} KiB with a subscriber that never \
-         reads: growth {} KiB for a bound of {} KiB",
-        growth / 1024,
+        "acceptance RSS: {before} KiB before; peak growth after each episode with a subscriber \
+         that never reads: {} KiB, for a bound of {} KiB",
+        kib(&peaks),
         ACCEPTANCE_BOUND / 1024
     );
     // Allowance 1 MiB: after one such run, more runs of the same traffic without the slow
     // subscriber grow RSS by under 100 KiB (measured: 64 KiB over six runs of 200k), so 1 MiB
     // covers allocator and pool noise ten times over.
     let allowance = 1024 * 1024;
+    let first = peaks.first().copied().unwrap_or(0);
     assert!(
-        growth < 2 * ACCEPTANCE_BOUND + allowance,
+        first < 2 * ACCEPTANCE_BOUND + allowance,
         "broker RSS grew by {} KiB with a subscriber that never reads; bound {} KiB",
-        growth / 1024,
+        first / 1024,
         ACCEPTANCE_BOUND / 1024
+    );
+    // Bounded across episodes: at most what each reactor's allocator kept from one (a leak of
+    // a bound per episode would pass this by the fourth). Each episode's peak varies by up to
+    // 1.5 MiB with the fast subscriber's in-flight data, so "no growth at all" is not asserted.
+    let last = peaks.last().copied().unwrap_or(0);
+    let reactors = 2;
+    assert!(
+        last < reactors * (2 * ACCEPTANCE_BOUND) + allowance,
+        "broker RSS grew past a bound's worth per reactor as subscribers that never read came \
+         and went: {} KiB",
+        kib(&peaks)
     );
     assert!(b.exited().is_none(), "stompbox died:\n{}", b.log_text());
 }
@@ -1484,6 +1511,14 @@ fn total_connection_limit_refuses_with_503_and_error_and_spares_existing_session
         m.u("stompbox_connections_refused_total{reason=\"per_ip\"}"),
         0
     );
+    // A refused connection while it is being answered (it lingers up to the close timeout)
+    // is not an open connection: the gauges still say five.
+    let held = connect_to(ws);
+    let m = settle(&h, |m| {
+        m.u("stompbox_connections_refused_total{reason=\"limit\"}") == 3
+    });
+    assert_eq!(m.sum("stompbox_connections"), 5.0, "{}", m.text);
+    drop(held);
 
     still_working(&mut t2, &mut [&mut w1, &mut t1], dest, "after-refusals");
 
@@ -1502,11 +1537,11 @@ fn total_connection_limit_refuses_with_503_and_error_and_spares_existing_session
     // And the limit still holds with five again.
     assert_refused_ws(connect_to(ws));
     let m = settle(&h, |m| {
-        m.u("stompbox_connections_refused_total{reason=\"limit\"}") == 3 + retries
+        m.u("stompbox_connections_refused_total{reason=\"limit\"}") == 4 + retries
     });
     assert_eq!(
         m.u("stompbox_connections_refused_total{reason=\"limit\"}"),
-        3 + retries,
+        4 + retries,
         "{}",
         m.text
     );
