@@ -1,33 +1,28 @@
-//! Application destinations, user destinations and the embedding API (issue 8), end to end:
-//! an in-process broker from [`BrokerBuilder`] on 127.0.0.1:0 with two reactors, driven by
-//! independent clients — raw TCP sockets writing hand-made STOMP frames (read back with the
-//! small parser below, not stompbox's) and `tungstenite` over WebSocket — and the `chat`
-//! example run as its own process.
+//! Application destinations, user destinations and the embedding API (issue 8), end to end: an
+//! in-process broker from [`BrokerBuilder`] on 127.0.0.1:0 with two reactors, driven by independent
+//! clients — raw TCP sockets writing hand-made STOMP frames (read back with the small parser in
+//! `common/stomp.rs`, not stompbox's) and `tungstenite` over WebSocket — and the `chat` example run
+//! as its own process.
 //!
 //! Every read has a bounded timeout ([`TIMEOUT`]); "nothing else arrived" is checked with a
 //! sentinel sent after the thing that must not arrive, never by waiting for silence. Session
 //! ids are `s<reactor>-<n>`, which tells which reactor a connection landed on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt;
+mod common;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::stomp::{self, reactor_of, End, Frame, Kind, TIMEOUT};
 use stompbox::app::{AppError, Broker, BrokerBuilder};
 use stompbox::Config;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::Message;
-
-/// The longest any single read may block.
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-type Ws = tungstenite::WebSocket<TcpStream>;
 
 fn config() -> Config {
     Config {
@@ -49,15 +44,6 @@ fn stop(b: Broker) {
     b.shutdown().expect("broker threads end cleanly");
 }
 
-/// The reactor a session lives on, from the server's `s<reactor>-<n>` session ids.
-fn reactor_of(session: &str) -> usize {
-    session
-        .strip_prefix('s')
-        .and_then(|s| s.split_once('-'))
-        .and_then(|(r, _)| r.parse().ok())
-        .unwrap_or_else(|| panic!("session id {session:?} is not s<reactor>-<n>"))
-}
-
 /// A metric's value from the Prometheus text (unlabelled series).
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -66,200 +52,55 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames: building (raw bytes) and reading (our own small parser).
+// Frames and clients: the shared raw client ([`common::stomp::Client`], reads blocking up to
+// [`TIMEOUT`] each) in a wrapper that adds a content-length to every SEND.
 
-/// A frame on the wire; headers written as given, plus a content-length for the body.
+/// A frame on the wire; headers written as given, plus a content-length for the body of a SEND.
 fn frame(cmd: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = cmd.as_bytes().to_vec();
-    v.push(b'\n');
-    for (k, val) in headers {
-        v.extend_from_slice(format!("{k}:{val}\n").as_bytes());
+    if cmd != "SEND" {
+        return stomp::frame(cmd, headers, body);
     }
-    if cmd == "SEND" {
-        v.extend_from_slice(format!("content-length:{}\n", body.len()).as_bytes());
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
+    let len = body.len().to_string();
+    let mut h = headers.to_vec();
+    h.push(("content-length", &len));
+    stomp::frame(cmd, &h, body)
 }
 
-#[derive(Clone)]
-struct Frame {
-    command: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+struct Client(stomp::Client);
 
-impl fmt::Debug for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {:?} body={:?}",
-            self.command,
-            self.headers,
-            String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
-        )
+impl Deref for Client {
+    type Target = stomp::Client;
+
+    fn deref(&self) -> &stomp::Client {
+        &self.0
     }
 }
 
-impl Frame {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut stomp::Client {
+        &mut self.0
     }
-
-    fn h(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no {name:?} header in {self:?}"))
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("UTF-8 body")
-    }
-}
-
-fn unesc(v: &str) -> String {
-    let mut o = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            o.push(c);
-            continue;
-        }
-        o.push(match it.next() {
-            Some('r') => '\r',
-            Some('n') => '\n',
-            Some('c') => ':',
-            Some('\\') => '\\',
-            other => panic!("undefined escape \\{other:?} in {v:?}"),
-        });
-    }
-    o
-}
-
-/// One frame from the start of `buf` (leading EOLs skipped by the caller), if complete.
-fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
-    let nl = buf.iter().position(|&b| b == b'\n')?;
-    let command = String::from_utf8(buf[..nl].to_vec()).expect("UTF-8 command");
-    assert!(
-        matches!(
-            command.as_str(),
-            "CONNECTED" | "MESSAGE" | "RECEIPT" | "ERROR"
-        ),
-        "not a server command: {command:?}"
-    );
-    let mut pos = nl + 1;
-    let mut headers = Vec::new();
-    loop {
-        let rel = buf[pos..].iter().position(|&b| b == b'\n')?;
-        let line = &buf[pos..pos + rel];
-        pos += rel + 1;
-        if line.is_empty() {
-            break;
-        }
-        let s = std::str::from_utf8(line).expect("UTF-8 header");
-        let (k, v) = s.split_once(':').expect("header with a colon");
-        headers.push(if command == "CONNECTED" {
-            (k.to_string(), v.to_string())
-        } else {
-            (unesc(k), unesc(v))
-        });
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse::<usize>().expect("numeric content-length"));
-    let (body, used) = match len {
-        Some(n) => {
-            if buf.len() < pos + n + 1 {
-                return None;
-            }
-            assert_eq!(buf[pos + n], 0, "body not followed by NUL");
-            (buf[pos..pos + n].to_vec(), pos + n + 1)
-        }
-        None => {
-            let z = buf[pos..].iter().position(|&b| b == 0)?;
-            (buf[pos..pos + z].to_vec(), pos + z + 1)
-        }
-    };
-    Some((
-        Frame {
-            command,
-            headers,
-            body,
-        },
-        used,
-    ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tcp,
-    Ws,
-}
-
-enum Io {
-    Tcp(TcpStream),
-    Ws(Box<Ws>),
-}
-
-struct Client {
-    io: Io,
-    buf: Vec<u8>,
-    session: String,
-}
-
-fn ws_socket(addr: SocketAddr, path: &str) -> Ws {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("v12.stomp"),
-    );
-    let (ws, resp) = tungstenite::client(req, s).expect("WebSocket handshake");
-    assert_eq!(resp.status(), 101);
-    ws
 }
 
 impl Client {
     /// A STOMP 1.2 session (no heart-beats), with `login` if given.
     fn connect(b: &Broker, kind: Kind, login: Option<&str>) -> Client {
-        let io = match kind {
-            Kind::Tcp => {
-                let s = TcpStream::connect(b.tcp_addr().expect("tcp addr")).expect("connect");
-                s.set_read_timeout(Some(TIMEOUT)).unwrap();
-                s.set_write_timeout(Some(TIMEOUT)).unwrap();
-                s.set_nodelay(true).unwrap();
-                Io::Tcp(s)
-            }
-            Kind::Ws => Io::Ws(Box::new(ws_socket(b.ws_addr().expect("ws addr"), "/ws"))),
+        let c = match kind {
+            Kind::Tcp => stomp::Client::connect_tcp(b.tcp_addr().expect("tcp addr")),
+            Kind::Ws => stomp::Client::connect_ws(b.ws_addr().expect("ws addr")),
         };
-        Client::handshake(io, login)
+        Client::handshake(c, login)
     }
 
-    fn handshake(io: Io, login: Option<&str>) -> Client {
-        let mut c = Client {
-            io,
-            buf: Vec::new(),
-            session: String::new(),
-        };
+    fn handshake(c: stomp::Client, login: Option<&str>) -> Client {
+        let mut c = Client(c);
         let mut connect = String::from("CONNECT\naccept-version:1.2\nhost:localhost\n");
         connect.push_str("heart-beat:0,0\n");
         if let Some(l) = login {
             connect.push_str(&format!("login:{l}\npasscode:pw\n"));
         }
         connect.push_str("\n\0");
-        c.send_raw(connect.as_bytes());
-        let f = c.expect("CONNECTED");
+        let f = c.connected(connect.as_bytes());
         assert_eq!(f.h("version"), "1.2");
         c.session = f.h("session").to_string();
         c
@@ -294,21 +135,9 @@ impl Client {
         reactor_of(&self.session)
     }
 
-    fn send_raw(&mut self, b: &[u8]) {
-        match &mut self.io {
-            Io::Tcp(s) => s.write_all(b).expect("TCP write"),
-            Io::Ws(w) => {
-                let m = match std::str::from_utf8(b) {
-                    Ok(s) => Message::text(s),
-                    Err(_) => Message::binary(b.to_vec()),
-                };
-                w.send(m).expect("WebSocket send");
-            }
-        }
-    }
-
+    /// [`frame`] (a SEND gets a content-length), sent.
     fn send_frame(&mut self, cmd: &str, headers: &[(&str, &str)], body: &[u8]) {
-        self.send_raw(&frame(cmd, headers, body));
+        self.send(&frame(cmd, headers, body));
     }
 
     /// SEND `body` to `dest` with `extra` headers.
@@ -329,89 +158,16 @@ impl Client {
         self.expect_receipt(&rid);
     }
 
-    /// More bytes; None when the connection ended (EOF, reset, WebSocket close).
-    fn fill(&mut self) -> Option<()> {
-        match &mut self.io {
-            Io::Tcp(s) => {
-                let mut tmp = vec![0u8; 65536];
-                loop {
-                    match s.read(&mut tmp) {
-                        Ok(0) => return None,
-                        Ok(n) => {
-                            self.buf.extend_from_slice(&tmp[..n]);
-                            return Some(());
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-                        Err(e) => panic!(
-                            "TCP read ({e}) after {TIMEOUT:?}; buffered {:?}",
-                            String::from_utf8_lossy(&self.buf)
-                        ),
-                    }
-                }
-            }
-            Io::Ws(w) => loop {
-                match w.read() {
-                    Ok(Message::Text(t)) => {
-                        self.buf.extend_from_slice(t.as_bytes());
-                        return Some(());
-                    }
-                    Ok(Message::Binary(b)) => {
-                        self.buf.extend_from_slice(&b);
-                        return Some(());
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                    Ok(Message::Close(_)) => return None,
-                    Err(tungstenite::Error::ConnectionClosed)
-                    | Err(tungstenite::Error::AlreadyClosed)
-                    | Err(tungstenite::Error::Protocol(_)) => return None,
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::ConnectionReset => {
-                        return None
-                    }
-                    Err(e) => panic!(
-                        "WebSocket read ({e}) after {TIMEOUT:?}; buffered {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
-                }
-            },
-        }
-    }
-
-    /// The next frame, or None when the connection ended.
+    /// The next frame, or None when the connection ended (EOF, reset, WebSocket close or
+    /// protocol error); a read timeout or any other read error fails the test.
     fn next(&mut self) -> Option<Frame> {
-        loop {
-            let skip = self
-                .buf
-                .iter()
-                .take_while(|&&b| b == b'\n' || b == b'\r')
-                .count();
-            self.buf.drain(..skip);
-            if let Some((f, used)) = parse_frame(&self.buf) {
-                self.buf.drain(..used);
-                return Some(f);
+        match self.next_frame() {
+            Ok(f) => Some(f),
+            Err(End::Eof | End::Reset | End::Close(_) | End::WsNoClose | End::Protocol(_)) => None,
+            Err(e @ (End::Timeout | End::Other(_))) => {
+                panic!("read failed ({e:?}) after {TIMEOUT:?}: {}", self.describe())
             }
-            self.fill()?;
         }
-    }
-
-    fn recv(&mut self) -> Frame {
-        self.next()
-            .unwrap_or_else(|| panic!("session {} ended while waiting", self.session))
-    }
-
-    fn expect(&mut self, command: &str) -> Frame {
-        let f = self.recv();
-        assert_eq!(f.command, command, "session {}: {f:?}", self.session);
-        f
-    }
-
-    fn msg(&mut self) -> Frame {
-        self.expect("MESSAGE")
-    }
-
-    fn expect_receipt(&mut self, id: &str) {
-        let f = self.expect("RECEIPT");
-        assert_eq!(f.h("receipt-id"), id, "{f:?}");
     }
 
     /// An ERROR whose message contains `needle`, then the end of the connection.
@@ -535,10 +291,6 @@ fn routing_table_path_variables_and_best_match() {
 }
 
 impl Client {
-    fn is_ws(&self) -> bool {
-        matches!(self.io, Io::Ws(_))
-    }
-
     /// Another anonymous session on the same transport.
     fn another(&self, b: &Broker) -> Client {
         let kind = if self.is_ws() { Kind::Ws } else { Kind::Tcp };
@@ -724,7 +476,7 @@ fn busy_pool_answers_error_busy() {
         &[("destination", "/app/quick"), ("receipt", "over")],
         b"",
     ));
-    bb.send_raw(&two);
+    bb.send(&two);
     let e = bb.expect_error("busy");
     assert_eq!(e.get("receipt-id"), Some("over"), "{e:?}");
     // Topics are not affected by a full pool.
@@ -1597,7 +1349,7 @@ fn json_value(c: &[char], i: &mut usize) -> Json {
 }
 
 fn chat_client(addr: SocketAddr, login: Option<&str>) -> Client {
-    Client::handshake(Io::Ws(Box::new(ws_socket(addr, "/ws"))), login)
+    Client::handshake(stomp::Client::connect_ws(addr), login)
 }
 
 fn chat_line(room: &str, from: &str, text: &str) -> Json {

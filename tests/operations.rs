@@ -14,8 +14,8 @@
 //! connecting (the subscriber that never reads).
 //!
 //! Clients are independent of stompbox's own code: raw TCP sockets writing hand-made STOMP bytes
-//! and reading them back with the small parser below, and `tungstenite` on `/ws`. Every read has
-//! a bounded timeout and every wait a deadline; all traffic stays on 127.0.0.0/8.
+//! and reading them back with the small parser in `common/stomp.rs`, and `tungstenite` on `/ws`.
+//! Every read has a bounded timeout and every wait a deadline; all traffic stays on 127.0.0.0/8.
 //!
 //! The throughput comparison takes [`SERIAL`] exclusively, so no other test of this file runs
 //! beside it; the others share it.
@@ -33,14 +33,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::stomp::{connect_to, frame, tcp_stream, Client, End, Frame, TIMEOUT};
 use stompbox::config::SlowConsumer;
 use stompbox::ServerHandle;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::Message;
-
-/// The longest any single read may block.
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Timing-sensitive tests hold it for writing; every other test for reading.
 static SERIAL: RwLock<()> = RwLock::new(());
@@ -151,43 +146,8 @@ fn v4(a: SocketAddr) -> SocketAddrV4 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames: built by hand, read back with a small parser (not stompbox's).
-
-#[derive(Debug, Clone)]
-struct Frame {
-    command: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Frame {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn h(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no {name:?} header in {self:?}"))
-    }
-}
-
-fn frame(cmd: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = cmd.as_bytes().to_vec();
-    v.push(b'\n');
-    for (k, val) in headers {
-        v.extend_from_slice(k.as_bytes());
-        v.push(b':');
-        v.extend_from_slice(val.as_bytes());
-        v.push(b'\n');
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
-}
+// Frames and clients: the shared raw client ([`common::stomp::Client`], reads blocking up to
+// [`TIMEOUT`] each), plus what only this file needs.
 
 fn send_frame(dest: &str, body: &[u8], receipt: Option<&str>) -> Vec<u8> {
     let len = body.len().to_string();
@@ -200,284 +160,28 @@ fn send_frame(dest: &str, body: &[u8], receipt: Option<&str>) -> Vec<u8> {
 
 const CONNECT12: &[u8] = b"CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n\n\0";
 
-fn unescape(v: &str) -> String {
-    let mut o = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            o.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('r') => o.push('\r'),
-            Some('n') => o.push('\n'),
-            Some('c') => o.push(':'),
-            Some('\\') => o.push('\\'),
-            other => panic!("undefined escape \\{other:?} in {v:?}"),
-        }
-    }
-    o
+trait OpsClient: Sized {
+    fn stomp(self) -> Self;
+    fn stomp_tcp(addr: SocketAddr) -> Self;
+    fn stomp_ws(addr: SocketAddr) -> Self;
+    fn subscribe(&mut self, dest: &str, id: &str);
+    fn publish(&mut self, dest: &str, body: &[u8], receipt: Option<&str>);
+    fn expect_closed(&mut self, ws_code: u16);
 }
 
-fn trim_cr(l: &[u8]) -> &[u8] {
-    l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-/// One frame from `buf` after any EOL heart-beats, or None if incomplete. Returns the bytes used.
-fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
-    let mut pos = buf
-        .iter()
-        .position(|&b| b != b'\n' && b != b'\r')
-        .unwrap_or(buf.len());
-    let line = |pos: usize| -> Option<(&[u8], usize)> {
-        let rel = buf.get(pos..)?.iter().position(|&b| b == b'\n')?;
-        Some((trim_cr(&buf[pos..pos + rel]), pos + rel + 1))
-    };
-    let (cmd, next) = line(pos)?;
-    let command = String::from_utf8_lossy(cmd).into_owned();
-    pos = next;
-    let mut headers = Vec::new();
-    loop {
-        let (l, next) = line(pos)?;
-        pos = next;
-        if l.is_empty() {
-            break;
-        }
-        let s = String::from_utf8_lossy(l);
-        let (k, v) = s
-            .split_once(':')
-            .unwrap_or_else(|| panic!("header line without a colon: {s:?}"));
-        headers.push((unescape(k), unescape(v)));
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse::<usize>().expect("numeric content-length"));
-    let (body, used) = match len {
-        Some(n) => {
-            if buf.len() < pos + n + 1 {
-                return None;
-            }
-            assert_eq!(buf[pos + n], 0, "{command}: body not followed by NUL");
-            (buf[pos..pos + n].to_vec(), pos + n + 1)
-        }
-        None => {
-            let z = buf[pos..].iter().position(|&b| b == 0)?;
-            (buf[pos..pos + z].to_vec(), pos + z + 1)
-        }
-    };
-    Some((
-        Frame {
-            command,
-            headers,
-            body,
-        },
-        used,
-    ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients: STOMP over raw TCP or over tungstenite.
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-enum Io {
-    Tcp(TcpStream),
-    Ws(Box<Ws>),
-}
-
-/// Why reading stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    Eof,
-    Reset,
-    /// A WebSocket Close frame with this code.
-    Close(Option<u16>),
-    /// WebSocket EOF without a Close frame.
-    WsNoClose,
-    Timeout,
-    Other(String),
-}
-
-struct Client {
-    io: Io,
-    buf: Vec<u8>,
-}
-
-fn tcp_stream(s: TcpStream) -> TcpStream {
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-fn connect_to(addr: SocketAddr) -> TcpStream {
-    tcp_stream(
-        TcpStream::connect_timeout(&addr, TIMEOUT)
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}")),
-    )
-}
-
-/// A WebSocket upgrade on `/ws` with subprotocol `v12.stomp` over `s`.
-fn ws_upgrade(s: TcpStream, addr: SocketAddr) -> Ws {
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("v12.stomp"),
-    );
-    match tungstenite::client(req, s) {
-        Ok((ws, resp)) => {
-            assert_eq!(resp.status(), 101);
-            ws
-        }
-        Err(e) => panic!("WebSocket handshake with {addr} failed: {e}"),
-    }
-}
-
-impl Client {
-    fn tcp(addr: SocketAddr) -> Client {
-        Client::from_tcp(connect_to(addr))
-    }
-
-    fn from_tcp(s: TcpStream) -> Client {
-        Client {
-            io: Io::Tcp(tcp_stream(s)),
-            buf: Vec::new(),
-        }
-    }
-
-    fn ws(addr: SocketAddr) -> Client {
-        Client::from_ws(connect_to(addr), addr)
-    }
-
-    fn from_ws(s: TcpStream, addr: SocketAddr) -> Client {
-        Client {
-            io: Io::Ws(Box::new(ws_upgrade(tcp_stream(s), addr))),
-            buf: Vec::new(),
-        }
-    }
-
+impl OpsClient for Client {
     /// A STOMP 1.2 session without heart-beats.
     fn stomp(mut self) -> Client {
-        self.send(CONNECT12);
-        self.expect("CONNECTED");
+        self.connected(CONNECT12);
         self
     }
 
     fn stomp_tcp(addr: SocketAddr) -> Client {
-        Client::tcp(addr).stomp()
+        Client::connect_tcp(addr).stomp()
     }
 
     fn stomp_ws(addr: SocketAddr) -> Client {
-        Client::ws(addr).stomp()
-    }
-
-    fn is_ws(&self) -> bool {
-        matches!(self.io, Io::Ws(_))
-    }
-
-    fn try_send(&mut self, b: &[u8]) -> Result<(), String> {
-        match &mut self.io {
-            Io::Tcp(s) => s.write_all(b).map_err(|e| e.to_string()),
-            Io::Ws(w) => {
-                let m = match std::str::from_utf8(b) {
-                    Ok(s) => Message::text(s),
-                    Err(_) => Message::binary(b.to_vec()),
-                };
-                w.send(m).map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    fn send(&mut self, b: &[u8]) {
-        if let Err(e) = self.try_send(b) {
-            panic!("send failed: {e}");
-        }
-    }
-
-    fn fill(&mut self) -> Result<(), End> {
-        match &mut self.io {
-            Io::Tcp(s) => {
-                let mut tmp = vec![0u8; 65536];
-                loop {
-                    return match s.read(&mut tmp) {
-                        Ok(0) => Err(End::Eof),
-                        Ok(n) => {
-                            self.buf.extend_from_slice(&tmp[..n]);
-                            Ok(())
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == ErrorKind::ConnectionReset => Err(End::Reset),
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                        {
-                            Err(End::Timeout)
-                        }
-                        Err(e) => Err(End::Other(e.to_string())),
-                    };
-                }
-            }
-            Io::Ws(w) => loop {
-                return match w.read() {
-                    Ok(Message::Text(t)) => {
-                        self.buf.extend_from_slice(t.as_bytes());
-                        Ok(())
-                    }
-                    Ok(Message::Binary(b)) => {
-                        self.buf.extend_from_slice(&b);
-                        Ok(())
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                    Ok(Message::Close(cf)) => Err(End::Close(cf.map(|c| u16::from(c.code)))),
-                    Err(
-                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                    ) => Err(End::Eof),
-                    Err(tungstenite::Error::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                    )) => Err(End::WsNoClose),
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                    {
-                        Err(End::Timeout)
-                    }
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::ConnectionReset => {
-                        Err(End::Reset)
-                    }
-                    Err(e) => Err(End::Other(e.to_string())),
-                };
-            },
-        }
-    }
-
-    fn next_frame(&mut self) -> Result<Frame, End> {
-        loop {
-            if let Some((f, used)) = parse_frame(&self.buf) {
-                self.buf.drain(..used);
-                return Ok(f);
-            }
-            self.fill()?;
-        }
-    }
-
-    fn recv(&mut self) -> Frame {
-        match self.next_frame() {
-            Ok(f) => f,
-            Err(e) => panic!(
-                "connection ended ({e:?}) while waiting for a frame; buffered: {:?}",
-                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-            ),
-        }
-    }
-
-    fn expect(&mut self, command: &str) -> Frame {
-        let f = self.recv();
-        assert_eq!(f.command, command, "{f:?}");
-        f
-    }
-
-    fn expect_receipt(&mut self, id: &str) {
-        let f = self.expect("RECEIPT");
-        assert_eq!(f.h("receipt-id"), id, "{f:?}");
+        Client::connect_ws(addr).stomp()
     }
 
     fn subscribe(&mut self, dest: &str, id: &str) {
@@ -509,13 +213,6 @@ impl Client {
                 matches!(end, Err(End::Eof)),
                 "TCP: expected EOF, got {end:?}"
             );
-        }
-    }
-
-    fn into_tcp(self) -> (TcpStream, Vec<u8>) {
-        match self.io {
-            Io::Tcp(s) => (s, self.buf),
-            Io::Ws(_) => panic!("not a TCP client"),
         }
     }
 }

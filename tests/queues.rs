@@ -1,7 +1,7 @@
 //! Queues, acknowledgements, NACK, transactions and topic wildcards, end to end: the real server
 //! with 2-4 reactors, driven by raw TCP sockets (hand-made STOMP bytes, read back with the small
-//! frame reader below, deliberately not stompbox's parser) and `tungstenite` over WebSocket
-//! (`/ws`, subprotocol `v12.stomp`).
+//! frame reader in `common/stomp.rs`, deliberately not stompbox's parser) and `tungstenite` over
+//! WebSocket (`/ws`, subprotocol `v12.stomp`).
 //!
 //! Reactor placement is deterministic: the acceptor hands connections to reactors in turn, and
 //! the server names sessions `s<reactor>-<n>`, so [`Srv::client_on`] can put a client on the
@@ -17,41 +17,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::stomp::{reactor_of, Addrs, Client, End, Frame, Io, Kind, BOTH, POLL, TIMEOUT};
 use stompbox::router::{Directory, Overflow, QueueConfig, Router};
 use stompbox::ServerHandle;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
-use tungstenite::Message;
-
-/// The longest a test waits for any one frame.
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// Socket read timeout: how often a waiting reader looks at the clock.
-const POLL: Duration = Duration::from_millis(20);
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tcp,
-    Ws,
-}
-
-const BOTH: [Kind; 2] = [Kind::Tcp, Kind::Ws];
-
-#[derive(Debug, Clone, Copy)]
-struct Addrs {
-    ws: SocketAddr,
-    tcp: SocketAddr,
-}
 
 const CONNECT12: &str = "CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n\n\0";
 const CONNECT11: &str = "CONNECT\naccept-version:1.1\nhost:localhost\nheart-beat:0,0\n\n\0";
@@ -77,15 +52,6 @@ fn server(reactors: usize, f: impl FnOnce(&mut stompbox::Config)) -> Srv {
         a: Addrs { ws, tcp },
         reactors,
     }
-}
-
-/// The reactor a session lives on, from the server's `s<reactor>-<n>` session ids.
-fn reactor_of(session: &str) -> usize {
-    session
-        .strip_prefix('s')
-        .and_then(|s| s.split_once('-'))
-        .and_then(|(r, _)| r.parse().ok())
-        .unwrap_or_else(|| panic!("session id {session:?} is not s<reactor>-<n>"))
 }
 
 impl Srv {
@@ -124,88 +90,16 @@ impl Srv {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames.
+// Frames and clients: the shared raw client ([`common::stomp::Client`]) made to poll (reads
+// time out every [`POLL`]; a frame must come within [`TIMEOUT`]), plus what only this file
+// needs.
 
-/// Header escaping as the client's version defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Esc {
-    None,
-    V11,
-    V12,
+trait QueueFrame {
+    fn n(&self) -> u32;
+    fn redelivered(&self) -> bool;
 }
 
-fn unesc(v: &str, esc: Esc) -> String {
-    let mut o = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            o.push(c);
-            continue;
-        }
-        o.push(match it.next() {
-            Some('r') if esc == Esc::V12 => '\r',
-            Some('n') => '\n',
-            Some('c') => ':',
-            Some('\\') => '\\',
-            other => panic!("server sent an escape \\{other:?} undefined in {esc:?}: {v:?}"),
-        });
-    }
-    o
-}
-
-/// A frame on the wire; headers are written as given.
-fn frame_bytes(cmd: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = cmd.as_bytes().to_vec();
-    v.push(b'\n');
-    for (k, val) in headers {
-        v.extend_from_slice(k.as_bytes());
-        v.push(b':');
-        v.extend_from_slice(val.as_bytes());
-        v.push(b'\n');
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
-}
-
-#[derive(Clone)]
-struct Frame {
-    command: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl fmt::Debug for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {:?} body={:?}",
-            self.command,
-            self.headers,
-            String::from_utf8_lossy(&self.body[..self.body.len().min(120)])
-        )
-    }
-}
-
-impl Frame {
-    /// First value of a header (repeated headers keep the first).
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn h(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no {name:?} header in {self:?}"))
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k == name).count()
-    }
-
+impl QueueFrame for Frame {
     /// The test's message number (`n` header).
     fn n(&self) -> u32 {
         self.h("n")
@@ -216,187 +110,42 @@ impl Frame {
     fn redelivered(&self) -> bool {
         self.get("redelivered") == Some("true")
     }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
-fn trim_cr(l: &[u8]) -> &[u8] {
-    l.strip_suffix(b"\r").unwrap_or(l)
+trait QueueClient {
+    fn connect(a: Addrs, kind: Kind, connect: &str) -> Self;
+    fn reactor(&self) -> usize;
+    fn send_n(&mut self, dest: &str, n: u32, extra: &[(&str, &str)]);
+    fn call(&mut self, cmd: &str, headers: &[(&str, &str)]);
+    fn sync(&mut self);
+    fn subscribe(&mut self, dest: &str, id: &str, extra: &[(&str, &str)]);
+    fn unsubscribe(&mut self, id: &str);
+    fn ack_id(&self, f: &Frame) -> String;
+    fn ack_frame(&mut self, cmd: &str, f: &Frame, extra: &[(&str, &str)]);
+    fn ack(&mut self, f: &Frame);
+    fn nack(&mut self, f: &Frame);
+    fn ack_sync(&mut self, f: &Frame);
+    fn nack_sync(&mut self, f: &Frame);
+    fn disconnect(self) -> Vec<Frame>;
+    fn kill(self);
+    fn kill_mid_frame(self);
+    fn msg_n(&mut self, dest: &str, n: u32) -> Frame;
+    fn await_receipt(&mut self, id: &str);
+    fn expect_error(&mut self, what: &str) -> Frame;
+    fn expect_end(&mut self);
 }
 
-/// One frame from the start of `buf` (no leading EOLs), or None if incomplete.
-fn parse_frame(buf: &[u8], esc: Esc) -> Option<(Frame, usize)> {
-    let nl = buf.iter().position(|&b| b == b'\n')?;
-    let command = String::from_utf8(trim_cr(&buf[..nl]).to_vec()).expect("UTF-8 command");
-    assert!(
-        matches!(
-            command.as_str(),
-            "CONNECTED" | "MESSAGE" | "RECEIPT" | "ERROR"
-        ),
-        "server sent a non-server command {command:?}: {:?}",
-        String::from_utf8_lossy(&buf[..buf.len().min(300)])
-    );
-    let esc = if command == "CONNECTED" {
-        Esc::None
-    } else {
-        esc
-    };
-    let mut pos = nl + 1;
-    let mut headers = Vec::new();
-    loop {
-        let rel = buf[pos..].iter().position(|&b| b == b'\n')?;
-        let line = trim_cr(&buf[pos..pos + rel]);
-        pos += rel + 1;
-        if line.is_empty() {
-            break;
-        }
-        let s = std::str::from_utf8(line).expect("UTF-8 header line");
-        let (k, v) = s
-            .split_once(':')
-            .unwrap_or_else(|| panic!("header line without colon: {s:?}"));
-        headers.push(if esc == Esc::None {
-            (k.to_string(), v.to_string())
-        } else {
-            (unesc(k, esc), unesc(v, esc))
-        });
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| v.parse::<usize>().expect("content-length"));
-    let (body, used) = match len {
-        Some(n) => {
-            if buf.len() < pos + n + 1 {
-                return None;
-            }
-            assert_eq!(buf[pos + n], 0, "{command}: body not followed by NUL");
-            (buf[pos..pos + n].to_vec(), pos + n + 1)
-        }
-        None => {
-            let z = buf[pos..].iter().position(|&b| b == 0)?;
-            (buf[pos..pos + z].to_vec(), pos + z + 1)
-        }
-    };
-    Some((
-        Frame {
-            command,
-            headers,
-            body,
-        },
-        used,
-    ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients.
-
-enum Io {
-    Tcp(TcpStream),
-    Ws(Box<Ws>),
-}
-
-/// Why reading stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    Eof,
-    Reset,
-    /// A WebSocket Close frame with this code.
-    Close(Option<u16>),
-    Other(String),
-}
-
-struct Client {
-    io: Io,
-    buf: Vec<u8>,
-    /// Frames read while waiting for something else (a RECEIPT), in arrival order.
-    pending: VecDeque<Frame>,
-    esc: Esc,
-    session: String,
-    version: String,
-    receipts: u64,
-}
-
-fn ws_socket(addr: SocketAddr) -> Ws {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("v12.stomp"),
-    );
-    let (ws, resp) = match tungstenite::client(req, s) {
-        Ok(x) => x,
-        Err(e) => panic!("WebSocket handshake failed: {e}"),
-    };
-    assert_eq!(resp.status(), 101);
-    ws.get_ref().set_read_timeout(Some(POLL)).unwrap();
-    ws
-}
-
-impl Client {
+impl QueueClient for Client {
     fn connect(a: Addrs, kind: Kind, connect: &str) -> Client {
-        let io = match kind {
-            Kind::Tcp => {
-                let s = TcpStream::connect(a.tcp).expect("connect");
-                s.set_read_timeout(Some(POLL)).unwrap();
-                s.set_write_timeout(Some(TIMEOUT)).unwrap();
-                s.set_nodelay(true).unwrap();
-                Io::Tcp(s)
-            }
-            Kind::Ws => Io::Ws(Box::new(ws_socket(a.ws))),
-        };
-        let mut c = Client {
-            io,
-            buf: Vec::new(),
-            pending: VecDeque::new(),
-            esc: Esc::V12,
-            session: String::new(),
-            version: String::new(),
-            receipts: 0,
-        };
-        c.send(connect.as_bytes());
-        let f = c.expect("CONNECTED");
-        c.version = f.get("version").unwrap_or("1.0").to_string();
-        c.esc = match c.version.as_str() {
-            "1.0" => Esc::None,
-            "1.1" => Esc::V11,
-            _ => Esc::V12,
-        };
+        let mut c = Client::open(a, kind).polling();
+        let f = c.connected(connect.as_bytes());
+        c.set_version(f.get("version").unwrap_or("1.0"));
         c.session = f.h("session").to_string();
         c
     }
 
-    fn kind(&self) -> Kind {
-        match self.io {
-            Io::Tcp(_) => Kind::Tcp,
-            Io::Ws(_) => Kind::Ws,
-        }
-    }
-
     fn reactor(&self) -> usize {
         reactor_of(&self.session)
-    }
-
-    /// Raw bytes: as they are on TCP; one WebSocket message on WebSocket.
-    fn send(&mut self, b: &[u8]) {
-        match &mut self.io {
-            Io::Tcp(s) => s.write_all(b).expect("TCP write"),
-            Io::Ws(w) => {
-                let m = match std::str::from_utf8(b) {
-                    Ok(s) => Message::text(s),
-                    Err(_) => Message::binary(b.to_vec()),
-                };
-                w.send(m).expect("WebSocket send");
-            }
-        }
-    }
-
-    fn send_frame(&mut self, cmd: &str, headers: &[(&str, &str)], body: &[u8]) {
-        self.send(&frame_bytes(cmd, headers, body));
     }
 
     /// SEND message number `n` (header `n`, body `m<n>`) with `extra` headers.
@@ -408,11 +157,6 @@ impl Client {
         h.extend_from_slice(extra);
         h.push(("content-length", &len));
         self.send_frame("SEND", &h, body.as_bytes());
-    }
-
-    fn next_receipt_id(&mut self) -> String {
-        self.receipts += 1;
-        format!("r{}", self.receipts)
     }
 
     /// Send a frame with a fresh receipt and wait for it (MESSAGEs meanwhile are kept).
@@ -507,117 +251,6 @@ impl Client {
         self.kill();
     }
 
-    /// Bytes arrived (true), nothing within [`POLL`] (false), or the connection ended.
-    fn fill(&mut self) -> Result<bool, End> {
-        match &mut self.io {
-            Io::Tcp(s) => {
-                let mut tmp = [0u8; 16384];
-                loop {
-                    match s.read(&mut tmp) {
-                        Ok(0) => return Err(End::Eof),
-                        Ok(n) => {
-                            self.buf.extend_from_slice(&tmp[..n]);
-                            return Ok(true);
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                        {
-                            return Ok(false)
-                        }
-                        Err(e) if e.kind() == ErrorKind::ConnectionReset => return Err(End::Reset),
-                        Err(e) => return Err(End::Other(e.to_string())),
-                    }
-                }
-            }
-            Io::Ws(w) => loop {
-                match w.read() {
-                    Ok(Message::Text(t)) => {
-                        self.buf.extend_from_slice(t.as_bytes());
-                        return Ok(true);
-                    }
-                    Ok(Message::Binary(b)) => {
-                        self.buf.extend_from_slice(&b);
-                        return Ok(true);
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                    Ok(Message::Close(cf)) => {
-                        return Err(End::Close(cf.map(|c| u16::from(c.code))))
-                    }
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                    {
-                        return Ok(false)
-                    }
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::ConnectionReset => {
-                        return Err(End::Reset)
-                    }
-                    Err(
-                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                    ) => return Err(End::Eof),
-                    Err(e) => return Err(End::Other(e.to_string())),
-                }
-            },
-        }
-    }
-
-    /// A complete frame from the buffer, after skipping EOL heart-beats.
-    fn take_frame(&mut self) -> Option<Frame> {
-        let skip = self
-            .buf
-            .iter()
-            .position(|&b| b != b'\n' && b != b'\r')
-            .unwrap_or(self.buf.len());
-        self.buf.drain(..skip);
-        let (f, used) = parse_frame(&self.buf, self.esc)?;
-        self.buf.drain(..used);
-        Some(f)
-    }
-
-    /// The next frame within `within` (None if none came), or why the connection ended.
-    fn next_within(&mut self, within: Duration) -> Result<Option<Frame>, End> {
-        if let Some(f) = self.pending.pop_front() {
-            return Ok(Some(f));
-        }
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(f) = self.take_frame() {
-                return Ok(Some(f));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            self.fill()?;
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{:?} client {} (buffered {:?})",
-            self.kind(),
-            self.session,
-            String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-        )
-    }
-
-    fn recv(&mut self) -> Frame {
-        match self.next_within(TIMEOUT) {
-            Ok(Some(f)) => f,
-            Ok(None) => panic!("no frame within {TIMEOUT:?}: {}", self.describe()),
-            Err(e) => panic!("connection ended ({e:?}): {}", self.describe()),
-        }
-    }
-
-    fn expect(&mut self, command: &str) -> Frame {
-        let f = self.recv();
-        assert_eq!(f.command, command, "{}: {f:?}", self.describe());
-        f
-    }
-
-    fn msg(&mut self) -> Frame {
-        self.expect("MESSAGE")
-    }
-
     /// The next MESSAGE, which must be number `n` on `dest`.
     fn msg_n(&mut self, dest: &str, n: u32) -> Frame {
         let f = self.msg();
@@ -644,11 +277,12 @@ impl Client {
                 "no RECEIPT {id} within {TIMEOUT:?}: {}",
                 self.describe()
             );
-            if let Err(e) = self.fill() {
-                panic!(
+            match self.fill() {
+                Ok(()) | Err(End::Timeout) => {}
+                Err(e) => panic!(
                     "connection ended ({e:?}) waiting for RECEIPT {id}: {}",
                     self.describe()
-                );
+                ),
             }
         }
     }
@@ -672,8 +306,10 @@ impl Client {
                 "connection still open after {TIMEOUT:?}: {}",
                 self.describe()
             ),
-            Err(End::Other(e)) => panic!("unexpected read error {e}"),
-            Err(_) => {}
+            Err(e @ (End::Other(_) | End::Protocol(_) | End::WsNoClose)) => {
+                panic!("unexpected read error {e:?}")
+            }
+            Err(End::Eof | End::Reset | End::Close(_) | End::Timeout) => {}
         }
     }
 }
@@ -2112,7 +1748,7 @@ fn collect_until_sentinels(c: &mut Client, pubs: usize) -> Vec<(String, String)>
         if f.h("subscription") == "s" {
             sentinels += 1;
         } else {
-            got.push((f.h("subscription").to_string(), f.text()));
+            got.push((f.h("subscription").to_string(), f.text().to_string()));
         }
     }
     got.sort();

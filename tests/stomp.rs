@@ -1,10 +1,10 @@
-//! STOMP end to end: the real server with several reactors, driven by independent clients —
-//! raw TCP sockets writing hand-made STOMP bytes (read back with the small frame reader below,
-//! deliberately not stompbox's parser) and `tungstenite` over WebSocket (`/ws`, subprotocol
-//! `v12.stomp`).
+//! STOMP end to end: the real server with several reactors, driven by independent clients — raw TCP
+//! sockets writing hand-made STOMP bytes (read back with the small frame reader in
+//! `common/stomp.rs`, deliberately not stompbox's parser) and `tungstenite` over WebSocket (`/ws`,
+//! subprotocol `v12.stomp`).
 //!
-//! Every read has a bounded timeout ([`TIMEOUT`]); "nothing else arrived" is checked with a
-//! sentinel message sent after the thing that must not arrive, never by waiting for silence.
+//! Every read has a bounded timeout ([`common::stomp::TIMEOUT`]); "nothing else arrived" is checked
+//! with a sentinel message sent after the thing that must not arrive, never by waiting for silence.
 //!
 //! Some tests check which reactor a connection landed on from its session id, which the server
 //! formats as `s<reactor>-<n>`: with round-robin accepts that proves the test really crosses
@@ -14,40 +14,20 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
+use common::stomp::{
+    esc, frame, parse_frame, reactor_of, Addrs, Client, End, Frame, Io, Kind, BOTH,
+};
 use stompbox::ServerHandle;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::HeaderValue;
 use tungstenite::Message;
-
-/// The longest any single read may block.
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tcp,
-    Ws,
-}
-
-const BOTH: [Kind; 2] = [Kind::Tcp, Kind::Ws];
 
 fn other(k: Kind) -> Kind {
     match k {
         Kind::Tcp => Kind::Ws,
         Kind::Ws => Kind::Tcp,
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Addrs {
-    ws: SocketAddr,
-    tcp: SocketAddr,
 }
 
 struct Srv {
@@ -71,280 +51,23 @@ impl Srv {
     }
 }
 
-/// The reactor a session lives on, from the server's `s<reactor>-<n>` session ids.
-fn reactor_of(session: &str) -> usize {
-    session
-        .strip_prefix('s')
-        .and_then(|s| s.split_once('-'))
-        .and_then(|(r, _)| r.parse().ok())
-        .unwrap_or_else(|| panic!("session id {session:?} is not s<reactor>-<n>"))
-}
-
 // ---------------------------------------------------------------------------------------------
-// Frames: building (raw bytes) and reading (our own small parser).
-
-/// STOMP 1.1/1.2 header escaping.
-fn esc(v: &str) -> String {
-    let mut o = String::new();
-    for c in v.chars() {
-        match c {
-            '\r' => o.push_str("\\r"),
-            '\n' => o.push_str("\\n"),
-            ':' => o.push_str("\\c"),
-            '\\' => o.push_str("\\\\"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// Header escaping as the client's version defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Esc {
-    /// STOMP 1.0: none.
-    None,
-    /// STOMP 1.1: `\n`, `\c`, `\\`.
-    V11,
-    /// STOMP 1.2: also `\r`.
-    V12,
-}
-
-fn unesc(v: &str) -> String {
-    unesc_as(v, Esc::V12)
-}
-
-fn unesc_as(v: &str, esc: Esc) -> String {
-    let mut o = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            o.push(c);
-            continue;
-        }
-        o.push(match it.next() {
-            Some('r') if esc == Esc::V12 => '\r',
-            Some('n') => '\n',
-            Some('c') => ':',
-            Some('\\') => '\\',
-            other => panic!("server sent an escape \\{other:?} undefined in {esc:?}: {v:?}"),
-        });
-    }
-    o
-}
-
-/// A frame on the wire: `headers` are written as given (already escaped); no content-length is
-/// added.
-fn frame(cmd: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = cmd.as_bytes().to_vec();
-    v.push(b'\n');
-    for (k, val) in headers {
-        v.extend_from_slice(k.as_bytes());
-        v.push(b':');
-        v.extend_from_slice(val.as_bytes());
-        v.push(b'\n');
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
-}
-
-#[derive(Clone)]
-struct Frame {
-    command: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl fmt::Debug for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = &self.body[..self.body.len().min(200)];
-        write!(
-            f,
-            "{} {:?} body({} bytes)={:?}",
-            self.command,
-            self.headers,
-            self.body.len(),
-            String::from_utf8_lossy(shown)
-        )
-    }
-}
-
-impl Frame {
-    /// First value of a header (STOMP 1.2: repeated headers keep the first).
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn h(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no {name:?} header in {self:?}"))
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k == name).count()
-    }
-}
-
-fn trim_cr(l: &[u8]) -> &[u8] {
-    l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-/// One frame from the start of `buf` (no leading EOLs), or None if incomplete.
-fn parse_frame(buf: &[u8], esc: Esc) -> Option<(Frame, usize)> {
-    let nl = buf.iter().position(|&b| b == b'\n')?;
-    let command = String::from_utf8(trim_cr(&buf[..nl]).to_vec()).expect("UTF-8 command");
-    assert!(
-        matches!(
-            command.as_str(),
-            "CONNECTED" | "MESSAGE" | "RECEIPT" | "ERROR"
-        ),
-        "server sent a non-server command {command:?}: {:?}",
-        String::from_utf8_lossy(&buf[..buf.len().min(300)])
-    );
-    let esc = if command == "CONNECTED" {
-        Esc::None
-    } else {
-        esc
-    };
-    let mut pos = nl + 1;
-    let mut headers = Vec::new();
-    loop {
-        let rel = buf[pos..].iter().position(|&b| b == b'\n')?;
-        let line = trim_cr(&buf[pos..pos + rel]);
-        pos += rel + 1;
-        if line.is_empty() {
-            break;
-        }
-        let s = std::str::from_utf8(line).expect("UTF-8 header line");
-        let (k, v) = s
-            .split_once(':')
-            .unwrap_or_else(|| panic!("header line without colon: {s:?}"));
-        headers.push(if esc != Esc::None {
-            (unesc_as(k, esc), unesc_as(v, esc))
-        } else {
-            (k.to_string(), v.to_string())
-        });
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| {
-            v.parse::<usize>()
-                .unwrap_or_else(|_| panic!("bad content-length {v:?}"))
-        });
-    let (body, used) = match len {
-        Some(n) => {
-            if buf.len() < pos + n + 1 {
-                return None;
-            }
-            assert_eq!(buf[pos + n], 0, "{command}: body not followed by NUL");
-            (buf[pos..pos + n].to_vec(), pos + n + 1)
-        }
-        None => {
-            let z = buf[pos..].iter().position(|&b| b == 0)?;
-            (buf[pos..pos + z].to_vec(), pos + z + 1)
-        }
-    };
-    Some((
-        Frame {
-            command,
-            headers,
-            body,
-        },
-        used,
-    ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients.
-
-enum Io {
-    Tcp(TcpStream),
-    Ws(Box<Ws>),
-}
-
-/// Why reading stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    /// Clean EOF (after a WebSocket close handshake, for WebSocket).
-    Eof,
-    /// TCP reset.
-    Reset,
-    /// A WebSocket Close frame with this code.
-    Close(Option<u16>),
-    /// EOF on WebSocket without a Close frame.
-    WsNoClose,
-}
-
-enum Fill {
-    Data,
-    End(End),
-}
-
-struct Client {
-    io: Io,
-    buf: Vec<u8>,
-    /// How headers are escaped (from the negotiated version).
-    esc: Esc,
-    /// EOL heart-beats seen between frames.
-    eols: usize,
-    session: String,
-    version: String,
-}
-
-fn ws_socket(addr: SocketAddr) -> Ws {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("v12.stomp"),
-    );
-    let (ws, resp) = match tungstenite::client(req, s) {
-        Ok(x) => x,
-        Err(e) => panic!("WebSocket handshake failed: {e}"),
-    };
-    assert_eq!(resp.status(), 101);
-    assert_eq!(
-        resp.headers()
-            .get("Sec-WebSocket-Protocol")
-            .map(|v| v.as_bytes()),
-        Some(&b"v12.stomp"[..])
-    );
-    ws
-}
+// Clients: the shared raw client ([`common::stomp::Client`], reads blocking up to
+// [`common::stomp::TIMEOUT`] each), plus what only this file needs.
 
 const CONNECT12: &str = "CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n\n\0";
 
-impl Client {
-    /// The transport only: no STOMP frame sent yet.
-    fn open(a: Addrs, kind: Kind) -> Client {
-        let io = match kind {
-            Kind::Tcp => {
-                let s = TcpStream::connect(a.tcp).expect("connect");
-                s.set_read_timeout(Some(TIMEOUT)).unwrap();
-                s.set_write_timeout(Some(TIMEOUT)).unwrap();
-                s.set_nodelay(true).unwrap();
-                Io::Tcp(s)
-            }
-            Kind::Ws => Io::Ws(Box::new(ws_socket(a.ws))),
-        };
-        Client {
-            io,
-            buf: Vec::new(),
-            esc: Esc::V12,
-            eols: 0,
-            session: String::new(),
-            version: String::new(),
-        }
-    }
+trait StompClient: Sized {
+    fn connect(a: Addrs, kind: Kind) -> Self;
+    fn connect_with(a: Addrs, kind: Kind, connect: &str) -> (Self, Frame);
+    fn handshake(&mut self, connect: &str) -> Frame;
+    fn publish(&mut self, dest: &str, extra: &[(&str, &str)], body: &[u8]);
+    fn subscribe(&mut self, dest: &str, id: &str);
+    fn expect_closed(&mut self, ws_code: u16);
+    fn ws_frame_message(&mut self) -> (bool, Frame);
+}
 
+impl StompClient for Client {
     /// A STOMP 1.2 session without heart-beats.
     fn connect(a: Addrs, kind: Kind) -> Client {
         Client::connect_with(a, kind, CONNECT12).0
@@ -358,55 +81,10 @@ impl Client {
 
     /// Send a CONNECT/STOMP frame and expect CONNECTED; adopt its version and session.
     fn handshake(&mut self, connect: &str) -> Frame {
-        self.send(connect.as_bytes());
-        let f = self.expect("CONNECTED");
-        self.version = f.h("version").to_string();
-        self.esc = match self.version.as_str() {
-            "1.0" => Esc::None,
-            "1.1" => Esc::V11,
-            _ => Esc::V12,
-        };
+        let f = self.connected(connect.as_bytes());
+        self.set_version(f.h("version"));
         self.session = f.h("session").to_string();
         f
-    }
-
-    fn kind(&self) -> Kind {
-        match self.io {
-            Io::Tcp(_) => Kind::Tcp,
-            Io::Ws(_) => Kind::Ws,
-        }
-    }
-
-    fn ws(&mut self) -> &mut Ws {
-        match &mut self.io {
-            Io::Ws(w) => w,
-            Io::Tcp(_) => panic!("not a WebSocket client"),
-        }
-    }
-
-    fn tcp(&mut self) -> &mut TcpStream {
-        match &mut self.io {
-            Io::Tcp(s) => s,
-            Io::Ws(_) => panic!("not a TCP client"),
-        }
-    }
-
-    /// Raw bytes: as they are on TCP; one WebSocket message (text when UTF-8) on WebSocket.
-    fn send(&mut self, b: &[u8]) {
-        match &mut self.io {
-            Io::Tcp(s) => s.write_all(b).expect("TCP write"),
-            Io::Ws(w) => {
-                let m = match std::str::from_utf8(b) {
-                    Ok(s) => Message::text(s),
-                    Err(_) => Message::binary(b.to_vec()),
-                };
-                w.send(m).expect("WebSocket send");
-            }
-        }
-    }
-
-    fn send_frame(&mut self, cmd: &str, headers: &[(&str, &str)], body: &[u8]) {
-        self.send(&frame(cmd, headers, body));
     }
 
     /// SEND with a content-length (so bodies may hold NULs) plus `extra` headers.
@@ -421,130 +99,16 @@ impl Client {
     /// SUBSCRIBE (the id is escaped here) and wait for its receipt.
     fn subscribe(&mut self, dest: &str, id: &str) {
         let rid = format!("sub-{id}");
-        let (id, rid) = (esc(id), esc(&rid));
         self.send_frame(
             "SUBSCRIBE",
-            &[("destination", dest), ("id", &id), ("receipt", &rid)],
+            &[
+                ("destination", dest),
+                ("id", &esc(id)),
+                ("receipt", &esc(&rid)),
+            ],
             b"",
         );
-        self.expect_receipt(&unesc(&rid));
-    }
-
-    fn fill(&mut self) -> Fill {
-        match &mut self.io {
-            Io::Tcp(s) => {
-                let mut tmp = vec![0u8; 65536];
-                loop {
-                    match s.read(&mut tmp) {
-                        Ok(0) => return Fill::End(End::Eof),
-                        Ok(n) => {
-                            self.buf.extend_from_slice(&tmp[..n]);
-                            return Fill::Data;
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                            return Fill::End(End::Reset)
-                        }
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                        {
-                            panic!(
-                                "TCP read timed out after {TIMEOUT:?}; buffered: {:?}",
-                                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-                            )
-                        }
-                        Err(e) => panic!("TCP read: {e}"),
-                    }
-                }
-            }
-            Io::Ws(w) => loop {
-                match w.read() {
-                    Ok(Message::Text(t)) => {
-                        self.buf.extend_from_slice(t.as_bytes());
-                        return Fill::Data;
-                    }
-                    Ok(Message::Binary(b)) => {
-                        self.buf.extend_from_slice(&b);
-                        return Fill::Data;
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                    Ok(Message::Close(cf)) => {
-                        return Fill::End(End::Close(cf.map(|c| u16::from(c.code))))
-                    }
-                    Err(tungstenite::Error::ConnectionClosed) => return Fill::End(End::Eof),
-                    Err(tungstenite::Error::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                    )) => return Fill::End(End::WsNoClose),
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                    {
-                        panic!(
-                            "WebSocket read timed out after {TIMEOUT:?}; buffered: {:?}",
-                            String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-                        )
-                    }
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::ConnectionReset => {
-                        return Fill::End(End::Reset)
-                    }
-                    Err(e) => panic!("WebSocket read: {e}"),
-                }
-            },
-        }
-    }
-
-    /// A complete frame from the buffer, after skipping EOL heart-beats.
-    fn take_frame(&mut self) -> Option<Frame> {
-        let mut skip = 0;
-        loop {
-            match &self.buf[skip..] {
-                [b'\n', ..] => skip += 1,
-                [b'\r', b'\n', ..] => skip += 2,
-                _ => break,
-            }
-            self.eols += 1;
-        }
-        self.buf.drain(..skip);
-        let (f, used) = parse_frame(&self.buf, self.esc)?;
-        self.buf.drain(..used);
-        Some(f)
-    }
-
-    /// The next frame, or why the connection ended.
-    fn next_frame(&mut self) -> Result<Frame, End> {
-        loop {
-            if let Some(f) = self.take_frame() {
-                return Ok(f);
-            }
-            if let Fill::End(e) = self.fill() {
-                return Err(e);
-            }
-        }
-    }
-
-    fn recv(&mut self) -> Frame {
-        match self.next_frame() {
-            Ok(f) => f,
-            Err(e) => panic!(
-                "{:?} connection ended ({e:?}) while waiting for a frame; buffered: {:?}",
-                self.kind(),
-                String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
-            ),
-        }
-    }
-
-    fn expect(&mut self, command: &str) -> Frame {
-        let f = self.recv();
-        assert_eq!(f.command, command, "{:?}: {f:?}", self.kind());
-        f
-    }
-
-    fn msg(&mut self) -> Frame {
-        self.expect("MESSAGE")
-    }
-
-    fn expect_receipt(&mut self, id: &str) {
-        let f = self.expect("RECEIPT");
-        assert_eq!(f.h("receipt-id"), id, "{f:?}");
+        self.expect_receipt(&rid);
     }
 
     /// After the last frame: TCP EOF; or WebSocket Close `ws_code`, then EOF.
@@ -562,8 +126,8 @@ impl Client {
                     "WebSocket: expected Close {ws_code}, got {end:?}"
                 );
                 let after = match self.fill() {
-                    Fill::Data => Err(self.buf.clone()),
-                    Fill::End(e) => Ok(e),
+                    Ok(()) => Err(self.buf.clone()),
+                    Err(e) => Ok(e),
                 };
                 assert_eq!(after, Ok(End::Eof), "WebSocket: EOF after the Close");
             }
