@@ -1,79 +1,20 @@
 //! The frame decoder does not allocate for frames that arrive whole, and a bounded number of
 //! times for frames it has to reassemble.
 //!
-//! A counting global allocator (a thin wrapper over `System`) counts allocations, reallocations
-//! included, made by the current thread while a measurement is open. Measurements are serialized
-//! by a lock, so tests running on other threads neither add to the count nor reset it.
-//!
-//! DISABLED for now: a counting allocator needs `unsafe impl GlobalAlloc`, and the workspace sets
-//! `unsafe_code = "forbid"`, which `#![allow(unsafe_code)]` in a file cannot relax (E0453). With
-//! the workspace lint at "deny", delete the `cfg` line below and these tests compile and pass.
+//! A counting global allocator (`common/counting.rs`, a thin wrapper over `System`) counts
+//! allocations, reallocations included, made by the current thread while a measurement is open.
+//! Measurements are serialized by a lock, so tests running on other threads neither add to the
+//! count nor reset it.
 #![allow(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use stompbox::ws::{write_frame, Decoder, DecoderConfig, Event, Opcode};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static MEASURING: Mutex<()> = Mutex::new(());
-
-thread_local! {
-    static ENABLED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note() {
-    // `try_with`: the allocator can run while this thread's locals are being torn down.
-    if ENABLED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting
-// touches only an atomic and a const-initialized thread-local, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: `ptr` and `layout` came from this allocator, which is `System` underneath.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as for `realloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Run `f` and return how many allocations this thread made meanwhile, with `f`'s result.
-fn count_allocs<R>(f: impl FnOnce() -> R) -> (usize, R) {
-    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    ALLOCATIONS.store(0, Ordering::Relaxed);
-    ENABLED.with(|e| e.set(true));
-    let r = f();
-    ENABLED.with(|e| e.set(false));
-    (ALLOCATIONS.load(Ordering::Relaxed), r)
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::count_allocs;
 
 /// A socket read's worth: frames straddle reads at this size.
 const READ_CHUNK: usize = 4096;
