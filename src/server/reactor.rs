@@ -177,6 +177,8 @@ pub struct Reactor {
     outbox: Vec<Published>,
     qops: Vec<QueueOp>,
     deliveries: Vec<Delivery>,
+    /// Deliveries for consumers here, out of a queue operation applied here.
+    local_deliveries: Vec<Delivery>,
     /// Per peer reactor: what to send it at the end of this turn.
     batches: Vec<Batch>,
     now: Instant,
@@ -235,6 +237,7 @@ impl Reactor {
             outbox: Vec::new(),
             qops: Vec::new(),
             deliveries: Vec::new(),
+            local_deliveries: Vec::new(),
             batches: (0..n).map(|_| Batch::default()).collect(),
             now: Instant::now(),
             scratch: Vec::new(),
@@ -386,7 +389,8 @@ impl Reactor {
         for op in b.qops {
             self.apply_queue_op(op, now);
         }
-        self.deliver_queued(b.deliveries);
+        let mut deliveries = b.deliveries;
+        self.deliver_queued(&mut deliveries);
         for (token, receipt, accepted) in b.verdicts {
             self.verdict(Token(token), receipt, accepted, now);
         }
@@ -407,7 +411,8 @@ impl Reactor {
                 b.verdicts.push((token, v.receipt, v.accepted));
             }
         }
-        let mut local = Vec::new();
+        // Reused, not allocated per operation (taken: a delivery can requeue and come back here).
+        let mut local = std::mem::take(&mut self.local_deliveries);
         for d in out.drain(..) {
             let r = d.consumer.reactor as usize;
             if r == self.id {
@@ -417,17 +422,18 @@ impl Reactor {
             }
         }
         self.deliveries = out;
-        self.deliver_queued(local);
+        self.deliver_queued(&mut local);
+        self.local_deliveries = local;
     }
 
     /// Deliveries from a queue's home to consumers on this reactor.
-    fn deliver_queued(&mut self, deliveries: Vec<Delivery>) {
+    fn deliver_queued(&mut self, deliveries: &mut Vec<Delivery>) {
         if deliveries.is_empty() {
             return;
         }
         let mut sink = conn_sink!(self);
         let mut back = Vec::new();
-        for d in deliveries {
+        for d in deliveries.drain(..) {
             // A consumer that is gone: its home requeues tracked messages when it hears of it;
             // an untracked (auto-mode) one is handed back now.
             if !self.router.deliver_queued(&d, &mut sink) && !d.tracked {
