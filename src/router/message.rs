@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::stomp::{escape, push_usize, FrameRef, Version};
+use crate::stomp::{escape, push_usize, usize_digits, FrameRef, Version};
 
 /// A message id, formatted once, stored inline.
 #[derive(Debug, Clone, Copy)]
@@ -19,20 +19,23 @@ impl MsgId {
         len: 0,
     };
 
+    /// `m<reactor>-<seq>`, written in place (one is made per topic message).
     pub fn new(reactor: usize, seq: u64) -> Self {
-        let mut v = Vec::new();
-        v.extend_from_slice(b"m");
-        push_usize(&mut v, reactor);
-        v.push(b'-');
-        push_usize(&mut v, seq as usize);
-        let mut buf = [0u8; 32];
-        let len = v.len().min(32);
-        buf.get_mut(..len)
-            .unwrap_or_default()
-            .copy_from_slice(v.get(..len).unwrap_or_default());
-        MsgId {
-            buf,
-            len: len as u8,
+        let mut id = MsgId::EMPTY;
+        let mut tmp = [0u8; 20];
+        id.push(b"m");
+        id.push(usize_digits(reactor, &mut tmp));
+        id.push(b"-");
+        id.push(usize_digits(seq as usize, &mut tmp));
+        id
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len as usize) {
+                *slot = b;
+                self.len += 1;
+            }
         }
     }
 
@@ -204,5 +207,19 @@ fn unescaped<'a>(frame: &FrameRef<'a>, raw: &'a [u8]) -> std::borrow::Cow<'a, [u
         escape::unescape(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
     } else {
         std::borrow::Cow::Borrowed(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MsgId;
+
+    #[test]
+    fn message_ids_are_reactor_and_sequence() {
+        assert_eq!(MsgId::new(3, 42).as_bytes(), b"m3-42");
+        assert_eq!(MsgId::new(0, 0).as_bytes(), b"m0-0");
+        let big = MsgId::new(63, u64::MAX);
+        assert_eq!(big.as_bytes(), format!("m63-{}", u64::MAX).as_bytes());
+        assert!(MsgId::EMPTY.as_bytes().is_empty());
     }
 }

@@ -53,8 +53,13 @@ fn push_unescaped(out: &mut Vec<u8>, v: &[u8]) {
 }
 
 /// Append a decimal number without allocating.
-pub fn push_usize(out: &mut Vec<u8>, mut n: usize) {
+pub fn push_usize(out: &mut Vec<u8>, n: usize) {
     let mut tmp = [0u8; 20];
+    out.extend_from_slice(usize_digits(n, &mut tmp));
+}
+
+/// The decimal digits of `n`, written at the end of `tmp`.
+pub fn usize_digits(mut n: usize, tmp: &mut [u8; 20]) -> &[u8] {
     let mut i = tmp.len();
     loop {
         i -= 1;
@@ -66,7 +71,7 @@ pub fn push_usize(out: &mut Vec<u8>, mut n: usize) {
             break;
         }
     }
-    out.extend_from_slice(tmp.get(i..).unwrap_or_default());
+    tmp.get(i..).unwrap_or_default()
 }
 
 /// Append an ERROR frame with a `message` header and a short body.

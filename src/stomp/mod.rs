@@ -7,7 +7,7 @@ pub mod frame;
 pub mod heartbeat;
 pub mod parse;
 
-pub use encode::{push_usize, write_error, write_frame};
+pub use encode::{push_usize, usize_digits, write_error, write_frame};
 pub use frame::{Command, FrameRef, Header, Version};
 pub use parse::{parse, Limits, ParseError, Parsed};
 
