@@ -148,4 +148,41 @@ run_all rabbitmq "$rmq_url" "$rpid"
     echo
     "$lt" table "stompbox=$out/stompbox" "rabbitmq=$out/rabbitmq"
 } | tee "$out/table.md"
+
+# The figures the README and BENCHMARKS.md promise, checked against this run.
+{
+    echo
+    echo "against the promised ratios (stompbox / rabbitmq, this run):"
+    python3 - "$out" <<'PY' || echo "  (the ratios could not be checked)"
+import json, os, sys
+out = sys.argv[1]
+def m(broker, scen, key):
+    try:
+        with open(os.path.join(out, broker, scen + ".json")) as f:
+            return json.load(f)["metrics"].get(key)
+    except (OSError, ValueError, KeyError):
+        return None
+def ratio(scen, key):
+    a, b = m("stompbox", scen, key), m("rabbitmq", scen, key)
+    return None if a is None or not b else a / b
+lines, ok = [], True
+fan = [s for s in sorted(os.listdir(os.path.join(out, "stompbox"))) if s.startswith("fanout-") and s.endswith(".json")]
+rs = [(s[:-5], ratio(s[:-5], "delivered_per_s")) for s in fan]
+good = bool(rs) and all(r is not None and r >= 10 for _, r in rs)
+ok &= good
+lines.append("fanout delivered/s at least 10x in every scenario: %s (%s)" % (
+    "met" if good else "NOT met", ", ".join("%s %s" % (n, "-" if r is None else "%.0fx" % r) for n, r in rs)))
+big = [s[:-5] for s in os.listdir(os.path.join(out, "stompbox")) if s.startswith("connect+broadcast-") and s.endswith(".json")]
+for scen in big:
+    r = ratio(scen, "broker_bytes_per_session")
+    good = r is not None and r <= 1 / 20
+    ok &= good
+    lines.append("memory per idle session at most 1/20 (%s): %s (%s)" % (scen, "met" if good else "NOT met", "-" if not r else "1/%.0f" % (1 / r)))
+    r = ratio(scen, "last_p99_ms")
+    good = r is not None and r <= 1 / 10
+    ok &= good
+    lines.append("last-receiver p99 at most 1/10 (%s): %s (%s)" % (scen, "met" if good else "NOT met", "-" if not r else "1/%.0f" % (1 / r)))
+print("\n".join("  " + l for l in lines))
+PY
+} | tee -a "$out/table.md"
 log "results in $out (table.md, per-run .json/.html/.txt); compare.sh took $((SECONDS / 60)) min $((SECONDS % 60)) s"
