@@ -326,6 +326,24 @@ pub struct ThreadOut {
     pub pacer_resets: u64,
 }
 
+impl ThreadOut {
+    /// Add another thread's results to these (broadcasts: receivers summed, slowest kept).
+    pub fn merge(&mut self, o: ThreadOut) {
+        self.e2e.merge(&o.e2e);
+        self.setup.merge(&o.setup);
+        self.upgrade.merge(&o.upgrade);
+        merge_failures(&mut self.failures, &o.failures);
+        for (seq, (n, lat)) in o.bcast {
+            let e = self.bcast.entry(seq).or_insert((0, 0));
+            e.0 += n;
+            e.1 = e.1.max(lat);
+        }
+        self.ids.extend(o.ids);
+        self.cpu += o.cpu;
+        self.pacer_resets += o.pacer_resets;
+    }
+}
+
 /// Messages one publisher may send per loop turn when unpaced.
 const BURST: u64 = 64;
 
@@ -661,12 +679,8 @@ pub struct Outcome {
     pub at_end: Snap,
     pub last: Snap,
     pub drained: bool,
-    pub e2e: Latency,
-    pub setup: Latency,
-    pub upgrade: Latency,
-    pub failures: Failures,
-    pub bcast: HashMap<u64, (u32, u64)>,
-    pub ids: Vec<u64>,
+    /// Every reactor thread's results, merged.
+    pub threads: ThreadOut,
     pub ready_subs: u64,
     /// Per-second (published, delivered, ready) over the measured window.
     pub series: Vec<(f64, f64, u64)>,
@@ -676,7 +690,6 @@ pub struct Outcome {
     pub broker_cpu_pct: Option<f64>,
     pub rss_before: Option<u64>,
     pub rss_after: Option<u64>,
-    pub pacer_resets: u64,
     pub warnings: Vec<String>,
 }
 
@@ -784,16 +797,16 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         .sum();
     if after_setup.ready == 0 {
         shared.set_phase(Phase::Abort);
-        let mut failures = Failures::new();
+        let mut all = ThreadOut::default();
         for h in handles {
             if let Ok(Ok(o)) = h.join() {
-                merge_failures(&mut failures, &o.failures);
+                all.merge(o);
             }
         }
         prog.finish();
         return Err(format!(
             "no session could be set up ({} failed): {:?}",
-            after_setup.failed, failures
+            after_setup.failed, all.failures
         ));
     }
 
@@ -887,12 +900,7 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         at_end,
         last: shared.c.snap(),
         drained,
-        e2e: Latency::new(),
-        setup: Latency::new(),
-        upgrade: Latency::new(),
-        failures: Failures::new(),
-        bcast: HashMap::new(),
-        ids: Vec::new(),
+        threads: ThreadOut::default(),
         ready_subs,
         series,
         cpu_pct: 0.0,
@@ -900,24 +908,11 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         broker_cpu_pct: None,
         rss_before,
         rss_after,
-        pacer_resets: 0,
         warnings: Vec::new(),
     };
     for h in handles {
         match h.join() {
-            Ok(Ok(o)) => {
-                out.e2e.merge(&o.e2e);
-                out.setup.merge(&o.setup);
-                out.upgrade.merge(&o.upgrade);
-                merge_failures(&mut out.failures, &o.failures);
-                for (seq, (n, lat)) in o.bcast {
-                    let e = out.bcast.entry(seq).or_insert((0, 0));
-                    e.0 += n;
-                    e.1 = e.1.max(lat);
-                }
-                out.ids.extend(o.ids);
-                out.pacer_resets += o.pacer_resets;
-            }
+            Ok(Ok(o)) => out.threads.merge(o),
             Ok(Err(e)) => warnings.push(format!("a reactor thread failed: {e}")),
             Err(_) => warnings.push("a reactor thread panicked".into()),
         }
@@ -948,13 +943,43 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
             threads + 1
         ));
     }
-    if out.pacer_resets > 0 {
+    if out.threads.pacer_resets > 0 {
         warnings.push(format!(
             "publishers fell more than a second behind their target rate {} times: the rate \
              asked for was not reached",
-            out.pacer_resets
+            out.threads.pacer_resets
         ));
     }
     out.warnings = warnings;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadOut;
+
+    #[test]
+    fn thread_results_merge() {
+        let mut a = ThreadOut::default();
+        a.e2e.record(1_000);
+        a.bcast.insert(7, (3, 500));
+        a.ids.push(1);
+        a.failures.insert("timeout".into(), 1);
+        a.pacer_resets = 1;
+        let mut b = ThreadOut::default();
+        b.e2e.record(2_000);
+        b.bcast.insert(7, (2, 900));
+        b.bcast.insert(8, (1, 100));
+        b.ids.push(2);
+        b.failures.insert("timeout".into(), 2);
+        b.pacer_resets = 2;
+        a.merge(b);
+        assert_eq!(a.e2e.count(), 2);
+        // A broadcast's receivers add up across threads; its slowest latency is the max.
+        assert_eq!(a.bcast.get(&7), Some(&(5, 900)));
+        assert_eq!(a.bcast.get(&8), Some(&(1, 100)));
+        assert_eq!(a.ids, vec![1, 2]);
+        assert_eq!(a.failures.get("timeout"), Some(&3));
+        assert_eq!(a.pacer_resets, 3);
+    }
 }

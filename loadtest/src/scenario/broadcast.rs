@@ -61,7 +61,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
     let (mut complete, mut partial) = (0u64, 0u64);
     let want = o.ready_subs.saturating_sub(o.last.dropped) as u32;
     for seq in first..last {
-        match o.bcast.get(&seq) {
+        match o.threads.bcast.get(&seq) {
             Some((n, lat)) if *n >= want => {
                 complete += 1;
                 last_rx.record(*lat);
@@ -104,6 +104,6 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
     );
     super::setup_report(&mut r, &o);
     r.latency("last", "last receiver (per broadcast)", s);
-    r.latency("e2e", "every delivery", o.e2e.summary());
+    r.latency("e2e", "every delivery", o.threads.e2e.summary());
     Ok(r)
 }

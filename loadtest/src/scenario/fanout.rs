@@ -114,6 +114,10 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
             c.drain
         ));
     }
-    r.latency("e2e", "end-to-end (publish to deliver)", o.e2e.summary());
+    r.latency(
+        "e2e",
+        "end-to-end (publish to deliver)",
+        o.threads.e2e.summary(),
+    );
     Ok(r)
 }

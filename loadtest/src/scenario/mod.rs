@@ -135,7 +135,7 @@ pub fn common_report(r: &mut Report, plan: &Plan, o: &Outcome, c: &Common) {
     if let Some(b) = o.broker_cpu_pct {
         r.metric("broker_cpu_pct", "broker CPU", b, "%");
     }
-    r.failures = o.failures.clone();
+    r.failures = o.threads.failures.clone();
     r.warnings.extend(o.warnings.iter().cloned());
     r.series = o
         .series
@@ -200,12 +200,12 @@ pub fn setup_report(r: &mut Report, o: &Outcome) {
     r.latency(
         "upgrade",
         "TCP connect + WebSocket upgrade",
-        o.upgrade.summary(),
+        o.threads.upgrade.summary(),
     );
     r.latency(
         "ready",
         "session ready (+CONNECT+SUBSCRIBE)",
-        o.setup.summary(),
+        o.threads.setup.summary(),
     );
 }
 

@@ -92,10 +92,10 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
     }
     common_report(&mut r, &plan, &o, c);
     r.warnings.extend(clamp);
-    let received = o.ids.len() as u64;
-    o.ids.sort_unstable();
-    o.ids.dedup();
-    let unique = o.ids.len() as u64;
+    let received = o.threads.ids.len() as u64;
+    o.threads.ids.sort_unstable();
+    o.threads.ids.dedup();
+    let unique = o.threads.ids.len() as u64;
     let sent = o.last.published;
     r.metric(
         "sent_per_s",
@@ -145,7 +145,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
             plan.dests[0]
         ));
     }
-    r.latency("e2e", "send to consume", o.e2e.summary());
+    r.latency("e2e", "send to consume", o.threads.e2e.summary());
     Ok(r)
 }
 
