@@ -52,6 +52,11 @@ fn check_frame(f: &FrameRef<'_>, version: Version) {
     assert!(f.body.len() <= LIMITS.max_body);
     for h in f.headers {
         assert!(h.name.len() + 1 + h.value.len() <= LIMITS.max_header_line);
+        // A NUL in a header would end the frame for a reader downstream (forgery).
+        assert!(!h.name.contains(&0) && !h.value.contains(&0), "NUL in {h:?}");
+        if f.escaped && version == Version::V1_2 {
+            assert!(!h.name.contains(&b'\r') && !h.value.contains(&b'\r'), "CR in {h:?}");
+        }
     }
     assert_eq!(
         f.escaped,

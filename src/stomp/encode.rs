@@ -39,17 +39,15 @@ pub fn write_frame(
 }
 
 /// Append a header name or value where escaping is not available (1.0, CONNECT, CONNECTED).
-/// An EOL would end the header and let the value inject headers or a body, so each `\r` and
-/// `\n` becomes a space.
+/// An EOL would end the header and let the value inject headers or a body, and a NUL would end
+/// the frame, so each `\r`, `\n` and NUL becomes a space.
 fn push_unescaped(out: &mut Vec<u8>, v: &[u8]) {
-    if !v.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+    let bad = |b: &u8| matches!(b, b'\r' | b'\n' | 0);
+    if !v.iter().any(bad) {
         out.extend_from_slice(v);
         return;
     }
-    out.extend(
-        v.iter()
-            .map(|&b| if matches!(b, b'\r' | b'\n') { b' ' } else { b }),
-    );
+    out.extend(v.iter().map(|&b| if bad(&b) { b' ' } else { b }));
 }
 
 /// Append a decimal number without allocating.

@@ -45,10 +45,12 @@ pub fn unescape(raw: &[u8]) -> Result<Cow<'_, [u8]>, BadEscape> {
 
 /// Does this value need escaping?
 pub fn needs_escape(v: &[u8]) -> bool {
-    v.iter().any(|b| matches!(b, b'\r' | b'\n' | b':' | b'\\'))
+    v.iter()
+        .any(|b| matches!(b, b'\r' | b'\n' | b':' | b'\\' | 0))
 }
 
-/// Append `v` escaped.
+/// Append `v` escaped. STOMP has no escape for NUL, which would end the frame for any reader:
+/// it becomes a space (parsed frames cannot hold one; values from handlers could).
 pub fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
     if !needs_escape(v) {
         out.extend_from_slice(v);
@@ -60,6 +62,7 @@ pub fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
             b'\n' => out.extend_from_slice(b"\\n"),
             b':' => out.extend_from_slice(b"\\c"),
             b'\\' => out.extend_from_slice(b"\\\\"),
+            0 => out.push(b' '),
             _ => out.push(b),
         }
     }
@@ -80,5 +83,9 @@ mod tests {
         assert_eq!(validate(b"bad\\t"), Err(BadEscape));
         assert_eq!(validate(b"trailing\\"), Err(BadEscape));
         assert!(matches!(unescape(b"plain"), Ok(Cow::Borrowed(_))));
+        // NUL has no escape: written as a space, never raw.
+        let mut e = Vec::new();
+        escape_into(&mut e, b"a\0MESSAGE");
+        assert_eq!(e, b"a MESSAGE");
     }
 }

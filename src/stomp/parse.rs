@@ -56,6 +56,11 @@ pub enum ParseError {
     BodyTooLarge,
     BadContentLength,
     MissingNul,
+    /// A NUL inside a header line: it would end the frame for any reader, so a value holding
+    /// one could smuggle a second frame to subscribers.
+    NulInHeader,
+    /// STOMP 1.2: a CR that is not part of a line's CRLF (1.2 escapes it as `\r`).
+    BareCr,
 }
 
 impl ParseError {
@@ -69,6 +74,8 @@ impl ParseError {
             ParseError::BodyTooLarge => "body too large",
             ParseError::BadContentLength => "invalid content-length",
             ParseError::MissingNul => "frame body not followed by NUL",
+            ParseError::NulInHeader => "NUL in header",
+            ParseError::BareCr => "CR in header not followed by LF (escape it as \\r)",
         }
     }
 }
@@ -155,6 +162,13 @@ pub fn parse<'a>(
         pos = next;
         if l.is_empty() {
             break;
+        }
+        // A NUL never belongs in a header line; a CR only as the `\r` escape in 1.2.
+        if memchr(0, l).is_some() {
+            return Err(ParseError::NulInHeader);
+        }
+        if version == Version::V1_2 && escaped && memchr(b'\r', l).is_some() {
+            return Err(ParseError::BareCr);
         }
         let colon = memchr(b':', l).ok_or(ParseError::MissingColon)?;
         let name = l.get(..colon).unwrap_or_default();
