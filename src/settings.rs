@@ -142,6 +142,8 @@ pub struct HeartbeatSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct SessionSettings {
     pub max_subscriptions: usize,
+    /// Words in a wildcard subscription pattern (consecutive `#` count once).
+    pub max_pattern_words: usize,
     /// Queue prefetch when SUBSCRIBE has no `prefetch-count`.
     pub default_prefetch: usize,
     /// The most `prefetch-count` may ask for.
@@ -468,6 +470,7 @@ impl Settings {
             heartbeat,
             min_heartbeat,
             max_subscriptions,
+            max_pattern_words,
             default_prefetch,
             max_prefetch,
             max_transactions,
@@ -513,6 +516,7 @@ impl Settings {
             },
             session: SessionSettings {
                 max_subscriptions: *max_subscriptions,
+                max_pattern_words: *max_pattern_words,
                 default_prefetch: *default_prefetch,
                 max_prefetch: *max_prefetch,
                 max_transactions: *max_transactions,
@@ -616,6 +620,7 @@ impl Settings {
                 heartbeat: (s.heartbeat.send.millis(), s.heartbeat.receive.millis()),
                 min_heartbeat: s.heartbeat.min.millis(),
                 max_subscriptions: s.session.max_subscriptions,
+                max_pattern_words: s.session.max_pattern_words,
                 default_prefetch: s.session.default_prefetch,
                 max_prefetch: s.session.max_prefetch,
                 max_transactions: s.session.max_transactions,
@@ -751,6 +756,12 @@ impl Settings {
 
         let se = &s.session;
         v.at_least("session.max_subscriptions", se.max_subscriptions as u64, 1);
+        v.range(
+            "session.max_pattern_words",
+            se.max_pattern_words as u64,
+            1,
+            1024,
+        );
         v.at_least("session.default_prefetch", se.default_prefetch as u64, 1);
         if se.default_prefetch > se.max_prefetch {
             v.fail(

@@ -68,3 +68,62 @@ fn nul_in_header_cannot_forge_a_frame() {
     }
     h.shutdown().unwrap();
 }
+
+/// The longest loop turn any reactor has had, from the metrics.
+fn max_turn(h: &ServerHandle) -> f64 {
+    h.metrics()
+        .lines()
+        .filter(|l| l.starts_with("stompbox_reactor_loop_turn_max_seconds"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+/// Defect: `SUBSCRIBE /topic/#.#.#...` (K words) then a SEND to a K-word destination stalled
+/// the reactors for ~K^3 steps (5.4 s at K=1,500, 89 s at K=4,000). Consecutive `#` collapse
+/// into one trie node and the walk de-duplicates in O(1): with the word limit raised out of the
+/// way, K=4,000 and a pattern of 100 distinct `#` nodes publish within an ordinary turn.
+#[test]
+fn wildcard_pattern_cannot_stall_a_reactor() {
+    let (h, a) = server(2, |c| c.session.max_pattern_words = 5000);
+    let mut sub = client(a, Kind::Tcp);
+    let hashes = vec!["#"; 4000].join(".");
+    subscribe(&mut sub, &format!("/topic/{hashes}"), "1", &[]);
+    let spaced = vec!["#.a"; 100].join(".");
+    subscribe(&mut sub, &format!("/topic/{spaced}"), "2", &[]);
+    let mut publ = client(a, Kind::Tcp);
+    for words in [4000, 200] {
+        let dest = format!("/topic/{}", vec!["a"; words].join("."));
+        publ.send(&frame(
+            "SEND",
+            &[("destination", &dest), ("receipt", "r")],
+            b"x",
+        ));
+        publ.expect_receipt("r");
+    }
+    let mut got: Vec<String> = (0..3)
+        .map(|_| sub.msg().h("subscription").to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["1", "1", "2"], "4,000 words match 1; 200 match both");
+    let turn = max_turn(&h);
+    assert!(turn < 1.0, "a reactor turn took {turn} s");
+    h.shutdown().unwrap();
+}
+
+/// Wildcard patterns are bounded in words (`session.max_pattern_words`, consecutive `#` counted
+/// once): a longer one is refused with an ERROR.
+#[test]
+fn wildcard_pattern_over_the_word_limit_is_refused() {
+    let (h, a) = server(1, |c| c.session.max_pattern_words = 8);
+    let mut c = client(a, Kind::Tcp);
+    // 8 words after `#.#.#` collapses: accepted.
+    subscribe(&mut c, "/topic/#.#.#.a.*.b.c.d.e.f", "ok", &[]);
+    c.send_frame(
+        "SUBSCRIBE",
+        &[("destination", "/topic/a.b.c.d.e.f.g.h.*"), ("id", "2")],
+        b"",
+    );
+    let e = c.expect("ERROR");
+    assert!(e.h("message").contains("9 words"), "{e:?}");
+    h.shutdown().unwrap();
+}

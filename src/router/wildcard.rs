@@ -17,6 +17,24 @@ pub fn is_pattern(destination: &str) -> bool {
     key(destination).is_some_and(|k| k.split('.').any(|w| w == "*" || w == "#"))
 }
 
+/// The words of a pattern as the trie stores them: consecutive `#` words collapse into one
+/// (`a.#.#.b` matches exactly what `a.#.b` matches), so no run of `#` can multiply the nodes a
+/// walk keeps alive.
+pub fn pattern_words(pattern: &str) -> impl Iterator<Item = &str> {
+    let mut prev_hash = false;
+    key(pattern).unwrap_or(pattern).split('.').filter(move |w| {
+        let hash = *w == "#";
+        let keep = !(hash && prev_hash);
+        prev_hash = hash;
+        keep
+    })
+}
+
+/// Words of a pattern after normalisation (what `session.max_pattern_words` bounds).
+pub fn pattern_len(pattern: &str) -> usize {
+    pattern_words(pattern).count()
+}
+
 /// The plain recursive matcher the trie is tested against.
 pub fn matches_naive(pattern: &str, destination: &str) -> bool {
     fn go(p: &[&str], d: &[&str]) -> bool {
@@ -93,7 +111,7 @@ impl<T> Trie<T> {
     /// The value slot of a pattern, created if missing.
     pub fn entry(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
         let mut node = &mut self.root;
-        for w in key(pattern).unwrap_or(pattern).split('.') {
+        for w in pattern_words(pattern) {
             node = match w {
                 "*" => node.star.get_or_insert_with(Box::default),
                 "#" => node.hash.get_or_insert_with(Box::default),
@@ -109,7 +127,7 @@ impl<T> Trie<T> {
     /// The value of a pattern, if stored.
     pub fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
         let mut node = &mut self.root;
-        for w in key(pattern).unwrap_or(pattern).split('.') {
+        for w in pattern_words(pattern) {
             node = match w {
                 "*" => node.star.as_deref_mut()?,
                 "#" => node.hash.as_deref_mut()?,
@@ -119,7 +137,8 @@ impl<T> Trie<T> {
         node.value.as_mut()
     }
 
-    /// Remove a pattern (and prune empty branches).
+    /// Remove a pattern (and prune empty branches). The recursion is as deep as the pattern has
+    /// words, which SUBSCRIBE bounds (`session.max_pattern_words`).
     pub fn remove(&mut self, pattern: &str) -> Option<T> {
         fn go<T>(node: &mut Node<T>, words: &[&str]) -> Option<T> {
             let Some((w, rest)) = words.split_first() else {
@@ -153,7 +172,7 @@ impl<T> Trie<T> {
             };
             v
         }
-        let words: Vec<&str> = key(pattern).unwrap_or(pattern).split('.').collect();
+        let words: Vec<&str> = pattern_words(pattern).collect();
         let v = go(&mut self.root, &words);
         if v.is_some() {
             self.len -= 1;
@@ -164,10 +183,11 @@ impl<T> Trie<T> {
     /// Call `f` once for each stored pattern that matches `destination`.
     ///
     /// The words are read once, left to right, keeping the set of trie nodes still alive (an
-    /// NFA walk): a node entered through `#` stays alive for every further word. Its cost is at
-    /// most words x live nodes, so no pattern (`#.a.#.a.#...`) can make one publish explode
-    /// the way backtracking over the ways `#` can split the words would. The live sets sit on
-    /// the stack up to 32 nodes each: a publish allocates nothing unless more are alive.
+    /// NFA walk): a node entered through `#` stays alive for every further word. Each live node
+    /// is entered once per word, with an O(1) check for duplicates, so the cost is at most
+    /// words x live nodes: no pattern (`#.a.#.a.#...`) can make one publish explode the way
+    /// backtracking over the ways `#` can split the words would. The live sets sit on the stack
+    /// up to 32 nodes each: a publish allocates nothing unless more are alive.
     pub fn for_each_match<'t>(&'t self, destination: &str, mut f: impl FnMut(&'t T)) {
         let Some(k) = key(destination) else {
             return;
@@ -213,6 +233,38 @@ struct Live<'t, T> {
     inline: [Option<(&'t Node<T>, bool)>; LIVE_INLINE],
     len: usize,
     spill: Vec<(&'t Node<T>, bool)>,
+    /// Every live node's address once the set has spilled: membership in O(1) (up to
+    /// [`LIVE_INLINE`] nodes a scan of the inline array is as cheap).
+    seen: std::collections::HashSet<*const Node<T>, PtrHash>,
+}
+
+/// Hashes a node's address with one multiplication (SipHash would dominate a large walk).
+#[derive(Default, Clone, Copy)]
+struct PtrHash;
+
+impl std::hash::BuildHasher for PtrHash {
+    type Hasher = PtrHasher;
+    fn build_hasher(&self) -> PtrHasher {
+        PtrHasher(0)
+    }
+}
+
+struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // Fibonacci hashing; the high bits carry the mix, so fold them down.
+        let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
 }
 
 impl<'t, T> Live<'t, T> {
@@ -221,12 +273,26 @@ impl<'t, T> Live<'t, T> {
             inline: [None; LIVE_INLINE],
             len: 0,
             spill: Vec::new(),
+            seen: std::collections::HashSet::with_hasher(PtrHash),
         }
     }
 
     fn clear(&mut self) {
         self.len = 0;
         self.spill.clear();
+        self.seen.clear();
+    }
+
+    fn contains(&self, n: &'t Node<T>) -> bool {
+        if self.spill.is_empty() {
+            self.inline
+                .iter()
+                .take(self.len)
+                .flatten()
+                .any(|(m, _)| std::ptr::eq(*m, n))
+        } else {
+            self.seen.contains(&std::ptr::from_ref(n))
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -248,16 +314,24 @@ impl<'t, T> Live<'t, T> {
                 *slot = Some((n, by_hash));
                 self.len += 1;
             }
-            None => self.spill.push((n, by_hash)),
+            None => {
+                if self.spill.is_empty() {
+                    let inline = self.inline.iter().flatten();
+                    self.seen
+                        .extend(inline.map(|(m, _)| std::ptr::from_ref(*m)));
+                }
+                self.seen.insert(std::ptr::from_ref(n));
+                self.spill.push((n, by_hash));
+            }
         }
     }
 
     /// Make `n` live, and the `#` children below it (a `#` may take no word at all). A node
     /// reached through a word or `*` has one parent edge, so it is entered at most once per
-    /// word; a `#` node also stays alive by itself, so it is looked for first.
+    /// word; a `#` node also stays alive by itself, so it is looked for first (in O(1)).
     fn enter(&mut self, mut n: &'t Node<T>, mut by_hash: bool) {
         loop {
-            if by_hash && self.iter().any(|(m, _)| std::ptr::eq(m, n)) {
+            if by_hash && self.contains(n) {
                 return; // already live, with its `#` chain
             }
             self.push(n, by_hash);
@@ -277,9 +351,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn matched(t: &Trie<String>, d: &str) -> Vec<String> {
+    /// Patterns that normalise alike share a node: each node holds the patterns stored there.
+    fn add(t: &mut Trie<Vec<String>>, p: &str) {
+        t.entry(p, Vec::new).push(p.to_string());
+    }
+
+    fn matched(t: &Trie<Vec<String>>, d: &str) -> Vec<String> {
         let mut v = Vec::new();
-        t.for_each_match(d, |s| v.push(s.clone()));
+        t.for_each_match(d, |s| v.extend(s.iter().cloned()));
         v.sort();
         v
     }
@@ -307,7 +386,7 @@ mod tests {
         for (p, d, want) in cases {
             assert_eq!(matches_naive(p, d), *want, "naive {p} {d}");
             let mut t = Trie::default();
-            t.entry(p, || p.to_string());
+            add(&mut t, p);
             assert_eq!(!matched(&t, d).is_empty(), *want, "trie {p} {d}");
         }
         assert!(is_pattern("/topic/a.*"));
@@ -319,13 +398,16 @@ mod tests {
     fn each_pattern_once_and_removal_prunes() {
         let mut t = Trie::default();
         for p in ["/topic/a.#.#", "/topic/#", "/topic/a.*", "/topic/a.b"] {
-            t.entry(p, || p.to_string());
+            add(&mut t, p);
         }
         assert_eq!(
             matched(&t, "/topic/a.b"),
             vec!["/topic/#", "/topic/a.#.#", "/topic/a.*", "/topic/a.b"]
         );
-        assert_eq!(t.remove("/topic/a.#.#").as_deref(), Some("/topic/a.#.#"));
+        assert_eq!(
+            t.remove("/topic/a.#.#"),
+            Some(vec!["/topic/a.#.#".to_string()])
+        );
         assert_eq!(t.remove("/topic/a.#.#"), None);
         assert_eq!(t.len(), 3);
         assert_eq!(matched(&t, "/topic/a.b.c"), vec!["/topic/#"]);
@@ -338,10 +420,54 @@ mod tests {
         let mut t = Trie::default();
         let yes = "/topic/#.a.#.a.#.a.#.a.#.a.#";
         let no = "/topic/#.a.#.a.#.a.#.a.#.a.#.b";
-        t.entry(yes, || yes.to_string());
-        t.entry(no, || no.to_string());
+        add(&mut t, yes);
+        add(&mut t, no);
         let d = format!("/topic/{}", vec!["a"; 300].join("."));
         assert_eq!(matched(&t, &d), vec![yes]);
+    }
+
+    /// Regression (reactor stall): `#.#.#...` (K words) against a K-word destination kept K
+    /// `#` nodes alive and looked each one up in the whole live set, ~K^3 steps (89 s at
+    /// K=4,000). Consecutive `#` now collapse into one node, and membership is O(1): the same
+    /// walk at K=4,000 is K steps. A pattern of K distinct `#` nodes (`#.a.#.a...`) is bounded
+    /// by words x live nodes.
+    #[test]
+    fn many_hashes_in_a_row_are_one_node() {
+        let k = 4000;
+        let mut t = Trie::default();
+        let p = format!("/topic/{}", vec!["#"; k].join("."));
+        add(&mut t, &p);
+        assert_eq!(pattern_len(&p), 1);
+        assert_eq!(t.get_mut("/topic/#").cloned(), Some(vec![p.clone()]));
+        let d = format!("/topic/{}", vec!["a"; k].join("."));
+        let started = std::time::Instant::now();
+        assert_eq!(matched(&t, &d), vec![p.clone()]);
+        assert_eq!(t.remove("/topic/#.#"), Some(vec![p.clone()]));
+        assert!(t.is_empty());
+        // Many live `#` nodes at once: 1,000 of them alive over 2,000 words.
+        let p2 = format!("/topic/{}", vec!["#.a"; 1000].join("."));
+        add(&mut t, &p2);
+        let d2 = format!("/topic/{}", vec!["a"; 2000].join("."));
+        assert_eq!(matched(&t, &d2), vec![p2.clone()]);
+        // Generous: the old walk took minutes here; this takes milliseconds even unoptimised.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn consecutive_hashes_normalise() {
+        assert_eq!(
+            pattern_words("/topic/a.#.#.b.#.#.#").collect::<Vec<_>>(),
+            vec!["a", "#", "b", "#"]
+        );
+        assert_eq!(pattern_len("/topic/#.*.#.#"), 3);
+        let mut t = Trie::default();
+        t.entry("/topic/a.#.#.b", || 1);
+        assert_eq!(t.len(), 1);
+        *t.entry("/topic/a.#.b", || 2) += 10;
+        assert_eq!(t.get_mut("/topic/a.#.#.#.b").copied(), Some(11));
+        let mut seen = Vec::new();
+        t.for_each_match("/topic/a.x.y.b", |v| seen.push(*v));
+        assert_eq!(seen, vec![11]);
     }
 
     /// Every pattern of four words from {a, *, #} then `x`: up to 3^4 nodes alive at once, past
@@ -355,7 +481,7 @@ mod tests {
                 .map(|j| ["a", "*", "#"][(i / 3u32.pow(j) % 3) as usize])
                 .collect();
             let p = format!("/topic/{}.x", w.join("."));
-            t.entry(&p, || p.clone());
+            add(&mut t, &p);
             patterns.push(p);
         }
         for d in [
@@ -394,8 +520,12 @@ mod tests {
         ) {
             let patterns: Vec<String> = patterns.iter().map(|w| format!("/topic/{}", w.join("."))).collect();
             let mut t = Trie::default();
+            let mut stored = Vec::new();
             for p in &patterns {
-                t.entry(p, || p.clone());
+                if !stored.contains(p) {
+                    add(&mut t, p);
+                    stored.push(p.clone());
+                }
             }
             for d in &dests {
                 let d = format!("/topic/{}", d.join("."));

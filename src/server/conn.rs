@@ -903,6 +903,16 @@ fn apply_action(
                     return Err(e);
                 }
             }
+            if let Some(sub) = st.session.subscriptions().get(i) {
+                let max = ctx.cfg.session.max_pattern_words;
+                let words = crate::router::wildcard::pattern_len(&sub.destination);
+                if kind(&sub.destination) == DestKind::Pattern && words > max {
+                    st.session.remove_subscription(i);
+                    return Err(StompError::new(format!(
+                        "wildcard subscription has {words} words, more than the {max} allowed"
+                    )));
+                }
+            }
             let version = st.session.version;
             let info = session_info(&st.session);
             if let Some(sub) = st.session.subscription_mut(i) {

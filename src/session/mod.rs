@@ -80,6 +80,8 @@ pub struct SessionConfig {
     pub min_heartbeat: u64,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Words in a wildcard subscription (`/topic/a.*.#`), after consecutive `#` collapse.
+    pub max_pattern_words: usize,
     /// Queue prefetch when SUBSCRIBE has no `prefetch-count`, and the most it may ask for.
     pub default_prefetch: usize,
     pub max_prefetch: usize,
@@ -97,6 +99,7 @@ impl Default for SessionConfig {
             heartbeat: (10_000, 10_000),
             min_heartbeat: 100,
             max_subscriptions: 1024,
+            max_pattern_words: 32,
             default_prefetch: 100,
             max_prefetch: 10_000,
             max_transactions: 16,

@@ -157,6 +157,9 @@ pub struct Cli {
     /// Subscriptions per session [file: session.max_subscriptions]
     #[arg(long, value_name = "N", help_heading = "Sessions")]
     pub max_subscriptions: Option<usize>,
+    /// Words in a wildcard subscription [file: session.max_pattern_words]
+    #[arg(long, value_name = "N", help_heading = "Sessions")]
+    pub max_pattern_words: Option<usize>,
     /// Queue prefetch without prefetch-count [file: session.default_prefetch]
     #[arg(long, value_name = "N", help_heading = "Sessions")]
     pub default_prefetch: Option<usize>,
@@ -259,6 +262,7 @@ impl Cli {
         set(&mut s.timeouts.close, c.close_timeout);
         set(&mut s.timeouts.shutdown, c.shutdown_timeout);
         set(&mut s.session.max_subscriptions, c.max_subscriptions);
+        set(&mut s.session.max_pattern_words, c.max_pattern_words);
         set(&mut s.session.default_prefetch, c.default_prefetch);
         set(&mut s.session.max_prefetch, c.max_prefetch);
         set(&mut s.session.max_transactions, c.max_transactions);

@@ -43,6 +43,7 @@ grace = 3
 
 [session]
 max_subscriptions = 64
+max_pattern_words = 12
 default_prefetch = 10
 max_prefetch = 500
 max_transactions = 0
@@ -150,6 +151,7 @@ fn full() -> Settings {
         },
         session: SessionSettings {
             max_subscriptions: 64,
+            max_pattern_words: 12,
             default_prefetch: 10,
             max_prefetch: 500,
             max_transactions: 0,
@@ -512,6 +514,11 @@ fn every_option_has_a_flag() {
             "session.max_subscriptions",
             &["--max-subscriptions", "16"],
             "16",
+        ),
+        (
+            "session.max_pattern_words",
+            &["--max-pattern-words", "9"],
+            "9",
         ),
         (
             "session.default_prefetch",
@@ -886,6 +893,7 @@ const MAPPED: &[&str] = &[
     "session.heartbeat",
     "session.min_heartbeat",
     "session.max_subscriptions",
+    "session.max_pattern_words",
     "session.default_prefetch",
     "session.max_prefetch",
     "session.max_transactions",
