@@ -127,3 +127,71 @@ fn wildcard_pattern_over_the_word_limit_is_refused() {
     assert!(e.h("message").contains("9 words"), "{e:?}");
     h.shutdown().unwrap();
 }
+
+/// Defect: COMMIT applied a transaction's frames one by one and stopped at the first bad one:
+/// `SEND m1; ACK id:bogus; SEND m2; COMMIT` got an ERROR, but m1 had been delivered. Now the
+/// whole transaction is checked first: nothing of it happens.
+#[test]
+fn commit_is_all_or_nothing() {
+    let (h, a) = server(2, |_| {});
+    for kind in BOTH {
+        let mut sub = client(a, Kind::Tcp);
+        subscribe(&mut sub, "/topic/tx", "1", &[]);
+        let mut c = client(a, kind);
+        c.send_frame("BEGIN", &[("transaction", "t")], b"");
+        c.send_frame(
+            "SEND",
+            &[("destination", "/topic/tx"), ("transaction", "t")],
+            b"m1",
+        );
+        c.send_frame("ACK", &[("id", "bogus"), ("transaction", "t")], b"");
+        c.send_frame(
+            "SEND",
+            &[("destination", "/topic/tx"), ("transaction", "t")],
+            b"m2",
+        );
+        c.send_frame("COMMIT", &[("transaction", "t"), ("receipt", "c")], b"");
+        let e = c.expect("ERROR");
+        assert!(e.h("message").contains("not committed"), "{e:?}");
+        assert_eq!(e.h("receipt-id"), "c");
+        // The subscriber's next message is one sent after: neither m1 nor m2 went out.
+        let mut other = client(a, Kind::Tcp);
+        other.send_frame("SEND", &[("destination", "/topic/tx")], b"after");
+        assert_eq!(sub.msg().body, b"after");
+    }
+    // A queue ACK in a refused transaction is not applied either: the message is still unacked
+    // and comes back (redelivered) when the session is closed.
+    let mut cons = client(a, Kind::Tcp);
+    subscribe(
+        &mut cons,
+        "/queue/txq",
+        "q",
+        &[("ack", "client-individual")],
+    );
+    let mut p = client(a, Kind::Ws);
+    p.send_frame(
+        "SEND",
+        &[("destination", "/queue/txq"), ("receipt", "s")],
+        b"job",
+    );
+    p.expect_receipt("s");
+    let m = cons.msg();
+    let id = m.h("ack").to_string();
+    cons.send_frame("BEGIN", &[("transaction", "t")], b"");
+    cons.send_frame("ACK", &[("id", &id), ("transaction", "t")], b"");
+    cons.send_frame("ACK", &[("id", &id), ("transaction", "t")], b"");
+    cons.send_frame("COMMIT", &[("transaction", "t")], b"");
+    let e = cons.expect("ERROR");
+    assert!(e.h("message").contains("already acked"), "{e:?}");
+    let mut again = client(a, Kind::Tcp);
+    subscribe(
+        &mut again,
+        "/queue/txq",
+        "q2",
+        &[("ack", "client-individual")],
+    );
+    let m2 = again.msg();
+    assert_eq!(m2.body, b"job");
+    assert_eq!(m2.h("redelivered"), "true");
+    h.shutdown().unwrap();
+}

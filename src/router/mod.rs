@@ -402,49 +402,62 @@ impl Router {
     /// Validate an ACK/NACK id from a client of this reactor. A queue delivery id yields the
     /// op for its queue's home; a topic message id needs nothing more.
     pub fn ack(&mut self, conn: usize, id: &str, nack: bool) -> Result<Option<QueueOp>, String> {
-        if let Some(rest) = id.strip_prefix('q') {
-            let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
-            let (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) =
-                (it.next(), it.next(), it.next(), it.next())
-            else {
-                return Err(format!("unknown ack id '{id}'"));
+        let Some((slot, gen, delivery)) = parse_qid(id)? else {
+            return Ok(None);
+        };
+        let reactor = self.reactor as u16;
+        let q = self.qsub_of(conn, slot, gen, id)?;
+        settle_unacked(&mut q.unacked, q.sub.ack, delivery, id)?;
+        Ok(Some(QueueOp::Ack {
+            queue: Arc::clone(&q.queue),
+            key: ConsumerKey {
+                reactor,
+                slot: slot as u32,
+                gen: q.gen,
+            },
+            delivery,
+            nack,
+        }))
+    }
+
+    /// Would these ACK/NACK ids, applied in order, all be accepted? Nothing changes: a
+    /// transaction is checked whole before any of it is applied (an id that an earlier one in
+    /// the list already covers is refused, as it would be when applied).
+    pub fn check_acks<'a>(
+        &self,
+        conn: usize,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        // The unacked lists the ids touch, copied on first use (a COMMIT, not a hot path).
+        let mut touched: Vec<(u64, VecDeque<u64>)> = Vec::new();
+        for id in ids {
+            let Some((slot, gen, delivery)) = parse_qid(id)? else {
+                continue;
             };
             let q = self
                 .qsubs
-                .get_mut(slot as usize)
+                .get(slot as usize)
                 .filter(|q| q.gen as u64 == gen && q.sub.conn == conn)
                 .ok_or_else(|| format!("unknown ack id '{id}'"))?;
-            let pos = q
-                .unacked
-                .iter()
-                .position(|d| *d == delivery)
-                .ok_or_else(|| format!("unknown ack id '{id}' (already acked?)"))?;
-            if q.sub.ack == AckMode::Client {
-                q.unacked.drain(..=pos);
-            } else {
-                q.unacked.remove(pos);
+            let i = match touched.iter().position(|(s, _)| *s == slot) {
+                Some(i) => i,
+                None => {
+                    touched.push((slot, q.unacked.clone()));
+                    touched.len() - 1
+                }
+            };
+            if let Some((_, unacked)) = touched.get_mut(i) {
+                settle_unacked(unacked, q.sub.ack, delivery, id)?;
             }
-            return Ok(Some(QueueOp::Ack {
-                queue: Arc::clone(&q.queue),
-                key: ConsumerKey {
-                    reactor: self.reactor as u16,
-                    slot: slot as u32,
-                    gen: q.gen,
-                },
-                delivery,
-                nack,
-            }));
         }
-        // Topic messages are not tracked: an id of the right shape is accepted.
-        let topic_id = id
-            .strip_prefix('m')
-            .and_then(|r| r.split_once('-'))
-            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
-        if topic_id {
-            Ok(None)
-        } else {
-            Err(format!("unknown ack id '{id}'"))
-        }
+        Ok(())
+    }
+
+    fn qsub_of(&mut self, conn: usize, slot: u64, gen: u64, id: &str) -> Result<&mut QSub, String> {
+        self.qsubs
+            .get_mut(slot as usize)
+            .filter(|q| q.gen as u64 == gen && q.sub.conn == conn)
+            .ok_or_else(|| format!("unknown ack id '{id}'"))
     }
 
     /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue's verdict for its
@@ -574,6 +587,49 @@ impl Router {
         }
         true
     }
+}
+
+/// An ack id: `Some((slot, gen, delivery))` for a queue delivery (`q<slot>.<gen>.<delivery>`),
+/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, not tracked).
+fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
+    if let Some(rest) = id.strip_prefix('q') {
+        let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
+        return match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) => {
+                Ok(Some((slot, gen, delivery)))
+            }
+            _ => Err(format!("unknown ack id '{id}'")),
+        };
+    }
+    let topic_id = id
+        .strip_prefix('m')
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+    if topic_id {
+        Ok(None)
+    } else {
+        Err(format!("unknown ack id '{id}'"))
+    }
+}
+
+/// Take what an ACK/NACK of `delivery` covers out of a consumer's unacked list: that delivery,
+/// or in `client` mode every one up to it (cumulative).
+fn settle_unacked(
+    unacked: &mut VecDeque<u64>,
+    mode: AckMode,
+    delivery: u64,
+    id: &str,
+) -> Result<(), String> {
+    let pos = unacked
+        .iter()
+        .position(|d| *d == delivery)
+        .ok_or_else(|| format!("unknown ack id '{id}' (already acked?)"))?;
+    if mode == AckMode::Client {
+        unacked.drain(..=pos);
+    } else {
+        unacked.remove(pos);
+    }
+    Ok(())
 }
 
 /// The cached entry of a destination, created (with its directory cell) if missing.

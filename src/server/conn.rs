@@ -1010,6 +1010,15 @@ fn apply_action(
         },
         Action::Commit(name) => {
             let ops = take_tx(st, &name);
+            // All or nothing: every ACK/NACK is checked before anything is applied (the
+            // SENDs passed their checks when they were buffered).
+            let acks = ops.iter().filter_map(|op| match op {
+                TxOp::Ack { id, .. } => Some(id.as_str()),
+                TxOp::Publish(_) => None,
+            });
+            ctx.router
+                .check_acks(ctx.token, acks)
+                .map_err(|e| StompError::new(format!("transaction '{name}' not committed: {e}")))?;
             for op in ops {
                 match op {
                     TxOp::Publish(msg) => publish(msg, ctx),
