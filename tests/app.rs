@@ -1534,6 +1534,7 @@ fn api_publishes_refused_by_a_full_queue_are_counted() {
         queues: QueueConfig {
             max_messages: 2,
             overflow: Overflow::Reject,
+            ..QueueConfig::default()
         },
         ..config()
     })

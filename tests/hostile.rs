@@ -195,3 +195,327 @@ fn commit_is_all_or_nothing() {
     assert_eq!(m2.h("redelivered"), "true");
     h.shutdown().unwrap();
 }
+
+/// Defect: SUBSCRIBE ack:auto to a queue, then SEND to it and UNSUBSCRIBE in one write: the
+/// delivery found its consumer gone, was handed back, dispatched to the same (not yet removed)
+/// consumer, handed back... recursively, until the reactor's stack overflowed and the process
+/// aborted (stomp.py's CLI test suite does this). The frames take effect in the client's
+/// order: the message reaches the consumer before its UNSUBSCRIBE, and no later consumer gets
+/// it again. The same holds for a topic subscription.
+#[test]
+fn send_and_unsubscribe_in_one_write_do_not_abort() {
+    for reactors in [1, 2] {
+        let (h, a) = server(reactors, |_| {});
+        for (n, kind) in BOTH.into_iter().enumerate() {
+            let q = format!("/queue/testfile{n}");
+            let mut c = client(a, kind);
+            c.send_frame(
+                "SUBSCRIBE",
+                &[("destination", &q), ("ack", "auto"), ("id", "1")],
+                b"",
+            );
+            let mut wire = frame(
+                "SEND",
+                &[("destination", &q), ("content-length", "14")],
+                b"this is a test",
+            );
+            wire.extend(frame(
+                "UNSUBSCRIBE",
+                &[("destination", &q), ("id", "1"), ("receipt", "u")],
+                b"",
+            ));
+            c.send(&wire);
+            let mut got = 0;
+            loop {
+                let f = c.recv();
+                match f.command.as_str() {
+                    "MESSAGE" => got += 1,
+                    "RECEIPT" => break,
+                    other => panic!("{other}: {f:?}"),
+                }
+            }
+            assert_eq!(
+                got, 1,
+                "delivered before the UNSUBSCRIBE ({reactors} reactors)"
+            );
+            // Nothing is left in the queue: the next message a consumer gets is a sentinel.
+            let mut p = client(a, Kind::Tcp);
+            p.send_frame(
+                "SEND",
+                &[("destination", &q), ("receipt", "s")],
+                b"sentinel",
+            );
+            p.expect_receipt("s");
+            let mut d = client(a, Kind::Tcp);
+            subscribe(&mut d, &q, "d", &[]);
+            loop {
+                let m = d.msg();
+                if m.body == b"sentinel" {
+                    break;
+                }
+                assert_eq!(m.body, b"this is a test");
+                got += 1;
+            }
+            assert_eq!(
+                got, 1,
+                "the message arrives exactly once ({reactors} reactors)"
+            );
+            // A topic: the SEND before the UNSUBSCRIBE reaches the subscription.
+            let t = format!("/topic/testfile{n}");
+            subscribe(&mut c, &t, "t", &[]);
+            let mut wire = frame("SEND", &[("destination", &t)], b"topic");
+            wire.extend(frame("UNSUBSCRIBE", &[("id", "t"), ("receipt", "tu")], b""));
+            c.send(&wire);
+            assert_eq!(c.msg().body, b"topic");
+            c.expect_receipt("tu");
+        }
+        h.shutdown().expect("no reactor died");
+    }
+}
+
+/// `n` messages of `size` bytes queued on `q` (numbered in an `n` header), every 100th and the
+/// last with a receipt, all receipts awaited.
+fn queue_backlog(a: Addrs, q: &str, n: usize, size: usize) {
+    let mut p = client(a, Kind::Tcp);
+    let body = vec![b'x'; size];
+    let mut receipts = Vec::new();
+    for i in 0..n {
+        let num = i.to_string();
+        let r = format!("r{i}");
+        let mut h = vec![("destination", q), ("n", num.as_str())];
+        if i % 100 == 99 || i + 1 == n {
+            h.push(("receipt", &r));
+            receipts.push(r.clone());
+        }
+        p.send(&frame("SEND", &h, &body));
+    }
+    for r in receipts {
+        p.expect_receipt(&r);
+    }
+}
+
+/// Defect: a backlog larger than the outbound bound was pushed to an auto-ack consumer at
+/// once: it overran `outbound.max_bytes`, got ERROR "slow consumer" after ~1/3 of it, and the
+/// rest was gone for every later consumer (with `slow_consumer = "drop"`: dropped). Queue
+/// deliveries are paced by the consumer's outbound room and leave the queue only once written
+/// (auto) or acked: a consumer reading as fast as it can gets all of them, in order, under
+/// either policy; one that stalls first loses nothing either.
+#[test]
+fn a_queue_backlog_is_paced_not_lost() {
+    use stompbox::config::SlowConsumer;
+    for policy in [SlowConsumer::Close, SlowConsumer::Drop] {
+        let (h, a) = server(2, |c| {
+            c.max_outbound = 64 * 1024;
+            c.slow_consumer = policy;
+        });
+        for (k, kind) in BOTH.into_iter().enumerate() {
+            let q = format!("/queue/backlog{k}");
+            let n = 1000;
+            queue_backlog(a, &q, n, 1024);
+            let mut c = client(a, kind);
+            subscribe(&mut c, &q, "1", &[("ack", "auto")]);
+            if k == 1 {
+                // A reader that stalls first: its socket buffers fill, then it reads.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            for i in 0..n {
+                let m = c.msg();
+                assert_eq!(m.h("n"), i.to_string(), "{policy:?} {kind:?}");
+                assert_eq!(m.body.len(), 1024);
+            }
+        }
+        h.shutdown().unwrap();
+    }
+}
+
+/// A consumer that leaves mid-backlog (abruptly, acking as it goes) takes nothing with it:
+/// every message is acked by it or received by the next consumer, and a repeat is marked
+/// redelivered. (In auto mode a message is done once written to the consumer's socket.)
+#[test]
+fn a_queue_backlog_survives_a_consumer_that_leaves() {
+    let (h, a) = server(2, |c| c.max_outbound = 64 * 1024);
+    let q = "/queue/leaver";
+    let n = 1000;
+    queue_backlog(a, q, n, 1024);
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut first = client(a, Kind::Tcp);
+    subscribe(&mut first, q, "1", &[("ack", "client-individual")]);
+    for _ in 0..200 {
+        let m = first.msg();
+        *seen.entry(m.h("n").to_string()).or_default() += 1;
+        first.send_frame("ACK", &[("id", m.h("ack"))], b"");
+    }
+    drop(first);
+    let mut second = client(a, Kind::Ws);
+    subscribe(&mut second, q, "2", &[]);
+    while seen.len() < n {
+        let m = second.msg();
+        let count = seen.entry(m.h("n").to_string()).or_default();
+        *count += 1;
+        assert!(
+            *count == 1 || m.get("redelivered") == Some("true"),
+            "a repeat without redelivered: {m:?}"
+        );
+    }
+    h.shutdown().unwrap();
+}
+
+/// Writes the frames `next(i)` makes, one after another, without reading, until the peer stops
+/// taking bytes for a second or `cap` bytes went out. Returns the bytes written, the frames
+/// started and the unwritten rest of the last one.
+fn flood(
+    s: &mut std::net::TcpStream,
+    mut next: impl FnMut(usize) -> Vec<u8>,
+    cap: usize,
+) -> (usize, usize, Vec<u8>) {
+    use std::io::Write;
+    s.set_nonblocking(true).unwrap();
+    let mut total = 0;
+    let mut frames = 0;
+    let mut cur: Vec<u8> = Vec::new();
+    let mut stalled_since = None;
+    while total < cap {
+        if cur.is_empty() {
+            cur = next(frames);
+            frames += 1;
+        }
+        match s.write(&cur) {
+            Ok(n) => {
+                total += n;
+                cur.drain(..n);
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    (total, frames, cur)
+}
+
+/// Defect: `outbound.max_bytes` bounded deliveries only. A TCP client that never read and
+/// repeated `SEND receipt:<8,000 bytes>` grew the broker by 400 MB in 2 s; a WebSocket client
+/// sending PINGs did the same with PONGs. Every byte queued for a connection counts: past the
+/// bound the broker stops reading from it, so the flooder's writes stall after about the
+/// bound plus the kernel's socket buffers, while other sessions are served as usual.
+#[test]
+fn replies_count_against_the_outbound_bound() {
+    let (h, a) = server(2, |c| c.max_outbound = 64 * 1024);
+    let cap = 64 << 20;
+    // RECEIPTs over TCP, each SEND asking for its own (8,000 bytes long).
+    let mut c = client(a, Kind::Tcp);
+    let receipt = |i: usize| format!("{i:08}{}", "r".repeat(7992));
+    let send = |i: usize| {
+        frame(
+            "SEND",
+            &[("destination", "/topic/nobody"), ("receipt", &receipt(i))],
+            b"",
+        )
+    };
+    let (written, sends, mut rest) = flood(c.tcp(), send, cap);
+    assert!(
+        written < cap,
+        "RECEIPT flood never stalled: {written} bytes taken"
+    );
+    // PONGs over WebSocket.
+    let mut w = common::Raw::open(a.ws, "/ws");
+    let ping = common::masked(true, 9, &[b'p'; 125]);
+    let (pinged, _, _) = flood(&mut w.s, |_| ping.clone(), cap);
+    assert!(
+        pinged < cap,
+        "PING flood never stalled: {pinged} bytes taken"
+    );
+    // Others are still served promptly.
+    let mut s = client(a, Kind::Tcp);
+    subscribe(&mut s, "/topic/still", "1", &[]);
+    s.send_frame("SEND", &[("destination", "/topic/still")], b"ok");
+    assert_eq!(s.msg().body, b"ok");
+    // The flooder that starts reading gets every RECEIPT it asked for, in order: one per
+    // SEND, the one cut short by the stall included once it is finished.
+    let mut sock = c.tcp().try_clone().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let _ = sock.read_to_end(&mut all);
+        all
+    });
+    rest.extend(frame("DISCONNECT", &[("receipt", "bye")], b""));
+    {
+        use std::io::Write;
+        let t = c.tcp();
+        t.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        t.write_all(&rest).unwrap();
+    }
+    let all = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let ids: Vec<&str> = text
+        .split("receipt-id:")
+        .skip(1)
+        .map(|r| r.get(..8).unwrap_or(r))
+        .collect();
+    let want: Vec<String> = (0..sends).map(|i| format!("{i:08}")).collect();
+    assert_eq!(ids.len(), sends + 1, "one RECEIPT per SEND, then bye");
+    assert!(
+        ids[..sends].iter().zip(&want).all(|(a, b)| a == b),
+        "in order"
+    );
+    assert_eq!(ids[sends], "bye\n\n\0");
+    h.shutdown().unwrap();
+}
+
+/// A counter from the metrics, summed over its series.
+fn counter(h: &ServerHandle, name: &str) -> f64 {
+    h.metrics()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A subscriber closed as a slow consumer (policy close) reads whole frames and then the
+/// ERROR: the queue is cut back to the frame being written before the ERROR is queued
+/// (`server::outq` has the byte-exact regression test of the cut).
+#[test]
+fn slow_consumer_sees_whole_frames_then_the_error() {
+    let (h, a) = server(2, |c| {
+        c.max_outbound = 256 * 1024;
+        c.close_timeout = Duration::from_secs(10);
+    });
+    for kind in BOTH {
+        let before = counter(&h, "stompbox_slow_consumer_closes_total");
+        let mut sub = client(a, kind);
+        subscribe(&mut sub, "/topic/firehose", "1", &[]);
+        let mut p = client(a, Kind::Tcp);
+        let body = vec![b'b'; 64 * 1024];
+        let mut sent = 0;
+        while counter(&h, "stompbox_slow_consumer_closes_total") == before {
+            assert!(sent < 2000, "never closed as a slow consumer");
+            p.send_frame("SEND", &[("destination", "/topic/firehose")], &body);
+            sent += 1;
+            // Slowly enough that the broker writes as it goes (the socket buffers fill first).
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut messages = 0;
+        let last = loop {
+            let f = sub.recv();
+            if f.command != "MESSAGE" {
+                break f;
+            }
+            assert_eq!(f.body.len(), body.len(), "whole frames only");
+            messages += 1;
+        };
+        assert_eq!(last.command, "ERROR", "{last:?}");
+        assert!(last.h("message").contains("slow consumer"), "{last:?}");
+        assert!(messages < sent, "{messages} of {sent}");
+        eprintln!("{kind:?}: {messages} of {sent} before the ERROR");
+    }
+    h.shutdown().unwrap();
+}

@@ -1061,6 +1061,7 @@ fn bounded(overflow: Overflow) -> Srv {
         c.queues = QueueConfig {
             max_messages: 3,
             overflow,
+            ..QueueConfig::default()
         }
     })
 }

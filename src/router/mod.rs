@@ -61,6 +61,25 @@ impl Subscriber {
 pub trait Sink {
     /// Queue the `head` parts (small: copied) then `shared` (referenced, not copied) for `conn`.
     fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>);
+
+    /// A queue delivery: never dropped. It is queued only if `conn` has outbound room, and then
+    /// the answer says at which offset of the connection's output it ends (so the queue can be
+    /// told once it is written).
+    fn deliver_queued(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) -> Queued {
+        self.deliver(conn, head, shared);
+        Queued::At(0)
+    }
+}
+
+/// What became of a queue delivery at its consumer's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued; it ends at this offset of the connection's output.
+    At(u64),
+    /// No outbound room: not queued (the queue takes it back).
+    Full,
+    /// The connection is gone or closing (its consumer's removal requeues it).
+    Gone,
 }
 
 #[derive(Debug)]
@@ -100,6 +119,9 @@ pub struct QueueConfig {
     /// Messages waiting in one queue.
     pub max_messages: usize,
     pub overflow: Overflow,
+    /// Bytes in flight to one consumer before it waits (the server sets half the outbound
+    /// bound; at least one message always goes).
+    pub window: usize,
 }
 
 impl Default for QueueConfig {
@@ -107,6 +129,7 @@ impl Default for QueueConfig {
         QueueConfig {
             max_messages: 100_000,
             overflow: Overflow::Reject,
+            window: 2 << 20,
         }
     }
 }
@@ -119,6 +142,18 @@ pub struct QSub {
     pub gen: u32,
     /// Deliveries not yet acked, in order (client modes only; bounded by the prefetch).
     unacked: VecDeque<u64>,
+    /// Auto mode: deliveries queued on the connection and where in its output each ends, until
+    /// written (bounded by the prefetch).
+    marks: VecDeque<(u64, u64)>,
+    /// A delivery was handed back for want of room: the home waits for a resume.
+    paused: bool,
+}
+
+impl QSub {
+    /// Auto mode: the last delivery queued on the connection and not yet reported written.
+    pub fn last_queued(&self) -> Option<u64> {
+        self.marks.back().map(|(d, _)| *d)
+    }
 }
 
 /// Work for a queue's home reactor.
@@ -132,10 +167,23 @@ pub enum QueueOp {
         /// The SEND's receipt id, answered once the queue has accepted the message.
         receipt: Option<Box<str>>,
     },
-    /// An auto-mode delivery whose consumer had gone: back to the front of the queue.
-    GiveBack {
+    /// An auto-mode consumer's connection wrote its deliveries up to `up_to`.
+    Written {
         queue: Arc<str>,
-        msg: QMsg,
+        key: ConsumerKey,
+        up_to: u64,
+    },
+    /// A delivery its consumer's connection had no room for: back to the queue, and the
+    /// consumer waits for `Resume`.
+    Return {
+        queue: Arc<str>,
+        key: ConsumerKey,
+        delivery: u64,
+    },
+    /// The consumer's connection drained: deliveries may flow again.
+    Resume {
+        queue: Arc<str>,
+        key: ConsumerKey,
     },
     AddConsumer {
         queue: Arc<str>,
@@ -159,7 +207,9 @@ impl QueueOp {
     pub fn queue(&self) -> &Arc<str> {
         match self {
             QueueOp::Enqueue { queue, .. }
-            | QueueOp::GiveBack { queue, .. }
+            | QueueOp::Written { queue, .. }
+            | QueueOp::Return { queue, .. }
+            | QueueOp::Resume { queue, .. }
             | QueueOp::AddConsumer { queue, .. }
             | QueueOp::RemoveConsumer { queue, .. }
             | QueueOp::Ack { queue, .. } => queue,
@@ -359,6 +409,8 @@ impl Router {
             queue: Arc::from(queue),
             gen,
             unacked: VecDeque::new(),
+            marks: VecDeque::new(),
+            paused: false,
         });
         ConsumerKey {
             reactor: self.reactor as u16,
@@ -468,7 +520,7 @@ impl Router {
         let q = self
             .queues
             .entry(Arc::clone(&name))
-            .or_insert_with(|| Queue::new(cfg.max_messages, cfg.overflow));
+            .or_insert_with(|| Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window));
         let mut result = None;
         match op {
             QueueOp::Enqueue {
@@ -489,7 +541,9 @@ impl Router {
                     });
                 }
             }
-            QueueOp::GiveBack { msg, .. } => q.give_back(msg),
+            QueueOp::Written { key, up_to, .. } => q.written(key, up_to),
+            QueueOp::Return { key, delivery, .. } => q.returned(key, delivery),
+            QueueOp::Resume { key, .. } => q.resume(key),
             QueueOp::AddConsumer {
                 key, ack, prefetch, ..
             } => q.add_consumer(key, ack, prefetch),
@@ -522,15 +576,17 @@ impl Router {
             .map(|q| (q.ready_len(), q.inflight_len(), q.consumer_count()))
     }
 
-    /// A delivery from a queue's home to a consumer on this reactor. `false` if the consumer
-    /// is gone (the home requeues the message when it learns that).
-    pub fn deliver_queued(&mut self, d: &Delivery, sink: &mut impl Sink) -> bool {
+    /// A delivery from a queue's home to a consumer on this reactor. It is queued on the
+    /// consumer's connection if that has room; otherwise a `Return` for the home goes to `ops`.
+    /// A consumer that is gone needs nothing: its home requeues what it had in flight when the
+    /// consumer's removal arrives.
+    pub fn deliver_queued(&mut self, d: &Delivery, sink: &mut impl Sink, ops: &mut Vec<QueueOp>) {
         let Some(q) = self
             .qsubs
             .get_mut(d.consumer.slot as usize)
             .filter(|q| q.gen == d.consumer.gen)
         else {
-            return false;
+            return;
         };
         let s = &q.sub;
         let mut idb = [0u8; 64];
@@ -567,7 +623,7 @@ impl Router {
         } else {
             (b"", b"", b"")
         };
-        sink.deliver(
+        let queued = sink.deliver_queued(
             s.conn,
             &[
                 wsh,
@@ -582,10 +638,61 @@ impl Router {
             ],
             shared,
         );
-        if tracked {
-            q.unacked.push_back(d.delivery);
+        match queued {
+            Queued::At(_) if tracked => q.unacked.push_back(d.delivery),
+            Queued::At(end) => q.marks.push_back((d.delivery, end)),
+            Queued::Full => {
+                q.paused = true;
+                ops.push(QueueOp::Return {
+                    queue: Arc::clone(&q.queue),
+                    key: d.consumer,
+                    delivery: d.delivery,
+                });
+            }
+            Queued::Gone => {}
         }
-        true
+    }
+
+    /// After a write on a consumer's connection (`written`: its output offset written so far;
+    /// `room`: it has drained enough to take more): tell the queue's home which auto-mode
+    /// deliveries are written, and resume a paused consumer. `true` while something is left to
+    /// report later.
+    pub fn after_write(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        written: u64,
+        room: bool,
+        ops: &mut Vec<QueueOp>,
+    ) -> bool {
+        let reactor = self.reactor as u16;
+        let Some(q) = self.qsubs.get_mut(slot as usize).filter(|q| q.gen == gen) else {
+            return false;
+        };
+        let key = ConsumerKey { reactor, slot, gen };
+        let mut up_to = None;
+        while let Some(&(delivery, end)) = q.marks.front() {
+            if end > written {
+                break;
+            }
+            up_to = Some(delivery);
+            q.marks.pop_front();
+        }
+        if let Some(up_to) = up_to {
+            ops.push(QueueOp::Written {
+                queue: Arc::clone(&q.queue),
+                key,
+                up_to,
+            });
+        }
+        if q.paused && room {
+            q.paused = false;
+            ops.push(QueueOp::Resume {
+                queue: Arc::clone(&q.queue),
+                key,
+            });
+        }
+        !q.marks.is_empty() || q.paused
     }
 }
 

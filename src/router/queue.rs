@@ -1,8 +1,14 @@
 //! A work queue, sans-IO: each message goes to exactly one consumer, round-robin; unacked
 //! messages go back to the queue (marked redelivered) on NACK or when their consumer leaves.
 //! One reactor (the queue's home) owns each queue, so this needs no locks.
+//!
+//! A message leaves the queue only when its consumer is done with it: acked (`client`,
+//! `client-individual`) or, in `auto` mode, written to the consumer's socket. Until then it is
+//! in flight, owned by the queue. Deliveries are paced by credit: at most `prefetch` messages
+//! and about `window` bytes in flight per consumer, and none while the consumer's connection
+//! has no outbound room (it hands the delivery back and pauses until it drains).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::Published;
 use crate::session::AckMode;
@@ -32,9 +38,6 @@ pub struct Delivery {
     /// Unique per delivery in this queue (acks name it).
     pub delivery: u64,
     pub msg: QMsg,
-    /// The home keeps it in flight until acked (client modes). An untracked (auto-mode)
-    /// delivery that finds its consumer gone must be handed back with [`Queue::give_back`].
-    pub tracked: bool,
 }
 
 /// What to do when a queue is full and another message arrives.
@@ -51,13 +54,61 @@ struct Consumer {
     key: ConsumerKey,
     ack: AckMode,
     prefetch: usize,
-    /// Delivered, not yet acked, in delivery order.
-    inflight: BTreeMap<u64, QMsg>,
+    /// Delivered, not yet acked (or, in auto mode, not yet written), in delivery order
+    /// (delivery numbers only grow, so it stays sorted; settled mostly from the front, and
+    /// reused without allocating once it has grown to the prefetch).
+    inflight: VecDeque<(u64, QMsg)>,
+    /// Bytes of the messages in flight.
+    inflight_bytes: usize,
+    /// Its connection had no outbound room: nothing more until it says it drained.
+    paused: bool,
 }
 
 impl Consumer {
-    fn has_credit(&self) -> bool {
-        self.ack == AckMode::Auto || self.inflight.len() < self.prefetch
+    fn has_credit(&self, window: usize) -> bool {
+        !self.paused
+            && self.inflight.len() < self.prefetch
+            && (self.inflight.is_empty() || self.inflight_bytes < window)
+    }
+
+    /// Take one delivery out of flight.
+    fn take(&mut self, delivery: u64) -> Option<QMsg> {
+        let i = self
+            .inflight
+            .binary_search_by_key(&delivery, |(d, _)| *d)
+            .ok()?;
+        let (_, m) = self.inflight.remove(i)?;
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(m.size());
+        Some(m)
+    }
+
+    /// Take every delivery up to `delivery` out of flight, oldest first, into `keep` if given.
+    fn take_through(&mut self, delivery: u64, mut keep: Option<&mut Vec<QMsg>>) {
+        while let Some((d, _)) = self.inflight.front() {
+            if *d > delivery {
+                break;
+            }
+            let Some((_, m)) = self.inflight.pop_front() else {
+                break;
+            };
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(m.size());
+            if let Some(k) = keep.as_deref_mut() {
+                k.push(m);
+            }
+        }
+    }
+
+    fn holds(&self, delivery: u64) -> bool {
+        self.inflight
+            .binary_search_by_key(&delivery, |(d, _)| *d)
+            .is_ok()
+    }
+}
+
+impl QMsg {
+    /// What a delivery of it costs a connection, roughly (its shared part).
+    pub fn size(&self) -> usize {
+        self.payload.shared.len()
     }
 }
 
@@ -81,12 +132,18 @@ pub struct Queue {
     next_delivery: u64,
     max_ready: usize,
     overflow: Overflow,
+    /// Bytes in flight per consumer before it waits (at least one message always goes).
+    window: usize,
     /// Messages dropped by `DropOldest`.
     pub dropped: u64,
 }
 
 impl Queue {
     pub fn new(max_ready: usize, overflow: Overflow) -> Self {
+        Queue::with_window(max_ready, overflow, usize::MAX)
+    }
+
+    pub fn with_window(max_ready: usize, overflow: Overflow, window: usize) -> Self {
         Queue {
             ready: VecDeque::new(),
             consumers: Vec::new(),
@@ -94,6 +151,7 @@ impl Queue {
             next_delivery: 0,
             max_ready,
             overflow,
+            window: window.max(1),
             dropped: 0,
         }
     }
@@ -138,7 +196,9 @@ impl Queue {
             key,
             ack,
             prefetch: prefetch.max(1),
-            inflight: BTreeMap::new(),
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            paused: false,
         });
     }
 
@@ -158,10 +218,35 @@ impl Queue {
         }
     }
 
-    /// An auto-mode delivery that never reached its consumer (it left while the delivery was
-    /// on its way): back to the front of the queue, unchanged (it was never received).
-    pub fn give_back(&mut self, msg: QMsg) {
-        self.ready.push_front((msg, None));
+    /// An auto-mode consumer's connection wrote every delivery up to `up_to`: they are done.
+    pub fn written(&mut self, key: ConsumerKey, up_to: u64) {
+        let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) else {
+            return;
+        };
+        if c.ack != AckMode::Auto {
+            return;
+        }
+        c.take_through(up_to, None);
+    }
+
+    /// A delivery found its consumer's connection without outbound room: it comes back to the
+    /// front of the queue as it was (it was never sent), and the consumer waits for
+    /// [`Queue::resume`]. Unknown (already requeued by the consumer's removal): nothing to do.
+    pub fn returned(&mut self, key: ConsumerKey, delivery: u64) {
+        let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) else {
+            return;
+        };
+        c.paused = true;
+        if let Some(m) = c.take(delivery) {
+            self.ready.push_front((m, None));
+        }
+    }
+
+    /// The consumer's connection has room again.
+    pub fn resume(&mut self, key: ConsumerKey) {
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) {
+            c.paused = false;
+        }
     }
 
     /// Take out of flight what an ACK or NACK of `delivery` covers: that delivery, or in
@@ -178,23 +263,17 @@ impl Queue {
             .iter_mut()
             .find(|c| c.key == key)
             .ok_or(AckError::UnknownConsumer)?;
-        if !c.inflight.contains_key(&delivery) {
+        if !c.holds(delivery) {
             return Err(AckError::UnknownDelivery);
         }
-        let taken = if c.ack == AckMode::Client {
-            let rest = c.inflight.split_off(&(delivery + 1));
-            let done = std::mem::replace(&mut c.inflight, rest);
-            if !keep {
-                return Ok(Vec::new());
+        let mut taken = Vec::new();
+        if c.ack == AckMode::Client {
+            c.take_through(delivery, keep.then_some(&mut taken));
+        } else if let Some(m) = c.take(delivery) {
+            if keep {
+                taken.push(m);
             }
-            done.into_values().collect()
-        } else {
-            let done = c.inflight.remove(&delivery);
-            if !keep {
-                return Ok(Vec::new());
-            }
-            done.into_iter().collect()
-        };
+        }
         Ok(taken)
     }
 
@@ -220,11 +299,12 @@ impl Queue {
     /// way ahead), or, failing that, the message itself: nothing waits while credit exists.
     pub fn dispatch(&mut self, out: &mut Vec<Delivery>) {
         const LOOK_AHEAD: usize = 64;
+        let window = self.window;
         while !self.ready.is_empty() {
             let n = self.consumers.len();
             let Some(i) = (0..n)
                 .map(|k| (self.cursor + k) % n)
-                .find(|&i| self.consumers.get(i).is_some_and(Consumer::has_credit))
+                .find(|&i| self.consumers.get(i).is_some_and(|c| c.has_credit(window)))
             else {
                 return;
             };
@@ -243,7 +323,7 @@ impl Queue {
                 None => {
                     let other = (1..n)
                         .map(|k| (i + k) % n)
-                        .find(|&j| self.consumers.get(j).is_some_and(Consumer::has_credit));
+                        .find(|&j| self.consumers.get(j).is_some_and(|c| c.has_credit(window)));
                     (other.unwrap_or(i), 0)
                 }
             };
@@ -256,14 +336,12 @@ impl Queue {
             self.cursor = (i + 1) % n;
             self.next_delivery += 1;
             let delivery = self.next_delivery;
-            if c.ack != AckMode::Auto {
-                c.inflight.insert(delivery, msg.clone());
-            }
+            c.inflight_bytes += msg.size();
+            c.inflight.push_back((delivery, msg.clone()));
             out.push(Delivery {
                 consumer: c.key,
                 delivery,
                 msg,
-                tracked: c.ack != AckMode::Auto,
             });
         }
     }
@@ -358,7 +436,7 @@ mod tests {
             q.enqueue(msg(s)).unwrap();
         }
         assert_eq!(q.dropped, 1);
-        q.add_consumer(key(1), AckMode::Auto, 1);
+        q.add_consumer(key(1), AckMode::Auto, 2);
         let mut out = Vec::new();
         q.dispatch(&mut out);
         assert_eq!(
@@ -373,6 +451,11 @@ mod tests {
         Send,
         Ack(usize),
         Nack(usize),
+        /// An auto-mode consumer's connection wrote its deliveries up to the chosen one.
+        Written(usize),
+        /// The chosen delivery found its connection without room.
+        Return(usize),
+        Resume(u32),
         Unsubscribe(u32),
     }
 
@@ -383,32 +466,50 @@ mod tests {
             Just(Op::Send),
             any::<usize>().prop_map(Op::Ack),
             any::<usize>().prop_map(Op::Nack),
+            any::<usize>().prop_map(Op::Written),
+            any::<usize>().prop_map(Op::Return),
+            (0u32..4).prop_map(Op::Resume),
             (0u32..4).prop_map(Op::Unsubscribe),
         ]
     }
 
+    /// A consumer in the model: mode, prefetch, paused, in flight (delivery, seq, redelivered).
+    type ModelConsumer = (AckMode, usize, bool, Vec<(u64, u64, bool)>);
+
+    /// Every in-flight delivery of the model's consumers that `pick` accepts, in a stable order.
+    fn inflight(
+        model: &HashMap<u32, ModelConsumer>,
+        pick: impl Fn(AckMode) -> bool,
+    ) -> Vec<(u32, u64, u64, bool)> {
+        let mut all: Vec<(u32, u64, u64, bool)> = model
+            .iter()
+            .filter(|(_, c)| pick(c.0))
+            .flat_map(|(c, e)| e.3.iter().map(move |(d, s, r)| (*c, *d, *s, *r)))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     proptest! {
         /// Against a plain model: every message sent is, at every step, exactly once either
-        /// waiting or in flight until acked (auto-mode deliveries count as acked); nothing
-        /// acked comes back; a message delivered a second time is marked redelivered; prefetch
-        /// is never exceeded; and once consumers with credit exist, nothing waits.
+        /// waiting or in flight until acked (auto mode: until written); nothing done comes
+        /// back; a message delivered a second time is marked redelivered (one handed back
+        /// unsent is not); prefetch is never exceeded; a paused consumer gets nothing; and
+        /// once consumers with credit exist, nothing waits.
         #[test]
         fn model(ops in prop::collection::vec(op(), 1..200)) {
             let mut q = Queue::new(10_000, Overflow::Reject);
             let mut next = 0u64;
             let mut done: HashSet<u64> = HashSet::new();
             let mut delivered_before: HashSet<u64> = HashSet::new();
-            // consumer -> (mode, prefetch, inflight deliveries in order: (delivery, seq))
-            // consumer -> (mode, prefetch, inflight (delivery, seq) in order)
-            type Model = HashMap<u32, (AckMode, usize, Vec<(u64, u64)>)>;
-            let mut model: Model = HashMap::new();
+            let mut model: HashMap<u32, ModelConsumer> = HashMap::new();
             let modes = [AckMode::Auto, AckMode::Client, AckMode::ClientIndividual];
             for op in ops {
                 match op {
                     Op::Subscribe(c, m, p) => {
                         if let std::collections::hash_map::Entry::Vacant(e) = model.entry(c) {
                             q.add_consumer(key(c), modes[m as usize], p);
-                            e.insert((modes[m as usize], p, Vec::new()));
+                            e.insert((modes[m as usize], p, false, Vec::new()));
                         }
                     }
                     Op::Send => {
@@ -416,26 +517,52 @@ mod tests {
                         q.enqueue(msg(next)).unwrap();
                     }
                     Op::Ack(i) | Op::Nack(i) => {
-                        let mut all: Vec<(u32, u64, u64)> = model
-                            .iter()
-                            .flat_map(|(c, (_, _, v))| v.iter().map(move |(d, s)| (*c, *d, *s)))
-                            .collect();
-                        all.sort_unstable();
+                        let all = inflight(&model, |m| m != AckMode::Auto);
                         if all.is_empty() { continue; }
-                        let (c, d, _) = all[i % all.len()];
+                        let (c, d, _, _) = all[i % all.len()];
                         let entry = model.get_mut(&c).unwrap();
-                        let covered: Vec<(u64, u64)> = if entry.0 == AckMode::Client {
-                            entry.2.iter().copied().filter(|(x, _)| *x <= d).collect()
+                        let covered: Vec<(u64, u64, bool)> = if entry.0 == AckMode::Client {
+                            entry.3.iter().copied().filter(|(x, _, _)| *x <= d).collect()
                         } else {
-                            entry.2.iter().copied().filter(|(x, _)| *x == d).collect()
+                            entry.3.iter().copied().filter(|(x, _, _)| *x == d).collect()
                         };
-                        entry.2.retain(|x| !covered.contains(x));
+                        entry.3.retain(|x| !covered.contains(x));
                         if matches!(op, Op::Ack(_)) {
                             q.ack(key(c), d).unwrap();
-                            for (_, s) in covered { done.insert(s); }
+                            for (_, s, _) in covered { done.insert(s); }
                         } else {
                             q.nack(key(c), d).unwrap();
                         }
+                    }
+                    Op::Written(i) => {
+                        let all = inflight(&model, |m| m == AckMode::Auto);
+                        if all.is_empty() { continue; }
+                        let (c, d, _, _) = all[i % all.len()];
+                        let entry = model.get_mut(&c).unwrap();
+                        for (_, s, _) in entry.3.iter().filter(|(x, _, _)| *x <= d) {
+                            done.insert(*s);
+                        }
+                        entry.3.retain(|(x, _, _)| *x > d);
+                        q.written(key(c), d);
+                    }
+                    Op::Return(i) => {
+                        let all = inflight(&model, |_| true);
+                        if all.is_empty() { continue; }
+                        let (c, d, s, redelivered) = all[i % all.len()];
+                        let entry = model.get_mut(&c).unwrap();
+                        entry.2 = true;
+                        entry.3.retain(|(x, _, _)| *x != d);
+                        if !redelivered {
+                            // Never sent: its next delivery is a first one.
+                            delivered_before.remove(&s);
+                        }
+                        q.returned(key(c), d);
+                    }
+                    Op::Resume(c) => {
+                        if let Some(e) = model.get_mut(&c) {
+                            e.2 = false;
+                        }
+                        q.resume(key(c));
                     }
                     Op::Unsubscribe(c) => {
                         q.remove_consumer(key(c));
@@ -446,26 +573,47 @@ mod tests {
                 q.dispatch(&mut out);
                 for d in out {
                     let s = d.msg.seq;
-                    prop_assert!(!done.contains(&s), "acked message {s} delivered again");
+                    prop_assert!(!done.contains(&s), "done message {s} delivered again");
                     prop_assert_eq!(d.msg.redelivered, delivered_before.contains(&s), "redelivered flag of {}", s);
                     delivered_before.insert(s);
                     let entry = model.get_mut(&d.consumer.slot).unwrap();
-                    if entry.0 == AckMode::Auto {
-                        done.insert(s);
-                    } else {
-                        entry.2.push((d.delivery, s));
-                        prop_assert!(entry.2.len() <= entry.1, "prefetch exceeded");
-                    }
+                    prop_assert!(!entry.2, "delivery to a paused consumer");
+                    entry.3.push((d.delivery, s, d.msg.redelivered));
+                    prop_assert!(entry.3.len() <= entry.1, "prefetch exceeded");
                 }
                 // Conservation: every message not done is waiting or in flight, exactly once.
-                let inflight: usize = model.values().map(|(_, _, v)| v.len()).sum();
+                let inflight: usize = model.values().map(|e| e.3.len()).sum();
                 prop_assert_eq!(q.inflight_len(), inflight);
                 prop_assert_eq!(q.ready_len() + inflight + done.len(), next as usize);
-                let credit = model.values().any(|(m, p, v)| *m == AckMode::Auto || v.len() < *p);
+                let credit = model.values().any(|e| !e.2 && e.3.len() < e.1);
                 if credit {
                     prop_assert_eq!(q.ready_len(), 0, "messages wait while consumers have credit");
                 }
             }
         }
+    }
+
+    /// The byte window: a consumer with prefetch to spare still waits once about `window`
+    /// bytes are in flight to it (one message always goes).
+    #[test]
+    fn byte_window_paces_a_consumer() {
+        let mut q = Queue::with_window(100, Overflow::Reject, 10);
+        q.add_consumer(key(1), AckMode::Auto, 100);
+        for s in 0..5 {
+            q.enqueue(QMsg {
+                seq: s,
+                payload: Published::raw("/queue/q", b"123456"),
+                redelivered: false,
+            })
+            .unwrap();
+        }
+        let mut out = Vec::new();
+        q.dispatch(&mut out);
+        assert_eq!(out.len(), 2, "6 bytes, then 12 >= 10: waits");
+        q.written(key(1), out[0].delivery);
+        let mut more = Vec::new();
+        q.dispatch(&mut more);
+        assert_eq!(more.len(), 1);
+        assert_eq!(q.ready_len(), 2);
     }
 }

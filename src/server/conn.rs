@@ -50,6 +50,10 @@ pub struct StompState {
     auth_pending: bool,
     /// The ACL rules this session last used, with their generation.
     acl: Option<(u64, Arc<crate::auth::Acl>)>,
+    /// Input stopped before an UNSUBSCRIBE or DISCONNECT so that what the session published
+    /// before it is routed first (a SEND and an UNSUBSCRIBE in one read: the SEND still
+    /// reaches the subscription).
+    fan_out_first: bool,
 }
 
 #[derive(Debug)]
@@ -128,8 +132,11 @@ pub struct Conn {
     pub timer_at: Option<u64>,
     /// Writable interest is registered (a write would block).
     pub write_blocked: bool,
-    /// Reads are paused because the outbound queue is over its bound (echo).
+    /// Reads are paused because the outbound queue is over its bound: a client that does not
+    /// read what it asks for (RECEIPTs, PONGs, echoes) is not read from either.
     pub paused: bool,
+    /// Queue deliveries here wait to be reported written, or a consumer waits for room.
+    pub queue_pending: bool,
     /// Over the outbound bound as a subscriber: deliveries stop, the connection is closing.
     pub overflowed: bool,
     read_closed: bool,
@@ -187,6 +194,7 @@ impl Conn {
             timer_at: None,
             write_blocked: false,
             paused: false,
+            queue_pending: false,
             overflowed: false,
             read_closed: false,
             write_closed: false,
@@ -214,13 +222,17 @@ impl Conn {
         } = std::mem::replace(&mut self.phase, Phase::Linger)
         {
             for sub in s.session.subscriptions() {
-                drop_subscription(sub, ctx);
+                drop_subscription(sub, false, ctx);
             }
         }
     }
 
     fn auth_pending(&self) -> bool {
         self.stomp().is_some_and(|s| s.auth_pending)
+    }
+
+    fn fan_out_first(&self) -> bool {
+        self.stomp().is_some_and(|s| s.fan_out_first)
     }
 
     /// A slow credentials check finished: the held-back CONNECT is handled again with the
@@ -269,6 +281,14 @@ impl Conn {
             return Next::Idle;
         }
         if let Phase::Open {
+            app: App::Stomp(st),
+            ..
+        } = &mut self.phase
+        {
+            // The reactor has routed what was published before this read was stopped.
+            st.fan_out_first = false;
+        }
+        if let Phase::Open {
             ws: Some(_),
             app: App::Stomp(st),
         } = &mut self.phase
@@ -287,6 +307,9 @@ impl Conn {
             self.recycle(ctx);
         }
         loop {
+            if self.fan_out_first() {
+                return Next::ReadAgain;
+            }
             if self.paused || self.read_closed || self.auth_pending() {
                 return Next::Idle;
             }
@@ -365,7 +388,7 @@ impl Conn {
 
     /// Decide what happens after reads or writes: close when everything is done.
     fn after_io(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        if self.paused && self.out.len() <= ctx.cfg.max_outbound / 2 {
+        if self.paused && self.out.footprint() <= ctx.cfg.max_outbound / 2 {
             self.paused = false;
             return Next::ReadAgain;
         }
@@ -389,6 +412,7 @@ impl Conn {
 
     /// Flush queued output. Called once per loop turn for each connection with output.
     pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> io::Result<Next> {
+        let written_before = self.out.written_total();
         if let Some(t) = &mut self.tls {
             if !self.write_blocked && (!self.out.is_empty() || t.wants_write()) {
                 let done = super::tls::flush(
@@ -408,7 +432,31 @@ impl Conn {
             self.write_blocked = !done;
             self.last_write = ctx.now;
         }
+        if self.paused && self.out.written_total() > written_before {
+            // Not read from while paused, but it reads: it is alive (heart-beats).
+            self.last_read = ctx.now;
+        }
+        if self.queue_pending {
+            self.queue_written(ctx);
+        }
         Ok(self.after_io(ctx))
+    }
+
+    /// Tell each queue consumer of this session how far its output is written: auto-mode
+    /// deliveries are done once written, and a consumer paused for want of room resumes.
+    fn queue_written(&mut self, ctx: &mut Ctx<'_>) {
+        let written = self.out.written_total();
+        let room = self.out.footprint() <= ctx.cfg.max_outbound / 2;
+        let mut pending = false;
+        if let Some(st) = self.stomp() {
+            for h in st.session.subscriptions().iter().filter_map(|s| s.handle) {
+                let router = &mut *ctx.router;
+                if let Some(k) = unpack_key(h, |slot| router.qsub_gen(slot)) {
+                    pending |= router.after_write(k.slot, k.gen, written, room, ctx.qops);
+                }
+            }
+        }
+        self.queue_pending = pending;
     }
 
     /// Deadlines: phase timeouts end the connection; heart-beats are sent or checked.
@@ -443,7 +491,7 @@ impl Conn {
 
     fn process(&mut self, ctx: &mut Ctx<'_>) {
         loop {
-            if self.paused || self.auth_pending() {
+            if self.paused || self.auth_pending() || self.fan_out_first() {
                 return;
             }
             let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
@@ -537,6 +585,7 @@ impl Conn {
                     if let Some(f) = flow {
                         self.apply_flow(ctx, f);
                     }
+                    self.pause_if_over(ctx);
                     return;
                 }
                 Phase::Open { ws: Some(wss), app } => {
@@ -575,9 +624,6 @@ impl Conn {
                                     let before = buf.len();
                                     ws::write_frame(buf, true, op, payload, None);
                                     self.out.commit(before);
-                                    if self.out.len() > ctx.cfg.max_outbound {
-                                        self.paused = true;
-                                    }
                                 }
                                 App::Stomp(st) => {
                                     flow = stomp_ws_message(st, payload, ctx, &mut self.out);
@@ -611,12 +657,21 @@ impl Conn {
                     if let Some(f) = flow {
                         self.apply_flow(ctx, f);
                     }
+                    self.pause_if_over(ctx);
                 }
                 Phase::Linger => {
                     self.rstart = self.rbuf.len();
                     return;
                 }
             }
+        }
+    }
+
+    /// Every byte queued for the connection counts against its bound, replies included: past
+    /// it, nothing more is read until the peer has read enough (backpressure).
+    fn pause_if_over(&mut self, ctx: &Ctx<'_>) {
+        if self.out.footprint() > ctx.cfg.max_outbound {
+            self.paused = true;
         }
     }
 
@@ -657,7 +712,7 @@ impl Conn {
                 // Subscriptions stop now (unacked queue messages go back to their queues);
                 // open transactions are dropped with the session.
                 for sub in s.session.subscriptions() {
-                    drop_subscription(sub, ctx);
+                    drop_subscription(sub, false, ctx);
                 }
                 Phase::Linger
             }
@@ -740,6 +795,7 @@ fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
         txs: Vec::new(),
         auth_pending: false,
         acl: None,
+        fan_out_first: false,
     })
 }
 
@@ -794,6 +850,10 @@ fn stomp_input(
     let mut pos = 0;
     let mut flow = None;
     loop {
+        if out.footprint() > ctx.cfg.max_outbound {
+            // The rest waits until the peer reads what it was sent.
+            return (pos, flow);
+        }
         let mut headers = [Header::default(); 64];
         let rest = input.get(pos..).unwrap_or_default();
         let parsed = stomp::parse(
@@ -808,7 +868,17 @@ fn stomp_input(
                 pos += n;
                 continue;
             }
-            Ok(Parsed::Frame(f, used)) => (f, used),
+            Ok(Parsed::Frame(f, used)) => {
+                let leaves = matches!(
+                    f.command,
+                    stomp::Command::Unsubscribe | stomp::Command::Disconnect
+                );
+                if leaves && (!ctx.outbox.is_empty() || !ctx.qops.is_empty()) {
+                    st.fan_out_first = true;
+                    return (pos, flow);
+                }
+                (f, used)
+            }
             Err(e) => {
                 let mut err = StompError::new(e.message());
                 err.receipt = stomp::parse::find_receipt(rest, 64 * 1024)
@@ -955,7 +1025,9 @@ fn apply_action(
                 }
             }
         }
-        Action::Unsubscribe(sub) => drop_subscription(&sub, ctx),
+        // The connection stays: what it queued for an auto-mode consumer will be written
+        // before anything that follows, so it counts as done.
+        Action::Unsubscribe(sub) => drop_subscription(&sub, true, ctx),
         Action::Publish {
             destination,
             transaction,
@@ -1136,8 +1208,10 @@ fn unpack_key(h: u64, gen_full: impl Fn(u32) -> Option<u32>) -> Option<ConsumerK
 }
 
 /// Stop routing one subscription: topics leave the table; a queue consumer is removed here and
-/// at its queue's home, which requeues what it had not acked.
-pub fn drop_subscription(sub: &Subscription, ctx: &mut Ctx<'_>) {
+/// at its queue's home, which requeues what it had in flight. With `written` (an UNSUBSCRIBE on
+/// a connection that stays), auto-mode deliveries already queued on the connection are done:
+/// they are written before anything that follows; a closing connection's go back.
+pub fn drop_subscription(sub: &Subscription, written: bool, ctx: &mut Ctx<'_>) {
     if let Some(app) = ctx.cfg.app.as_deref() {
         if app.strip(&sub.destination).is_some() {
             return; // answered once by a subscribe handler; nothing routed
@@ -1153,6 +1227,13 @@ pub fn drop_subscription(sub: &Subscription, ctx: &mut Ctx<'_>) {
         return;
     };
     if let Some(q) = ctx.router.remove_qsub(key) {
+        if let Some(up_to) = q.last_queued().filter(|_| written) {
+            ctx.qops.push(QueueOp::Written {
+                queue: Arc::clone(&q.queue),
+                key,
+                up_to,
+            });
+        }
         ctx.qops.push(QueueOp::RemoveConsumer {
             queue: q.queue,
             key,

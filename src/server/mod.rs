@@ -30,7 +30,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use crate::config::Config;
-use crate::router::{Directory, Router, MAX_REACTORS};
+use crate::router::{Directory, QueueConfig, Router, MAX_REACTORS};
 use acceptor::Acceptor;
 use conn::Kind;
 use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
@@ -248,7 +248,16 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 pool: pool.clone(),
                 auth: Some(auth_pool.clone()),
             },
-            Router::with_config(i, cfg.reactors.max(1), Arc::clone(&directory), cfg.queues),
+            Router::with_config(
+                i,
+                cfg.reactors.max(1),
+                Arc::clone(&directory),
+                QueueConfig {
+                    // A consumer's deliveries in flight stay within half its outbound bound.
+                    window: cfg.max_outbound / 2,
+                    ..cfg.queues
+                },
+            ),
             mailboxes.clone(),
         );
         threads.push(

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use super::metrics::{ConnLimits, Counters, ReactorStats};
 use crate::config::{Config, SlowConsumer};
-use crate::router::{Delivery, Published, QueueOp, Router, Sink};
+use crate::router::{Delivery, Published, QueueOp, Queued, Router, Sink};
 use crate::session::StompError;
 use crate::ws::code;
 
@@ -153,6 +153,32 @@ impl Sink for ConnSink<'_> {
             self.overflow.push(Token(conn));
         }
     }
+
+    /// Queue deliveries are paced, never dropped: one goes out only while the connection has
+    /// room under its bound (under either slow-consumer policy); otherwise its queue takes it
+    /// back until the connection drains.
+    #[inline]
+    fn deliver_queued(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) -> Queued {
+        let (idx, gen) = split(Token(conn));
+        let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+            return Queued::Gone;
+        };
+        let c = &mut s.conn;
+        if c.overflowed {
+            return Queued::Gone;
+        }
+        c.queue_pending = true;
+        if c.out.footprint() > self.max_outbound {
+            return Queued::Full;
+        }
+        if c.out.is_empty() {
+            self.dirty.push(Token(conn));
+        }
+        c.out.push_parts(self.pool, head);
+        c.out.push_shared(shared);
+        self.counters.messages_out += 1;
+        Queued::At(c.out.queued_total())
+    }
 }
 
 pub struct Reactor {
@@ -186,6 +212,8 @@ pub struct Reactor {
     enc: Vec<u8>,
     seq: u64,
     sessions: u64,
+    /// [`Reactor::fan_out`] is running: a nested call leaves its work to the running one.
+    fanning: bool,
     counters: Counters,
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
@@ -244,6 +272,7 @@ impl Reactor {
             enc: Vec::new(),
             seq: 0,
             sessions: 0,
+            fanning: false,
             counters: Counters::default(),
             stats: shared.stats,
             limits: shared.limits,
@@ -258,7 +287,7 @@ impl Reactor {
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
             let pending = self.batches.iter().any(|b| !b.is_empty());
-            let timeout = if !self.ready_again.is_empty() || pending {
+            let timeout = if !self.ready_again.is_empty() || !self.dirty.is_empty() || pending {
                 Some(Duration::ZERO)
             } else {
                 self.wheel.timeout()
@@ -398,6 +427,8 @@ impl Reactor {
         for m in &b.publish {
             self.router.deliver_local(m, &mut sink);
         }
+        // Deliveries handed back for want of room go home.
+        self.fan_out(now);
     }
 
     /// Apply an op to a queue homed here and hand out what it dispatches.
@@ -426,26 +457,14 @@ impl Reactor {
         self.local_deliveries = local;
     }
 
-    /// Deliveries from a queue's home to consumers on this reactor.
+    /// Deliveries from a queue's home to consumers on this reactor. What a connection has no
+    /// room for goes back to its queue as a `Return` op, routed by the caller's `fan_out`
+    /// (never from here: a returned message may be dispatched again to the same consumer, and
+    /// handling that here would recurse).
     fn deliver_queued(&mut self, deliveries: &mut Vec<Delivery>) {
-        if deliveries.is_empty() {
-            return;
-        }
         let mut sink = conn_sink!(self);
-        let mut back = Vec::new();
         for d in deliveries.drain(..) {
-            // A consumer that is gone: its home requeues tracked messages when it hears of it;
-            // an untracked (auto-mode) one is handed back now.
-            if !self.router.deliver_queued(&d, &mut sink) && !d.tracked {
-                back.push(QueueOp::GiveBack {
-                    queue: Arc::clone(&d.msg.payload.destination),
-                    msg: d.msg,
-                });
-            }
-        }
-        if !back.is_empty() {
-            self.qops.extend(back);
-            self.fan_out(self.now);
+            self.router.deliver_queued(&d, &mut sink, &mut self.qops);
         }
     }
 
@@ -561,6 +580,19 @@ impl Reactor {
     /// Deliver what the last connection published: topic messages locally now and to other
     /// reactors in this turn's batches; queue work to each queue's home.
     fn fan_out(&mut self, now: Instant) {
+        if self.fanning {
+            return;
+        }
+        self.fanning = true;
+        while !self.outbox.is_empty() || !self.qops.is_empty() {
+            self.fan_out_once(now);
+        }
+        self.fanning = false;
+    }
+
+    /// One pass over the outbox and the queue work pending now. Queue work can make more (a
+    /// delivery handed back, a consumer closed by a verdict): [`Reactor::fan_out`] loops.
+    fn fan_out_once(&mut self, now: Instant) {
         if !self.outbox.is_empty() {
             let mut outbox = std::mem::take(&mut self.outbox);
             for msg in outbox.drain(..) {
@@ -577,16 +609,18 @@ impl Reactor {
             }
             self.outbox = outbox;
         }
-        while !self.qops.is_empty() {
-            let ops = std::mem::take(&mut self.qops);
-            for op in ops {
-                let home = self.router.home_of(op.queue());
-                if home == self.id {
-                    self.apply_queue_op(op, now);
-                } else if let Some(b) = self.batches.get_mut(home) {
-                    b.qops.push(op);
-                }
+        let mut ops = std::mem::take(&mut self.qops);
+        for op in ops.drain(..) {
+            let home = self.router.home_of(op.queue());
+            if home == self.id {
+                self.apply_queue_op(op, now);
+            } else if let Some(b) = self.batches.get_mut(home) {
+                b.qops.push(op);
             }
+        }
+        // Keep the buffer (no allocation per turn) unless new work arrived meanwhile.
+        if self.qops.is_empty() {
+            self.qops = ops;
         }
     }
 
@@ -669,6 +703,11 @@ impl Reactor {
         for t in std::mem::take(&mut self.overflow) {
             let err = StompError::new("slow consumer: outbound queue over its limit");
             if let Some(out) = self.with_conn(t, now, |c, ctx| {
+                // The frame being written is finished, the ones not started are dropped, and
+                // the ERROR follows (over the bound by at most that frame and itself).
+                let dropped = c.out.cut_to_frame() as u64;
+                // Counted as sent when queued (nearly all MESSAGEs): they never will be.
+                ctx.counters.messages_out = ctx.counters.messages_out.saturating_sub(dropped);
                 c.stomp_fail(ctx, &err);
                 c.wants_flush()
             }) {
@@ -703,9 +742,13 @@ impl Reactor {
                         .reregister(&mut s.conn.sock, t, interest);
                 }
             }
+            // Queue consumers report what was written (and resume once drained).
+            self.fan_out(now);
             self.after(t, next, false);
         }
+        // Connections that got output while these were flushed are flushed next turn.
         dirty.clear();
+        dirty.append(&mut self.dirty);
         self.dirty = dirty;
     }
 

@@ -864,7 +864,8 @@ fn log_filters_choose_the_longest_matching_target() {
 }
 
 /// Fields of `Config` (nested as `struct.field`) that no file can set.
-const CODE_ONLY: &[&str] = &["app"];
+/// Fields set from other options (`queues.window`: half of `outbound.max_bytes`).
+const CODE_ONLY: &[&str] = &["app", "queues.window"];
 
 /// Fields of `Config` that `Settings` maps.
 const MAPPED: &[&str] = &[
