@@ -48,7 +48,8 @@ fn replay(spec: &str) {
         None => Script::from_hex(spec).expect("replay hex"),
     };
     eprintln!("{script:?}");
-    if let Err(e) = fuzzsrv::run(fuzzsrv::shared(), &script) {
+    let server = fuzzsrv::start_server();
+    if let Err(e) = fuzzsrv::run(&server, &script).and_then(|()| server.stop()) {
         panic!("{e}");
     }
 }
@@ -97,7 +98,9 @@ fn whole_server() {
         if now_ms() > deadline && !fuzzsrv::failed() {
             return Ok(());
         }
-        let r = fuzzsrv::run(fuzzsrv::shared(), &script);
+        // A broker per case: a failure replays without the cases before it.
+        let server = fuzzsrv::start_server();
+        let r = fuzzsrv::run(&server, &script).and_then(|()| server.stop());
         if r.is_err() {
             fuzzsrv::set_failed();
         }

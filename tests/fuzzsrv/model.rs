@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::script::{Body, Dest};
+use super::script::{AckMode, Body, Dest};
 
 /// What the broker owes a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,4 +164,103 @@ pub fn final_checks(
     }
     v.truncate(8);
     v
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the driver records of each session's frames, subscriptions and transactions.
+
+/// What the broker may answer to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Ok,
+    Err,
+    Any,
+    /// A queue SEND: accepted, or refused with "queue full".
+    OkOrFull,
+}
+
+/// What became of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Res {
+    Unknown,
+    Processed,
+    Failed,
+    NotProcessed,
+}
+
+#[derive(Debug, Clone)]
+pub enum What {
+    Connect,
+    /// A SEND outside a transaction (msg index); `verdict`: a queue SEND with a receipt.
+    Send {
+        msg: usize,
+        verdict: bool,
+    },
+    /// A SEND, ACK or NACK inside a transaction (applied by the COMMIT).
+    TxFrame,
+    Subscribe(usize),
+    Unsubscribe(usize),
+    /// An ACK/NACK outside a transaction and the messages it settles.
+    Ack {
+        msgs: Vec<usize>,
+        nack: bool,
+    },
+    Commit(usize),
+    Abort,
+    Begin,
+    Disconnect,
+    /// A frame the broker must refuse; a message it carries (never to be delivered).
+    Bad(Option<usize>),
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub what: What,
+    pub receipt: Option<String>,
+    pub expect: Expect,
+    pub res: Res,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sub {
+    pub id: String,
+    pub dest: Dest,
+    pub mode: AckMode,
+    pub prefetch: usize,
+    pub active: bool,
+    /// Logical time the SUBSCRIBE was known processed.
+    pub known_at: Option<u64>,
+    /// The UNSUBSCRIBE is known processed: nothing more may come for it.
+    pub gone: bool,
+    /// Delivered (client modes), not settled: (ack id, message).
+    pub held: Vec<(String, usize)>,
+    /// Last seq seen per publisher stream (topics).
+    pub last: HashMap<(usize, Option<usize>), usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TxOp {
+    Send(usize),
+    Ack { id: String, nack: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct Tx {
+    pub name: String,
+    pub open: bool,
+    pub frames: usize,
+    pub ops: Vec<TxOp>,
+    /// Messages a processed COMMIT settles (computed when it is written).
+    pub settles: Vec<(usize, bool)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum St {
+    Live,
+    /// DISCONNECT written.
+    Closing,
+    /// A frame the broker must refuse was written: an ERROR and the close should follow.
+    Doomed,
+    Dead,
 }

@@ -105,7 +105,8 @@ pub enum Body {
     Counted(u16),
     /// Binary bytes (NULs included), content-length header.
     Binary(u16),
-    /// 8-64 KiB of text with content-length: a few of these fill an outbound queue.
+    /// 8-40 KiB of text with content-length: two of these fill an outbound queue (which
+    /// counts buffer capacity, so one message near max_outbound could never be delivered).
     Large(u16),
 }
 
@@ -399,7 +400,7 @@ fn decode(r: &[u8; STEP], sessions: usize) -> Step {
                 0..=3 => Op::text(b4),
                 4 => Body::Counted(u16::from(b4)),
                 5 => Body::Binary(u16::from(b4) * 4),
-                6 => Body::Large(8 * 1024 + u16::from(b4) * 220),
+                6 => Body::Large(8 * 1024 + u16::from(b4) * 125),
                 _ => Body::Text(u16::from(b4) * 8),
             },
             receipt,

@@ -668,8 +668,8 @@ impl Driver {
             self.incs[i].last_msg = start;
             while start.elapsed() < Duration::from_secs(5) && !self.incs[i].conn.ended {
                 self.pump(Duration::from_millis(5));
-                if start.elapsed() > Duration::from_millis(300)
-                    && self.incs[i].last_msg.elapsed() > Duration::from_millis(200)
+                if start.elapsed() > Duration::from_millis(150)
+                    && self.incs[i].last_msg.elapsed() > Duration::from_millis(100)
                 {
                     break;
                 }
