@@ -104,15 +104,23 @@ impl Driver {
 
     pub fn fail(&mut self, inc: usize, msg: String) {
         let who = self.incs.get(inc).map_or(String::from("-"), |i| {
+            let slot = if i.slot == usize::MAX {
+                "extra".to_string()
+            } else {
+                i.slot.to_string()
+            };
             format!(
-                "session {} (#{inc}, {}, STOMP 1.{})",
-                i.slot,
+                "session {slot} (#{inc}, {}, STOMP 1.{})",
                 if i.conn.ws { "ws" } else { "tcp" },
                 i.version
             )
         });
-        self.violations
-            .push(format!("step {}: {who}: {msg}", self.step_no));
+        let step = if self.step_no == usize::MAX {
+            "end".to_string()
+        } else {
+            format!("step {}", self.step_no)
+        };
+        self.violations.push(format!("{step}: {who}: {msg}"));
     }
 
     pub fn check(&self) -> Result<(), String> {
