@@ -155,6 +155,7 @@ add js-ws-basic             "$(q "${JS[@]}" js-ws-basic --ws "$WS_PORT")"
 add js-ws-large-split       "$(q "${JS[@]}" js-ws-large-split --ws "$WS_PORT")"
 add js-ws-transaction       "$(q "${JS[@]}" js-ws-transaction --ws "$WS_PORT")"
 add py-tcp-queue-nack       "$(q "${PY[@]}" py-tcp-queue-nack)"
+add py-tcp-hostile         "$(q "${PY[@]}" py-tcp-hostile)"
 add cross-stompjs-to-py     "$(q "${PY[@]}" cross-stompjs-to-py)"
 add cross-py-to-stompjs     "$(q "${PY[@]}" cross-py-to-stompjs)"
 # The chat example (its own process, on its own free port) and its page in two Chromium tabs.

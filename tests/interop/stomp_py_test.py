@@ -389,6 +389,77 @@ def _():
             quiet_close(c)
 
 
+def raw_write(conn, data):
+    """Bytes straight onto stomp.py's TCP socket: several frames in one write, or a frame its
+    encoder would never produce."""
+    conn.transport.socket.sendall(data)
+
+
+@scenario("py-tcp-hostile")
+def _():
+    """Regressions of issue 12 through an independent client: SEND and UNSUBSCRIBE in one
+    write (stomp.py's CLI test did this and aborted the broker) take effect in order; a queue
+    backlog larger than the outbound bound reaches an auto-ack consumer whole and in order; a
+    NUL in a header is an ERROR, not a forged frame."""
+    pid = os.getpid()
+    q = f"/queue/interop.sendunsub.{pid}"
+    c, col = connect("1.2", name="cli-like")
+    p, pcol = connect("1.2", name="producer")
+    try:
+        c.subscribe(q, id="1", ack="auto", headers={"receipt": "r-sub"})
+        col.wait_receipt("r-sub")
+        raw_write(c, (f"SEND\ndestination:{q}\ncontent-length:14\n\nthis is a test\0"
+                      f"UNSUBSCRIBE\ndestination:{q}\nid:1\nreceipt:r-unsub\n\n\0").encode())
+        col.wait_receipt("r-unsub")
+        check([body_of(m) for m in col.messages] == [b"this is a test"],
+              f"the SEND before the UNSUBSCRIBE reached it once: {col.state()}")
+        # Nothing is left behind in the queue for the next consumer.
+        p.send(q, b"sentinel", headers={"receipt": "r-sentinel"})
+        pcol.wait_receipt("r-sentinel")
+        c.subscribe(q, id="2", ack="auto")
+        col.wait_messages(2)
+        check(body_of(col.messages[1]) == b"sentinel", f"left in the queue: {col.state()}")
+
+        # A 6 MiB backlog (over the default 4 MiB outbound bound) to an auto-ack consumer.
+        bq = f"/queue/interop.backlog.{pid}"
+        n = 6000
+        body = b"x" * 1024
+        for i in range(n):
+            hdrs = {"n": str(i)}
+            if i % 500 == 499:
+                hdrs["receipt"] = f"r-b{i}"
+            p.send(bq, body, headers=hdrs)
+        pcol.wait_receipt(f"r-b{n - 1}", timeout=30)
+        b, bcol = connect("1.2", name="backlog-consumer")
+        try:
+            b.subscribe(bq, id="b", ack="auto")
+            bcol.wait_messages(n, timeout=60)
+            got = [int(m.headers["n"]) for m in bcol.messages]
+            check(got == list(range(n)), "the whole backlog, in order")
+            bcol.no_errors()
+        finally:
+            quiet_close(b)
+
+        # A NUL inside a header value: ERROR, and nothing forged reaches a subscriber.
+        t = f"/topic/interop.forge.{pid}"
+        c.subscribe(t, id="t", headers={"receipt": "r-t"})
+        col.wait_receipt("r-t")
+        e, ecol = connect("1.2", name="forger")
+        raw_write(e, (f"SEND\ndestination:{t}\nx:a\0MESSAGE\nsubscription:t\n"
+                      f"message-id:forged\ndestination:{t}\n\nforged\0").encode())
+        ecol.wait(lambda: ecol.errors, 5, "an ERROR for a NUL in a header")
+        check("NUL" in (ecol.errors[0].headers.get("message") or ""), f"{ecol.errors[0].headers}")
+        quiet_close(e)
+        p.send(t, b"legit", headers={"receipt": "r-legit"})
+        pcol.wait_receipt("r-legit")
+        col.wait_messages(3)
+        check(body_of(col.messages[2]) == b"legit", f"a forged message arrived: {col.state()}")
+        col.no_errors()
+    finally:
+        quiet_close(c)
+        quiet_close(p)
+
+
 # Header values that need escaping in 1.1/1.2 but travel raw in 1.0.
 XHDRS = {"x-colon": "a:b", "x-utf8": "κόσμε"}
 
