@@ -519,3 +519,32 @@ fn slow_consumer_sees_whole_frames_then_the_error() {
     }
     h.shutdown().unwrap();
 }
+
+/// Found by the stateful fuzzer (`tests/server_fuzz.rs`) in the backpressure above: frames of
+/// a WebSocket message held back while the output was over its bound were resumed once, went
+/// over the bound again without pausing, and then waited for socket input that never came (a
+/// DISCONNECT among them was never handled). One message of 100 SENDs with long receipts and a
+/// DISCONNECT: every RECEIPT arrives, in order, and the connection ends.
+#[test]
+fn held_back_frames_of_a_websocket_message_are_all_handled() {
+    let (h, a) = server(1, |c| c.max_outbound = 64 * 1024);
+    let mut c = client(a, Kind::Ws);
+    let mut wire = Vec::new();
+    for i in 0..100 {
+        let r = format!("{i:03}{}", "r".repeat(7000));
+        wire.extend(frame(
+            "SEND",
+            &[("destination", "/topic/nobody"), ("receipt", &r)],
+            b"",
+        ));
+    }
+    wire.extend(frame("DISCONNECT", &[("receipt", "bye")], b""));
+    c.send(&wire);
+    for i in 0..100 {
+        let f = c.expect("RECEIPT");
+        assert_eq!(&f.h("receipt-id")[..3], format!("{i:03}"));
+    }
+    c.expect_receipt("bye");
+    assert!(c.next_within(Duration::from_secs(5)).is_err(), "closed");
+    h.shutdown().unwrap();
+}

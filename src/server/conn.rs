@@ -294,11 +294,14 @@ impl Conn {
         } = &mut self.phase
         {
             if !st.stash.is_empty() {
-                // A CONNECT held back for a credentials check, and what followed it.
+                // A CONNECT held back for a credentials check, or frames held back while the
+                // output was over its bound, and what followed them.
                 let flow = stomp_ws_message(st, &[], ctx, &mut self.out);
                 if let Some(f) = flow {
                     self.apply_flow(ctx, f);
                 }
+                // Over the bound again: wait for the next drain (which reads again).
+                self.pause_if_over(ctx);
             }
         }
         if !self.paused && self.rstart < self.rbuf.len() {

@@ -89,6 +89,7 @@ pub fn start_server() -> Server {
         c.queues = QueueConfig {
             max_messages: QUEUE_MAX,
             overflow: Overflow::Reject,
+            ..QueueConfig::default()
         };
         c.stomp_limits = Limits {
             max_headers: MAX_HEADERS,
