@@ -38,6 +38,9 @@ pub struct Msg {
     pub tx_queue: bool,
     /// Logical time its SEND (or its transaction's COMMIT) was written.
     pub at: u64,
+    /// Logical time it was known routed (a later RECEIPT of its session): a subscriber must
+    /// get it only if it was still subscribed then (u64::MAX: not known).
+    pub required_at: u64,
     pub seen: Vec<Seen>,
     /// Consumptions known to have happened (auto delivery read, ACK processed, drain).
     pub certain: u32,
@@ -92,6 +95,9 @@ pub struct Complete {
     pub dest: Dest,
     /// Logical time its SUBSCRIBE was known processed.
     pub known_at: u64,
+    /// Logical time its session's DISCONNECT was written: messages known routed only after
+    /// that may have been routed after it left (another session's SEND has no order with it).
+    pub until: u64,
 }
 
 /// Every end-of-run check on the messages; the first few problems found.
@@ -149,6 +155,7 @@ pub fn final_checks(
                 || m.dest.is_queue()
                 || !c.dest.matches(m.dest)
                 || m.at <= c.known_at
+                || m.required_at >= c.until
             {
                 continue;
             }

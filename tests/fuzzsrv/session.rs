@@ -34,6 +34,8 @@ pub struct Inc {
     pub disconnect_ok: bool,
     /// DISCONNECTed by the orderly end (after every delivery had time to arrive).
     pub at_finish: bool,
+    /// Logical time the orderly end wrote its DISCONNECT.
+    pub finish_at: u64,
     pub killed: bool,
     pub ws_violation: bool,
     pub queue_sends_unreceipted: bool,
@@ -160,6 +162,7 @@ impl Driver {
                     error: None,
                     disconnect_ok: false,
                     at_finish: false,
+                    finish_at: u64::MAX,
                     killed: false,
                     ws_violation: false,
                     queue_sends_unreceipted: false,
@@ -473,6 +476,8 @@ impl Driver {
             (What::Send { msg, verdict }, Res::Processed) => {
                 if !self.msgs[*msg].dest.is_queue() {
                     self.msgs[*msg].resolve(Fate::Required);
+                    let m = &mut self.msgs[*msg];
+                    m.required_at = m.required_at.min(t);
                 } else if !verdict {
                     self.msgs[*msg].resolve(Fate::Optional);
                 }
@@ -495,6 +500,7 @@ impl Driver {
                 for op in &tx.ops {
                     if let TxOp::Send(m) = op {
                         self.msgs[*m].fate = Fate::Required;
+                        self.msgs[*m].required_at = self.msgs[*m].required_at.min(t);
                     }
                 }
                 for &(m, nack) in &tx.settles {

@@ -91,6 +91,7 @@ impl Driver {
             fate,
             tx_queue: tx.is_some() && dest.is_queue(),
             at,
+            required_at: u64::MAX,
             seen: Vec::new(),
             certain: 0,
             uncertain: 0,
@@ -586,6 +587,7 @@ impl Driver {
         for i in 0..self.incs.len() {
             if self.incs[i].st == St::Live && !self.incs[i].conn.ended {
                 self.incs[i].at_finish = true;
+                self.incs[i].finish_at = self.tick();
                 self.disconnect(i);
             }
         }
@@ -701,6 +703,7 @@ impl Driver {
                         sub: s.id.clone(),
                         dest: s.dest,
                         known_at: k,
+                        until: c.finish_at,
                     });
                 }
             }
