@@ -548,3 +548,34 @@ fn held_back_frames_of_a_websocket_message_are_all_handled() {
     assert!(c.next_within(Duration::from_secs(5)).is_err(), "closed");
     h.shutdown().unwrap();
 }
+
+/// Found by the stateful fuzzer: an auto-mode delivery queued on a connection whose DISCONNECT
+/// was handled before the output was flushed went back to its queue (marked redelivered) even
+/// though the flush after a DISCONNECT writes it: the consumer got it, and so did the next one.
+/// Deliveries queued before a DISCONNECT count as written.
+#[test]
+fn auto_delivery_before_disconnect_is_not_redelivered() {
+    let (h, a) = server(1, |_| {});
+    for kind in BOTH {
+        let q = format!("/queue/own-{kind:?}");
+        let mut c = client(a, kind);
+        subscribe(&mut c, &q, "1", &[("ack", "auto")]);
+        let mut wire = frame("SEND", &[("destination", &q)], b"once");
+        wire.extend(frame("DISCONNECT", &[("receipt", "bye")], b""));
+        c.send(&wire);
+        assert_eq!(c.msg().body, b"once");
+        c.expect_receipt("bye");
+        let mut p = client(a, Kind::Tcp);
+        p.send_frame(
+            "SEND",
+            &[("destination", &q), ("receipt", "s")],
+            b"sentinel",
+        );
+        p.expect_receipt("s");
+        let mut d = client(a, Kind::Tcp);
+        subscribe(&mut d, &q, "d", &[]);
+        let m = d.msg();
+        assert_eq!(m.body, b"sentinel", "redelivered: {m:?}");
+    }
+    h.shutdown().unwrap();
+}

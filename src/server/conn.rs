@@ -697,13 +697,21 @@ impl Conn {
                     }
                     write_close(&mut self.out, ctx.pool, code, "");
                 }
-                self.linger(ctx);
+                // After a DISCONNECT the output is flushed before the close, so what was queued
+                // for an auto-mode consumer is as good as written; after an error it goes back.
+                self.linger_settling(ctx, !error);
             }
         }
     }
 
     /// Stop reading frames; keep the STOMP state (subscriptions are dropped on removal).
     fn linger(&mut self, ctx: &mut Ctx<'_>) {
+        self.linger_settling(ctx, false);
+    }
+
+    /// [`Conn::linger`]; with `written`, auto-mode queue deliveries already queued count as
+    /// written (see [`drop_subscription`]).
+    fn linger_settling(&mut self, ctx: &mut Ctx<'_>, written: bool) {
         self.rstart = self.rbuf.len();
         self.hb_send = None;
         self.hb_recv = None;
@@ -715,7 +723,7 @@ impl Conn {
                 // Subscriptions stop now (unacked queue messages go back to their queues);
                 // open transactions are dropped with the session.
                 for sub in s.session.subscriptions() {
-                    drop_subscription(sub, false, ctx);
+                    drop_subscription(sub, written, ctx);
                 }
                 Phase::Linger
             }
