@@ -488,6 +488,9 @@ impl Driver {
             (What::Send { msg, .. }, Res::NotProcessed) => {
                 self.msgs[*msg].fate = Fate::Forbidden("sent after the frame the ERROR was for")
             }
+            // A "malformed" frame the broker may accept (a backslash is literal in 1.0): once
+            // accepted, its message was routed like any other.
+            (What::Bad(Some(m)), Res::Processed) => self.msgs[*m].fate = Fate::Optional,
             (What::Subscribe(n), Res::Processed) => self.incs[i].subs[*n].known_at = Some(t),
             (What::Unsubscribe(n), Res::Processed) => self.incs[i].subs[*n].gone = true,
             (What::Ack { msgs, nack: false }, Res::Processed) => {
