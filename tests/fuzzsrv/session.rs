@@ -430,6 +430,8 @@ impl Driver {
             || (message.contains("heart-beat") && inc.hb_send > 0)
             || (message.contains("queue full") && inc.queue_sends_unreceipted)
             || inc.st == St::Doomed
+            // A WebSocket violation is answered with an ERROR whatever was sent after it.
+            || inc.ws_violation
             || inc
                 .sent
                 .iter()
