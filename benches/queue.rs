@@ -49,6 +49,30 @@ fn queue_dispatch_ack(c: &mut Criterion) {
             }
         })
     });
+    // Auto mode: each delivery stays in flight until its consumer's connection reports it
+    // written (one cumulative Written per consumer per flush; here after every message).
+    g.bench_function("enqueue_dispatch_written_auto_1000", |b| {
+        let mut q = Queue::new(100_000, Overflow::Reject);
+        for i in 0..10 {
+            q.add_consumer(key(i), AckMode::Auto, 100);
+        }
+        let mut out = Vec::with_capacity(N);
+        let mut seq = 0;
+        b.iter(|| {
+            for _ in 0..N {
+                seq += 1;
+                let _ = q.enqueue(QMsg {
+                    seq,
+                    payload: payload.clone(),
+                    redelivered: false,
+                });
+                q.dispatch(&mut out);
+                for d in out.drain(..) {
+                    q.written(d.consumer, black_box(d.delivery));
+                }
+            }
+        })
+    });
     g.finish();
 }
 
