@@ -134,6 +134,9 @@ pub struct Queue {
     overflow: Overflow,
     /// Bytes in flight per consumer before it waits (at least one message always goes).
     window: usize,
+    /// Messages handed back in a row (by [`Queue::returned`]) sit at the front in the order
+    /// they come back: the next one goes after them.
+    returned_run: usize,
     /// Messages dropped by `DropOldest`.
     pub dropped: u64,
 }
@@ -152,6 +155,7 @@ impl Queue {
             max_ready,
             overflow,
             window: window.max(1),
+            returned_run: 0,
             dropped: 0,
         }
     }
@@ -216,6 +220,7 @@ impl Queue {
             m.redelivered = true;
             self.ready.push_front((m, None));
         }
+        self.returned_run = 0;
     }
 
     /// An auto-mode consumer's connection wrote every delivery up to `up_to`: they are done.
@@ -238,7 +243,10 @@ impl Queue {
         };
         c.paused = true;
         if let Some(m) = c.take(delivery) {
-            self.ready.push_front((m, None));
+            // A connection hands back its deliveries oldest first: keep that order.
+            let at = self.returned_run.min(self.ready.len());
+            self.ready.insert(at, (m, None));
+            self.returned_run += 1;
         }
     }
 
@@ -290,6 +298,7 @@ impl Queue {
             m.redelivered = true;
             self.ready.push_front((m, Some(key)));
         }
+        self.returned_run = 0;
         Ok(())
     }
 
@@ -333,6 +342,7 @@ impl Queue {
             let Some((msg, _)) = self.ready.remove(pos) else {
                 return;
             };
+            self.returned_run = 0;
             self.cursor = (i + 1) % n;
             self.next_delivery += 1;
             let delivery = self.next_delivery;
@@ -591,6 +601,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Deliveries handed back by a full connection come back in their order, ahead of what was
+    /// waiting, and go out in that order once the consumer resumes.
+    #[test]
+    fn returned_deliveries_keep_their_order() {
+        let mut q = Queue::new(100, Overflow::Reject);
+        q.add_consumer(key(1), AckMode::Auto, 3);
+        for s in 1..=5 {
+            q.enqueue(msg(s)).unwrap();
+        }
+        let mut out = Vec::new();
+        q.dispatch(&mut out);
+        assert_eq!(out.len(), 3);
+        for d in &out {
+            q.returned(key(1), d.delivery);
+        }
+        let mut none = Vec::new();
+        q.dispatch(&mut none);
+        assert!(none.is_empty(), "paused");
+        q.resume(key(1));
+        let mut again = Vec::new();
+        q.dispatch(&mut again);
+        let seqs: Vec<u64> = again.iter().map(|d| d.msg.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert!(
+            again.iter().all(|d| !d.msg.redelivered),
+            "never sent: not redelivered"
+        );
     }
 
     /// The byte window: a consumer with prefetch to spare still waits once about `window`
