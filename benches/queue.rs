@@ -19,60 +19,46 @@ fn key(n: u32) -> ConsumerKey {
     }
 }
 
-/// 1,000 messages through a queue with 10 client-individual consumers (prefetch 100): enqueue,
-/// dispatch round-robin, ack each delivery.
+/// 1,000 messages through a queue with 10 consumers (prefetch 100): enqueue, dispatch
+/// round-robin, settle each delivery: client-individual consumers ACK it; auto-mode ones report
+/// it written (one cumulative Written per consumer per flush; here after every message).
 fn queue_dispatch_ack(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue");
     g.measurement_time(Duration::from_secs(3));
     let payload = Published::raw("/queue/bench", &[b'x'; 100]);
     const N: usize = 1000;
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("enqueue_dispatch_ack_1000", |b| {
-        let mut q = Queue::new(100_000, Overflow::Reject);
-        for i in 0..10 {
-            q.add_consumer(key(i), AckMode::ClientIndividual, 100);
-        }
-        let mut out = Vec::with_capacity(N);
-        let mut seq = 0;
-        b.iter(|| {
-            for _ in 0..N {
-                seq += 1;
-                let _ = q.enqueue(QMsg {
-                    seq,
-                    payload: payload.clone(),
-                    redelivered: false,
-                });
-                q.dispatch(&mut out);
-                for d in out.drain(..) {
-                    let _ = black_box(q.ack(d.consumer, d.delivery));
-                }
+    for (name, mode) in [
+        ("enqueue_dispatch_ack_1000", AckMode::ClientIndividual),
+        ("enqueue_dispatch_written_auto_1000", AckMode::Auto),
+    ] {
+        g.bench_function(name, |b| {
+            let mut q = Queue::new(100_000, Overflow::Reject);
+            for i in 0..10 {
+                q.add_consumer(key(i), mode, 100);
             }
-        })
-    });
-    // Auto mode: each delivery stays in flight until its consumer's connection reports it
-    // written (one cumulative Written per consumer per flush; here after every message).
-    g.bench_function("enqueue_dispatch_written_auto_1000", |b| {
-        let mut q = Queue::new(100_000, Overflow::Reject);
-        for i in 0..10 {
-            q.add_consumer(key(i), AckMode::Auto, 100);
-        }
-        let mut out = Vec::with_capacity(N);
-        let mut seq = 0;
-        b.iter(|| {
-            for _ in 0..N {
-                seq += 1;
-                let _ = q.enqueue(QMsg {
-                    seq,
-                    payload: payload.clone(),
-                    redelivered: false,
-                });
-                q.dispatch(&mut out);
-                for d in out.drain(..) {
-                    q.written(d.consumer, black_box(d.delivery));
+            let mut out = Vec::with_capacity(N);
+            let mut seq = 0;
+            b.iter(|| {
+                for _ in 0..N {
+                    seq += 1;
+                    let _ = q.enqueue(QMsg {
+                        seq,
+                        payload: payload.clone(),
+                        redelivered: false,
+                    });
+                    q.dispatch(&mut out);
+                    for d in out.drain(..) {
+                        if mode == AckMode::Auto {
+                            q.written(d.consumer, black_box(d.delivery));
+                        } else {
+                            let _ = black_box(q.ack(d.consumer, d.delivery));
+                        }
+                    }
                 }
-            }
-        })
-    });
+            })
+        });
+    }
     g.finish();
 }
 
