@@ -257,6 +257,27 @@ fn every_handshake_refusal_is_a_complete_http_response() {
     srv.shutdown().unwrap();
 }
 
+/// Clients pass tokens in the query string (`/ws?access_token=...`) and some add a trailing
+/// slash: both reach the STOMP endpoint (they were 404).
+#[test]
+fn the_stomp_endpoint_takes_a_query_string_and_a_trailing_slash() {
+    let (h, addr) = echo_server();
+    for path in ["/ws?access_token=abc.def", "/ws/", "/stomp/?x=1"] {
+        let mut r = Raw::open(addr, path);
+        r.send(&masked(
+            true,
+            1,
+            b"CONNECT\naccept-version:1.2\nhost:/\n\n\0",
+        ));
+        let (_, op, payload) = r.frame().expect("CONNECTED");
+        assert_eq!(op, 1, "{path}");
+        assert!(payload.starts_with(b"CONNECTED\n"), "{path}: {payload:?}");
+    }
+    let (status, _) = refusal(addr, &upgrade_request("/wsx?a", ""));
+    assert_eq!(status, 404);
+    h.shutdown().unwrap();
+}
+
 #[test]
 fn a_stalled_handshake_is_closed_after_the_timeout() {
     let (srv, addr) = server_with(|c| c.handshake_timeout = Duration::from_millis(300));

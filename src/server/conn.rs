@@ -505,7 +505,7 @@ impl Conn {
                 Phase::Handshake => match ws::parse_request(input, &ctx.cfg.handshake) {
                     Ok(Status::Partial) => return,
                     Ok(Status::Complete(up)) => {
-                        let app = match up.path {
+                        let app = match up.endpoint() {
                             "/echo" if ctx.cfg.echo => App::Echo,
                             "/ws" | "/stomp" => App::Stomp(new_stomp(ctx.sessions, ctx.reactor)),
                             _ => {

@@ -235,6 +235,18 @@ pub fn request_path(buf: &[u8]) -> Option<&str> {
     }
 }
 
+impl Upgrade<'_> {
+    /// The endpoint the request names: its path without a query string (clients pass tokens
+    /// as `/ws?access_token=...`) and without a trailing `/` (`/ws/` is `/ws`).
+    pub fn endpoint(&self) -> &str {
+        let path = self.path.split_once('?').map_or(self.path, |(p, _)| p);
+        match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        }
+    }
+}
+
 /// Append the `101 Switching Protocols` response.
 pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
     out.extend_from_slice(
@@ -282,6 +294,25 @@ mod tests {
         assert_eq!(u.key, "dGhlIHNhbXBsZSBub25jZQ==");
         assert_eq!(u.protocol, None);
         assert_eq!(u.consumed, GOOD.len());
+    }
+
+    #[test]
+    fn endpoint_drops_query_and_trailing_slash() {
+        for (path, want) in [
+            ("/ws", "/ws"),
+            ("/ws/", "/ws"),
+            ("/ws?access_token=abc", "/ws"),
+            ("/ws/?a=1&b=/x", "/ws"),
+            ("/", "/"),
+            ("/?q", "/"),
+            ("/a/b/", "/a/b"),
+        ] {
+            let req = GOOD.replacen("/chat", path, 1);
+            let Ok(Status::Complete(u)) = parse(&req) else {
+                panic!("{path}")
+            };
+            assert_eq!(u.endpoint(), want, "{path}");
+        }
     }
 
     #[test]
