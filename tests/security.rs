@@ -243,3 +243,72 @@ fn every_acl_decision() {
     assert!(got.iter().any(|f| f.ends_with("from bob")), "{got:?}");
     h.shutdown().unwrap();
 }
+
+/// Access that revokes (issue 13): after a reload removes a rule, a session holding a
+/// subscription that rule allowed gets an ERROR and is closed; sessions still allowed keep
+/// going.
+#[test]
+fn a_removed_rule_ends_the_subscriptions_it_allowed() {
+    let (h, addr, acl) = server(true, Some(RULES));
+    let (mut alice, _) = Client::connect(addr, Some(("alice", "secret")));
+    let (mut bob, _) = Client::connect(addr, Some(("bob", "hunter2")));
+    bob.send("SUBSCRIBE\nid:1\ndestination:/topic/chat.room1\nreceipt:r1\n\n\0");
+    bob.expect("RECEIPT");
+    alice.send("SUBSCRIBE\nid:1\ndestination:/topic/chat.room1\nreceipt:r1\n\n\0");
+    alice.expect("RECEIPT");
+    let without_bob: String = RULES
+        .lines()
+        .filter(|l| !l.contains("bob        read       /topic/chat.room1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    acl.as_ref().unwrap().set(Acl::parse(&without_bob).unwrap());
+    let e = bob.expect("ERROR");
+    assert!(
+        e.contains("access revoked: bob may no longer subscribe to '/topic/chat.room1'"),
+        "{e}"
+    );
+    assert!(bob.frame().is_none(), "closed after the revocation");
+    // alice's rule stands: she still publishes and receives.
+    alice.send("SEND\ndestination:/topic/chat.room1\n\nstill here\0");
+    assert!(alice.expect("MESSAGE").ends_with("still here"));
+    h.shutdown().unwrap();
+}
+
+/// A user removed from the users file (reload) loses the sessions it has: ERROR, then close;
+/// the others stay.
+#[test]
+fn a_removed_user_is_disconnected() {
+    let auth = Arc::new(PasswordAuth::new(users(), false));
+    let mut cfg = Config {
+        listen: None,
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        close_timeout: Duration::from_secs(1),
+        shutdown_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    cfg.session.authenticator = auth.clone();
+    let h = stompbox::start(cfg).unwrap();
+    let addr = h.tcp_addr().unwrap();
+    let (mut alice, f) = Client::connect(addr, Some(("alice", "secret")));
+    assert!(f.starts_with("CONNECTED"), "{f}");
+    let (mut bob, f) = Client::connect(addr, Some(("bob", "hunter2")));
+    assert!(f.starts_with("CONNECTED"), "{f}");
+    bob.send("SUBSCRIBE\nid:1\ndestination:/topic/x\nreceipt:r\n\n\0");
+    bob.expect("RECEIPT");
+    let mut only_bob = users();
+    only_bob.remove("alice");
+    auth.set_users(only_bob);
+    let e = alice.expect("ERROR");
+    assert!(
+        e.contains("access revoked: alice is no longer admitted"),
+        "{e}"
+    );
+    assert!(alice.frame().is_none(), "closed after the revocation");
+    bob.send("SEND\ndestination:/topic/x\n\nbob stays\0");
+    assert!(bob.expect("MESSAGE").ends_with("bob stays"));
+    // And she cannot come back.
+    let (_, f) = Client::connect(addr, Some(("alice", "secret")));
+    assert!(f.starts_with("ERROR"), "{f}");
+    h.shutdown().unwrap();
+}

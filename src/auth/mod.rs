@@ -27,6 +27,7 @@ use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ pub struct PasswordAuth {
     verified: Mutex<std::collections::HashSet<[u8; 20]>>,
     secret: [u8; 16],
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Bumped by every change of the users.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for PasswordAuth {
@@ -102,6 +105,7 @@ impl PasswordAuth {
             verified: Mutex::new(Default::default()),
             secret,
             failures: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -116,12 +120,19 @@ impl PasswordAuth {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let users = parse_users(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let n = users.len();
+        self.set_users(users);
+        Ok(n)
+    }
+
+    /// Replace the users; forgets verified logins, and live sessions of users no longer there
+    /// are closed (their reactors see the generation move).
+    pub fn set_users(&self, users: HashMap<String, String>) {
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        Ok(n)
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn key(&self, login: &str, passcode: &str) -> [u8; 20] {
@@ -135,6 +146,21 @@ impl PasswordAuth {
 }
 
 impl Authenticator for PasswordAuth {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn admits(&self, login: Option<&str>) -> bool {
+        match login.filter(|l| !l.is_empty()) {
+            Some(l) => self
+                .users
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(l),
+            None => self.anonymous,
+        }
+    }
+
     fn check(&self, login: Option<&str>, passcode: Option<&str>, _host: Option<&str>) -> AuthCheck {
         let Some(login) = login.filter(|l| !l.is_empty()) else {
             return if self.anonymous {

@@ -731,6 +731,38 @@ impl Conn {
         };
     }
 
+    /// The users or the ACL changed (a reload): a session whose user is gone, or that holds a
+    /// subscription its rules no longer allow, gets an ERROR and is closed. `true` if it was.
+    pub fn recheck_access(&mut self, ctx: &mut Ctx<'_>, acl: Option<&crate::auth::Acl>) -> bool {
+        let Some(st) = self.stomp().filter(|s| s.session.connected) else {
+            return false;
+        };
+        let login = st.session.login.as_deref();
+        let who = login.unwrap_or("anonymous");
+        let reason = if !ctx.cfg.session.authenticator.admits(login) {
+            Some(format!("access revoked: {who} is no longer admitted"))
+        } else {
+            acl.and_then(|acl| {
+                let perm = crate::auth::Perm::Read;
+                st.session
+                    .subscriptions()
+                    .iter()
+                    .find(|s| !acl.allows(login, perm, &s.destination))
+                    .map(|s| {
+                        format!(
+                            "access revoked: {who} may no longer subscribe to '{}'",
+                            s.destination
+                        )
+                    })
+            })
+        };
+        let Some(reason) = reason else {
+            return false;
+        };
+        self.stomp_fail(ctx, &StompError::new(reason));
+        true
+    }
+
     /// A STOMP-level failure outside frame handling (heart-beat timeout, slow consumer,
     /// shutdown): ERROR, then close.
     pub fn stomp_fail(&mut self, ctx: &mut Ctx<'_>, err: &StompError) {

@@ -88,6 +88,13 @@ pub struct Slot {
     gen: u32,
 }
 
+fn access_generation(cfg: &Config) -> (u64, u64) {
+    (
+        cfg.acl.as_deref().map_or(0, |a| a.generation()),
+        cfg.session.authenticator.generation(),
+    )
+}
+
 /// Token = generation (high 32 bits) | slab index (low 32 bits), so a stale event for a reused
 /// slot is recognised and ignored.
 fn token(idx: usize, gen: u32) -> Token {
@@ -214,6 +221,8 @@ pub struct Reactor {
     sessions: u64,
     /// [`Reactor::fan_out`] is running: a nested call leaves its work to the running one.
     fanning: bool,
+    /// (ACL generation, users generation) the live sessions were last checked against.
+    access_gen: (u64, u64),
     counters: Counters,
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
@@ -273,6 +282,7 @@ impl Reactor {
             seq: 0,
             sessions: 0,
             fanning: false,
+            access_gen: access_generation(&cfg),
             counters: Counters::default(),
             stats: shared.stats,
             limits: shared.limits,
@@ -319,6 +329,7 @@ impl Reactor {
                 self.read(t, now);
             }
             self.fire_timers(now);
+            self.recheck_access(now);
             if shutdown_deadline.is_none() && self.shutdown.load(Ordering::Acquire) {
                 shutdown_deadline = Some(now + self.cfg.shutdown_timeout);
                 // Messages other reactors sent before the shutdown (whose senders may hold
@@ -696,6 +707,27 @@ impl Reactor {
         }
         self.fired = fired;
         self.fired.clear();
+    }
+
+    /// After a reload of the users or the ACL (two atomic loads per turn to notice), every
+    /// live session is checked again: access that was revoked ends (see
+    /// [`Conn::recheck_access`]).
+    fn recheck_access(&mut self, now: Instant) {
+        let gens = access_generation(&self.cfg);
+        if gens == self.access_gen {
+            return;
+        }
+        self.access_gen = gens;
+        let acl = self.cfg.acl.as_deref().map(|a| a.current());
+        let keys: Vec<Token> = self.conns.iter().map(|(i, s)| token(i, s.gen)).collect();
+        for t in keys {
+            if let Some(out) = self.with_conn(t, now, |c, ctx| {
+                c.recheck_access(ctx, acl.as_deref()) && c.wants_flush()
+            }) {
+                self.fan_out(now);
+                self.after(t, Next::Idle, out);
+            }
+        }
     }
 
     /// Subscribers over their outbound bound: ERROR "slow consumer", then close.

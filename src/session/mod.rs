@@ -52,6 +52,18 @@ pub trait Authenticator: Send + Sync + fmt::Debug {
     fn authenticate(&self, login: Option<&str>, passcode: Option<&str>, host: Option<&str>)
         -> bool;
 
+    /// Moves whenever the users change (a reload): live sessions are then checked again with
+    /// [`Authenticator::admits`].
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// May a session logged in as `login` (`None`: anonymous) stay connected? Must not block.
+    fn admits(&self, login: Option<&str>) -> bool {
+        let _ = login;
+        true
+    }
+
     /// How long to hold back the answer after a failure from `ip` (bounded state; a success
     /// resets it). Runs off the reactor.
     fn failure_delay(&self, ip: Option<std::net::IpAddr>, ok: bool) -> std::time::Duration {
