@@ -217,9 +217,11 @@ fn commit_is_all_or_nothing() {
 /// Defect: SUBSCRIBE ack:auto to a queue, then SEND to it and UNSUBSCRIBE in one write: the
 /// delivery found its consumer gone, was handed back, dispatched to the same (not yet removed)
 /// consumer, handed back... recursively, until the reactor's stack overflowed and the process
-/// aborted (stomp.py's CLI test suite does this). The frames take effect in the client's
-/// order: the message reaches the consumer before its UNSUBSCRIBE, and no later consumer gets
-/// it again. The same holds for a topic subscription.
+/// aborted (stomp.py's CLI test suite does this). The message is neither lost nor duplicated:
+/// it reaches the consumer before the UNSUBSCRIBE's RECEIPT (always when the queue lives on
+/// the consumer's reactor: what the session published is routed before its UNSUBSCRIBE is
+/// handled), or, when its queue's home had already dispatched it to the leaving consumer, it
+/// stays queued for the next one. A topic subscription gets the SEND before its UNSUBSCRIBE.
 #[test]
 fn send_and_unsubscribe_in_one_write_do_not_abort() {
     for reactors in [1, 2] {
@@ -252,15 +254,14 @@ fn send_and_unsubscribe_in_one_write_do_not_abort() {
                     other => panic!("{other}: {f:?}"),
                 }
             }
-            assert_eq!(
-                got, 1,
-                "delivered before the UNSUBSCRIBE ({reactors} reactors)"
-            );
-            // Nothing is left in the queue for the next consumer.
+            if reactors == 1 {
+                assert_eq!(got, 1, "delivered before the UNSUBSCRIBE");
+            }
             let left = left_before_sentinel(a, &q);
-            assert!(
-                left.is_empty(),
-                "left in the queue: {left:?} ({reactors} reactors)"
+            assert_eq!(
+                got + left.len(),
+                1,
+                "exactly once: {got} delivered, left {left:?} ({reactors} reactors)"
             );
             // A topic: the SEND before the UNSUBSCRIBE reaches the subscription.
             let t = format!("/topic/testfile{n}");
