@@ -712,6 +712,15 @@ impl Conn {
     /// [`Conn::linger`]; with `written`, auto-mode queue deliveries already queued count as
     /// written (see [`drop_subscription`]).
     fn linger_settling(&mut self, ctx: &mut Ctx<'_>, written: bool) {
+        if self.queue_pending && self.tls.is_none() && !self.write_blocked {
+            // Write what is queued now: auto-mode queue deliveries that reach the socket before
+            // the close are done; the rest go back to their queues (redelivered).
+            let before = self.out.len();
+            if self.out.write_to(&mut self.sock, ctx.pool).is_ok() {
+                ctx.counters.bytes_out += (before - self.out.len()) as u64;
+            }
+            self.queue_written(ctx);
+        }
         self.rstart = self.rbuf.len();
         self.hb_send = None;
         self.hb_recv = None;

@@ -37,6 +37,8 @@ pub struct Inc {
     /// Logical time the orderly end wrote its DISCONNECT.
     pub finish_at: u64,
     pub killed: bool,
+    /// Queue messages auto-delivered to this session.
+    pub auto_got: Vec<usize>,
     pub ws_violation: bool,
     pub queue_sends_unreceipted: bool,
     pub pending: Vec<u8>,
@@ -164,6 +166,7 @@ impl Driver {
                     at_finish: false,
                     finish_at: u64::MAX,
                     killed: false,
+                    auto_got: Vec::new(),
                     ws_violation: false,
                     queue_sends_unreceipted: false,
                     pending: Vec::new(),
@@ -620,6 +623,7 @@ impl Driver {
         inc.last_msg = Instant::now();
         if sub.mode == AckMode::Auto {
             self.msgs[idx].certain += 1;
+            inc.auto_got.push(idx);
             inc.stale.push(ack_id);
             return;
         }

@@ -95,6 +95,7 @@ impl Driver {
             seen: Vec::new(),
             certain: 0,
             uncertain: 0,
+            maybe_back: false,
         });
         self.msgs.len() - 1
     }
@@ -691,6 +692,13 @@ impl Driver {
 
     pub fn final_checks(&mut self, queue_refusals: bool) -> Vec<String> {
         self.settle_unknown();
+        for c in &self.incs {
+            if c.error.is_some() || c.killed {
+                for &m in &c.auto_got {
+                    self.msgs[m].maybe_back = true;
+                }
+            }
+        }
         let mut complete = Vec::new();
         for c in &self.incs {
             if !c.disconnect_ok || !c.at_finish || c.error.is_some() || c.killed {
