@@ -472,11 +472,11 @@ impl Router {
         }))
     }
 
-    /// Would these ACK/NACK ids, applied in order, all be accepted? Nothing changes: a
-    /// transaction is checked whole before any of it is applied (an id that an earlier one in
-    /// the list already covers is refused, as it would be when applied).
+    /// Would these ACK/NACK ids, applied in order, all be accepted? Nothing changes (the `&mut`
+    /// is only the shared lookup's): a transaction is checked whole before any of it is applied
+    /// (an id that an earlier one in the list already covers is refused, as it would be).
     pub fn check_acks<'a>(
-        &self,
+        &mut self,
         conn: usize,
         ids: impl Iterator<Item = &'a str>,
     ) -> Result<(), String> {
@@ -486,11 +486,7 @@ impl Router {
             let Some((slot, gen, delivery)) = parse_qid(id)? else {
                 continue;
             };
-            let q = self
-                .qsubs
-                .get(slot as usize)
-                .filter(|q| q.gen as u64 == gen && q.sub.conn == conn)
-                .ok_or_else(|| format!("unknown ack id '{id}'"))?;
+            let q = self.qsub_of(conn, slot, gen, id)?;
             let i = match touched.iter().position(|(s, _)| *s == slot) {
                 Some(i) => i,
                 None => {

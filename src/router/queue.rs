@@ -72,11 +72,15 @@ impl Consumer {
     }
 
     /// Take one delivery out of flight.
-    fn take(&mut self, delivery: u64) -> Option<QMsg> {
-        let i = self
-            .inflight
+    /// Where a delivery sits in flight (the list is sorted by delivery number).
+    fn position(&self, delivery: u64) -> Option<usize> {
+        self.inflight
             .binary_search_by_key(&delivery, |(d, _)| *d)
-            .ok()?;
+            .ok()
+    }
+
+    fn take(&mut self, delivery: u64) -> Option<QMsg> {
+        let i = self.position(delivery)?;
         let (_, m) = self.inflight.remove(i)?;
         self.inflight_bytes = self.inflight_bytes.saturating_sub(m.size());
         Some(m)
@@ -96,12 +100,6 @@ impl Consumer {
                 k.push(m);
             }
         }
-    }
-
-    fn holds(&self, delivery: u64) -> bool {
-        self.inflight
-            .binary_search_by_key(&delivery, |(d, _)| *d)
-            .is_ok()
     }
 }
 
@@ -223,9 +221,13 @@ impl Queue {
         self.returned_run = 0;
     }
 
+    fn consumer_mut(&mut self, key: ConsumerKey) -> Option<&mut Consumer> {
+        self.consumers.iter_mut().find(|c| c.key == key)
+    }
+
     /// An auto-mode consumer's connection wrote every delivery up to `up_to`: they are done.
     pub fn written(&mut self, key: ConsumerKey, up_to: u64) {
-        let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) else {
+        let Some(c) = self.consumer_mut(key) else {
             return;
         };
         if c.ack != AckMode::Auto {
@@ -238,7 +240,7 @@ impl Queue {
     /// front of the queue as it was (it was never sent), and the consumer waits for
     /// [`Queue::resume`]. Unknown (already requeued by the consumer's removal): nothing to do.
     pub fn returned(&mut self, key: ConsumerKey, delivery: u64) {
-        let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) else {
+        let Some(c) = self.consumer_mut(key) else {
             return;
         };
         c.paused = true;
@@ -252,7 +254,7 @@ impl Queue {
 
     /// The consumer's connection has room again.
     pub fn resume(&mut self, key: ConsumerKey) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) {
+        if let Some(c) = self.consumer_mut(key) {
             c.paused = false;
         }
     }
@@ -266,12 +268,8 @@ impl Queue {
         delivery: u64,
         keep: bool,
     ) -> Result<Vec<QMsg>, AckError> {
-        let c = self
-            .consumers
-            .iter_mut()
-            .find(|c| c.key == key)
-            .ok_or(AckError::UnknownConsumer)?;
-        if !c.holds(delivery) {
+        let c = self.consumer_mut(key).ok_or(AckError::UnknownConsumer)?;
+        if c.position(delivery).is_none() {
             return Err(AckError::UnknownDelivery);
         }
         let mut taken = Vec::new();

@@ -281,19 +281,13 @@ impl Conn {
             return Next::Idle;
         }
         if let Phase::Open {
+            ws,
             app: App::Stomp(st),
-            ..
         } = &mut self.phase
         {
             // The reactor has routed what was published before this read was stopped.
             st.fan_out_first = false;
-        }
-        if let Phase::Open {
-            ws: Some(_),
-            app: App::Stomp(st),
-        } = &mut self.phase
-        {
-            if !st.stash.is_empty() {
+            if ws.is_some() && !st.stash.is_empty() {
                 // A CONNECT held back for a credentials check, or frames held back while the
                 // output was over its bound, and what followed them.
                 let flow = stomp_ws_message(st, &[], ctx, &mut self.out);
@@ -1019,20 +1013,19 @@ fn apply_action(
         Action::Subscribe(i) => {
             if let Some(sub) = st.session.subscriptions().get(i) {
                 let dest = sub.destination.to_string();
-                if let Err(e) = acl_check(st, ctx, crate::auth::Perm::Read, &dest) {
+                let max = ctx.cfg.session.max_pattern_words;
+                let words = crate::router::wildcard::pattern_len(&dest);
+                let refused = if kind(&dest) == DestKind::Pattern && words > max {
+                    Err(StompError::new(format!(
+                        "wildcard subscription has {words} words, more than the {max} allowed"
+                    )))
+                } else {
+                    acl_check(st, ctx, crate::auth::Perm::Read, &dest)
+                };
+                if let Err(e) = refused {
                     // The subscription must not stay in the session.
                     st.session.remove_subscription(i);
                     return Err(e);
-                }
-            }
-            if let Some(sub) = st.session.subscriptions().get(i) {
-                let max = ctx.cfg.session.max_pattern_words;
-                let words = crate::router::wildcard::pattern_len(&sub.destination);
-                if kind(&sub.destination) == DestKind::Pattern && words > max {
-                    st.session.remove_subscription(i);
-                    return Err(StompError::new(format!(
-                        "wildcard subscription has {words} words, more than the {max} allowed"
-                    )));
                 }
             }
             let version = st.session.version;

@@ -719,13 +719,19 @@ impl Reactor {
         }
         self.access_gen = gens;
         let acl = self.cfg.acl.as_deref().map(|a| a.current());
+        self.for_each_conn(now, |c, ctx| c.recheck_access(ctx, acl.as_deref()));
+    }
+
+    /// Run `f` on every connection (routing what it publishes); one that `f` says has new
+    /// output is flushed this turn and its timer rearmed.
+    fn for_each_conn(&mut self, now: Instant, mut f: impl FnMut(&mut Conn, &mut Ctx<'_>) -> bool) {
         let keys: Vec<Token> = self.conns.iter().map(|(i, s)| token(i, s.gen)).collect();
         for t in keys {
-            if let Some(out) = self.with_conn(t, now, |c, ctx| {
-                c.recheck_access(ctx, acl.as_deref()) && c.wants_flush()
-            }) {
+            if let Some(out) = self.with_conn(t, now, &mut f) {
                 self.fan_out(now);
-                self.after(t, Next::Idle, out);
+                if out {
+                    self.after(t, Next::Idle, true);
+                }
             }
         }
     }
@@ -785,15 +791,10 @@ impl Reactor {
     }
 
     fn close_all(&mut self, now: Instant) {
-        let keys: Vec<Token> = self.conns.iter().map(|(i, s)| token(i, s.gen)).collect();
-        for t in keys {
-            self.with_conn(t, now, |c, ctx| {
-                c.start_close(ctx, code::GOING_AWAY, "server shutting down");
-            });
-            self.fan_out(now);
-            self.dirty.push(t);
-            self.rearm_timer(t);
-        }
+        self.for_each_conn(now, |c, ctx| {
+            c.start_close(ctx, code::GOING_AWAY, "server shutting down");
+            true
+        });
     }
 
     fn remove(&mut self, t: Token) {

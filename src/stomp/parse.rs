@@ -166,7 +166,7 @@ pub fn parse<'a>(
         // A NUL never belongs in a header line; a CR only as the `\r` escape in 1.2. One pass
         // finds either; a CR found first may still hide a NUL after it.
         if let Some(i) = memchr::memchr2(0, b'\r', l) {
-            if l.get(i) == Some(&0) || memchr(0, l.get(i..).unwrap_or_default()).is_some() {
+            if memchr(0, l.get(i..).unwrap_or_default()).is_some() {
                 return Err(ParseError::NulInHeader);
             }
             if version == Version::V1_2 && escaped {
