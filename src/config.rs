@@ -78,6 +78,11 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Per-user read/write rules on destinations; `None`: everything is allowed.
     pub acl: Option<Arc<AclHandle>>,
+    /// Threads verifying passwords (argon2), off the reactors.
+    pub auth_workers: usize,
+    /// Password checks one source address may have queued or running (0: no bound); past it
+    /// its logins are refused with ERROR at once.
+    pub auth_pending_per_ip: usize,
 }
 
 impl Default for Config {
@@ -111,6 +116,8 @@ impl Default for Config {
             app: None,
             tls: None,
             acl: None,
+            auth_workers: 2,
+            auth_pending_per_ip: 4,
         }
     }
 }

@@ -257,6 +257,12 @@ pub struct AuthSettings {
     /// ACL file, `<user|anonymous|*> <read|write|readwrite> <pattern>` per line (empty:
     /// everything is allowed).
     pub acl_file: PathBuf,
+    /// Threads verifying passwords.
+    pub workers: usize,
+    /// Password checks one source address may have queued or running (0: no bound).
+    pub max_pending_per_ip: usize,
+    /// The most memory a users-file hash may ask argon2 for, KiB.
+    pub max_hash_memory: u32,
 }
 
 impl AuthSettings {
@@ -264,7 +270,7 @@ impl AuthSettings {
         if self.users_file.as_os_str().is_empty() {
             return Ok(None);
         }
-        PasswordAuth::from_file(&self.users_file, self.anonymous)
+        PasswordAuth::from_file(&self.users_file, self.anonymous, self.max_hash_memory)
             .map(|a| Some(Arc::new(a)))
             .map_err(|e| ConfigError::one("auth.users_file", e))
     }
@@ -452,6 +458,8 @@ impl Settings {
             queues,
             slow_consumer,
             tls,
+            auth_workers,
+            auth_pending_per_ip,
             ..
         } = cfg;
         let HandshakeConfig {
@@ -557,6 +565,9 @@ impl Settings {
                 users_file: PathBuf::new(),
                 anonymous: false,
                 acl_file: PathBuf::new(),
+                workers: *auth_workers,
+                max_pending_per_ip: *auth_pending_per_ip,
+                max_hash_memory: crate::auth::DEFAULT_MAX_HASH_MEMORY_KIB,
             },
         }
     }
@@ -643,6 +654,8 @@ impl Settings {
             },
             tls,
             acl,
+            auth_workers: s.auth.workers,
+            auth_pending_per_ip: s.auth.max_pending_per_ip,
             ..Config::default()
         };
         Ok(Built { config, users })
@@ -800,6 +813,15 @@ impl Settings {
         );
         v.duration("timeouts.close", s.timeouts.close, Duration::ZERO);
         v.duration("timeouts.shutdown", s.timeouts.shutdown, Duration::ZERO);
+
+        v.range("auth.workers", s.auth.workers as u64, 1, 64);
+        // Argon2's own bounds: 8 KiB at least, and a buffer the machine could hold.
+        v.range(
+            "auth.max_hash_memory",
+            u64::from(s.auth.max_hash_memory),
+            8,
+            4 << 20,
+        );
 
         let tls = &s.tls;
         if tls.on() {

@@ -312,3 +312,74 @@ fn a_removed_user_is_disconnected() {
     assert!(f.starts_with("ERROR"), "{f}");
     h.shutdown().unwrap();
 }
+
+/// A connection from source address `src` (a loopback address other than 127.0.0.1 stands for
+/// another client machine).
+fn connect_from(src: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((src, 0)).into())?;
+    s.connect(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Logins that cannot be jammed (issue 13): 16 addresses loop bad logins, 8 at a time each
+/// (128 in flight), while a legitimate user logs in 20 times: every legitimate login is
+/// answered CONNECTED within a second. Before, a failed login's delay was slept inside one of
+/// the 2 shared workers, and 8 looping attackers made every legitimate login time out.
+#[test]
+fn bad_logins_from_other_addresses_cannot_jam_a_good_one() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let (h, addr, _) = server(false, None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..16u8 * 8)
+        .map(|i| {
+            let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let creds = if i % 2 == 0 {
+                    "bob\npasscode:nope"
+                } else {
+                    "eve\npasscode:x"
+                };
+                while !stop.load(Relaxed) && Instant::now() < deadline {
+                    let Ok(s) = connect_from([127, 0, 0, 10 + i / 8], addr) else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut c = Client { s, buf: Vec::new() };
+                    c.send(&format!(
+                        "CONNECT\naccept-version:1.2\nhost:h\nlogin:{creds}\n\n\0"
+                    ));
+                    let f = c.frame().unwrap_or_default();
+                    assert!(f.starts_with("ERROR"), "{f}");
+                    answered.fetch_add(1, Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Let the flood build up first.
+    while answered.load(Relaxed) < 200 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let t = Instant::now();
+        let (_c, f) = Client::connect(addr, Some(("alice", "secret")));
+        let took = t.elapsed();
+        assert!(f.starts_with("CONNECTED"), "login {n}: {f}");
+        assert!(took < Duration::from_secs(1), "login {n} took {took:?}");
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    eprintln!(
+        "{} bad logins answered; slowest good login {slowest:?}",
+        answered.load(Relaxed)
+    );
+    h.shutdown().unwrap();
+}

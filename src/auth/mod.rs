@@ -31,8 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha1::{Digest, Sha1};
 
 use crate::session::{AuthCheck, Authenticator};
@@ -50,8 +52,82 @@ pub fn hash_password(passcode: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The most memory (KiB) a users-file hash may ask argon2 for by default: 64 MiB, RFC 9106's
+/// second recommended setting. Each verification worker keeps one buffer this large at most.
+pub const DEFAULT_MAX_HASH_MEMORY_KIB: u32 = 64 * 1024;
+
+thread_local! {
+    /// This thread's argon2 working memory, reused from one verification to the next (a
+    /// fresh 19-64 MiB allocation per check left hundreds of MB behind in the allocator).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The memory (KiB) a PHC hash string asks for, if it is an argon2 hash.
+fn hash_memory_kib(hash: &PasswordHash<'_>) -> Option<u32> {
+    Params::try_from(hash).ok().map(|p| p.m_cost())
+}
+
+/// Check `passcode` against an argon2 PHC `hash`, in this thread's reused working memory; a
+/// hash asking for more than `max_kib` fails without being computed.
+fn verify(passcode: &[u8], hash: &str, max_kib: u32) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > max_kib {
+        return false;
+    }
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let need = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    BLOCKS.with(|b| {
+        let mut blocks = b.borrow_mut();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        let Some(mem) = blocks.get_mut(..need) else {
+            return false;
+        };
+        argon
+            .hash_password_into_with_memory(passcode, salt, out, mem)
+            .is_ok()
+            // Output's equality is constant-time.
+            && Output::new(out).is_ok_and(|computed| computed == expected)
+    })
+}
+
+/// What an unknown user's passcode is checked against: a well-formed hash with
+/// [`hash_password`]'s parameters that no passcode matches (its output is zeros). A constant,
+/// not a hash computed at start-up, whose buffer the allocator would keep.
+const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3RvbXBib3hkZWNveXNhbHQ$\
+                     AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /// Parse a users file's text into user -> hash. Every error names its line.
 pub fn parse_users(text: &str) -> Result<HashMap<String, String>, String> {
+    parse_users_within(text, u32::MAX)
+}
+
+/// [`parse_users`], refusing hashes that ask argon2 for more than `max_kib` KiB.
+pub fn parse_users_within(text: &str, max_kib: u32) -> Result<HashMap<String, String>, String> {
     let mut users = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -61,8 +137,19 @@ pub fn parse_users(text: &str) -> Result<HashMap<String, String>, String> {
         let (name, hash) = line
             .split_once(':')
             .ok_or_else(|| format!("line {}: expected name:hash", i + 1))?;
-        PasswordHash::new(hash)
+        let parsed = PasswordHash::new(hash)
             .map_err(|e| format!("line {}: user {name}: not a password hash: {e}", i + 1))?;
+        match hash_memory_kib(&parsed) {
+            None => return Err(format!("line {}: user {name}: not an argon2 hash", i + 1)),
+            Some(m) if m > max_kib => {
+                return Err(format!(
+                    "line {}: user {name}: the hash asks for {m} KiB, above \
+                     auth.max_hash_memory ({max_kib} KiB)",
+                    i + 1
+                ))
+            }
+            Some(_) => {}
+        }
         if users.insert(name.to_string(), hash.to_string()).is_some() {
             return Err(format!("line {}: user {name} listed twice", i + 1));
         }
@@ -85,6 +172,10 @@ pub struct PasswordAuth {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Bumped by every change of the users.
     generation: AtomicU64,
+    /// The most argon2 memory (KiB) a hash may ask for.
+    max_kib: u32,
+    /// Checked for unknown users, so they cost as much as a wrong passcode.
+    decoy: String,
 }
 
 impl fmt::Debug for PasswordAuth {
@@ -106,19 +197,30 @@ impl PasswordAuth {
             secret,
             failures: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            max_kib: DEFAULT_MAX_HASH_MEMORY_KIB,
+            decoy: DECOY.to_owned(),
         }
     }
 
-    pub fn from_file(path: &Path, anonymous: bool) -> Result<Self, String> {
+    /// Refuse hashes that ask argon2 for more than `kib` KiB (at load, and if one gets past,
+    /// at verification).
+    pub fn with_max_hash_memory(mut self, kib: u32) -> Self {
+        self.max_kib = kib;
+        self
+    }
+
+    pub fn from_file(path: &Path, anonymous: bool, max_hash_kib: u32) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let users = parse_users(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Self::new(users, anonymous))
+        let users = parse_users_within(&text, max_hash_kib)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self::new(users, anonymous).with_max_hash_memory(max_hash_kib))
     }
 
     /// Replace the users (e.g. on SIGHUP); forgets verified logins.
     pub fn reload(&self, path: &Path) -> Result<usize, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let users = parse_users(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let users = parse_users_within(&text, self.max_kib)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let n = users.len();
         self.set_users(users);
         Ok(n)
@@ -197,15 +299,12 @@ impl Authenticator for PasswordAuth {
             .unwrap_or_else(|p| p.into_inner())
             .get(login)
             .cloned();
+        let pass = passcode.unwrap_or("").as_bytes();
         let ok = match hash {
-            Some(h) => PasswordHash::new(&h).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(passcode.unwrap_or("").as_bytes(), &parsed)
-                    .is_ok()
-            }),
+            Some(h) => verify(pass, &h, self.max_kib),
             None => {
                 // Spend the same time on an unknown user as on a wrong passcode.
-                let _ = hash_password(passcode.unwrap_or(""));
+                let _ = verify(pass, &self.decoy, self.max_kib);
                 false
             }
         };
@@ -274,6 +373,38 @@ mod tests {
         assert!(!auth.authenticate(None, None, None), "anonymous is off");
         let anon = PasswordAuth::new(HashMap::new(), true);
         assert_eq!(anon.check(None, None, None), AuthCheck::Allow);
+    }
+
+    #[test]
+    fn the_decoy_costs_what_a_real_hash_costs() {
+        let real = hash_password("x").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        let decoy = PasswordHash::new(DECOY).unwrap();
+        assert_eq!(Params::try_from(&decoy), Params::try_from(&real));
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert!(!verify(b"", DECOY, u32::MAX));
+    }
+
+    #[test]
+    fn hashes_asking_too_much_memory_are_refused() {
+        let h = hash_password("secret").unwrap();
+        assert!(verify(b"secret", &h, 19456));
+        assert!(
+            !verify(b"secret", &h, 19455),
+            "not computed above the bound"
+        );
+        let err = parse_users_within(&format!("alice:{h}\n"), 8192).unwrap_err();
+        assert_eq!(
+            err,
+            "line 1: user alice: the hash asks for 19456 KiB, above auth.max_hash_memory \
+             (8192 KiB)"
+        );
+        assert!(parse_users_within(
+            "bob:$scrypt$ln=16,r=8,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            u32::MAX
+        )
+        .unwrap_err()
+        .contains("not an argon2 hash"));
     }
 
     #[test]

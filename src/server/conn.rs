@@ -48,6 +48,9 @@ pub struct StompState {
     txs: Vec<(String, Vec<TxOp>)>,
     /// A CONNECT is waiting for a slow credentials check; nothing is read meanwhile.
     auth_pending: bool,
+    /// The check has answered, but (a failed login's penalty) the CONNECT is handled again
+    /// only at this time.
+    auth_hold: Option<Instant>,
     /// The ACL rules this session last used, with their generation.
     acl: Option<(u64, Arc<crate::auth::Acl>)>,
     /// Input stopped before an UNSUBSCRIBE or DISCONNECT so that what the session published
@@ -109,7 +112,7 @@ pub struct Ctx<'a> {
     /// The application worker pool.
     pub workers: Option<&'a super::apps::Pool>,
     /// Where slow credential checks run.
-    pub auth: Option<&'a super::apps::AuthPool>,
+    pub auth: Option<&'a super::authpool::AuthPool>,
     /// The peer's address (for failed-login slow-down).
     pub peer: Option<std::net::IpAddr>,
 }
@@ -215,6 +218,15 @@ impl Conn {
         }
     }
 
+    fn stomp_mut(&mut self) -> Option<&mut StompState> {
+        match &mut self.phase {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
     /// The connection is going away: drop its subscriptions (and transactions).
     pub fn drop_session(&mut self, ctx: &mut Ctx<'_>) {
         if let Phase::Open {
@@ -236,20 +248,34 @@ impl Conn {
     }
 
     /// A slow credentials check finished: the held-back CONNECT is handled again with the
-    /// answer.
-    pub fn auth_done(&mut self, ok: bool) -> Next {
+    /// answer, after `delay` (a failed login's penalty, kept on the timer wheel).
+    pub fn auth_done(&mut self, ok: bool, delay: Duration, now: Instant) -> Next {
         if let Phase::Open {
             app: App::Stomp(st),
             ..
         } = &mut self.phase
         {
             if st.auth_pending {
-                st.auth_pending = false;
                 st.session.preauth = Some(ok);
-                return Next::ReadAgain;
+                if delay.is_zero() {
+                    st.auth_pending = false;
+                    return Next::ReadAgain;
+                }
+                st.auth_hold = Some(now + delay);
             }
         }
         Next::Idle
+    }
+
+    /// A held login answer whose delay is over: the CONNECT is handled again.
+    fn release_auth(&mut self, now: Instant) -> Option<Next> {
+        let st = self.stomp_mut()?;
+        if st.auth_hold.is_some_and(|at| at <= now) {
+            st.auth_hold = None;
+            st.auth_pending = false;
+            return Some(Next::ReadAgain);
+        }
+        None
     }
 
     /// Anything to write: queued frames, or TLS records (handshake, alerts).
@@ -268,7 +294,8 @@ impl Conn {
     pub fn next_deadline(&self, grace: u32) -> Option<Instant> {
         let hb_out = self.hb_send.map(|d| self.last_write + d);
         let hb_in = self.hb_recv.map(|d| self.last_read + d * grace);
-        [self.phase_deadline, hb_out, hb_in]
+        let held = self.stomp().and_then(|s| s.auth_hold);
+        [self.phase_deadline, hb_out, hb_in, held]
             .into_iter()
             .flatten()
             .min()
@@ -461,6 +488,9 @@ impl Conn {
         let now = ctx.now;
         if self.phase_deadline.is_some_and(|d| d <= now) {
             return Next::Close;
+        }
+        if let Some(next) = self.release_auth(now) {
+            return next;
         }
         if let Some(d) = self.hb_recv {
             if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
@@ -840,6 +870,7 @@ fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
         stash: Vec::new(),
         txs: Vec::new(),
         auth_pending: false,
+        auth_hold: None,
         acl: None,
         fan_out_first: false,
     })
@@ -943,19 +974,25 @@ fn stomp_input(
                 host,
             }) => {
                 // Hold this CONNECT (unconsumed) until the check answers.
-                let job = super::apps::AuthJob {
+                let job = super::authpool::AuthJob {
                     login,
                     passcode,
                     host,
                     ip: ctx.peer,
                     origin: (ctx.reactor, ctx.token),
                 };
-                if ctx.auth.is_some_and(|a| a.submit(job).is_ok()) {
-                    *ctx.scratch = reply;
-                    st.auth_pending = true;
-                    return (pos, flow);
+                let refused = match ctx.auth {
+                    Some(pool) => pool.submit(job).err(),
+                    None => Some(super::authpool::Refused::Full),
+                };
+                match refused {
+                    None => {
+                        *ctx.scratch = reply;
+                        st.auth_pending = true;
+                        return (pos, flow);
+                    }
+                    Some(r) => Err(StompError::new(r.message())),
                 }
-                Err(StompError::new("busy: authentication is saturated"))
             }
             other => other,
         };

@@ -12,6 +12,7 @@
 
 mod acceptor;
 pub mod apps;
+pub mod authpool;
 pub mod buf;
 mod conn;
 pub mod metrics;
@@ -32,6 +33,9 @@ use mio::{Poll, Waker};
 use crate::config::Config;
 use crate::router::{Directory, QueueConfig, Router, MAX_REACTORS};
 use acceptor::Acceptor;
+
+/// Credential checks waiting for a worker, over all addresses.
+const AUTH_QUEUE: usize = 1024;
 use conn::Kind;
 use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
 use reactor::{Mailbox, Reactor, Shared, WAKER};
@@ -228,9 +232,10 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         }
         None => (None, Vec::new()),
     };
-    let (auth_pool, auth_workers) = apps::AuthPool::start(
-        2,
-        1024,
+    let (auth_pool, auth_workers) = authpool::AuthPool::start(
+        cfg.auth_workers,
+        AUTH_QUEUE,
+        cfg.auth_pending_per_ip,
         Arc::clone(&cfg.session.authenticator),
         mailboxes.clone(),
     )?;

@@ -41,7 +41,8 @@ pub enum Mail {
     /// An application handler on the pool finished for a connection here.
     AppDone(super::apps::Done),
     /// A slow credentials check finished: (connection token, admitted).
-    AuthDone(usize, bool),
+    /// A credentials check answered: (token, accepted, delay before answering the client).
+    AuthDone(usize, bool, Duration),
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.
@@ -227,7 +228,7 @@ pub struct Reactor {
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
     workers: Option<super::apps::Pool>,
-    auth: Option<super::apps::AuthPool>,
+    auth: Option<super::authpool::AuthPool>,
 }
 
 /// Shared things a reactor is built with.
@@ -238,7 +239,7 @@ pub struct Shared {
     /// The application worker pool, when application destinations are configured.
     pub pool: Option<super::apps::Pool>,
     /// Where slow credential checks run.
-    pub auth: Option<super::apps::AuthPool>,
+    pub auth: Option<super::authpool::AuthPool>,
 }
 
 impl Reactor {
@@ -377,9 +378,9 @@ impl Reactor {
                     let mut ctx_msgs = msgs;
                     self.external(&mut ctx_msgs, now);
                 }
-                Mail::AuthDone(token, ok) => {
+                Mail::AuthDone(token, ok, delay) => {
                     let t = Token(token);
-                    if let Some(next) = self.with_conn(t, now, |c, _| c.auth_done(ok)) {
+                    if let Some(next) = self.with_conn(t, now, |c, _| c.auth_done(ok, delay, now)) {
                         self.after(t, next, false);
                     }
                 }

@@ -398,15 +398,7 @@ impl Session {
             if let Some(hb) = frame.header("heart-beat") {
                 let client = heartbeat::parse_header(&hb)
                     .ok_or_else(|| StompError::new("malformed heart-beat header"))?;
-                let server = (
-                    cfg.heartbeat
-                        .0
-                        .max(cfg.min_heartbeat * (cfg.heartbeat.0 > 0) as u64),
-                    cfg.heartbeat
-                        .1
-                        .max(cfg.min_heartbeat * (cfg.heartbeat.1 > 0) as u64),
-                );
-                (send_ms, recv_ms) = heartbeat::negotiate(client, server);
+                (send_ms, recv_ms) = heartbeat::negotiate(client, cfg.heartbeat, cfg.min_heartbeat);
             }
         }
         let login = frame.header("login");
@@ -530,13 +522,22 @@ mod tests {
             &mut s,
             b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:h\nheart-beat:5000,20000\n\n\0",
         );
+        // The server sends every 10 s at most however rarely asked; expects the longer.
         assert!(r
             .unwrap()
-            .contains("Connected { send_ms: 20000, recv_ms: 10000 }"));
+            .contains("Connected { send_ms: 10000, recv_ms: 10000 }"));
         assert!(out.starts_with("CONNECTED\nversion:1.2\n"));
-        assert!(out.contains("heart-beat:20000,10000\n"));
+        assert!(out.contains("heart-beat:10000,10000\n"));
         assert!(out.contains("session:s1\n"));
         assert_eq!(s.version, Version::V1_2);
+
+        // A client asking for beats every 2 s gets them every 2 s.
+        let mut s = Session::new("s1b".into());
+        let (_, out) = run(
+            &mut s,
+            b"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:1000,2000\n\n\0",
+        );
+        assert!(out.contains("heart-beat:2000,10000\n"), "{out}");
 
         let mut s = Session::new("s2".into());
         let (_, out) = run(&mut s, b"CONNECT\n\n\0");

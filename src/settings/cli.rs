@@ -212,6 +212,16 @@ pub struct Cli {
     /// [file: auth.acl_file]
     #[arg(long, value_name = "FILE", help_heading = "Security")]
     pub acl_file: Option<PathBuf>,
+    /// Threads verifying passwords [file: auth.workers]
+    #[arg(long, value_name = "N", help_heading = "Security")]
+    pub auth_workers: Option<usize>,
+    /// Password checks queued or running per source address; 0: no bound
+    /// [file: auth.max_pending_per_ip]
+    #[arg(long, value_name = "N", help_heading = "Security")]
+    pub auth_max_pending_per_ip: Option<usize>,
+    /// The most memory a users-file hash may ask argon2 for, KiB [file: auth.max_hash_memory]
+    #[arg(long, value_name = "KIB", help_heading = "Security")]
+    pub max_hash_memory: Option<u32>,
     /// Read a passcode from stdin, print its argon2id hash for the users file, and exit
     #[arg(long, help_heading = "Security")]
     pub hash_password: bool,
@@ -278,5 +288,8 @@ impl Cli {
         set(&mut s.auth.users_file, c.users_file);
         set(&mut s.auth.anonymous, c.anonymous);
         set(&mut s.auth.acl_file, c.acl_file);
+        set(&mut s.auth.workers, c.auth_workers);
+        set(&mut s.auth.max_pending_per_ip, c.auth_max_pending_per_ip);
+        set(&mut s.auth.max_hash_memory, c.max_hash_memory);
     }
 }

@@ -78,6 +78,9 @@ tcp = true
 users_file = "@USERS@"
 anonymous = true
 acl_file = "@ACL@"
+workers = 3
+max_pending_per_ip = 7
+max_hash_memory = 32768
 "#;
 
 /// A users file (alice, passcode "secret") and an ACL file, written once per test run.
@@ -186,6 +189,9 @@ fn full() -> Settings {
             users_file: auth_files().0.clone(),
             anonymous: true,
             acl_file: auth_files().1.clone(),
+            workers: 3,
+            max_pending_per_ip: 7,
+            max_hash_memory: 32768,
         },
     }
 }
@@ -556,6 +562,17 @@ fn every_option_has_a_flag() {
         ),
         ("buffers.pool_buffers", &["--pool-buffers", "22"], "22"),
         ("buffers.read_budget", &["--read-budget", "23"], "23"),
+        ("auth.workers", &["--auth-workers", "5"], "5"),
+        (
+            "auth.max_pending_per_ip",
+            &["--auth-max-pending-per-ip", "6"],
+            "6",
+        ),
+        (
+            "auth.max_hash_memory",
+            &["--max-hash-memory", "9000"],
+            "9000",
+        ),
         (
             "timeouts.handshake",
             &["--handshake-timeout", "2s"],
@@ -907,6 +924,8 @@ const MAPPED: &[&str] = &[
     "tls",
     "acl",
     "session.authenticator",
+    "auth_workers",
+    "auth_pending_per_ip",
 ];
 
 /// `field` or `struct.field` -> its value, read from `Config`'s pretty `Debug` output.
@@ -1050,6 +1069,7 @@ fn auth_files_are_read_and_named() {
             users_file: users.clone(),
             anonymous: false,
             acl_file: acl.clone(),
+            ..AuthSettings::default()
         },
         ..Settings::default()
     };

@@ -451,11 +451,18 @@ fn spec_heart_beat_headers() {
         };
         let client = heartbeat::parse_header(&hb);
         assert_eq!(client, Some((4000, 1000)));
-        // The spec: the client sends every max(cx, sy), the server every max(sx, cy).
+        // The client sends every max(cx, sy); the server honours the client's ask, at least
+        // every sx, never below the floor.
         let server = (10_000, 10_000);
-        assert_eq!(heartbeat::negotiate((4000, 1000), server), (10_000, 10_000));
-        assert_eq!(heartbeat::negotiate((0, 0), server), (0, 0));
-        assert_eq!(heartbeat::negotiate((4000, 20_000), (1000, 0)), (20_000, 0));
+        assert_eq!(
+            heartbeat::negotiate((4000, 1000), server, 100),
+            (1000, 10_000)
+        );
+        assert_eq!(heartbeat::negotiate((0, 0), server, 100), (0, 0));
+        assert_eq!(
+            heartbeat::negotiate((4000, 20_000), (1000, 0), 100),
+            (1000, 0)
+        );
     });
     with_frame(EXAMPLES[7].0, V12, |f| {
         assert_eq!(f.header("heart-beat").as_deref(), Some("10000,10000"));

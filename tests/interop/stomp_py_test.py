@@ -504,13 +504,14 @@ def _():
 
 @scenario("py-tcp-heartbeat")
 def _():
-    """heart-beat 1000,1000 -> 10000,10000 from the server; idle 25 s (more than two intervals
-    each way, and past the server's 2x grace) and the connection is still alive."""
+    """heart-beat 1000,1000 -> 1000,10000 from the server (it beats as often as asked, and
+    expects the client every max(1 s, its own 10 s)); idle 25 s (past the server's 2x grace on
+    its 10 s) and the connection is still alive, with a beat about every second."""
     dest = f"/topic/interop.hb.{os.getpid()}"
     conn, col = connect("1.2", heartbeats=(1000, 1000))
     try:
         hb = col.connected.headers.get("heart-beat")
-        check(hb == "10000,10000", f"CONNECTED heart-beat {hb!r}, want '10000,10000' (server max(cx,sy))")
+        check(hb == "1000,10000", f"CONNECTED heart-beat {hb!r}, want '1000,10000' (cy honoured; max(cx,sy))")
         conn.subscribe(dest, id="hb", headers={"receipt": "r-sub"})
         col.wait_receipt("r-sub")
         start = time.monotonic()
@@ -520,7 +521,7 @@ def _():
         check(not col.disconnected, f"connection closed while idle with heart-beats {col.state()}")
         col.no_errors()
         check(timeouts == 0, f"stomp.py saw {timeouts} heart-beat timeout(s) from the server")
-        check(beats >= 2, f"only {beats} server heart-beat(s) in {time.monotonic() - start:.1f}s, want >= 2")
+        check(beats >= 15, f"only {beats} server heart-beat(s) in {time.monotonic() - start:.1f}s, want >= 15")
         conn.send(dest, "still alive", headers={"receipt": "r-alive"})
         col.wait_receipt("r-alive")
         (m,) = col.wait_messages(1)
