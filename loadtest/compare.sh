@@ -113,7 +113,9 @@ if [[ -n "$(rmq_pid)" ]]; then
     for _ in $(seq 1 30); do [[ -z "$(rmq_pid)" ]] && break; sleep 1; done
 fi
 log "starting stompbox --reactors $reactors on CPU $broker_cpu"
+# Every session comes from 127.0.0.1: no per-address limit.
 taskset -c "$broker_cpu" "$sb" --listen "$sb_ws" --tcp-listen "$sb_tcp" --reactors "$reactors" \
+    --max-connections-per-ip 0 \
     2>"$out/stompbox/server.log" &
 sb_pid=$!
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/${sb_ws%:*}/${sb_ws#*:}) 2>/dev/null && break; sleep 0.1; done

@@ -83,6 +83,9 @@ pub struct Config {
     /// Password checks one source address may have queued or running (0: no bound); past it
     /// its logins are refused with ERROR at once.
     pub auth_pending_per_ip: usize,
+    /// Memory (bytes) above which connections that publish are not read from until it falls
+    /// (0: no mark). Default: 40% of the machine's memory.
+    pub memory_high_watermark: usize,
 }
 
 impl Default for Config {
@@ -93,13 +96,15 @@ impl Default for Config {
             // The binary listens on 127.0.0.1:9100 by default; embedded servers opt in.
             metrics_listen: None,
             max_connections: 1_000_000,
-            max_connections_per_ip: 0,
+            // A public broker: one address (a NAT, an attacker) cannot take every slot.
+            max_connections_per_ip: 1000,
             reactors: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
             echo: false,
-            max_frame_size: 16 * 1024 * 1024,
-            max_message_size: 16 * 1024 * 1024,
+            // A stomp.max_body (4 MiB) body and up to 1 MiB of headers in one frame.
+            max_frame_size: 5 * 1024 * 1024,
+            max_message_size: 5 * 1024 * 1024,
             handshake: HandshakeConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
@@ -118,6 +123,7 @@ impl Default for Config {
             acl: None,
             auth_workers: 2,
             auth_pending_per_ip: 4,
+            memory_high_watermark: crate::memory::default_high_watermark(),
         }
     }
 }

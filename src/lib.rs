@@ -34,6 +34,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod memory;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -5,7 +5,13 @@
 //! Exit codes: 0 after a clean shutdown (or `--print-config`, `--hash-password`), 1 when the
 //! server cannot start or fails, 2 for invalid configuration (nothing is started).
 
-#![forbid(unsafe_code)]
+// Forbidden everywhere but the counting allocator, which cannot be written without it.
+#![deny(unsafe_code)]
+
+mod counting;
+
+#[global_allocator]
+static ALLOC: counting::CountingAlloc = counting::CountingAlloc;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -23,6 +29,7 @@ use stompbox::settings::{self, Built, Cli, Settings};
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    stompbox::memory::set_meter(counting::allocated);
     let cli = Cli::parse();
     if cli.hash_password {
         return hash_password();

@@ -67,6 +67,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub outbound: OutboundSettings,
     pub queues: QueueSettings,
+    pub memory: MemorySettings,
     pub buffers: BufferSettings,
     pub timeouts: TimeoutSettings,
     pub tls: TlsSettings,
@@ -152,6 +153,8 @@ pub struct SessionSettings {
     pub max_transactions: usize,
     /// Frames buffered per transaction.
     pub max_tx_frames: usize,
+    /// Bytes buffered per transaction (headers and bodies as received).
+    pub max_tx_bytes: usize,
     /// The `server` header of CONNECTED.
     pub server_name: String,
 }
@@ -172,8 +175,20 @@ pub struct OutboundSettings {
 pub struct QueueSettings {
     /// Messages waiting in one queue.
     pub max_messages: usize,
+    /// Bytes of the messages waiting in one queue.
+    pub max_bytes: usize,
+    /// Queues in the broker: a SEND that would make one more is refused.
+    pub max_queues: usize,
     /// `reject` or `drop-oldest`.
     pub overflow: QueueOverflow,
+}
+
+/// `[memory]`: the broker-wide high-water mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Bytes in use above which connections that publish are not read from (0: no mark).
+    pub high_watermark: u64,
 }
 
 /// `[buffers]`: read buffers.
@@ -320,6 +335,7 @@ section_defaults! {
     SessionSettings => session,
     OutboundSettings => outbound,
     QueueSettings => queues,
+    MemorySettings => memory,
     BufferSettings => buffers,
     TimeoutSettings => timeouts,
     TlsSettings => tls,
@@ -460,6 +476,7 @@ impl Settings {
             tls,
             auth_workers,
             auth_pending_per_ip,
+            memory_high_watermark,
             ..
         } = cfg;
         let HandshakeConfig {
@@ -483,11 +500,14 @@ impl Settings {
             max_prefetch,
             max_transactions,
             max_tx_frames,
+            max_tx_bytes,
             server_name,
             ..
         } = session;
         let QueueConfig {
             max_messages,
+            max_bytes: queue_max_bytes,
+            max_queues,
             overflow,
             ..
         } = queues;
@@ -529,6 +549,7 @@ impl Settings {
                 max_prefetch: *max_prefetch,
                 max_transactions: *max_transactions,
                 max_tx_frames: *max_tx_frames,
+                max_tx_bytes: *max_tx_bytes,
                 server_name: server_name.clone(),
             },
             outbound: OutboundSettings {
@@ -540,10 +561,15 @@ impl Settings {
             },
             queues: QueueSettings {
                 max_messages: *max_messages,
+                max_bytes: *queue_max_bytes,
+                max_queues: *max_queues,
                 overflow: match overflow {
                     Overflow::Reject => QueueOverflow::Reject,
                     Overflow::DropOldest => QueueOverflow::DropOldest,
                 },
+            },
+            memory: MemorySettings {
+                high_watermark: *memory_high_watermark as u64,
             },
             buffers: BufferSettings {
                 read_buffer_size: *read_buffer_size,
@@ -636,12 +662,15 @@ impl Settings {
                 max_prefetch: s.session.max_prefetch,
                 max_transactions: s.session.max_transactions,
                 max_tx_frames: s.session.max_tx_frames,
+                max_tx_bytes: s.session.max_tx_bytes,
                 server_name: s.session.server_name.clone(),
                 ..SessionConfig::default()
             },
             heartbeat_grace: s.heartbeat.grace,
             queues: QueueConfig {
                 max_messages: s.queues.max_messages,
+                max_bytes: s.queues.max_bytes,
+                max_queues: s.queues.max_queues,
                 overflow: match s.queues.overflow {
                     QueueOverflow::Reject => Overflow::Reject,
                     QueueOverflow::DropOldest => Overflow::DropOldest,
@@ -656,6 +685,7 @@ impl Settings {
             acl,
             auth_workers: s.auth.workers,
             auth_pending_per_ip: s.auth.max_pending_per_ip,
+            memory_high_watermark: s.memory.high_watermark as usize,
             ..Config::default()
         };
         Ok(Built { config, users })
@@ -783,6 +813,7 @@ impl Settings {
             );
         }
         v.at_least("session.max_tx_frames", se.max_tx_frames as u64, 1);
+        v.range("session.max_tx_bytes", se.max_tx_bytes as u64, 1, MAX_BYTES);
         if se.server_name.is_empty() || se.server_name.chars().any(char::is_control) {
             v.fail(
                 "session.server_name",
@@ -797,6 +828,16 @@ impl Settings {
             MAX_BYTES,
         );
         v.at_least("queues.max_messages", s.queues.max_messages as u64, 1);
+        v.at_least("queues.max_bytes", s.queues.max_bytes as u64, 1);
+        v.at_least("queues.max_queues", s.queues.max_queues as u64, 1);
+        if s.memory.high_watermark != 0 {
+            v.range(
+                "memory.high_watermark",
+                s.memory.high_watermark,
+                16 << 20,
+                1 << 50,
+            );
+        }
 
         v.range(
             "buffers.read_buffer_size",

@@ -48,10 +48,11 @@ fn one_mebibyte_message_both_ways() {
 
 #[test]
 fn sixteen_mebibytes_in_many_fragments() {
-    let (srv, addr) = echo_server();
+    // Larger than the default message limit (5 MiB): the operator raised it.
+    let (srv, addr) = common::server_with(|c| c.max_message_size = 16 << 20);
     let mut r = Raw::open(addr, "/echo");
     let chunk = vec![b'x'; 1 << 16];
-    let n = 256; // 256 x 64 KiB = 16 MiB, the default message limit
+    let n = 256; // 256 x 64 KiB = 16 MiB, the configured message limit
     let writer = {
         let mut s = r.s.try_clone().unwrap();
         let chunk = chunk.clone();

@@ -24,11 +24,35 @@ pub struct Directory {
     patterns: RwLock<Trie<u64>>,
     pattern_gen: AtomicU64,
     pattern_count: AtomicUsize,
+    /// Queues over all reactors.
+    queues: AtomicUsize,
 }
 
 impl Directory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Count a new queue if fewer than `max` exist (`false`: the bound is reached, nothing
+    /// counted). Off the hot path: once per queue made.
+    pub fn queue_created(&self, max: usize) -> bool {
+        self.queues
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A queue was forgotten (idle: nothing waiting, nobody consuming).
+    pub fn queue_removed(&self) {
+        let _ = self
+            .queues
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Queues over all reactors.
+    pub fn queue_count(&self) -> usize {
+        self.queues.load(Ordering::SeqCst)
     }
 
     /// A reactor's first subscription with this pattern. Visible to every publish that starts

@@ -118,6 +118,10 @@ pub fn kind(destination: &str) -> DestKind {
 pub struct QueueConfig {
     /// Messages waiting in one queue.
     pub max_messages: usize,
+    /// Bytes of the messages waiting in one queue.
+    pub max_bytes: usize,
+    /// Queues in the broker (a SEND that would make one more is refused).
+    pub max_queues: usize,
     pub overflow: Overflow,
     /// Bytes in flight to one consumer before it waits (the server sets half the outbound
     /// bound; at least one message always goes).
@@ -128,6 +132,8 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             max_messages: 100_000,
+            max_bytes: 64 << 20,
+            max_queues: 10_000,
             overflow: Overflow::Reject,
             window: 2 << 20,
         }
@@ -222,7 +228,8 @@ impl QueueOp {
 pub struct EnqueueVerdict {
     pub origin: (u16, usize),
     pub receipt: Option<Box<str>>,
-    pub accepted: bool,
+    /// Why the queue refused the message (`None`: accepted).
+    pub refused: Option<&'static str>,
 }
 
 /// A reactor's routing state: its own connections' subscriptions, the queues it is home to,
@@ -513,10 +520,32 @@ impl Router {
     pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
         let cfg = self.queue_cfg;
         let name = Arc::clone(op.queue());
-        let q = self
-            .queues
-            .entry(Arc::clone(&name))
-            .or_insert_with(|| Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window));
+        if !self.queues.contains_key(&name) {
+            // A new queue takes one of the broker's `max_queues`; a SEND past the bound is
+            // refused (a consumer's queue is always made: subscriptions are bounded already).
+            let bound = match op {
+                QueueOp::Enqueue { .. } => cfg.max_queues,
+                _ => usize::MAX,
+            };
+            if let (
+                false,
+                QueueOp::Enqueue {
+                    origin, receipt, ..
+                },
+            ) = (self.directory.queue_created(bound), &op)
+            {
+                self.queue_rejected += 1;
+                return Some(EnqueueVerdict {
+                    origin: *origin,
+                    receipt: receipt.clone(),
+                    refused: Some("too many queues: message refused"),
+                });
+            }
+        }
+        let q = self.queues.entry(Arc::clone(&name)).or_insert_with(|| {
+            Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window)
+                .with_max_bytes(cfg.max_bytes)
+        });
         let mut result = None;
         match op {
             QueueOp::Enqueue {
@@ -533,7 +562,7 @@ impl Router {
                     result = Some(EnqueueVerdict {
                         origin,
                         receipt,
-                        accepted,
+                        refused: (!accepted).then_some("queue full: message refused"),
                     });
                 }
             }
@@ -561,6 +590,7 @@ impl Router {
         q.dispatch(out);
         if q.is_idle() {
             self.queues.remove(&name);
+            self.directory.queue_removed();
         }
         result
     }

@@ -129,6 +129,9 @@ pub struct Queue {
     cursor: usize,
     next_delivery: u64,
     max_ready: usize,
+    /// Bytes of the waiting messages, and their bound.
+    ready_bytes: usize,
+    max_bytes: usize,
     overflow: Overflow,
     /// Bytes in flight per consumer before it waits (at least one message always goes).
     window: usize,
@@ -151,6 +154,8 @@ impl Queue {
             cursor: 0,
             next_delivery: 0,
             max_ready,
+            ready_bytes: 0,
+            max_bytes: usize::MAX,
             overflow,
             window: window.max(1),
             returned_run: 0,
@@ -158,8 +163,40 @@ impl Queue {
         }
     }
 
+    /// At most `max_bytes` of waiting messages (a message larger than that is never taken).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
     pub fn ready_len(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Bytes of the waiting messages.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    /// Bytes the queue holds: waiting and in flight.
+    pub fn held_bytes(&self) -> usize {
+        self.ready_bytes
+            + self
+                .consumers
+                .iter()
+                .map(|c| c.inflight_bytes)
+                .sum::<usize>()
+    }
+
+    fn push_ready(&mut self, at: usize, m: QMsg, avoid: Option<ConsumerKey>) {
+        self.ready_bytes += m.size();
+        self.ready.insert(at, (m, avoid));
+    }
+
+    fn take_ready(&mut self, at: usize) -> Option<QMsg> {
+        let (m, _) = self.ready.remove(at)?;
+        self.ready_bytes = self.ready_bytes.saturating_sub(m.size());
+        Some(m)
     }
 
     pub fn inflight_len(&self) -> usize {
@@ -175,18 +212,27 @@ impl Queue {
         self.ready.is_empty() && self.consumers.is_empty()
     }
 
-    /// Accept a message, or refuse it when full under `Reject`.
+    /// Accept a message, or refuse it when full (in messages or bytes) under `Reject`. A
+    /// message larger than the whole byte bound is refused under either policy.
     pub fn enqueue(&mut self, msg: QMsg) -> Result<(), QueueFull> {
-        if self.ready.len() >= self.max_ready {
+        let size = msg.size();
+        if size > self.max_bytes {
+            return Err(QueueFull);
+        }
+        while self.ready.len() >= self.max_ready
+            || self.ready_bytes.saturating_add(size) > self.max_bytes
+        {
             match self.overflow {
                 Overflow::Reject => return Err(QueueFull),
                 Overflow::DropOldest => {
-                    self.ready.pop_front();
+                    if self.take_ready(0).is_none() {
+                        break;
+                    }
                     self.dropped += 1;
                 }
             }
         }
-        self.ready.push_back((msg, None));
+        self.push_ready(self.ready.len(), msg, None);
         Ok(())
     }
 
@@ -216,7 +262,7 @@ impl Queue {
         }
         for (_, mut m) in c.inflight.into_iter().rev() {
             m.redelivered = true;
-            self.ready.push_front((m, None));
+            self.push_ready(0, m, None);
         }
         self.returned_run = 0;
     }
@@ -247,7 +293,7 @@ impl Queue {
         if let Some(m) = c.take(delivery) {
             // A connection hands back its deliveries oldest first: keep that order.
             let at = self.returned_run.min(self.ready.len());
-            self.ready.insert(at, (m, None));
+            self.push_ready(at, m, None);
             self.returned_run += 1;
         }
     }
@@ -294,7 +340,7 @@ impl Queue {
         let taken = self.settle(key, delivery, true)?;
         for mut m in taken.into_iter().rev() {
             m.redelivered = true;
-            self.ready.push_front((m, Some(key)));
+            self.push_ready(0, m, Some(key));
         }
         self.returned_run = 0;
         Ok(())
@@ -334,10 +380,13 @@ impl Queue {
                     (other.unwrap_or(i), 0)
                 }
             };
-            let Some(c) = self.consumers.get_mut(i) else {
+            if i >= self.consumers.len() {
+                return;
+            }
+            let Some(msg) = self.take_ready(pos) else {
                 return;
             };
-            let Some((msg, _)) = self.ready.remove(pos) else {
+            let Some(c) = self.consumers.get_mut(i) else {
                 return;
             };
             self.returned_run = 0;
@@ -451,6 +500,43 @@ mod tests {
             out.iter().map(|d| d.msg.seq).collect::<Vec<_>>(),
             vec![2, 3]
         );
+    }
+
+    /// Issue 13: a queue's bound in bytes, under either policy, and the bytes follow the
+    /// messages through dispatch, return and acknowledgement.
+    #[test]
+    fn bounded_in_bytes_with_either_policy() {
+        let sized = |seq: u64, n: usize| QMsg {
+            seq,
+            payload: Published::raw("/queue/q", &vec![b'x'; n]),
+            redelivered: false,
+        };
+        let mut q = Queue::new(100, Overflow::Reject).with_max_bytes(1000);
+        q.enqueue(sized(1, 400)).unwrap();
+        q.enqueue(sized(2, 400)).unwrap();
+        assert_eq!(q.ready_bytes(), 800);
+        assert!(q.enqueue(sized(3, 400)).is_err(), "1200 > 1000");
+        q.enqueue(sized(4, 200)).unwrap();
+        assert!(q.enqueue(sized(5, 1001)).is_err(), "never fits");
+        q.add_consumer(key(1), AckMode::Client, 1);
+        let mut out = Vec::new();
+        q.dispatch(&mut out);
+        assert_eq!((q.ready_bytes(), q.held_bytes()), (600, 1000));
+        q.ack(key(1), out[0].delivery).unwrap();
+        assert_eq!(q.held_bytes(), 600);
+        q.remove_consumer(key(1));
+        assert_eq!(q.ready_bytes(), 600);
+
+        let mut q = Queue::new(100, Overflow::DropOldest).with_max_bytes(1000);
+        for s in 1..=3 {
+            q.enqueue(sized(s, 400)).unwrap();
+        }
+        assert_eq!((q.dropped, q.ready_bytes()), (1, 800));
+        assert!(
+            q.enqueue(sized(9, 1001)).is_err(),
+            "never fits, nothing dropped for it"
+        );
+        assert_eq!(q.ready_len(), 2);
     }
 
     #[derive(Debug, Clone)]

@@ -89,6 +89,12 @@ impl Acceptor {
                                     self.stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
                                     None
                                 }
+                                Err(Refused::FdLimit) => {
+                                    // The reserve stays free: closed now, unanswered.
+                                    self.stats.refused_fd_limit.fetch_add(1, Ordering::Relaxed);
+                                    drop(sock);
+                                    continue;
+                                }
                             };
                             let mb = &self.reactors[next % self.reactors.len()];
                             next = next.wrapping_add(1);
@@ -98,6 +104,7 @@ impl Acceptor {
                             match mb.tx.try_send(Mail::Accepted(sock, *kind, admitted)) {
                                 Ok(()) => mb.wake(),
                                 Err(_) => {
+                                    self.limits.socket_closed();
                                     if let Some(ip) = admitted {
                                         self.limits.release(ip);
                                     }

@@ -51,6 +51,9 @@ pub struct StompState {
     /// The check has answered, but (a failed login's penalty) the CONNECT is handled again
     /// only at this time.
     auth_hold: Option<Instant>,
+    /// Input stopped by the memory alarm (at a SEND, or in a large partial frame) until the
+    /// reactor sees the alarm clear.
+    memory_blocked: bool,
     /// The ACL rules this session last used, with their generation.
     acl: Option<(u64, Arc<crate::auth::Acl>)>,
     /// Input stopped before an UNSUBSCRIBE or DISCONNECT so that what the session published
@@ -115,6 +118,8 @@ pub struct Ctx<'a> {
     pub auth: Option<&'a super::authpool::AuthPool>,
     /// The peer's address (for failed-login slow-down).
     pub peer: Option<std::net::IpAddr>,
+    /// Memory is above the high-water mark: publishers are not read from.
+    pub memory_alarm: bool,
 }
 
 #[derive(Debug)]
@@ -243,6 +248,49 @@ impl Conn {
         self.stomp().is_some_and(|s| s.auth_pending)
     }
 
+    fn memory_blocked(&self) -> bool {
+        self.stomp().is_some_and(|s| s.memory_blocked)
+    }
+
+    /// The memory alarm cleared: `true` if this connection was stopped for it (and is no more).
+    pub fn take_memory_blocked(&mut self) -> bool {
+        self.stomp_mut()
+            .is_some_and(|s| std::mem::replace(&mut s.memory_blocked, false))
+    }
+
+    /// Bytes of input held for frames not complete yet: the read buffer's unread part, the
+    /// WebSocket message being assembled, and STOMP bytes stashed between messages.
+    fn partial_input(&self) -> usize {
+        let unread = self.rbuf.len().saturating_sub(self.rstart);
+        let (ws, stash) = match &self.phase {
+            Phase::Open { ws, app } => (
+                ws.as_ref().map_or(0, |w| w.decoder.buffered()),
+                match app {
+                    App::Stomp(st) => st.stash.len(),
+                    App::Echo => 0,
+                },
+            ),
+            _ => (0, 0),
+        };
+        unread + ws + stash
+    }
+
+    /// Under the memory alarm, a connection in the middle of a large frame is not read from
+    /// until the alarm clears (a small partial frame, an ACK split by the network, goes on).
+    fn block_large_partial(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if !ctx.memory_alarm || self.partial_input() <= ctx.cfg.read_buffer_size {
+            return false;
+        }
+        match self.stomp_mut() {
+            Some(st) => {
+                st.memory_blocked = true;
+                ctx.counters.memory_blocked += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn fan_out_first(&self) -> bool {
         self.stomp().is_some_and(|s| s.fan_out_first)
     }
@@ -304,7 +352,7 @@ impl Conn {
     /// Read until WouldBlock, EOF or the budget, processing as bytes arrive.
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let mut budget = ctx.cfg.read_budget;
-        if self.auth_pending() {
+        if self.auth_pending() || self.memory_blocked() {
             return Next::Idle;
         }
         if let Phase::Open {
@@ -334,7 +382,10 @@ impl Conn {
             if self.fan_out_first() {
                 return Next::ReadAgain;
             }
-            if self.paused || self.read_closed || self.auth_pending() {
+            if self.paused || self.read_closed || self.auth_pending() || self.memory_blocked() {
+                return Next::Idle;
+            }
+            if self.block_large_partial(ctx) {
                 return Next::Idle;
             }
             if self.rbuf.capacity() == 0 {
@@ -492,6 +543,10 @@ impl Conn {
         if let Some(next) = self.release_auth(now) {
             return next;
         }
+        if self.memory_blocked() {
+            // Not read from by the server's choice: its silence proves nothing.
+            self.last_read = now;
+        }
         if let Some(d) = self.hb_recv {
             if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
                 self.hb_recv = None;
@@ -518,7 +573,7 @@ impl Conn {
 
     fn process(&mut self, ctx: &mut Ctx<'_>) {
         loop {
-            if self.paused || self.auth_pending() || self.fan_out_first() {
+            if self.paused || self.auth_pending() || self.fan_out_first() || self.memory_blocked() {
                 return;
             }
             let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
@@ -871,6 +926,7 @@ fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
         txs: Vec::new(),
         auth_pending: false,
         auth_hold: None,
+        memory_blocked: false,
         acl: None,
         fan_out_first: false,
     })
@@ -965,6 +1021,12 @@ fn stomp_input(
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         };
+        if ctx.memory_alarm && frame.command == stomp::Command::Send && st.session.connected {
+            // Flow control: this SEND and what follows wait until memory falls.
+            st.memory_blocked = true;
+            ctx.counters.memory_blocked += 1;
+            return (pos, flow);
+        }
         let mut reply = std::mem::take(ctx.scratch);
         reply.clear();
         let result = match st.session.handle(&frame, &ctx.cfg.session, &mut reply) {
@@ -1548,17 +1610,22 @@ pub fn encode_outgoing(
 
 impl Conn {
     /// A queue's home accepted (RECEIPT, if asked for) or refused (ERROR, then close) a SEND.
-    pub fn queue_verdict(&mut self, ctx: &mut Ctx<'_>, receipt: Option<Box<str>>, accepted: bool) {
+    pub fn queue_verdict(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        receipt: Option<Box<str>>,
+        refused: Option<&'static str>,
+    ) {
         let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {
             return;
         };
-        if accepted {
+        let Some(why) = refused else {
             if let Some(r) = receipt {
                 push_receipt(&mut self.out, ctx.pool, version, &r, ws);
             }
             return;
-        }
-        let mut err = StompError::new("queue full: message refused");
+        };
+        let mut err = StompError::new(why);
         err.receipt = receipt.map(String::from);
         write_error(&mut self.out, ctx, version, &err, ws);
         self.apply_flow(ctx, Flow::Close { error: true });

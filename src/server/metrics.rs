@@ -37,6 +37,8 @@ pub struct Counters {
     pub app_busy: u64,
     pub queue_rejected: u64,
     pub queue_dropped: u64,
+    /// Times a connection's input was stopped by the memory alarm.
+    pub memory_blocked: u64,
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
@@ -86,6 +88,7 @@ stats!(
     app_busy,
     queue_rejected,
     queue_dropped,
+    memory_blocked,
     loop_turns,
     loop_nanos,
     loop_max_nanos,
@@ -106,6 +109,11 @@ pub struct ConnLimits {
     max_per_ip: usize,
     live: AtomicU64,
     per_ip: Mutex<std::collections::HashMap<IpAddr, u32>>,
+    /// Sockets the reactors hold, admitted or refused (a refused one stays until its answer
+    /// is sent), and how many they may hold: the descriptors left once the reserve for the
+    /// metrics listener and the like is set aside.
+    sockets: AtomicU64,
+    fd_cap: AtomicU64,
 }
 
 /// Why a connection is refused at accept time.
@@ -113,6 +121,8 @@ pub struct ConnLimits {
 pub enum Refused {
     Limit,
     PerIp,
+    /// No descriptor to spare: closed at once, unanswered.
+    FdLimit,
 }
 
 impl ConnLimits {
@@ -122,11 +132,39 @@ impl ConnLimits {
             max_per_ip,
             live: AtomicU64::new(0),
             per_ip: Mutex::new(Default::default()),
+            sockets: AtomicU64::new(0),
+            fd_cap: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// At most `n` sockets held by the reactors.
+    pub fn set_fd_cap(&self, n: usize) {
+        self.fd_cap.store(n as u64, Ordering::Release);
+    }
+
+    /// A socket goes to a reactor (admitted or to be answered): `false` when the descriptors
+    /// are spoken for and it must be closed at once instead.
+    pub fn take_socket(&self) -> bool {
+        let cap = self.fd_cap.load(Ordering::Acquire);
+        self.sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A reactor closed a socket it held.
+    pub fn socket_closed(&self) {
+        let _ = self
+            .sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Admit a connection from `ip`, or say why not. Called per accepted socket.
     pub fn admit(&self, ip: IpAddr) -> Result<(), Refused> {
+        if !self.take_socket() {
+            return Err(Refused::FdLimit);
+        }
         if self.live.load(Ordering::Acquire) >= self.max as u64 {
             return Err(Refused::Limit);
         }
@@ -167,6 +205,7 @@ pub struct Stats {
     pub reactors: Vec<Arc<ReactorStats>>,
     pub accept: Arc<AcceptStats>,
     pub limits: Arc<ConnLimits>,
+    pub memory: Arc<crate::memory::MemoryState>,
 }
 
 impl Stats {
@@ -275,6 +314,38 @@ impl Stats {
             "Messages refused by a full queue (overflow reject): SENDs answered with an ERROR, \
              and messages published through the embedding API, which are lost.",
             &[("", sum(|c| c.queue_rejected))],
+        );
+        let m = &self.memory;
+        metric(
+            "memory_bytes",
+            "gauge",
+            "Memory in use as the high-water mark sees it (heap, or resident set when embedded).",
+            &[("", m.used.load(Ordering::Relaxed) as u64)],
+        );
+        metric(
+            "memory_high_watermark_bytes",
+            "gauge",
+            "Above this, connections that publish are not read from (0: no mark).",
+            &[("", m.high_watermark as u64)],
+        );
+        metric(
+            "memory_alarm",
+            "gauge",
+            "1 while memory is above the high-water mark.",
+            &[("", u64::from(m.alarm()))],
+        );
+        metric(
+            "memory_alarms_total",
+            "counter",
+            "Times memory went above the high-water mark.",
+            &[("", m.alarms.load(Ordering::Relaxed))],
+        );
+        metric(
+            "memory_blocked_total",
+            "counter",
+            "Times a connection's input was stopped by the memory alarm (at a SEND, or in a large \
+             partial frame).",
+            &[("", sum(|c| c.memory_blocked))],
         );
         metric(
             "queue_dropped_total",

@@ -31,11 +31,33 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use crate::config::Config;
+use crate::memory::MemoryState;
 use crate::router::{Directory, QueueConfig, Router, MAX_REACTORS};
 use acceptor::Acceptor;
 
 /// Credential checks waiting for a worker, over all addresses.
 const AUTH_QUEUE: usize = 1024;
+/// Descriptors the connections may not take: for `/metrics` scrapes (answered while clients
+/// have taken everything else), re-reading the users and ACL files, and the like.
+const FD_RESERVE: usize = 16;
+
+/// How many sockets the reactors may hold: the open-file limit, less what is open now (the
+/// listeners, polls, wakers, standard streams) and [`FD_RESERVE`]. `None` without a limit.
+fn socket_budget() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(soft.saturating_sub(open + FD_RESERVE))
+}
+
+/// How often memory is measured against the high-water mark.
+const MEMORY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50);
 use conn::Kind;
 use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
 use reactor::{Mailbox, Reactor, Shared, WAKER};
@@ -188,10 +210,12 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let reactor_stats: Vec<Arc<ReactorStats>> = (0..cfg.reactors.max(1))
         .map(|_| Arc::new(ReactorStats::default()))
         .collect();
+    let memory = Arc::new(MemoryState::new(cfg.memory_high_watermark));
     let stats = Arc::new(Stats {
         reactors: reactor_stats.clone(),
         accept: Arc::clone(&accept_stats),
         limits: Arc::clone(&limits),
+        memory: Arc::clone(&memory),
     });
     let metrics = match cfg.metrics_listen {
         Some(addr) => Some(MetricsServer::bind(
@@ -252,6 +276,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 limits: Arc::clone(&limits),
                 pool: pool.clone(),
                 auth: Some(auth_pool.clone()),
+                memory: Arc::clone(&memory),
             },
             Router::with_config(
                 i,
@@ -271,8 +296,31 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 .spawn(move || reactor.run())?,
         );
     }
+    {
+        let (memory, shutdown, reactors) = (memory, Arc::clone(&shutdown), mailboxes.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("memory".into())
+                .spawn(move || {
+                    while !shutdown.load(Ordering::Acquire) {
+                        if memory.sample(crate::memory::in_use()) == Some(false) {
+                            // Blocked publishers wait for their reactor to see the change.
+                            for r in &reactors {
+                                r.wake();
+                            }
+                        }
+                        std::thread::sleep(MEMORY_SAMPLE);
+                    }
+                    Ok(())
+                })?,
+        );
+    }
     let poll = Poll::new()?;
     let acceptor_waker = Arc::new(Waker::new(poll.registry(), acceptor::STOP)?);
+    // Every descriptor the server needs is open now: the rest, less a reserve, is for sockets.
+    if let Some(n) = socket_budget() {
+        limits.set_fd_cap(n);
+    }
     let acceptor = Acceptor {
         poll,
         listeners,

@@ -54,8 +54,8 @@ pub struct Batch {
     qops: Vec<QueueOp>,
     /// Queue deliveries to consumers there.
     deliveries: Vec<Delivery>,
-    /// Queue verdicts for connections there: (token, receipt, accepted).
-    verdicts: Vec<(usize, Option<Box<str>>, bool)>,
+    /// Queue verdicts for connections there.
+    verdicts: Vec<Verdict>,
 }
 
 impl Batch {
@@ -66,6 +66,9 @@ impl Batch {
             && self.verdicts.is_empty()
     }
 }
+
+/// A queue's answer to a SEND, for the sender's connection: (token, receipt, why refused).
+type Verdict = (usize, Option<Box<str>>, Option<&'static str>);
 
 /// The sending side of a reactor's mailbox: a bounded channel plus one wake-up per batch.
 #[derive(Debug, Clone)]
@@ -229,6 +232,9 @@ pub struct Reactor {
     limits: Arc<ConnLimits>,
     workers: Option<super::apps::Pool>,
     auth: Option<super::authpool::AuthPool>,
+    memory: Arc<crate::memory::MemoryState>,
+    /// The memory alarm as of this loop turn.
+    memory_alarm: bool,
 }
 
 /// Shared things a reactor is built with.
@@ -240,6 +246,8 @@ pub struct Shared {
     pub pool: Option<super::apps::Pool>,
     /// Where slow credential checks run.
     pub auth: Option<super::authpool::AuthPool>,
+    /// The memory high-water mark's alarm.
+    pub memory: Arc<crate::memory::MemoryState>,
 }
 
 impl Reactor {
@@ -289,6 +297,8 @@ impl Reactor {
             limits: shared.limits,
             workers: shared.pool,
             auth: shared.auth,
+            memory: shared.memory,
+            memory_alarm: false,
             cfg,
         }
     }
@@ -310,6 +320,11 @@ impl Reactor {
             }
             let now = Instant::now();
             self.now = now;
+            let alarm = self.memory.alarm();
+            if self.memory_alarm && !alarm {
+                self.unblock_publishers();
+            }
+            self.memory_alarm = alarm;
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     self.woken.store(false, Ordering::Release);
@@ -346,6 +361,15 @@ impl Reactor {
                 if self.conns.is_empty() || now >= d {
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// The memory alarm is off: connections stopped for it are read again.
+    fn unblock_publishers(&mut self) {
+        for (i, s) in self.conns.iter_mut() {
+            if s.conn.take_memory_blocked() {
+                self.ready_again.push(token(i, s.gen));
             }
         }
     }
@@ -432,8 +456,8 @@ impl Reactor {
         }
         let mut deliveries = b.deliveries;
         self.deliver_queued(&mut deliveries);
-        for (token, receipt, accepted) in b.verdicts {
-            self.verdict(Token(token), receipt, accepted, now);
+        for (token, receipt, refused) in b.verdicts {
+            self.verdict(Token(token), receipt, refused, now);
         }
         let mut sink = conn_sink!(self);
         for m in &b.publish {
@@ -449,9 +473,9 @@ impl Reactor {
         if let Some(v) = self.router.apply(op, &mut out) {
             let (reactor, token) = v.origin;
             if reactor as usize == self.id {
-                self.verdict(Token(token), v.receipt, v.accepted, now);
+                self.verdict(Token(token), v.receipt, v.refused, now);
             } else if let Some(b) = self.batches.get_mut(reactor as usize) {
-                b.verdicts.push((token, v.receipt, v.accepted));
+                b.verdicts.push((token, v.receipt, v.refused));
             }
         }
         // Reused, not allocated per operation (taken: a delivery can requeue and come back here).
@@ -482,9 +506,15 @@ impl Reactor {
 
     /// The home's answer to a queue SEND from a connection here: its RECEIPT, or an ERROR
     /// (with the receipt id) when the queue refused it.
-    fn verdict(&mut self, t: Token, receipt: Option<Box<str>>, accepted: bool, now: Instant) {
+    fn verdict(
+        &mut self,
+        t: Token,
+        receipt: Option<Box<str>>,
+        refused: Option<&'static str>,
+        now: Instant,
+    ) {
         if let Some(out) = self.with_conn(t, now, |c, ctx| {
-            c.queue_verdict(ctx, receipt, accepted);
+            c.queue_verdict(ctx, receipt, refused);
             c.wants_flush()
         }) {
             self.fan_out(now);
@@ -493,15 +523,20 @@ impl Reactor {
     }
 
     fn add(&mut self, sock: TcpStream, kind: Kind, admitted: Option<IpAddr>, now: Instant) {
-        if self.shutdown.load(Ordering::Acquire) {
+        let dropped = |limits: &ConnLimits| {
+            limits.socket_closed();
             if let Some(ip) = admitted {
-                self.limits.release(ip);
+                limits.release(ip);
             }
+        };
+        if self.shutdown.load(Ordering::Acquire) {
+            dropped(&self.limits);
             return;
         }
         let entry = self.conns.vacant_entry();
         let idx = entry.key();
         if idx > 0xFFFF_FFFF {
+            dropped(&self.limits);
             return;
         }
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -515,9 +550,7 @@ impl Reactor {
             .register(&mut conn.sock, tok, Interest::READABLE)
             .is_err()
         {
-            if let Some(ip) = admitted {
-                self.limits.release(ip);
-            }
+            dropped(&self.limits);
             return;
         }
         log::debug!(
@@ -575,6 +608,7 @@ impl Reactor {
             workers: self.workers.as_ref(),
             auth: self.auth.as_ref(),
             peer: s.conn.admitted,
+            memory_alarm: self.memory_alarm,
         };
         Some(f(&mut s.conn, &mut ctx))
     }
@@ -811,6 +845,7 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut s.conn.sock);
         s.conn.out.release(&mut self.pool);
         let open = u64::from(s.conn.admitted.is_some());
+        self.limits.socket_closed();
         if let Some(ip) = s.conn.admitted {
             self.limits.release(ip);
         }

@@ -100,6 +100,8 @@ pub struct SessionConfig {
     /// Open transactions per session, and frames buffered per transaction.
     pub max_transactions: usize,
     pub max_tx_frames: usize,
+    /// Bytes (headers and body, as received) buffered per transaction.
+    pub max_tx_bytes: usize,
     /// The `server` header of CONNECTED.
     pub server_name: String,
 }
@@ -116,6 +118,7 @@ impl Default for SessionConfig {
             max_prefetch: 10_000,
             max_transactions: 16,
             max_tx_frames: 10_000,
+            max_tx_bytes: 4 << 20,
             server_name: concat!("stompbox/", env!("CARGO_PKG_VERSION")).into(),
         }
     }
@@ -215,8 +218,8 @@ pub struct Session {
     pub connected: bool,
     pub login: Option<String>,
     subs: Vec<Subscription>,
-    /// Open transactions and how many frames each holds.
-    txs: Vec<(String, usize)>,
+    /// Open transactions and what each holds: (name, frames, bytes).
+    txs: Vec<(String, usize, usize)>,
     /// The authenticator's answer for the CONNECT being handled again, after `Authenticate`.
     pub preauth: Option<bool>,
 }
@@ -259,14 +262,22 @@ impl Session {
         let tx = self
             .txs
             .iter_mut()
-            .find(|(n, _)| *n == *name)
+            .find(|(n, _, _)| *n == *name)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
         if tx.1 >= cfg.max_tx_frames {
             return Err(StompError::new(format!(
                 "too many frames in transaction '{name}'"
             )));
         }
+        let bytes = tx.2.saturating_add(frame.size());
+        if bytes > cfg.max_tx_bytes {
+            return Err(StompError::new(format!(
+                "transaction '{name}' would hold more than {} bytes",
+                cfg.max_tx_bytes
+            )));
+        }
         tx.1 += 1;
+        tx.2 = bytes;
         Ok(Some(name))
     }
 
@@ -276,7 +287,7 @@ impl Session {
         let i = self
             .txs
             .iter()
-            .position(|(n, _)| *n == *name)
+            .position(|(n, _, _)| *n == *name)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
         Ok(self.txs.swap_remove(i).0)
     }
@@ -343,7 +354,7 @@ impl Session {
             }
             Command::Begin => {
                 let name = required(frame, "transaction")?;
-                if self.txs.iter().any(|(n, _)| *n == *name) {
+                if self.txs.iter().any(|(n, _, _)| *n == *name) {
                     return Err(StompError::new(format!(
                         "transaction '{name}' already begun"
                     )));
@@ -351,7 +362,7 @@ impl Session {
                 if self.txs.len() >= cfg.max_transactions {
                     return Err(StompError::new("too many open transactions"));
                 }
-                self.txs.push((name.into_owned(), 0));
+                self.txs.push((name.into_owned(), 0, 0));
                 Action::Begin
             }
             Command::Commit => Action::Commit(self.end_tx(frame)?),

@@ -85,6 +85,16 @@ pub struct Cli {
     /// Messages waiting in one queue [file: queues.max_messages]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub queue_max_messages: Option<usize>,
+    /// Bytes of the messages waiting in one queue [file: queues.max_bytes]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub queue_max_bytes: Option<usize>,
+    /// Queues in the broker; a SEND making one more is refused [file: queues.max_queues]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_queues: Option<usize>,
+    /// Memory in use above which publishers are not read from; 0: no mark
+    /// [file: memory.high_watermark]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub memory_high_watermark: Option<u64>,
     /// A full queue: reject the SEND or drop its oldest message [file: queues.overflow]
     #[arg(long, value_name = "POLICY", help_heading = "Limits")]
     pub queue_overflow: Option<QueueOverflow>,
@@ -172,6 +182,9 @@ pub struct Cli {
     /// Frames buffered per transaction [file: session.max_tx_frames]
     #[arg(long, value_name = "N", help_heading = "Sessions")]
     pub max_tx_frames: Option<usize>,
+    /// Bytes buffered per transaction [file: session.max_tx_bytes]
+    #[arg(long, value_name = "BYTES", help_heading = "Sessions")]
+    pub max_tx_bytes: Option<usize>,
     /// The server header of CONNECTED [file: session.server_name]
     #[arg(long, value_name = "NAME", help_heading = "Sessions")]
     pub server_name: Option<String>,
@@ -257,6 +270,9 @@ impl Cli {
         set(&mut s.outbound.max_bytes, c.max_outbound);
         set(&mut s.outbound.slow_consumer, c.slow_consumer);
         set(&mut s.queues.max_messages, c.queue_max_messages);
+        set(&mut s.queues.max_bytes, c.queue_max_bytes);
+        set(&mut s.queues.max_queues, c.max_queues);
+        set(&mut s.memory.high_watermark, c.memory_high_watermark);
         set(&mut s.queues.overflow, c.queue_overflow);
         let non_empty = |v: Vec<String>| v.into_iter().filter(|x| !x.is_empty()).collect();
         set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
@@ -277,6 +293,7 @@ impl Cli {
         set(&mut s.session.max_prefetch, c.max_prefetch);
         set(&mut s.session.max_transactions, c.max_transactions);
         set(&mut s.session.max_tx_frames, c.max_tx_frames);
+        set(&mut s.session.max_tx_bytes, c.max_tx_bytes);
         set(&mut s.session.server_name, c.server_name);
         set(&mut s.buffers.read_buffer_size, c.read_buffer_size);
         set(&mut s.buffers.pool_buffers, c.pool_buffers);

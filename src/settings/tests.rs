@@ -48,6 +48,7 @@ default_prefetch = 10
 max_prefetch = 500
 max_transactions = 0
 max_tx_frames = 100
+max_tx_bytes = 65536
 server_name = "broker-1"
 
 [outbound]
@@ -56,7 +57,12 @@ slow_consumer = "drop"
 
 [queues]
 max_messages = 1000
+max_bytes = 1048576
+max_queues = 50
 overflow = "drop-oldest"
+
+[memory]
+high_watermark = 536870912
 
 [buffers]
 read_buffer_size = 8192
@@ -159,6 +165,7 @@ fn full() -> Settings {
             max_prefetch: 500,
             max_transactions: 0,
             max_tx_frames: 100,
+            max_tx_bytes: 65536,
             server_name: "broker-1".into(),
         },
         outbound: OutboundSettings {
@@ -167,7 +174,12 @@ fn full() -> Settings {
         },
         queues: QueueSettings {
             max_messages: 1000,
+            max_bytes: 1 << 20,
+            max_queues: 50,
             overflow: QueueOverflow::DropOldest,
+        },
+        memory: MemorySettings {
+            high_watermark: 512 << 20,
         },
         buffers: BufferSettings {
             read_buffer_size: 8192,
@@ -538,6 +550,14 @@ fn every_option_has_a_flag() {
             "19",
         ),
         ("session.max_tx_frames", &["--max-tx-frames", "20"], "20"),
+        ("session.max_tx_bytes", &["--max-tx-bytes", "2000"], "2000"),
+        ("queues.max_bytes", &["--queue-max-bytes", "3000"], "3000"),
+        ("queues.max_queues", &["--max-queues", "24"], "24"),
+        (
+            "memory.high_watermark",
+            &["--memory-high-watermark", "0"],
+            "0",
+        ),
         (
             "session.server_name",
             &["--server-name", "edge"],
@@ -916,9 +936,13 @@ const MAPPED: &[&str] = &[
     "session.max_prefetch",
     "session.max_transactions",
     "session.max_tx_frames",
+    "session.max_tx_bytes",
     "session.server_name",
     "heartbeat_grace",
     "queues.max_messages",
+    "queues.max_bytes",
+    "queues.max_queues",
+    "memory_high_watermark",
     "queues.overflow",
     "slow_consumer",
     "tls",

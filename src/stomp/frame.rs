@@ -118,6 +118,16 @@ pub struct FrameRef<'a> {
 }
 
 impl<'a> FrameRef<'a> {
+    /// Bytes of the frame as received (command, headers, body), near enough for budgets.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 2)
+            .sum();
+        self.command.as_str().len() + 2 + headers + self.body.len()
+    }
+
     /// The first occurrence of a header (STOMP 1.2: a repeated header keeps its first value),
     /// raw as on the wire.
     pub fn raw(&self, name: &str) -> Option<&'a [u8]> {

@@ -23,7 +23,7 @@ impl Default for Limits {
         Limits {
             max_headers: 64,
             max_header_line: 8 * 1024,
-            max_body: 16 * 1024 * 1024,
+            max_body: 4 * 1024 * 1024,
         }
     }
 }

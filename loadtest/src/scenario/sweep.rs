@@ -79,6 +79,9 @@ fn start(
         "127.0.0.1:0",
         "--tcp-listen",
         "127.0.0.1:0",
+        // Every session comes from 127.0.0.1: no per-address limit.
+        "--max-connections-per-ip",
+        "0",
         "--reactors",
     ])
     .arg(reactors.to_string())
