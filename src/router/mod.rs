@@ -11,6 +11,7 @@ pub use directory::{Directory, MAX_REACTORS};
 pub use message::{encode_shared, encode_shared_as, MsgId, Published};
 pub use queue::{ConsumerKey, Delivery, Overflow, QMsg, Queue};
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -520,32 +521,35 @@ impl Router {
     pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
         let cfg = self.queue_cfg;
         let name = Arc::clone(op.queue());
-        if !self.queues.contains_key(&name) {
-            // A new queue takes one of the broker's `max_queues`; a SEND past the bound is
-            // refused (a consumer's queue is always made: subscriptions are bounded already).
-            let bound = match op {
-                QueueOp::Enqueue { .. } => cfg.max_queues,
-                _ => usize::MAX,
-            };
-            if let (
-                false,
-                QueueOp::Enqueue {
-                    origin, receipt, ..
-                },
-            ) = (self.directory.queue_created(bound), &op)
-            {
-                self.queue_rejected += 1;
-                return Some(EnqueueVerdict {
-                    origin: *origin,
-                    receipt: receipt.clone(),
-                    refused: Some("too many queues: message refused"),
-                });
+        let q = match self.queues.entry(Arc::clone(&name)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                // A new queue takes one of the broker's `max_queues`; a SEND past the bound is
+                // refused (a consumer's queue is always made: subscriptions are bounded).
+                let bound = match op {
+                    QueueOp::Enqueue { .. } => cfg.max_queues,
+                    _ => usize::MAX,
+                };
+                if let (
+                    false,
+                    QueueOp::Enqueue {
+                        origin, receipt, ..
+                    },
+                ) = (self.directory.queue_created(bound), &op)
+                {
+                    self.queue_rejected += 1;
+                    return Some(EnqueueVerdict {
+                        origin: *origin,
+                        receipt: receipt.clone(),
+                        refused: Some("too many queues: message refused"),
+                    });
+                }
+                e.insert(
+                    Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window)
+                        .with_max_bytes(cfg.max_bytes),
+                )
             }
-        }
-        let q = self.queues.entry(Arc::clone(&name)).or_insert_with(|| {
-            Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window)
-                .with_max_bytes(cfg.max_bytes)
-        });
+        };
         let mut result = None;
         match op {
             QueueOp::Enqueue {

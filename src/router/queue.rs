@@ -188,13 +188,25 @@ impl Queue {
                 .sum::<usize>()
     }
 
+    /// Put a message among the waiting ones at `at` (the front, the back, or after the
+    /// handed-back run), counting its bytes.
     fn push_ready(&mut self, at: usize, m: QMsg, avoid: Option<ConsumerKey>) {
         self.ready_bytes += m.size();
-        self.ready.insert(at, (m, avoid));
+        if at == 0 {
+            self.ready.push_front((m, avoid));
+        } else if at >= self.ready.len() {
+            self.ready.push_back((m, avoid));
+        } else {
+            self.ready.insert(at, (m, avoid));
+        }
     }
 
     fn take_ready(&mut self, at: usize) -> Option<QMsg> {
-        let (m, _) = self.ready.remove(at)?;
+        let (m, _) = if at == 0 {
+            self.ready.pop_front()?
+        } else {
+            self.ready.remove(at)?
+        };
         self.ready_bytes = self.ready_bytes.saturating_sub(m.size());
         Some(m)
     }

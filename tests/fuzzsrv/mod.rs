@@ -39,6 +39,9 @@ use session::Driver;
 pub const REACTORS: usize = 3;
 pub const MAX_OUTBOUND: usize = 64 * 1024;
 pub const QUEUE_MAX: usize = 32;
+/// Bytes waiting per queue: three of the largest bodies fill it (a refusal is "queue full"
+/// either way, which the model allows for every queue SEND).
+pub const QUEUE_MAX_BYTES: usize = 256 * 1024;
 pub const MAX_TXS: usize = 4;
 pub const MAX_TX_FRAMES: usize = 16;
 pub const MAX_SUBS: usize = 8;
@@ -88,6 +91,7 @@ pub fn start_server() -> Server {
         c.slow_consumer = SlowConsumer::Close;
         c.queues = QueueConfig {
             max_messages: QUEUE_MAX,
+            max_bytes: QUEUE_MAX_BYTES,
             overflow: Overflow::Reject,
             ..QueueConfig::default()
         };
