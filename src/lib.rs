@@ -28,6 +28,7 @@
 //! - [`auth`]: the users file (argon2id) and per-user ACLs.
 //! - [`server`]: the acceptor and reactor threads (mio), TLS, metrics, worker pools.
 //! - [`config`]: every limit, with defaults; [`settings`]: the file and flags that fill it.
+//! - [`memory`]: the broker-wide memory high-water mark (what is measured, the alarm).
 
 #![forbid(unsafe_code)]
 

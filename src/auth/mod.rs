@@ -120,6 +120,8 @@ fn verify(passcode: &[u8], hash: &str, max_kib: u32) -> bool {
 /// not a hash computed at start-up, whose buffer the allocator would keep.
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3RvbXBib3hkZWNveXNhbHQ$\
                      AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+/// The decoy's memory, KiB.
+const DECOY_KIB: u32 = 19456;
 
 /// Parse a users file's text into user -> hash. Every error names its line.
 pub fn parse_users(text: &str) -> Result<HashMap<String, String>, String> {
@@ -206,6 +208,10 @@ impl PasswordAuth {
     /// at verification).
     pub fn with_max_hash_memory(mut self, kib: u32) -> Self {
         self.max_kib = kib;
+        if kib < DECOY_KIB {
+            // Still computed (an unknown user costs a check), within the bound.
+            self.decoy = DECOY.replacen(&format!("m={DECOY_KIB}"), &format!("m={kib}"), 1);
+        }
         self
     }
 
@@ -383,6 +389,10 @@ mod tests {
         assert_eq!(Params::try_from(&decoy), Params::try_from(&real));
         assert_eq!(decoy.algorithm, real.algorithm);
         assert!(!verify(b"", DECOY, u32::MAX));
+        // Under a lower bound the decoy asks for what is allowed, and is still computed.
+        let low = PasswordAuth::new(HashMap::new(), false).with_max_hash_memory(8192);
+        let parsed = PasswordHash::new(&low.decoy).unwrap();
+        assert_eq!(Params::try_from(&parsed).unwrap().m_cost(), 8192);
     }
 
     #[test]
