@@ -771,7 +771,12 @@ impl Settings {
             }
         }
 
-        v.range("stomp.max_headers", s.stomp.max_headers as u64, 1, 4096);
+        v.range(
+            "stomp.max_headers",
+            s.stomp.max_headers as u64,
+            1,
+            crate::stomp::MAX_HEADERS as u64,
+        );
         v.range(
             "stomp.max_header_line",
             s.stomp.max_header_line as u64,

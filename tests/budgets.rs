@@ -1,6 +1,7 @@
 //! Budgets in bytes, not counts (issue 13): what one client can make the broker hold is
 //! bounded in bytes per transaction, per queue and in the number of queues, and a frame larger
-//! than the limits is refused before it is buffered. Each test failed before its bound
+//! than the limits is refused before it is buffered; and each limit is what it says (issue 14:
+//! `stomp.max_headers`). Each test failed before its bound
 //! existed. (The broker-wide memory high-water mark needs the binary's counting allocator: it
 //! is tested in `operations.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -172,5 +173,37 @@ fn an_oversized_websocket_frame_is_refused_before_it_is_buffered() {
         "{err:?}"
     );
     ws.expect_close(1009);
+    h.shutdown().unwrap();
+}
+
+/// `stomp.max_headers` is what it says (issue 14): 64 headers pass at the default of 64, the
+/// 65th is refused, and a configuration above the parser's 64 slots is refused at start
+/// (before, up to 4096 was accepted and never honoured).
+#[test]
+fn max_headers_is_the_limit_it_says() {
+    let mut over = stompbox::Config {
+        listen: None,
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    over.stomp_limits.max_headers = 100;
+    let err = stompbox::start(over).err().expect("refused");
+    assert!(err.to_string().contains("max_headers"), "{err}");
+
+    let (h, a) = server(|c| c.stomp_limits.max_headers = 64);
+    let names: Vec<String> = (0..64).map(|i| format!("h{i}")).collect();
+    for (n, ok) in [(62, true), (63, false)] {
+        let mut c = client(a, Kind::Tcp);
+        let mut hs: Vec<(&str, &str)> = vec![("destination", "/topic/many-headers")];
+        hs.extend(names.iter().take(n).map(|k| (k.as_str(), "v")));
+        hs.push(("receipt", "r"));
+        // n custom headers + destination + receipt: 64, then 65.
+        c.send_frame("SEND", &hs, b"");
+        if ok {
+            c.expect_receipt("r");
+        } else {
+            expect_refusal(&mut c, "too many headers");
+        }
+    }
     h.shutdown().unwrap();
 }

@@ -1492,6 +1492,43 @@ fn out_of_descriptors_the_broker_does_not_busy_loop() {
 // ---------------------------------------------------------------------------------------------
 // 5. Metrics after a known scenario (in-process, scraped over HTTP)
 
+/// `stompbox_errors_total` by kind (issue 14): a protocol error counts as `stomp`, a silent
+/// client as `heartbeat` (and not also as `stomp`). Before, neither was ever counted.
+#[test]
+fn failed_connections_are_counted_by_kind() {
+    let _g = shared();
+    let (h, _ws) = common::server_with(|c| {
+        c.reactors = 2;
+        c.session.heartbeat = (100, 100);
+        c.session.min_heartbeat = 10;
+    });
+    let tcp = h.tcp_addr().unwrap();
+    let mut bad = Client::stomp_tcp(tcp);
+    bad.send(b"BOGUS\n\n\0");
+    assert_eq!(bad.next_frame().expect("ERROR").command, "ERROR");
+    let mut silent = Client::connect_tcp(tcp);
+    silent.connected(b"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:100,0\n\n\0");
+    let f = silent.next_frame().expect("ERROR");
+    assert!(f.h("message").contains("heart-beat"), "{f:?}");
+    let m = settle(&h, |m| {
+        m.u("stompbox_errors_total{kind=\"stomp\"}") == 1
+            && m.u("stompbox_errors_total{kind=\"heartbeat\"}") == 1
+    });
+    assert_eq!(
+        m.u("stompbox_errors_total{kind=\"stomp\"}"),
+        1,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.u("stompbox_errors_total{kind=\"heartbeat\"}"),
+        1,
+        "{}",
+        m.text
+    );
+    h.shutdown().unwrap();
+}
+
 #[test]
 fn metrics_after_a_known_scenario() {
     let _g = shared();

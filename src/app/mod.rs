@@ -236,11 +236,14 @@ pub struct StaticFile {
     pub body: Arc<[u8]>,
 }
 
+/// Where user destinations start (`/user/queue/...`), as in Spring.
+pub const DEFAULT_USER_PREFIX: &str = "/user";
+
 impl Default for AppConfig {
     fn default() -> Self {
         AppConfig {
             prefixes: vec!["/app".into()],
-            user_prefix: "/user".into(),
+            user_prefix: DEFAULT_USER_PREFIX.into(),
             workers: 4,
             queue: 1024,
             sends: Routes::default(),

@@ -599,13 +599,6 @@ impl Router {
         result
     }
 
-    /// (waiting, in flight, consumers) of a queue homed here.
-    pub fn queue_stats(&self, queue: &str) -> Option<(usize, usize, usize)> {
-        self.queues
-            .get(queue)
-            .map(|q| (q.ready_len(), q.inflight_len(), q.consumer_count()))
-    }
-
     /// A delivery from a queue's home to a consumer on this reactor. It is queued on the
     /// consumer's connection if that has room; otherwise a `Return` for the home goes to `ops`.
     /// A consumer that is gone needs nothing: its home requeues what it had in flight when the

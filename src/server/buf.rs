@@ -18,11 +18,6 @@ impl BufPool {
         }
     }
 
-    /// The size of a pooled buffer.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// An empty buffer with at least `size` capacity.
     pub fn get(&mut self) -> Vec<u8> {
         self.free

@@ -551,6 +551,7 @@ impl Conn {
             if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
                 self.hb_recv = None;
                 self.hb_send = None;
+                ctx.counters.heartbeat_timeouts += 1;
                 self.stomp_fail(
                     ctx,
                     &StompError::new("heart-beat timeout: no data from client"),
@@ -847,6 +848,7 @@ impl Conn {
         let Some(reason) = reason else {
             return false;
         };
+        ctx.counters.errors_stomp += 1;
         self.stomp_fail(ctx, &StompError::new(reason));
         true
     }
@@ -987,7 +989,7 @@ fn stomp_input(
             // The rest waits until the peer reads what it was sent.
             return (pos, flow);
         }
-        let mut headers = [Header::default(); 64];
+        let mut headers = [Header::default(); stomp::MAX_HEADERS];
         let rest = input.get(pos..).unwrap_or_default();
         let parsed = stomp::parse(
             rest,
@@ -1014,10 +1016,10 @@ fn stomp_input(
             }
             Err(e) => {
                 let mut err = StompError::new(e.message());
-                err.receipt = stomp::parse::find_receipt(rest, 64 * 1024)
+                err.receipt = stomp::parse::find_receipt(rest, RECEIPT_SEARCH)
                     .and_then(|r| stomp::escape::unescape(r).ok())
                     .map(|r| String::from_utf8_lossy(&r).into_owned());
-                write_error(out, ctx, st.session.version, &err, ws);
+                protocol_error(out, ctx, st.session.version, &err, ws);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         };
@@ -1081,7 +1083,7 @@ fn stomp_input(
                 if e.receipt.is_none() {
                     e.receipt = frame.header("receipt").map(|r| r.into_owned());
                 }
-                write_error(out, ctx, st.session.version, &e, ws);
+                protocol_error(out, ctx, st.session.version, &e, ws);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         }
@@ -1427,6 +1429,22 @@ fn write_error(
     push_frame(out, ctx.pool, &tmp, ws);
 }
 
+/// The ERROR for a frame or operation of the client's that failed (the connection closes):
+/// counted as `stompbox_errors_total{kind="stomp"}`.
+fn protocol_error(
+    out: &mut OutQueue,
+    ctx: &mut Ctx<'_>,
+    version: Version,
+    err: &StompError,
+    ws: bool,
+) {
+    ctx.counters.errors_stomp += 1;
+    write_error(out, ctx, version, err, ws);
+}
+
+/// How far into a malformed frame its `receipt` header is looked for (the ERROR carries it).
+const RECEIPT_SEARCH: usize = 64 * 1024;
+
 fn write_close(out: &mut OutQueue, pool: &mut BufPool, code: u16, reason: &str) {
     let buf = out.own_buf(pool);
     let before = buf.len();
@@ -1627,7 +1645,7 @@ impl Conn {
         };
         let mut err = StompError::new(why);
         err.receipt = receipt.map(String::from);
-        write_error(&mut self.out, ctx, version, &err, ws);
+        protocol_error(&mut self.out, ctx, version, &err, ws);
         self.apply_flow(ctx, Flow::Close { error: true });
     }
 
@@ -1639,7 +1657,7 @@ impl Conn {
         if let Some(e) = done.error {
             let mut err = StompError::new(e);
             err.receipt = done.receipt;
-            write_error(&mut self.out, ctx, version, &err, ws);
+            protocol_error(&mut self.out, ctx, version, &err, ws);
             self.apply_flow(ctx, Flow::Close { error: true });
             return;
         }

@@ -180,6 +180,15 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             "read_buffer_size must be at least 1024",
         ));
     }
+    if cfg.stomp_limits.max_headers > crate::stomp::MAX_HEADERS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "stomp_limits.max_headers: at most {} (the parser's header slots)",
+                crate::stomp::MAX_HEADERS
+            ),
+        ));
+    }
     if cfg.reactors > MAX_REACTORS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -244,7 +253,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         .app
         .as_ref()
         .map(|a| a.user_prefix.clone())
-        .unwrap_or_else(|| "/user".into());
+        .unwrap_or_else(|| crate::app::DEFAULT_USER_PREFIX.into());
     let publisher = Publisher {
         reactors: mailboxes.clone(),
         user_prefix,

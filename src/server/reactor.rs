@@ -67,6 +67,10 @@ impl Batch {
     }
 }
 
+/// The timer wheel's resolution: heart-beats and timeouts fire at most this late (heart-beat
+/// intervals go down to `heartbeat.min`, 100 ms by default).
+const TIMER_TICK: Duration = Duration::from_millis(20);
+
 /// A queue's answer to a SEND, for the sender's connection: (token, receipt, why refused).
 type Verdict = (usize, Option<Box<str>>, Option<&'static str>);
 
@@ -274,7 +278,7 @@ impl Reactor {
             conns: Slab::new(),
             next_gen: 0,
             pool,
-            wheel: TimerWheel::new(Duration::from_millis(20), Instant::now()),
+            wheel: TimerWheel::new(TIMER_TICK, Instant::now()),
             router,
             dirty: Vec::new(),
             ready_again: Vec::new(),

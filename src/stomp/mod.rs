@@ -9,7 +9,7 @@ pub mod parse;
 
 pub use encode::{push_usize, usize_digits, write_error, write_frame};
 pub use frame::{Command, FrameRef, Header, Version};
-pub use parse::{parse, Limits, ParseError, Parsed};
+pub use parse::{parse, Limits, ParseError, Parsed, MAX_HEADERS};
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,10 @@ use memchr::memchr;
 use super::escape;
 use super::frame::{Command, FrameRef, Header, Version};
 
+/// The most headers a frame can have: the size of the header array the server parses into
+/// (on the stack, so a frame's headers cost no allocation). `max_headers` is at most this.
+pub const MAX_HEADERS: usize = 64;
+
 /// Limits on one frame.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
