@@ -1,0 +1,785 @@
+//! One connection: its socket, read buffer, outbound queue and protocol phase. The reactor calls
+//! [`Conn::on_readable`], [`Conn::flush`] and [`Conn::on_timer`]; protocol work is delegated to
+//! the sans-IO `ws`, `stomp` and `session` modules.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use super::buf::BufPool;
+use super::metrics::Counters;
+use super::outq::OutQueue;
+use crate::config::Config;
+use std::sync::Arc;
+
+use crate::app::{AppConfig, Outgoing, SessionInfo};
+use crate::router::{
+    encode_shared_as, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router,
+    Subscriber,
+};
+use crate::session::{Action, Session, StompError, Subscription};
+use crate::stomp::{self, Header, Parsed, Version};
+use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
+
+mod broker;
+mod reply;
+mod websocket;
+
+use broker::*;
+pub use broker::{drop_subscription, encode_outgoing};
+use reply::*;
+
+/// Which listener accepted the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// HTTP upgrade to WebSocket first.
+    Ws,
+    /// STOMP straight away.
+    Tcp,
+}
+
+#[derive(Debug)]
+struct WsState {
+    decoder: Box<Decoder>,
+    /// Our Close is queued; we wait for the peer's.
+    close_sent: bool,
+}
+
+#[derive(Debug)]
+pub struct StompState {
+    pub session: Session,
+    /// A STOMP frame split across WebSocket messages (empty otherwise).
+    stash: Vec<u8>,
+    /// Frames buffered by open transactions, applied at COMMIT.
+    txs: Vec<(String, Vec<TxOp>)>,
+    /// A CONNECT is waiting for a slow credentials check; nothing is read meanwhile.
+    auth_pending: bool,
+    /// The check has answered, but (a failed login's penalty) the CONNECT is handled again
+    /// only at this time.
+    auth_hold: Option<Instant>,
+    /// Input stopped by the memory alarm (at a SEND, or in a large partial frame) until the
+    /// reactor sees the alarm clear.
+    memory_blocked: bool,
+    /// The ACL rules this session last used, with their generation.
+    acl: Option<(u64, Arc<crate::auth::Acl>)>,
+    /// Input stopped before an UNSUBSCRIBE or DISCONNECT so that what the session published
+    /// before it is routed first (a SEND and an UNSUBSCRIBE in one read: the SEND still
+    /// reaches the subscription).
+    fan_out_first: bool,
+}
+
+#[derive(Debug)]
+enum App {
+    Echo,
+    Stomp(Box<StompState>),
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading the HTTP upgrade request.
+    Handshake,
+    /// Frames flow: WebSocket (`ws` is set) or plain TCP.
+    Open { ws: Option<WsState>, app: App },
+    /// Nothing more to say: flush, half-close, discard input until EOF or the deadline.
+    Linger,
+}
+
+/// What the reactor should do next with the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next readiness event.
+    Idle,
+    /// The read budget ran out with data possibly left: read again this loop turn.
+    ReadAgain,
+    /// Remove the connection.
+    Close,
+}
+
+/// Everything a connection borrows from its reactor while it runs.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub pool: &'a mut BufPool,
+    pub now: Instant,
+    /// The connection's token (for subscriptions).
+    pub token: usize,
+    pub reactor: usize,
+    pub router: &'a mut Router,
+    /// Messages published while handling input; the reactor fans them out right after.
+    pub outbox: &'a mut Vec<Published>,
+    /// Work for queues (wherever their home is); the reactor routes it right after.
+    pub qops: &'a mut Vec<QueueOp>,
+    /// Reused scratch for replies.
+    pub scratch: &'a mut Vec<u8>,
+    /// Reused scratch for encoding published messages.
+    pub enc: &'a mut Vec<u8>,
+    /// Reactor-wide message sequence number.
+    pub seq: &'a mut u64,
+    /// Reactor-wide session counter.
+    pub sessions: &'a mut u64,
+    /// The reactor's metrics.
+    pub counters: &'a mut Counters,
+    /// The application worker pool.
+    pub workers: Option<&'a crate::server::apps::Pool>,
+    /// Where slow credential checks run.
+    pub auth: Option<&'a crate::server::authpool::AuthPool>,
+    /// The peer's address (for failed-login slow-down).
+    pub peer: Option<std::net::IpAddr>,
+    /// Memory is above the high-water mark: publishers are not read from.
+    pub memory_alarm: bool,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub sock: TcpStream,
+    pub kind: Kind,
+    /// TLS state when the listener serves TLS.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The peer's address, when it counts against the connection limits.
+    pub admitted: Option<std::net::IpAddr>,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    phase: Phase,
+    pub out: OutQueue,
+    /// When the current phase (handshake, close, linger) times out.
+    phase_deadline: Option<Instant>,
+    /// The wheel tick of this connection's live timer entry.
+    pub timer_at: Option<u64>,
+    /// Writable interest is registered (a write would block).
+    pub write_blocked: bool,
+    /// Reads are paused because the outbound queue is over its bound: a client that does not
+    /// read what it asks for (RECEIPTs, PONGs, echoes) is not read from either.
+    pub paused: bool,
+    /// Queue deliveries here wait to be reported written, or a consumer waits for room.
+    pub queue_pending: bool,
+    /// Over the outbound bound as a subscriber: deliveries stop, the connection is closing.
+    pub overflowed: bool,
+    read_closed: bool,
+    write_closed: bool,
+    hb_send: Option<Duration>,
+    hb_recv: Option<Duration>,
+    last_read: Instant,
+    last_write: Instant,
+}
+
+impl Conn {
+    pub fn new(
+        sock: TcpStream,
+        kind: Kind,
+        cfg: &Config,
+        now: Instant,
+        sessions: &mut u64,
+        reactor: usize,
+    ) -> Self {
+        let (phase, deadline) = match kind {
+            Kind::Ws => (Phase::Handshake, Some(now + cfg.handshake_timeout)),
+            Kind::Tcp => (
+                Phase::Open {
+                    ws: None,
+                    app: App::Stomp(new_stomp(sessions, reactor)),
+                },
+                // A TCP client has the handshake timeout to send CONNECT.
+                Some(now + cfg.handshake_timeout),
+            ),
+        };
+        let tls = cfg.tls.as_ref().and_then(|t| {
+            let on = match kind {
+                Kind::Ws => t.ws,
+                Kind::Tcp => t.tcp,
+            };
+            on.then(|| rustls::ServerConnection::new(Arc::clone(&t.server)))
+        });
+        // A TLS listener never falls back to plaintext: if the TLS state cannot be made, the
+        // connection is closed at once.
+        let (tls, phase, deadline) = match tls {
+            None => (None, phase, deadline),
+            Some(Ok(c)) => (Some(Box::new(c)), phase, deadline),
+            Some(Err(_)) => (None, Phase::Linger, Some(now)),
+        };
+        Conn {
+            sock,
+            kind,
+            tls,
+            admitted: None,
+            rbuf: Vec::new(),
+            rstart: 0,
+            phase,
+            out: OutQueue::default(),
+            phase_deadline: deadline,
+            timer_at: None,
+            write_blocked: false,
+            paused: false,
+            queue_pending: false,
+            overflowed: false,
+            read_closed: false,
+            write_closed: false,
+            hb_send: None,
+            hb_recv: None,
+            last_read: now,
+            last_write: now,
+        }
+    }
+
+    /// The STOMP session, if this is a STOMP connection.
+    pub fn stomp(&self) -> Option<&StompState> {
+        match &self.phase {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
+    fn stomp_mut(&mut self) -> Option<&mut StompState> {
+        match &mut self.phase {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The connection is going away: drop its subscriptions (and transactions).
+    pub fn drop_session(&mut self, ctx: &mut Ctx<'_>) {
+        if let Phase::Open {
+            app: App::Stomp(s), ..
+        } = std::mem::replace(&mut self.phase, Phase::Linger)
+        {
+            for sub in s.session.subscriptions() {
+                drop_subscription(sub, false, ctx);
+            }
+        }
+    }
+
+    fn auth_pending(&self) -> bool {
+        self.stomp().is_some_and(|s| s.auth_pending)
+    }
+
+    fn memory_blocked(&self) -> bool {
+        self.stomp().is_some_and(|s| s.memory_blocked)
+    }
+
+    /// The memory alarm cleared: `true` if this connection was stopped for it (and is no more).
+    pub fn take_memory_blocked(&mut self) -> bool {
+        self.stomp_mut()
+            .is_some_and(|s| std::mem::replace(&mut s.memory_blocked, false))
+    }
+
+    /// Bytes of input held for frames not complete yet: the read buffer's unread part, the
+    /// WebSocket message being assembled, and STOMP bytes stashed between messages.
+    fn partial_input(&self) -> usize {
+        let unread = self.rbuf.len().saturating_sub(self.rstart);
+        let (ws, stash) = match &self.phase {
+            Phase::Open { ws, app } => (
+                ws.as_ref().map_or(0, |w| w.decoder.buffered()),
+                match app {
+                    App::Stomp(st) => st.stash.len(),
+                    App::Echo => 0,
+                },
+            ),
+            _ => (0, 0),
+        };
+        unread + ws + stash
+    }
+
+    /// Under the memory alarm, a connection in the middle of a large frame is not read from
+    /// until the alarm clears (a small partial frame, an ACK split by the network, goes on).
+    fn block_large_partial(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if !ctx.memory_alarm || self.partial_input() <= ctx.cfg.read_buffer_size {
+            return false;
+        }
+        match self.stomp_mut() {
+            Some(st) => {
+                st.memory_blocked = true;
+                ctx.counters.memory_blocked += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn fan_out_first(&self) -> bool {
+        self.stomp().is_some_and(|s| s.fan_out_first)
+    }
+
+    /// A slow credentials check finished: the held-back CONNECT is handled again with the
+    /// answer, after `delay` (a failed login's penalty, kept on the timer wheel).
+    pub fn auth_done(&mut self, ok: bool, delay: Duration, now: Instant) -> Next {
+        if let Phase::Open {
+            app: App::Stomp(st),
+            ..
+        } = &mut self.phase
+        {
+            if st.auth_pending {
+                st.session.preauth = Some(ok);
+                if delay.is_zero() {
+                    st.auth_pending = false;
+                    return Next::ReadAgain;
+                }
+                st.auth_hold = Some(now + delay);
+            }
+        }
+        Next::Idle
+    }
+
+    /// A held login answer whose delay is over: the CONNECT is handled again.
+    fn release_auth(&mut self, now: Instant) -> Option<Next> {
+        let st = self.stomp_mut()?;
+        if st.auth_hold.is_some_and(|at| at <= now) {
+            st.auth_hold = None;
+            st.auth_pending = false;
+            return Some(Next::ReadAgain);
+        }
+        None
+    }
+
+    /// Anything to write: queued frames, or TLS records (handshake, alerts).
+    pub fn wants_flush(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    fn is_ws(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Open { ws: Some(_), .. } | Phase::Handshake
+        )
+    }
+
+    /// The earliest time the timer should look at this connection.
+    pub fn next_deadline(&self, grace: u32) -> Option<Instant> {
+        let hb_out = self.hb_send.map(|d| self.last_write + d);
+        let hb_in = self.hb_recv.map(|d| self.last_read + d * grace);
+        let held = self.stomp().and_then(|s| s.auth_hold);
+        [self.phase_deadline, hb_out, hb_in, held]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Read until WouldBlock, EOF or the budget, processing as bytes arrive.
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let mut budget = ctx.cfg.read_budget;
+        if self.auth_pending() || self.memory_blocked() {
+            return Next::Idle;
+        }
+        if let Phase::Open {
+            ws,
+            app: App::Stomp(st),
+        } = &mut self.phase
+        {
+            // The reactor has routed what was published before this read was stopped.
+            st.fan_out_first = false;
+            if ws.is_some() && !st.stash.is_empty() {
+                // A CONNECT held back for a credentials check, or frames held back while the
+                // output was over its bound, and what followed them.
+                let flow = stomp_ws_message(st, &[], ctx, &mut self.out);
+                if let Some(f) = flow {
+                    self.apply_flow(ctx, f);
+                }
+                // Over the bound again: wait for the next drain (which reads again).
+                self.pause_if_over(ctx);
+            }
+        }
+        if !self.paused && self.rstart < self.rbuf.len() {
+            // Bytes left over from before a pause.
+            self.process(ctx);
+            self.recycle(ctx);
+        }
+        loop {
+            if self.fan_out_first() {
+                return Next::ReadAgain;
+            }
+            if self.paused || self.read_closed || self.auth_pending() || self.memory_blocked() {
+                return Next::Idle;
+            }
+            if self.block_large_partial(ctx) {
+                return Next::Idle;
+            }
+            if self.rbuf.capacity() == 0 {
+                self.rbuf = ctx.pool.get();
+            }
+            if self.rbuf.len() == self.rbuf.capacity() {
+                // A frame larger than the buffer (STOMP over TCP); the parser's limits bound it.
+                let limit = ctx.cfg.stomp_limits.max_frame_bytes();
+                if matches!(self.phase, Phase::Open { ws: None, .. }) && self.rbuf.len() < limit {
+                    let grow = self.rbuf.len().min(limit - self.rbuf.len()).max(1);
+                    self.rbuf.reserve_exact(grow);
+                } else {
+                    self.refuse(ctx, Refusal::too_large());
+                    return self.after_io(ctx);
+                }
+            }
+            let filled = self.rbuf.len();
+            let cap = self.rbuf.capacity();
+            self.rbuf.resize(cap, 0);
+            let buf = self.rbuf.get_mut(filled..).unwrap_or_default();
+            let res = match &mut self.tls {
+                Some(t) => super::tls::read(t, &mut self.sock, buf),
+                None => self.sock.read(buf),
+            };
+            let n = match res {
+                Ok(n) => n,
+                Err(e) => {
+                    self.rbuf.truncate(filled);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            self.recycle(ctx);
+                            return self.after_io(ctx);
+                        }
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return Next::Close,
+                    }
+                }
+            };
+            self.rbuf.truncate(filled + n);
+            if n == 0 {
+                // The peer is done sending. Whatever is queued is still sent, then we close.
+                self.read_closed = true;
+                if !matches!(self.phase, Phase::Linger) {
+                    self.linger(ctx);
+                }
+                self.recycle(ctx);
+                return self.after_io(ctx);
+            }
+            self.last_read = ctx.now;
+            ctx.counters.bytes_in += n as u64;
+            self.process(ctx);
+            self.recycle(ctx);
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                return match self.after_io(ctx) {
+                    Next::Idle => Next::ReadAgain,
+                    other => other,
+                };
+            }
+        }
+    }
+
+    /// Give the read buffer back when it is empty; otherwise move the unread tail to the front.
+    fn recycle(&mut self, ctx: &mut Ctx<'_>) {
+        if self.rstart >= self.rbuf.len() {
+            self.rstart = 0;
+            if self.rbuf.capacity() > 0 {
+                ctx.pool.put(std::mem::take(&mut self.rbuf));
+            }
+        } else if self.rstart > 0 {
+            self.rbuf.drain(..self.rstart);
+            self.rstart = 0;
+        }
+    }
+
+    /// Decide what happens after reads or writes: close when everything is done.
+    fn after_io(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if self.paused && self.out.footprint() <= ctx.cfg.max_outbound / 2 {
+            self.paused = false;
+            return Next::ReadAgain;
+        }
+        let done = matches!(self.phase, Phase::Linger) || self.read_closed;
+        if done && !self.wants_flush() {
+            if self.read_closed {
+                return Next::Close;
+            }
+            if !self.write_closed {
+                self.write_closed = true;
+                if let Some(t) = &mut self.tls {
+                    t.send_close_notify();
+                    let _ = t.write_tls(&mut self.sock);
+                }
+                let _ = self.sock.shutdown(Shutdown::Write);
+                self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+            }
+        }
+        Next::Idle
+    }
+
+    /// Flush queued output. Called once per loop turn for each connection with output.
+    pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> io::Result<Next> {
+        let written_before = self.out.written_total();
+        if let Some(t) = &mut self.tls {
+            if !self.write_blocked && (!self.out.is_empty() || t.wants_write()) {
+                let done = super::tls::flush(
+                    t,
+                    &mut self.sock,
+                    &mut self.out,
+                    ctx.pool,
+                    &mut ctx.counters.bytes_out,
+                )?;
+                self.write_blocked = !done;
+                self.last_write = ctx.now;
+            }
+        } else if !self.out.is_empty() && !self.write_blocked {
+            let before = self.out.len();
+            let done = self.out.write_to(&mut self.sock, ctx.pool)?;
+            ctx.counters.bytes_out += (before - self.out.len()) as u64;
+            self.write_blocked = !done;
+            self.last_write = ctx.now;
+        }
+        if self.paused && self.out.written_total() > written_before {
+            // Not read from while paused, but it reads: it is alive (heart-beats).
+            self.last_read = ctx.now;
+        }
+        if self.queue_pending {
+            self.queue_written(ctx);
+        }
+        Ok(self.after_io(ctx))
+    }
+
+    /// Tell each queue consumer of this session how far its output is written: auto-mode
+    /// deliveries are done once written, and a consumer paused for want of room resumes.
+    fn queue_written(&mut self, ctx: &mut Ctx<'_>) {
+        let written = self.out.written_total();
+        let room = self.out.footprint() <= ctx.cfg.max_outbound / 2;
+        let mut pending = false;
+        if let Some(st) = self.stomp() {
+            for h in st.session.subscriptions().iter().filter_map(|s| s.handle) {
+                let router = &mut *ctx.router;
+                if let Some(k) = unpack_key(h, |slot| router.qsub_gen(slot)) {
+                    pending |= router.after_write(k.slot, k.gen, written, room, ctx.qops);
+                }
+            }
+        }
+        self.queue_pending = pending;
+    }
+
+    /// Deadlines: phase timeouts end the connection; heart-beats are sent or checked.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let now = ctx.now;
+        if self.phase_deadline.is_some_and(|d| d <= now) {
+            return Next::Close;
+        }
+        if let Some(next) = self.release_auth(now) {
+            return next;
+        }
+        if self.memory_blocked() {
+            // Not read from by the server's choice: its silence proves nothing.
+            self.last_read = now;
+        }
+        if let Some(d) = self.hb_recv {
+            if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
+                self.hb_recv = None;
+                self.hb_send = None;
+                ctx.counters.heartbeat_timeouts += 1;
+                self.stomp_fail(
+                    ctx,
+                    &StompError::new("heart-beat timeout: no data from client"),
+                );
+                return Next::Idle;
+            }
+        }
+        if let Some(d) = self.hb_send {
+            if self.last_write + d <= now {
+                // A connection that is still writing needs no heart-beat.
+                if self.out.is_empty() {
+                    let ws = self.is_ws();
+                    self.push_stomp(ctx, b"\n", ws);
+                }
+                self.last_write = now;
+            }
+        }
+        Next::Idle
+    }
+
+    /// Handle what is in the read buffer, as the connection's phase says.
+    fn process(&mut self, ctx: &mut Ctx<'_>) {
+        loop {
+            if self.paused || self.auth_pending() || self.fan_out_first() || self.memory_blocked() {
+                return;
+            }
+            if self.rstart >= self.rbuf.len() {
+                return;
+            }
+            let go_on = match &mut self.phase {
+                Phase::Handshake => self.handshake(ctx),
+                Phase::Open { ws: Some(_), .. } => self.ws_input(ctx),
+                Phase::Open { ws: None, app } => {
+                    let App::Stomp(st) = app else { return };
+                    let input = self.rbuf.get(self.rstart..).unwrap_or_default();
+                    let (used, flow) = stomp_input(st, input, ctx, &mut self.out, false);
+                    self.rstart += used;
+                    if let Some(f) = flow {
+                        self.apply_flow(ctx, f);
+                    }
+                    self.pause_if_over(ctx);
+                    false
+                }
+                Phase::Linger => {
+                    self.rstart = self.rbuf.len();
+                    false
+                }
+            };
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// Every byte queued for the connection counts against its bound, replies included: past
+    /// it, nothing more is read until the peer has read enough (backpressure).
+    fn pause_if_over(&mut self, ctx: &Ctx<'_>) {
+        if self.out.footprint() > ctx.cfg.max_outbound {
+            self.paused = true;
+        }
+    }
+
+    fn apply_flow(&mut self, ctx: &mut Ctx<'_>, flow: Flow) {
+        match flow {
+            Flow::Connected { send_ms, recv_ms } => {
+                self.phase_deadline = None;
+                self.hb_send = (send_ms > 0).then(|| Duration::from_millis(send_ms));
+                self.hb_recv = (recv_ms > 0).then(|| Duration::from_millis(recv_ms));
+            }
+            Flow::Close { error } => {
+                if self.is_ws() {
+                    let code = if error {
+                        code::PROTOCOL_ERROR
+                    } else {
+                        code::NORMAL
+                    };
+                    if let Phase::Open { ws: Some(w), .. } = &mut self.phase {
+                        w.close_sent = true;
+                    }
+                    write_close(&mut self.out, ctx.pool, code, "");
+                }
+                // After a DISCONNECT the output is flushed before the close, so what was queued
+                // for an auto-mode consumer is as good as written; after an error it goes back.
+                self.linger_settling(ctx, !error);
+            }
+        }
+    }
+
+    /// Stop reading frames; keep the STOMP state (subscriptions are dropped on removal).
+    fn linger(&mut self, ctx: &mut Ctx<'_>) {
+        self.linger_settling(ctx, false);
+    }
+
+    /// [`Conn::linger`]; with `written`, auto-mode queue deliveries already queued count as
+    /// written (see [`drop_subscription`]).
+    fn linger_settling(&mut self, ctx: &mut Ctx<'_>, written: bool) {
+        if self.queue_pending && self.tls.is_none() && !self.write_blocked {
+            // Write what is queued now: auto-mode queue deliveries that reach the socket before
+            // the close are done; the rest go back to their queues (redelivered).
+            let before = self.out.len();
+            if self.out.write_to(&mut self.sock, ctx.pool).is_ok() {
+                ctx.counters.bytes_out += (before - self.out.len()) as u64;
+            }
+            self.queue_written(ctx);
+        }
+        self.rstart = self.rbuf.len();
+        self.hb_send = None;
+        self.hb_recv = None;
+        self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+        self.phase = match std::mem::replace(&mut self.phase, Phase::Linger) {
+            Phase::Open {
+                app: App::Stomp(s), ..
+            } => {
+                // Subscriptions stop now (unacked queue messages go back to their queues);
+                // open transactions are dropped with the session.
+                for sub in s.session.subscriptions() {
+                    drop_subscription(sub, written, ctx);
+                }
+                Phase::Linger
+            }
+            _ => Phase::Linger,
+        };
+    }
+
+    /// The users or the ACL changed (a reload): a session whose user is gone, or that holds a
+    /// subscription its rules no longer allow, gets an ERROR and is closed. `true` if it was.
+    pub fn recheck_access(&mut self, ctx: &mut Ctx<'_>, acl: Option<&crate::auth::Acl>) -> bool {
+        let Some(st) = self.stomp().filter(|s| s.session.connected) else {
+            return false;
+        };
+        let login = st.session.login.as_deref();
+        let who = login.unwrap_or("anonymous");
+        let reason = if !ctx.cfg.session.authenticator.admits(login) {
+            Some(format!("access revoked: {who} is no longer admitted"))
+        } else {
+            acl.and_then(|acl| {
+                let perm = crate::auth::Perm::Read;
+                st.session
+                    .subscriptions()
+                    .iter()
+                    .find(|s| !acl.allows(login, perm, &s.destination))
+                    .map(|s| {
+                        format!(
+                            "access revoked: {who} may no longer subscribe to '{}'",
+                            s.destination
+                        )
+                    })
+            })
+        };
+        let Some(reason) = reason else {
+            return false;
+        };
+        ctx.counters.errors_stomp += 1;
+        self.stomp_fail(ctx, &StompError::new(reason));
+        true
+    }
+
+    /// A STOMP-level failure outside frame handling (heart-beat timeout, slow consumer,
+    /// shutdown): ERROR, then close.
+    pub fn stomp_fail(&mut self, ctx: &mut Ctx<'_>, err: &StompError) {
+        let Some(version) = self.stomp().map(|s| s.session.version) else {
+            return;
+        };
+        let ws = self.is_ws();
+        write_error(&mut self.out, ctx, version, err, ws);
+        self.apply_flow(ctx, Flow::Close { error: true });
+    }
+
+    fn push_stomp(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8], ws: bool) {
+        push_frame(&mut self.out, ctx.pool, bytes, ws);
+    }
+
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, refusal: Refusal) {
+        ctx.counters.errors_handshake += 1;
+        let buf = self.out.own_buf(ctx.pool);
+        let before = buf.len();
+        refusal.write(buf);
+        self.out.commit(before);
+        self.phase = Phase::Linger;
+        self.rstart = self.rbuf.len();
+        self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+    }
+
+    /// Refuse a connection over the limits: HTTP 503 or STOMP ERROR, then close.
+    pub fn refuse_limit(&mut self, ctx: &mut Ctx<'_>) {
+        let reason = "too many connections";
+        match self.kind {
+            Kind::Ws => self.refuse(ctx, Refusal::unavailable(reason)),
+            Kind::Tcp => {
+                let err = StompError::new(reason);
+                write_error(&mut self.out, ctx, Version::V1_2, &err, false);
+                self.linger(ctx);
+            }
+        }
+        ctx.counters.refused += 1;
+    }
+
+    /// Begin a server-initiated close (shutdown): STOMP ERROR, then WebSocket Close `code`.
+    pub fn start_close(&mut self, ctx: &mut Ctx<'_>, close_code: u16, reason: &str) {
+        match &mut self.phase {
+            Phase::Open { ws, app } => {
+                if let App::Stomp(st) = app {
+                    let err = StompError::new(reason.to_string());
+                    write_error(&mut self.out, ctx, st.session.version, &err, ws.is_some());
+                }
+                match ws {
+                    Some(w) if !w.close_sent => {
+                        w.close_sent = true;
+                        write_close(&mut self.out, ctx.pool, close_code, reason);
+                    }
+                    _ => {}
+                }
+                if ws.is_none() {
+                    self.linger(ctx);
+                } else {
+                    self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
+                }
+            }
+            Phase::Linger => {}
+            Phase::Handshake => self.refuse(ctx, Refusal::unavailable("server shutting down")),
+        }
+    }
+}

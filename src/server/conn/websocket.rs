@@ -1,0 +1,169 @@
+//! The WebSocket side of a connection: the HTTP upgrade request (or a static file, or a
+//! refusal), then frames: messages to STOMP or the echo, and the control frames. The codec is
+//! the sans-IO `crate::ws`; this is where its events meet the connection.
+
+use super::*;
+
+impl Conn {
+    /// The HTTP request of a WebSocket connection: upgrade (`/ws`, `/stomp`, `/echo`), a static
+    /// file of the application's, or a refusal. `true` when frames may follow in the buffer.
+    pub(super) fn handshake(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
+        match ws::parse_request(input, &ctx.cfg.handshake) {
+            Ok(Status::Partial) => false,
+            Ok(Status::Complete(up)) => {
+                let app = match up.endpoint() {
+                    "/echo" if ctx.cfg.echo => App::Echo,
+                    "/ws" | "/stomp" => App::Stomp(new_stomp(ctx.sessions, ctx.reactor)),
+                    _ => {
+                        self.refuse(ctx, Refusal::not_found());
+                        return false;
+                    }
+                };
+                let protocol = match app {
+                    App::Echo => None,
+                    App::Stomp(_) => up.protocol,
+                };
+                let buf = self.out.own_buf(ctx.pool);
+                let before = buf.len();
+                ws::write_accept(buf, up.key, protocol);
+                self.out.commit(before);
+                self.rstart += up.consumed;
+                // STOMP clients get the handshake timeout again to send CONNECT.
+                self.phase_deadline = match app {
+                    App::Echo => None,
+                    App::Stomp(_) => Some(ctx.now + ctx.cfg.handshake_timeout),
+                };
+                self.phase = Phase::Open {
+                    ws: Some(WsState {
+                        decoder: Box::new(Decoder::new(DecoderConfig {
+                            max_inline: (ctx.cfg.read_buffer_size - ws::frame::MAX_HEADER_LEN)
+                                as u64,
+                            ..DecoderConfig::server(
+                                ctx.cfg.max_frame_size,
+                                ctx.cfg.max_message_size,
+                            )
+                        })),
+                        close_sent: false,
+                    }),
+                    app,
+                };
+                true
+            }
+            Err(refusal) => {
+                // A plain GET (no upgrade) for a static file the application serves.
+                if refusal.status == 426 {
+                    let file = ctx.cfg.app.as_deref().and_then(|app| {
+                        let path = ws::handshake::request_path(input)?;
+                        app.static_files.iter().find(|f| f.path == path).cloned()
+                    });
+                    let has_files = ctx
+                        .cfg
+                        .app
+                        .as_deref()
+                        .is_some_and(|a| !a.static_files.is_empty());
+                    if file.is_none() && has_files {
+                        self.refuse(ctx, Refusal::not_found());
+                        return false;
+                    }
+                    if let Some(f) = file {
+                        let buf = self.out.own_buf(ctx.pool);
+                        let before = buf.len();
+                        buf.extend_from_slice(
+                                            format!(
+                                                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                                f.content_type,
+                                                f.body.len()
+                                            )
+                                            .as_bytes(),
+                                        );
+                        buf.extend_from_slice(&f.body);
+                        self.out.commit(before);
+                        self.rstart = self.rbuf.len();
+                        self.linger(ctx);
+                        return false;
+                    }
+                }
+                self.refuse(ctx, refusal);
+                false
+            }
+        }
+    }
+
+    /// One WebSocket frame or message from the buffer: STOMP bytes or an echo, and the control
+    /// frames (ping, pong, close). `true` to go on with the buffer.
+    pub(super) fn ws_input(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
+        let Phase::Open { ws: Some(wss), app } = &mut self.phase else {
+            return false;
+        };
+        let (used, ev) = match wss.decoder.decode(input) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.counters.errors_ws += 1;
+                if !wss.close_sent {
+                    if let App::Stomp(st) = app {
+                        let err = StompError::new(e.reason());
+                        write_error(&mut self.out, ctx, st.session.version, &err, true);
+                    }
+                    write_close(&mut self.out, ctx.pool, e.close_code(), e.reason());
+                }
+                self.linger(ctx);
+                return false;
+            }
+        };
+        self.rstart += used;
+        let Some(ev) = ev else {
+            // A frame of a message still being assembled: go on while bytes are used.
+            return used > 0;
+        };
+        let mut flow = None;
+        match ev {
+            Event::Message { text, payload } => {
+                if wss.close_sent {
+                    return true;
+                }
+                match app {
+                    App::Echo => {
+                        let op = if text { Opcode::Text } else { Opcode::Binary };
+                        let buf = self.out.own_buf(ctx.pool);
+                        let before = buf.len();
+                        ws::write_frame(buf, true, op, payload, None);
+                        self.out.commit(before);
+                    }
+                    App::Stomp(st) => {
+                        flow = stomp_ws_message(st, payload, ctx, &mut self.out);
+                    }
+                }
+            }
+            Event::Ping(p) => {
+                if !wss.close_sent {
+                    let buf = self.out.own_buf(ctx.pool);
+                    let before = buf.len();
+                    ws::write_frame(buf, true, Opcode::Pong, p, None);
+                    self.out.commit(before);
+                }
+            }
+            Event::Pong(_) => {}
+            Event::Close(c) => {
+                if !wss.close_sent {
+                    // §5.5.1: echo the status code we received.
+                    let buf = self.out.own_buf(ctx.pool);
+                    let before = buf.len();
+                    match c {
+                        Some((code, _)) => ws::write_close(buf, code, "", None),
+                        None => ws::write_frame(buf, true, Opcode::Close, &[], None),
+                    }
+                    self.out.commit(before);
+                }
+                self.linger(ctx);
+                return false;
+            }
+        }
+        if let Some(f) = flow {
+            self.apply_flow(ctx, f);
+        }
+        self.pause_if_over(ctx);
+        true
+    }
+}
