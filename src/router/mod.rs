@@ -104,6 +104,15 @@ pub enum DestKind {
     Topic,
 }
 
+/// Which of `n` places (reactors, workers) a name goes to: FNV-1a of its bytes, so the answer
+/// is the same on every thread and every run.
+pub fn spread(name: &str, n: usize) -> usize {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % n.max(1) as u64) as usize
+}
+
 pub fn kind(destination: &str) -> DestKind {
     if destination.starts_with("/queue/") {
         DestKind::Queue
@@ -395,11 +404,7 @@ impl Router {
 
     /// The reactor that owns a queue.
     pub fn home_of(&self, queue: &str) -> usize {
-        // FNV-1a: stable across runs and reactors.
-        let h = queue.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        (h % self.reactors as u64) as usize
+        spread(queue, self.reactors)
     }
 
     /// The next message sequence number for a queue message published here.

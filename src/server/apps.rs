@@ -64,13 +64,7 @@ impl Publisher {
         // One mail (and one wake-up) per reactor, in order.
         let mut per: Vec<Vec<Outgoing>> = (0..self.reactors.len()).map(|_| Vec::new()).collect();
         for m in msgs {
-            let h = m
-                .destination
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
-            let i = (h % self.reactors.len().max(1) as u64) as usize;
+            let i = crate::router::spread(&m.destination, self.reactors.len());
             if let Some(v) = per.get_mut(i) {
                 v.push(m);
             }
@@ -137,16 +131,9 @@ impl Pool {
     /// Queue a job on its session's worker; `Err` when that worker's queue is full (the caller
     /// answers ERROR "busy").
     pub fn submit(&self, job: Job) -> Result<(), PoolFull> {
-        let h = job
-            .session
-            .id
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            });
         let tx = self
             .txs
-            .get((h % self.txs.len().max(1) as u64) as usize)
+            .get(crate::router::spread(&job.session.id, self.txs.len()))
             .ok_or(PoolFull)?;
         tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolFull,

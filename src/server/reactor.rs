@@ -113,6 +113,13 @@ fn split(t: Token) -> (usize, u32) {
     (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
 }
 
+/// The connection a token names, if it is still the one the token was made for (a slot reused
+/// since has another generation).
+fn live(conns: &mut Slab<Slot>, t: Token) -> Option<&mut Slot> {
+    let (idx, gen) = split(t);
+    conns.get_mut(idx).filter(|s| s.gen == gen)
+}
+
 /// A [`ConnSink`] over the reactor's connections (a macro, so the router stays borrowable).
 macro_rules! conn_sink {
     ($r:ident) => {
@@ -144,8 +151,7 @@ struct ConnSink<'a> {
 impl Sink for ConnSink<'_> {
     #[inline]
     fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) {
-        let (idx, gen) = split(Token(conn));
-        let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+        let Some(s) = live(self.conns, Token(conn)) else {
             return;
         };
         let c = &mut s.conn;
@@ -174,8 +180,7 @@ impl Sink for ConnSink<'_> {
     /// back until the connection drains.
     #[inline]
     fn deliver_queued(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) -> Queued {
-        let (idx, gen) = split(Token(conn));
-        let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+        let Some(s) = live(self.conns, Token(conn)) else {
             return Queued::Gone;
         };
         let c = &mut s.conn;
@@ -393,8 +398,7 @@ impl Reactor {
     }
 
     fn slot(&mut self, t: Token) -> Option<&mut Slot> {
-        let (idx, gen) = split(t);
-        self.conns.get_mut(idx).filter(|s| s.gen == gen)
+        live(&mut self.conns, t)
     }
 
     fn drain_inbox(&mut self, now: Instant) {
@@ -593,8 +597,7 @@ impl Reactor {
         now: Instant,
         f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let (idx, gen) = split(t);
-        let s = self.conns.get_mut(idx).filter(|s| s.gen == gen)?;
+        let s = live(&mut self.conns, t)?;
         let mut ctx = Ctx {
             cfg: &self.cfg,
             pool: &mut self.pool,
@@ -714,8 +717,7 @@ impl Reactor {
 
     fn rearm_timer(&mut self, t: Token) {
         let grace = self.cfg.heartbeat_grace;
-        let (idx, gen) = split(t);
-        let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) else {
+        let Some(s) = live(&mut self.conns, t) else {
             return;
         };
         if let Some(d) = s.conn.next_deadline(grace) {
@@ -811,8 +813,7 @@ impl Reactor {
                 } else {
                     Interest::READABLE
                 };
-                let (idx, gen) = split(t);
-                if let Some(s) = self.conns.get_mut(idx).filter(|s| s.gen == gen) {
+                if let Some(s) = live(&mut self.conns, t) {
                     let _ = self
                         .poll
                         .registry()

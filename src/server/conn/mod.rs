@@ -1,6 +1,36 @@
 //! One connection: its socket, read buffer, outbound queue and protocol phase. The reactor calls
 //! [`Conn::on_readable`], [`Conn::flush`] and [`Conn::on_timer`]; protocol work is delegated to
 //! the sans-IO `ws`, `stomp` and `session` modules.
+//!
+//! This file is the transport: reading, flushing (TLS included), timers, pausing and the close.
+//! Beside it: `websocket.rs` (the upgrade request and WebSocket frames), `broker.rs` (STOMP
+//! frames and what they do), `app.rs` (application and user destinations), `holds.rs` (what
+//! holds input back, and what ends a session from outside), `reply.rs` (RECEIPT, ERROR, Close).
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!  WebSocket listener:  Handshake ──upgrade──▶ Open { ws: Some, app } ──┐
+//!                           │ refusal, static file                      │ ERROR, Close sent,
+//!                           ▼                                           │ Close received,
+//!  TCP listener:          Linger ◀──────────── Open { ws: None, app } ◀─┘ DISCONNECT, EOF
+//!                           │ EOF read and output written, or the close timeout
+//!                           ▼
+//!                        removed by the reactor (Next::Close)
+//! ```
+//!
+//! - `Handshake`: the HTTP request is read (`timeouts.handshake`); only `websocket.rs` leaves
+//!   it, to `Open` or (refused, or a static file served) to `Linger`.
+//! - `Open`: frames flow. A STOMP session starts unconnected, with the handshake timeout again
+//!   for its CONNECT; a CONNECT needing a password check holds input until the answer (and a
+//!   failed login's delay); CONNECTED clears the deadline and starts heart-beats. Input may be
+//!   held back (`paused` over the outbound bound, `holds.rs`), never dropped.
+//! - `Linger`: nothing more will be said; queued output is flushed, the write side shut, input
+//!   discarded until EOF or `timeouts.close`. Entered only through [`Conn::linger`] (from an
+//!   ERROR's close flow, a WebSocket close either way, EOF, a refusal or shutdown).
+//! - Only the connection moves itself between phases; the reactor asks through
+//!   [`Conn::start_close`] (shutdown), [`Conn::stomp_fail`] (slow consumer) and
+//!   [`Conn::recheck_access`], and removes the connection when a call returns `Next::Close`.
 
 use std::io::{self, Read};
 use std::net::Shutdown;
