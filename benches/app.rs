@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use stompbox::app::{Broker, BrokerBuilder};
 use stompbox::Config;
+use stompbox::{Broker, BrokerBuilder};
 
 /// Messages per timed batch.
 const BATCH: usize = 100;

@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use stompbox::app::{AppError, BrokerBuilder};
+use stompbox::app::AppError;
+use stompbox::BrokerBuilder;
 use stompbox::Config;
 
 const HISTORY: usize = 20;

@@ -1,14 +1,17 @@
 //! Server configuration: every limit the reactors enforce, with production defaults.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 
 use crate::app::AppConfig;
 use crate::auth::AclHandle;
 use crate::router::QueueConfig;
-use crate::server::tls::TlsConfig;
 use crate::session::SessionConfig;
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
@@ -72,7 +75,7 @@ pub struct Config {
     pub queues: QueueConfig,
     /// Slow-consumer policy (see `max_outbound`).
     pub slow_consumer: SlowConsumer,
-    /// Application and user destinations (set by [`crate::app::BrokerBuilder`]).
+    /// Application and user destinations (set by [`crate::BrokerBuilder`]).
     pub app: Option<Arc<AppConfig>>,
     /// TLS on the WebSocket listener (`wss://`) and/or the TCP listener.
     pub tls: Option<TlsConfig>,
@@ -125,5 +128,46 @@ impl Default for Config {
             auth_pending_per_ip: 4,
             memory_high_watermark: crate::memory::default_high_watermark(),
         }
+    }
+}
+
+/// TLS for the listeners.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub server: Arc<ServerConfig>,
+    /// `wss://` on the WebSocket listener.
+    pub ws: bool,
+    /// STOMP over TLS on the TCP listener.
+    pub tcp: bool,
+}
+
+impl TlsConfig {
+    /// A server configuration from a PEM certificate chain and a PEM private key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| format!("{}: {e}", cert.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate found", cert.display()));
+        }
+        let key =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        Self::from_der(certs, key)
+    }
+
+    /// A server configuration from DER certificates and key (tests, embedding).
+    pub fn from_der(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(cfg))
     }
 }

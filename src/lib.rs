@@ -14,9 +14,17 @@
 //!  └───────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Dependencies point one way: [`session`] uses [`stomp`]; [`router`] stands alone (plus the
-//! encoders); [`server`] uses them all and is the only module that touches sockets, threads,
-//! channels or the clock.
+//! Dependencies point one way, down this list, with no circle:
+//!
+//! ```text
+//!  embed ──▶ server ──▶ config ──▶ app, auth, router, session, memory ──▶ stomp, ws
+//!  settings ─────────────▶ config
+//! ```
+//!
+//! [`session`] uses [`stomp`]; [`router`] uses the session's subscription types and the
+//! encoders; [`config`] gathers the limits of every layer; [`server`] uses them all and is the
+//! only module that touches sockets, threads, channels or the clock; [`embed`] starts a server
+//! with an application's handlers.
 //!
 //! - [`ws`]: sans-IO WebSocket: handshake, frames, masking, UTF-8, close codes.
 //! - [`stomp`]: sans-IO STOMP codec: zero-copy parser, encoder, escaping, heart-beats.
@@ -24,7 +32,7 @@
 //! - [`router`]: destinations, subscriptions, the cross-reactor directory, fan-out, queues,
 //!   wildcards.
 //! - [`app`]: application and user destinations, and the embedding API
-//!   ([`app::BrokerBuilder`]).
+//!   ([`BrokerBuilder`], in [`embed`]).
 //! - [`auth`]: the users file (argon2id) and per-user ACLs.
 //! - [`server`]: the acceptor and reactor threads (mio), TLS, metrics, worker pools.
 //! - [`config`]: every limit, with defaults; [`settings`]: the file and flags that fill it.
@@ -35,6 +43,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod embed;
 pub mod memory;
 pub mod router;
 pub mod server;
@@ -44,4 +53,5 @@ pub mod stomp;
 pub mod ws;
 
 pub use config::Config;
+pub use embed::{Broker, BrokerBuilder};
 pub use server::{start, ServerHandle};

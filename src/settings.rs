@@ -26,9 +26,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AclHandle, PasswordAuth};
+use crate::config::TlsConfig;
 use crate::config::{Config, SlowConsumer};
 use crate::router::{Overflow, QueueConfig, MAX_REACTORS};
-use crate::server::tls::TlsConfig;
 use crate::session::{Authenticator, SessionConfig};
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;

@@ -21,8 +21,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::stomp::{self, reactor_of, End, Frame, Kind, TIMEOUT};
-use stompbox::app::{AppError, Broker, BrokerBuilder};
+use stompbox::app::AppError;
 use stompbox::Config;
+use stompbox::{Broker, BrokerBuilder};
 
 fn config() -> Config {
     Config {

@@ -2,54 +2,11 @@
 //! handshakes and records are processed as bytes arrive, on the reactor.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
-use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConnection;
 
-/// TLS for the listeners.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub server: Arc<ServerConfig>,
-    /// `wss://` on the WebSocket listener.
-    pub ws: bool,
-    /// STOMP over TLS on the TCP listener.
-    pub tcp: bool,
-}
-
-impl TlsConfig {
-    /// A server configuration from a PEM certificate chain and a PEM private key.
-    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| format!("{}: {e}", cert.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate found", cert.display()));
-        }
-        let key =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-        Self::from_der(certs, key)
-    }
-
-    /// A server configuration from DER certificates and key (tests, embedding).
-    pub fn from_der(
-        certs: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Result<Arc<ServerConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(cfg))
-    }
-}
+pub use crate::config::TlsConfig;
 
 /// Plaintext bytes moved into rustls per flush pass before its records go to the socket: keeps
 /// rustls's buffer small while the outbound queue holds the backlog.
