@@ -17,8 +17,8 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use super::conn::Kind;
+use super::mailbox::{Mail, Mailbox};
 use super::metrics::{AcceptStats, ConnLimits, Refused};
-use super::reactor::{Mail, Mailbox};
 
 pub const STOP: Token = Token(usize::MAX);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::reactor::{Mail, Mailbox};
+use super::mailbox::{Mail, Mailbox};
 use crate::app::{
     AppContext, AppError, AppRequest, Outgoing, SendHandler, SessionInfo, SubscribeHandler,
 };

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::reactor::{Mail, Mailbox};
+use super::mailbox::{Mail, Mailbox};
 
 /// One CONNECT whose credentials need slow checking.
 pub struct AuthJob {

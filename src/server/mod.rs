@@ -15,9 +15,11 @@ pub mod apps;
 pub mod authpool;
 pub mod buf;
 mod conn;
+pub mod mailbox;
 pub mod metrics;
 pub mod outq;
 mod reactor;
+mod slots;
 pub mod timer;
 pub mod tls;
 
@@ -59,8 +61,9 @@ fn socket_budget() -> Option<usize> {
 /// How often memory is measured against the high-water mark.
 const MEMORY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50);
 use conn::Kind;
+use mailbox::Mailbox;
 use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
-use reactor::{Mailbox, Reactor, Shared, WAKER};
+use reactor::{Reactor, Shared, WAKER};
 
 pub use apps::Publisher;
 

@@ -9,115 +9,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, TrySendError};
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::buf::BufPool;
 use super::conn::{Conn, Ctx, Kind, Next};
+use super::mailbox::{Batch, Mail, Mailbox, Verdict};
+use super::slots::{live, split, token, ConnSink, Slot};
 use super::timer::TimerWheel;
 use std::net::IpAddr;
 
 use super::metrics::{ConnLimits, Counters, ReactorStats};
 use crate::config::{Config, SlowConsumer};
-use crate::router::{Delivery, Published, QueueOp, Queued, Router, Sink};
+use crate::router::{Delivery, Published, QueueOp, Router};
 use crate::session::StompError;
 use crate::ws::code;
 
 /// The token of the reactor's waker; connection tokens never reach it.
 pub const WAKER: Token = Token(usize::MAX);
 
-/// Messages to a reactor.
-#[derive(Debug)]
-pub enum Mail {
-    /// A new connection; `admitted` is its peer IP when it counts against the limits, `None`
-    /// when it must be refused as over them.
-    Accepted(TcpStream, Kind, Option<std::net::IpAddr>),
-    /// Everything one reactor had for another in one loop turn.
-    Batch(Batch),
-    /// Messages from outside the reactors (the embedding API, application handlers).
-    External(Vec<crate::app::Outgoing>),
-    /// An application handler on the pool finished for a connection here.
-    AppDone(super::apps::Done),
-    /// A slow credentials check finished: (connection token, admitted).
-    /// A credentials check answered: (token, accepted, delay before answering the client).
-    AuthDone(usize, bool, Duration),
-}
-
-/// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Topic messages for destinations with subscribers there, in publish order.
-    publish: Vec<Published>,
-    /// Work for queues whose home is there, in order.
-    qops: Vec<QueueOp>,
-    /// Queue deliveries to consumers there.
-    deliveries: Vec<Delivery>,
-    /// Queue verdicts for connections there.
-    verdicts: Vec<Verdict>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.publish.is_empty()
-            && self.qops.is_empty()
-            && self.deliveries.is_empty()
-            && self.verdicts.is_empty()
-    }
-}
-
 /// The timer wheel's resolution: heart-beats and timeouts fire at most this late (heart-beat
 /// intervals go down to `heartbeat.min`, 100 ms by default).
 const TIMER_TICK: Duration = Duration::from_millis(20);
-
-/// A queue's answer to a SEND, for the sender's connection: (token, receipt, why refused).
-type Verdict = (usize, Option<Box<str>>, Option<&'static str>);
-
-/// The sending side of a reactor's mailbox: a bounded channel plus one wake-up per batch.
-#[derive(Debug, Clone)]
-pub struct Mailbox {
-    pub tx: Sender<Mail>,
-    pub waker: Arc<Waker>,
-    pub woken: Arc<AtomicBool>,
-}
-
-impl Mailbox {
-    /// Ring the doorbell unless a wake-up is already pending.
-    pub fn wake(&self) {
-        if !self.woken.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
-        }
-    }
-}
-
-pub struct Slot {
-    pub conn: Conn,
-    gen: u32,
-}
 
 fn access_generation(cfg: &Config) -> (u64, u64) {
     (
         cfg.acl.as_deref().map_or(0, |a| a.generation()),
         cfg.session.authenticator.generation(),
     )
-}
-
-/// Token = generation (high 32 bits) | slab index (low 32 bits), so a stale event for a reused
-/// slot is recognised and ignored.
-fn token(idx: usize, gen: u32) -> Token {
-    Token(((gen as usize) << 32) | (idx & 0xFFFF_FFFF))
-}
-
-fn split(t: Token) -> (usize, u32) {
-    (t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32)
-}
-
-/// The connection a token names, if it is still the one the token was made for (a slot reused
-/// since has another generation).
-fn live(conns: &mut Slab<Slot>, t: Token) -> Option<&mut Slot> {
-    let (idx, gen) = split(t);
-    conns.get_mut(idx).filter(|s| s.gen == gen)
 }
 
 /// A [`ConnSink`] over the reactor's connections (a macro, so the router stays borrowable).
@@ -133,72 +54,6 @@ macro_rules! conn_sink {
             counters: &mut $r.counters,
         }
     };
-}
-
-/// Deliveries into connection queues.
-struct ConnSink<'a> {
-    conns: &'a mut Slab<Slot>,
-    pool: &'a mut BufPool,
-    dirty: &'a mut Vec<Token>,
-    overflow: &'a mut Vec<Token>,
-    max_outbound: usize,
-    /// Topic deliveries to a subscriber over its bound are dropped (policy drop) rather than
-    /// closing it. Queue deliveries are never dropped.
-    drop_policy: bool,
-    counters: &'a mut Counters,
-}
-
-impl Sink for ConnSink<'_> {
-    #[inline]
-    fn deliver(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) {
-        let Some(s) = live(self.conns, Token(conn)) else {
-            return;
-        };
-        let c = &mut s.conn;
-        if c.overflowed {
-            return;
-        }
-        if self.drop_policy && c.out.footprint() > self.max_outbound {
-            self.counters.slow_drops += 1;
-            return;
-        }
-        if c.out.is_empty() {
-            self.dirty.push(Token(conn));
-        }
-        c.out.push_parts(self.pool, head);
-        c.out.push_shared(shared);
-        self.counters.messages_out += 1;
-        if !self.drop_policy && c.out.footprint() > self.max_outbound {
-            c.overflowed = true;
-            self.counters.slow_closes += 1;
-            self.overflow.push(Token(conn));
-        }
-    }
-
-    /// Queue deliveries are paced, never dropped: one goes out only while the connection has
-    /// room under its bound (under either slow-consumer policy); otherwise its queue takes it
-    /// back until the connection drains.
-    #[inline]
-    fn deliver_queued(&mut self, conn: usize, head: &[&[u8]], shared: &Arc<[u8]>) -> Queued {
-        let Some(s) = live(self.conns, Token(conn)) else {
-            return Queued::Gone;
-        };
-        let c = &mut s.conn;
-        if c.overflowed {
-            return Queued::Gone;
-        }
-        c.queue_pending = true;
-        if c.out.footprint() > self.max_outbound {
-            return Queued::Full;
-        }
-        if c.out.is_empty() {
-            self.dirty.push(Token(conn));
-        }
-        c.out.push_parts(self.pool, head);
-        c.out.push_shared(shared);
-        self.counters.messages_out += 1;
-        Queued::At(c.out.queued_total())
-    }
 }
 
 pub struct Reactor {
@@ -464,8 +319,8 @@ impl Reactor {
         }
         let mut deliveries = b.deliveries;
         self.deliver_queued(&mut deliveries);
-        for (token, receipt, refused) in b.verdicts {
-            self.verdict(Token(token), receipt, refused, now);
+        for v in b.verdicts {
+            self.verdict(Token(v.token), v.receipt, v.refused, now);
         }
         let mut sink = conn_sink!(self);
         for m in &b.publish {
@@ -483,7 +338,11 @@ impl Reactor {
             if reactor as usize == self.id {
                 self.verdict(Token(token), v.receipt, v.refused, now);
             } else if let Some(b) = self.batches.get_mut(reactor as usize) {
-                b.verdicts.push((token, v.receipt, v.refused));
+                b.verdicts.push(Verdict {
+                    token,
+                    receipt: v.receipt,
+                    refused: v.refused,
+                });
             }
         }
         // Reused, not allocated per operation (taken: a delivery can requeue and come back here).
