@@ -1,0 +1,384 @@
+//! The router's queue side: consumers of queues on this reactor (wherever each queue's home
+//! is), acknowledgements checked where the client is, operations applied to the queues homed
+//! here, deliveries onto connections, and the ack ids (`<slot>.<generation>.<delivery>`) that
+//! name a delivery.
+
+use super::*;
+
+impl Router {
+    /// Register a local queue consumer; returns its key (to send `AddConsumer` to the home).
+    pub fn add_qsub(&mut self, queue: &str, sub: Subscriber) -> ConsumerKey {
+        self.qgen = self.qgen.wrapping_add(1);
+        let gen = self.qgen;
+        let slot = self.qsubs.insert(QSub {
+            sub,
+            queue: Arc::from(queue),
+            gen,
+            unacked: VecDeque::new(),
+            marks: VecDeque::new(),
+            paused: false,
+        });
+        ConsumerKey {
+            reactor: self.reactor as u16,
+            slot: slot as u32,
+            gen,
+        }
+    }
+
+    /// Messages refused by full queues homed here, and messages dropped from them to make
+    /// room, since the start.
+    pub fn queue_losses(&self) -> (u64, u64) {
+        (self.queue_rejected, self.queue_dropped)
+    }
+
+    /// The generation of a queue consumer slot, if in use.
+    pub fn qsub_gen(&self, slot: u32) -> Option<u32> {
+        self.qsubs.get(slot as usize).map(|q| q.gen)
+    }
+
+    /// Drop a local queue consumer (its unacked messages are requeued by the home).
+    pub fn remove_qsub(&mut self, key: ConsumerKey) -> Option<QSub> {
+        let slot = key.slot as usize;
+        if self.qsubs.get(slot).is_some_and(|q| q.gen == key.gen) {
+            Some(self.qsubs.remove(slot))
+        } else {
+            None
+        }
+    }
+
+    /// Validate an ACK/NACK id from a client of this reactor. A queue delivery id yields the
+    /// op for its queue's home; a topic message id needs nothing more.
+    pub fn ack(&mut self, conn: usize, id: &str, nack: bool) -> Result<Option<QueueOp>, String> {
+        let Some((slot, gen, delivery)) = parse_qid(id)? else {
+            return Ok(None);
+        };
+        let reactor = self.reactor as u16;
+        let q = self.qsub_of(conn, slot, gen, id)?;
+        settle_unacked(&mut q.unacked, q.sub.ack, delivery, id)?;
+        Ok(Some(QueueOp::Ack {
+            queue: Arc::clone(&q.queue),
+            key: ConsumerKey {
+                reactor,
+                slot: slot as u32,
+                gen: q.gen,
+            },
+            delivery,
+            nack,
+        }))
+    }
+
+    /// Would these ACK/NACK ids, applied in order, all be accepted? Nothing changes (the `&mut`
+    /// is only the shared lookup's): a transaction is checked whole before any of it is applied
+    /// (an id that an earlier one in the list already covers is refused, as it would be).
+    pub fn check_acks<'a>(
+        &mut self,
+        conn: usize,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        // The unacked lists the ids touch, copied on first use (a COMMIT, not a hot path).
+        let mut touched: Vec<(u64, VecDeque<u64>)> = Vec::new();
+        for id in ids {
+            let Some((slot, gen, delivery)) = parse_qid(id)? else {
+                continue;
+            };
+            let q = self.qsub_of(conn, slot, gen, id)?;
+            let i = match touched.iter().position(|(s, _)| *s == slot) {
+                Some(i) => i,
+                None => {
+                    touched.push((slot, q.unacked.clone()));
+                    touched.len() - 1
+                }
+            };
+            if let Some((_, unacked)) = touched.get_mut(i) {
+                settle_unacked(unacked, q.sub.ack, delivery, id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn qsub_of(&mut self, conn: usize, slot: u64, gen: u64, id: &str) -> Result<&mut QSub, String> {
+        self.qsubs
+            .get_mut(slot as usize)
+            .filter(|q| q.gen as u64 == gen && q.sub.conn == conn)
+            .ok_or_else(|| format!("unknown ack id '{id}'"))
+    }
+
+    /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue's verdict for its
+    /// sender comes back: `Some((origin, receipt, accepted))`.
+    pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
+        let cfg = self.queue_cfg;
+        let name = Arc::clone(op.queue());
+        let q = match self.queues.entry(Arc::clone(&name)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                // A new queue takes one of the broker's `max_queues`; a SEND past the bound is
+                // refused (a consumer's queue is always made: subscriptions are bounded).
+                let bound = match op {
+                    QueueOp::Enqueue { .. } => cfg.max_queues,
+                    _ => usize::MAX,
+                };
+                if let (
+                    false,
+                    QueueOp::Enqueue {
+                        origin, receipt, ..
+                    },
+                ) = (self.directory.queue_created(bound), &op)
+                {
+                    self.queue_rejected += 1;
+                    return Some(EnqueueVerdict {
+                        origin: *origin,
+                        receipt: receipt.clone(),
+                        refused: Some("too many queues: message refused"),
+                    });
+                }
+                e.insert(
+                    Queue::with_window(cfg.max_messages, cfg.overflow, cfg.window)
+                        .with_max_bytes(cfg.max_bytes),
+                )
+            }
+        };
+        let mut result = None;
+        match op {
+            QueueOp::Enqueue {
+                msg,
+                origin,
+                receipt,
+                ..
+            } => {
+                let dropped = q.dropped;
+                let accepted = q.enqueue(msg).is_ok();
+                self.queue_dropped += q.dropped - dropped;
+                self.queue_rejected += u64::from(!accepted);
+                if !accepted || receipt.is_some() {
+                    result = Some(EnqueueVerdict {
+                        origin,
+                        receipt,
+                        refused: (!accepted).then_some("queue full: message refused"),
+                    });
+                }
+            }
+            QueueOp::Written { key, up_to, .. } => q.written(key, up_to),
+            QueueOp::Return { key, delivery, .. } => q.returned(key, delivery),
+            QueueOp::Resume { key, .. } => q.resume(key),
+            QueueOp::AddConsumer {
+                key, ack, prefetch, ..
+            } => q.add_consumer(key, ack, prefetch),
+            QueueOp::RemoveConsumer { key, .. } => q.remove_consumer(key),
+            QueueOp::Ack {
+                key,
+                delivery,
+                nack,
+                ..
+            } => {
+                // Validated where the client is; a stale one (consumer gone) is harmless.
+                let _ = if nack {
+                    q.nack(key, delivery)
+                } else {
+                    q.ack(key, delivery)
+                };
+            }
+        }
+        q.dispatch(out);
+        if q.is_idle() {
+            self.queues.remove(&name);
+            self.directory.queue_removed();
+        }
+        result
+    }
+
+    /// A delivery from a queue's home to a consumer on this reactor. It is queued on the
+    /// consumer's connection if that has room; otherwise a `Return` for the home goes to `ops`.
+    /// A consumer that is gone needs nothing: its home requeues what it had in flight when the
+    /// consumer's removal arrives.
+    pub fn deliver_queued(&mut self, d: &Delivery, sink: &mut impl Sink, ops: &mut Vec<QueueOp>) {
+        let Some(q) = self
+            .qsubs
+            .get_mut(d.consumer.slot as usize)
+            .filter(|q| q.gen == d.consumer.gen)
+        else {
+            return;
+        };
+        let s = &q.sub;
+        let mut idb = [0u8; 64];
+        let idn = format_qid(&mut idb, d.consumer.slot, d.consumer.gen, d.delivery);
+        let id = idb.get(..idn).unwrap_or_default();
+        let tracked = s.ack != AckMode::Auto;
+        let ack = tracked && s.version == Version::V1_2;
+        let shared = d.msg.payload.shared_for(s.version);
+        let redelivered: &[u8] = if d.msg.redelivered {
+            b"redelivered:true\n"
+        } else {
+            b""
+        };
+        let len = s.prefix.len()
+            + 12
+            + id.len()
+            + if ack { 5 + id.len() } else { 0 }
+            + redelivered.len()
+            + shared.len();
+        let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
+        let k = if s.ws {
+            let op = if d.msg.payload.text {
+                ws::Opcode::Text
+            } else {
+                ws::Opcode::Binary
+            };
+            ws::encode_header(&mut h, true, op, len as u64, None)
+        } else {
+            0
+        };
+        let wsh = h.get(..k).unwrap_or_default();
+        let (ack_k, ack_v, ack_nl): (&[u8], &[u8], &[u8]) = if ack {
+            (b"ack:", id, b"\n")
+        } else {
+            (b"", b"", b"")
+        };
+        let queued = sink.deliver_queued(
+            s.conn,
+            &[
+                wsh,
+                &s.prefix,
+                b"message-id:",
+                id,
+                b"\n",
+                ack_k,
+                ack_v,
+                ack_nl,
+                redelivered,
+            ],
+            shared,
+        );
+        match queued {
+            Queued::At(_) if tracked => q.unacked.push_back(d.delivery),
+            Queued::At(end) => q.marks.push_back((d.delivery, end)),
+            Queued::Full => {
+                q.paused = true;
+                ops.push(QueueOp::Return {
+                    queue: Arc::clone(&q.queue),
+                    key: d.consumer,
+                    delivery: d.delivery,
+                });
+            }
+            Queued::Gone => {}
+        }
+    }
+
+    /// After a write on a consumer's connection (`written`: its output offset written so far;
+    /// `room`: it has drained enough to take more): tell the queue's home which auto-mode
+    /// deliveries are written, and resume a paused consumer. `true` while something is left to
+    /// report later.
+    pub fn after_write(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        written: u64,
+        room: bool,
+        ops: &mut Vec<QueueOp>,
+    ) -> bool {
+        let reactor = self.reactor as u16;
+        let Some(q) = self.qsubs.get_mut(slot as usize).filter(|q| q.gen == gen) else {
+            return false;
+        };
+        let key = ConsumerKey { reactor, slot, gen };
+        let mut up_to = None;
+        while let Some(&(delivery, end)) = q.marks.front() {
+            if end > written {
+                break;
+            }
+            up_to = Some(delivery);
+            q.marks.pop_front();
+        }
+        if let Some(up_to) = up_to {
+            ops.push(QueueOp::Written {
+                queue: Arc::clone(&q.queue),
+                key,
+                up_to,
+            });
+        }
+        if q.paused && room {
+            q.paused = false;
+            ops.push(QueueOp::Resume {
+                queue: Arc::clone(&q.queue),
+                key,
+            });
+        }
+        !q.marks.is_empty() || q.paused
+    }
+}
+
+/// An ack id: `Some((slot, gen, delivery))` for a queue delivery (`q<slot>.<gen>.<delivery>`),
+/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, not tracked).
+pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
+    if let Some(rest) = id.strip_prefix('q') {
+        let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
+        return match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) => {
+                Ok(Some((slot, gen, delivery)))
+            }
+            _ => Err(format!("unknown ack id '{id}'")),
+        };
+    }
+    let topic_id = id
+        .strip_prefix('m')
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+    if topic_id {
+        Ok(None)
+    } else {
+        Err(format!("unknown ack id '{id}'"))
+    }
+}
+
+/// Take what an ACK/NACK of `delivery` covers out of a consumer's unacked list: that delivery,
+/// or in `client` mode every one up to it (cumulative).
+pub(super) fn settle_unacked(
+    unacked: &mut VecDeque<u64>,
+    mode: AckMode,
+    delivery: u64,
+    id: &str,
+) -> Result<(), String> {
+    let pos = unacked
+        .iter()
+        .position(|d| *d == delivery)
+        .ok_or_else(|| format!("unknown ack id '{id}' (already acked?)"))?;
+    if mode == AckMode::Client {
+        unacked.drain(..=pos);
+    } else {
+        unacked.remove(pos);
+    }
+    Ok(())
+}
+
+/// `q<slot>.<gen>.<delivery>`: the message-id and ack id of a queue delivery.
+pub(super) fn format_qid(buf: &mut [u8; 64], slot: u32, gen: u32, delivery: u64) -> usize {
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(x) = buf.get_mut(n) {
+            *x = b;
+            n += 1;
+        }
+    };
+    put(b'q');
+    for (i, v) in [slot as u64, gen as u64, delivery].into_iter().enumerate() {
+        if i > 0 {
+            put(b'.');
+        }
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        let mut v = v;
+        loop {
+            k -= 1;
+            if let Some(d) = digits.get_mut(k) {
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || k == 0 {
+                break;
+            }
+        }
+        for &d in digits.get(k..).unwrap_or_default() {
+            put(d);
+        }
+    }
+    n
+}
