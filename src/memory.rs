@@ -86,10 +86,17 @@ impl MemoryState {
         self.alarm.load(Ordering::Acquire)
     }
 
-    /// Record a sample; `Some(on)` when the alarm changed.
+    /// Record a sample; `Some(on)` when the alarm changed. It goes on above the mark and off
+    /// below 90% of it, so that publishers let go near the mark do not flap it on and off.
     pub fn sample(&self, used: usize) -> Option<bool> {
         self.used.store(used, Ordering::Relaxed);
-        let over = self.high_watermark > 0 && used > self.high_watermark;
+        let mark = self.high_watermark;
+        let over = if self.alarm() {
+            used > mark / 10 * 9
+        } else {
+            used > mark
+        };
+        let over = mark > 0 && over;
         if self.alarm.swap(over, Ordering::AcqRel) == over {
             return None;
         }
@@ -103,7 +110,7 @@ impl MemoryState {
             );
         } else {
             log::info!(
-                "memory alarm cleared: {} MiB in use, below the high-water mark of {} MiB",
+                "memory alarm cleared: {} MiB in use, below 90% of the high-water mark of {} MiB",
                 used >> 20,
                 self.high_watermark >> 20
             );
@@ -123,7 +130,9 @@ mod tests {
         assert_eq!(m.sample(1001), Some(true));
         assert!(m.alarm());
         assert_eq!(m.sample(2000), None, "still on: no second alarm");
-        assert_eq!(m.sample(999), Some(false));
+        assert_eq!(m.sample(950), None, "on until below 90% of the mark");
+        assert_eq!(m.sample(899), Some(false));
+        assert_eq!(m.sample(950), None, "off until above the mark again");
         assert_eq!(m.alarms.load(Ordering::Relaxed), 1);
         let off = MemoryState::new(0);
         assert_eq!(off.sample(usize::MAX), None, "no mark, no alarm");

@@ -1835,9 +1835,10 @@ fn publishers_wait_above_the_memory_high_water_mark() {
     let m = b.metrics.map(scrape);
     if let Some(m) = &m {
         assert_eq!(m.u("stompbox_memory_alarm"), 1, "{}", m.text);
-        assert_eq!(m.u("stompbox_memory_alarms_total"), 1);
+        assert!(m.u("stompbox_memory_alarms_total") >= 1);
         assert_eq!(m.u("stompbox_memory_high_watermark_bytes"), mark);
-        assert!(m.u("stompbox_memory_bytes") > mark);
+        // On above the mark, off only below 90% of it.
+        assert!(m.u("stompbox_memory_bytes") > mark / 10 * 9, "{}", m.text);
         assert!(m.u("stompbox_memory_blocked_total") >= 1);
     }
     assert!(b.log_text().contains("memory alarm"), "{}", b.log_text());

@@ -1,0 +1,251 @@
+//! Settings to and from the server's [`Config`]: every configurable field has its option here
+//! (a test reads `Config`'s fields and fails for one that is neither mapped nor code-only).
+
+use super::*;
+
+impl Settings {
+    /// The settings equivalent to a `Config` (durations truncated to milliseconds; an empty
+    /// origin allowlist means any origin; TLS keeps which listeners use it, but no file path
+    /// (certificate, users, ACL) can be recovered from a `Config`).
+    pub fn from_config(cfg: &Config) -> Settings {
+        let Config {
+            listen,
+            tcp_listen,
+            metrics_listen,
+            max_connections,
+            max_connections_per_ip,
+            reactors,
+            echo,
+            max_frame_size,
+            max_message_size,
+            handshake,
+            handshake_timeout,
+            close_timeout,
+            shutdown_timeout,
+            read_buffer_size,
+            pool_buffers,
+            read_budget,
+            max_outbound,
+            stomp_limits,
+            session,
+            heartbeat_grace,
+            queues,
+            slow_consumer,
+            tls,
+            auth_workers,
+            auth_pending_per_ip,
+            memory_high_watermark,
+            ..
+        } = cfg;
+        let HandshakeConfig {
+            max_request_bytes,
+            protocols,
+            allowed_origins,
+            ..
+        } = handshake;
+        let Limits {
+            max_headers,
+            max_header_line,
+            max_body,
+            ..
+        } = stomp_limits;
+        let SessionConfig {
+            heartbeat,
+            min_heartbeat,
+            max_subscriptions,
+            max_pattern_words,
+            default_prefetch,
+            max_prefetch,
+            max_transactions,
+            max_tx_frames,
+            max_tx_bytes,
+            server_name,
+            ..
+        } = session;
+        let QueueConfig {
+            max_messages,
+            max_bytes: queue_max_bytes,
+            max_queues,
+            overflow,
+            ..
+        } = queues;
+        Settings {
+            log_level: LogFilter::default(),
+            reactors: *reactors,
+            echo: *echo,
+            listen: ListenSettings {
+                websocket: Listener::from_addr(*listen),
+                tcp: Listener::from_addr(*tcp_listen),
+                metrics: Listener::from_addr(*metrics_listen),
+            },
+            connections: ConnectionSettings {
+                max: *max_connections,
+                max_per_ip: *max_connections_per_ip,
+            },
+            websocket: WebSocketSettings {
+                max_frame_size: *max_frame_size,
+                max_message_size: *max_message_size,
+                max_handshake_size: *max_request_bytes,
+                subprotocols: protocols.clone(),
+                allowed_origins: allowed_origins.clone().unwrap_or_default(),
+            },
+            stomp: StompSettings {
+                max_headers: *max_headers,
+                max_header_line: *max_header_line,
+                max_body: *max_body,
+            },
+            heartbeat: HeartbeatSettings {
+                send: Dur::from_millis(heartbeat.0),
+                receive: Dur::from_millis(heartbeat.1),
+                min: Dur::from_millis(*min_heartbeat),
+                grace: *heartbeat_grace,
+            },
+            session: SessionSettings {
+                max_subscriptions: *max_subscriptions,
+                max_pattern_words: *max_pattern_words,
+                default_prefetch: *default_prefetch,
+                max_prefetch: *max_prefetch,
+                max_transactions: *max_transactions,
+                max_tx_frames: *max_tx_frames,
+                max_tx_bytes: *max_tx_bytes,
+                server_name: server_name.clone(),
+            },
+            outbound: OutboundSettings {
+                max_bytes: *max_outbound,
+                slow_consumer: match slow_consumer {
+                    SlowConsumer::Close => SlowConsumerPolicy::Close,
+                    SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+                },
+            },
+            queues: QueueSettings {
+                max_messages: *max_messages,
+                max_bytes: *queue_max_bytes,
+                max_queues: *max_queues,
+                overflow: match overflow {
+                    Overflow::Reject => QueueOverflow::Reject,
+                    Overflow::DropOldest => QueueOverflow::DropOldest,
+                },
+            },
+            memory: MemorySettings {
+                high_watermark: *memory_high_watermark as u64,
+            },
+            buffers: BufferSettings {
+                read_buffer_size: *read_buffer_size,
+                pool_buffers: *pool_buffers,
+                read_budget: *read_budget,
+            },
+            timeouts: TimeoutSettings {
+                handshake: Dur::from_duration(*handshake_timeout),
+                close: Dur::from_duration(*close_timeout),
+                shutdown: Dur::from_duration(*shutdown_timeout),
+            },
+            tls: TlsSettings {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                websocket: tls.as_ref().is_some_and(|t| t.ws),
+                tcp: tls.as_ref().is_some_and(|t| t.tcp),
+            },
+            auth: AuthSettings {
+                users_file: PathBuf::new(),
+                anonymous: false,
+                acl_file: PathBuf::new(),
+                workers: *auth_workers,
+                max_pending_per_ip: *auth_pending_per_ip,
+                max_hash_memory: crate::auth::DEFAULT_MAX_HASH_MEMORY_KIB,
+            },
+        }
+    }
+
+    /// Check every option and read the files it names (TLS certificate, users, ACL), then
+    /// build the server's [`Config`].
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        self.build().map(|b| b.config)
+    }
+
+    /// [`Settings::to_config`], keeping a handle on the users file's authenticator. What no
+    /// file can set (the embedding API's application routes) keeps its default.
+    // Every configurable field is set below; `..default` covers only the code-only ones, so the
+    // update is needless exactly when `Config` has none.
+    #[allow(clippy::needless_update)]
+    pub fn build(&self) -> Result<Built, ConfigError> {
+        self.validate()?;
+        let s = self;
+        let tls = s.tls.load()?;
+        let users = s.auth.load_users()?;
+        let acl = s.auth.load_acl()?;
+        let authenticator = match &users {
+            Some(u) => Arc::clone(u) as Arc<dyn Authenticator>,
+            None => SessionConfig::default().authenticator,
+        };
+        let config = Config {
+            listen: s.listen.websocket.addr(),
+            tcp_listen: s.listen.tcp.addr(),
+            metrics_listen: s.listen.metrics.addr(),
+            max_connections: s.connections.max,
+            max_connections_per_ip: s.connections.max_per_ip,
+            reactors: s.reactors,
+            echo: s.echo,
+            max_frame_size: s.websocket.max_frame_size,
+            max_message_size: s.websocket.max_message_size,
+            handshake: HandshakeConfig {
+                max_request_bytes: s.websocket.max_handshake_size,
+                protocols: s.websocket.subprotocols.clone(),
+                allowed_origins: if s.websocket.allowed_origins.is_empty() {
+                    None
+                } else {
+                    Some(s.websocket.allowed_origins.clone())
+                },
+                ..HandshakeConfig::default()
+            },
+            handshake_timeout: s.timeouts.handshake.get(),
+            close_timeout: s.timeouts.close.get(),
+            shutdown_timeout: s.timeouts.shutdown.get(),
+            read_buffer_size: s.buffers.read_buffer_size,
+            pool_buffers: s.buffers.pool_buffers,
+            read_budget: s.buffers.read_budget,
+            max_outbound: s.outbound.max_bytes,
+            stomp_limits: Limits {
+                max_headers: s.stomp.max_headers,
+                max_header_line: s.stomp.max_header_line,
+                max_body: s.stomp.max_body,
+                ..Limits::default()
+            },
+            session: SessionConfig {
+                authenticator,
+                heartbeat: (s.heartbeat.send.millis(), s.heartbeat.receive.millis()),
+                min_heartbeat: s.heartbeat.min.millis(),
+                max_subscriptions: s.session.max_subscriptions,
+                max_pattern_words: s.session.max_pattern_words,
+                default_prefetch: s.session.default_prefetch,
+                max_prefetch: s.session.max_prefetch,
+                max_transactions: s.session.max_transactions,
+                max_tx_frames: s.session.max_tx_frames,
+                max_tx_bytes: s.session.max_tx_bytes,
+                server_name: s.session.server_name.clone(),
+                ..SessionConfig::default()
+            },
+            heartbeat_grace: s.heartbeat.grace,
+            queues: QueueConfig {
+                max_messages: s.queues.max_messages,
+                max_bytes: s.queues.max_bytes,
+                max_queues: s.queues.max_queues,
+                overflow: match s.queues.overflow {
+                    QueueOverflow::Reject => Overflow::Reject,
+                    QueueOverflow::DropOldest => Overflow::DropOldest,
+                },
+                ..QueueConfig::default()
+            },
+            slow_consumer: match s.outbound.slow_consumer {
+                SlowConsumerPolicy::Close => SlowConsumer::Close,
+                SlowConsumerPolicy::Drop => SlowConsumer::Drop,
+            },
+            tls,
+            acl,
+            auth_workers: s.auth.workers,
+            auth_pending_per_ip: s.auth.max_pending_per_ip,
+            memory_high_watermark: s.memory.high_watermark as usize,
+            ..Config::default()
+        };
+        Ok(Built { config, users })
+    }
+}
