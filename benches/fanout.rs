@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stompbox::router::{encode_shared, Directory, MsgId, Router, Subscriber};
-use stompbox::server::outq::QueueSink;
+use stompbox::server::testing::QueueSink;
 use stompbox::session::AckMode;
 use stompbox::stomp::{parse, Header, Limits, Parsed, Version};
 

@@ -1706,6 +1706,15 @@ fn password_checks_keep_memory_bounded() {
     let hash = stompbox::auth::hash_password("secret").unwrap();
     std::fs::write(&users, format!("alice:{hash}\n")).unwrap();
     let b = Broker::spawn(None, &["--users-file".into(), users.display().to_string()]);
+    // A round trip first (refused before any password check): the broker has finished
+    // starting (its listeners answer as soon as they are bound, before the reactors exist).
+    let mut probe = connect_to(b.tcp);
+    probe
+        .write_all(b"CONNECT\naccept-version:9.9\nhost:h\n\n\0")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = probe.read_to_end(&mut answer);
+    assert!(answer.starts_with(b"ERROR"), "{answer:?}");
     let before = b.rss_kib();
     let tcp = v4(b.tcp);
     let threads: Vec<_> = (0..40u8)

@@ -272,7 +272,7 @@ fn fragmented_messages_allocate_a_bounded_number_of_times() {
 fn fan_out_to_warm_queues_does_not_allocate() {
     use std::sync::Arc;
     use stompbox::router::{Directory, Published, Router, Subscriber};
-    use stompbox::server::outq::QueueSink;
+    use stompbox::server::testing::QueueSink;
     use stompbox::session::AckMode;
     use stompbox::stomp::Version;
 
@@ -318,7 +318,7 @@ fn fan_out_to_warm_queues_does_not_allocate() {
 fn fan_out_to_wildcard_subscribers_does_not_allocate() {
     use std::sync::Arc;
     use stompbox::router::{Directory, Published, Router, Subscriber};
-    use stompbox::server::outq::QueueSink;
+    use stompbox::server::testing::QueueSink;
     use stompbox::session::AckMode;
     use stompbox::stomp::Version;
 

@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod outq;
 mod reactor;
 mod slots;
+#[doc(hidden)]
+pub mod testing;
 pub mod timer;
 pub mod tls;
 

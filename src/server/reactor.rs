@@ -24,7 +24,6 @@ use std::net::IpAddr;
 use super::metrics::{ConnLimits, Counters, ReactorStats};
 use crate::config::{Config, SlowConsumer};
 use crate::router::{Delivery, Published, QueueOp, Router};
-use crate::session::StompError;
 use crate::ws::code;
 
 /// The token of the reactor's waker; connection tokens never reach it.
@@ -197,7 +196,7 @@ impl Reactor {
                 }
                 if ev.is_writable() {
                     if let Some(s) = self.slot(ev.token()) {
-                        s.conn.write_blocked = false;
+                        s.conn.writable();
                     }
                     self.dirty.push(ev.token());
                 }
@@ -409,12 +408,19 @@ impl Reactor {
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen = self.next_gen;
         let tok = token(idx, gen);
-        let mut conn = Conn::new(sock, kind, &self.cfg, now, &mut self.sessions, self.id);
-        conn.admitted = admitted;
+        let mut conn = Conn::new(
+            sock,
+            kind,
+            &self.cfg,
+            now,
+            &mut self.sessions,
+            self.id,
+            admitted,
+        );
         if self
             .poll
             .registry()
-            .register(&mut conn.sock, tok, Interest::READABLE)
+            .register(conn.socket(), tok, Interest::READABLE)
             .is_err()
         {
             dropped(&self.limits);
@@ -424,7 +430,7 @@ impl Reactor {
             "reactor {}: connection {:?} ({kind:?}) from {:?}",
             self.id,
             tok,
-            conn.sock.peer_addr().ok()
+            conn.socket().peer_addr().ok()
         );
         // A connection refused by the limits is answered and closed, but it is not open in
         // the gauges (nor counted against the limits it was refused by).
@@ -473,7 +479,7 @@ impl Reactor {
             counters: &mut self.counters,
             workers: self.workers.as_ref(),
             auth: self.auth.as_ref(),
-            peer: s.conn.admitted,
+            peer: s.conn.admitted(),
             memory_alarm: self.memory_alarm,
         };
         Some(f(&mut s.conn, &mut ctx))
@@ -581,8 +587,8 @@ impl Reactor {
         };
         if let Some(d) = s.conn.next_deadline(grace) {
             let want = self.wheel.tick_of(d);
-            if s.conn.timer_at.is_none_or(|at| want < at) {
-                s.conn.timer_at = Some(self.wheel.schedule(t.0, d));
+            if s.conn.timer_entry().is_none_or(|at| want < at) {
+                s.conn.set_timer_entry(Some(self.wheel.schedule(t.0, d)));
             }
         }
     }
@@ -593,10 +599,10 @@ impl Reactor {
         for &(key, tick) in &fired {
             let t = Token(key);
             let Some(s) = self.slot(t) else { continue };
-            if s.conn.timer_at != Some(tick) {
+            if s.conn.timer_entry() != Some(tick) {
                 continue; // stale entry
             }
-            s.conn.timer_at = None;
+            s.conn.set_timer_entry(None);
             let Some((next, out)) =
                 self.with_conn(t, now, |c, ctx| (c.on_timer(ctx), c.wants_flush()))
             else {
@@ -639,14 +645,11 @@ impl Reactor {
     /// Subscribers over their outbound bound: ERROR "slow consumer", then close.
     fn handle_overflow(&mut self, now: Instant) {
         for t in std::mem::take(&mut self.overflow) {
-            let err = StompError::new("slow consumer: outbound queue over its limit");
             if let Some(out) = self.with_conn(t, now, |c, ctx| {
-                // The frame being written is finished, the ones not started are dropped, and
-                // the ERROR follows (over the bound by at most that frame and itself).
-                let dropped = c.out.cut_to_frame() as u64;
+                // Over the bound by at most the frame being written and the ERROR.
+                let dropped = c.fail_slow_consumer(ctx) as u64;
                 // Counted as sent when queued (nearly all MESSAGEs): they never will be.
                 ctx.counters.messages_out = ctx.counters.messages_out.saturating_sub(dropped);
-                c.stomp_fail(ctx, &err);
                 c.wants_flush()
             }) {
                 self.fan_out(now);
@@ -659,9 +662,9 @@ impl Reactor {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &t in &dirty {
             let Some((res, was_blocked, blocked)) = self.with_conn(t, now, |c, ctx| {
-                let was = c.write_blocked;
+                let was = c.write_blocked();
                 let r = c.flush(ctx);
-                (r, was, c.write_blocked)
+                (r, was, c.write_blocked())
             }) else {
                 continue;
             };
@@ -676,7 +679,7 @@ impl Reactor {
                     let _ = self
                         .poll
                         .registry()
-                        .reregister(&mut s.conn.sock, t, interest);
+                        .reregister(s.conn.socket(), t, interest);
                 }
             }
             // Queue consumers report what was written (and resume once drained).
@@ -706,14 +709,14 @@ impl Reactor {
         self.with_conn(t, now, |c, ctx| c.drop_session(ctx));
         self.fan_out(now);
         let mut s = self.conns.remove(idx);
-        let _ = self.poll.registry().deregister(&mut s.conn.sock);
-        s.conn.out.release(&mut self.pool);
-        let open = u64::from(s.conn.admitted.is_some());
+        let _ = self.poll.registry().deregister(s.conn.socket());
+        s.conn.release_output(&mut self.pool);
+        let open = u64::from(s.conn.admitted().is_some());
         self.limits.socket_closed();
-        if let Some(ip) = s.conn.admitted {
+        if let Some(ip) = s.conn.admitted() {
             self.limits.release(ip);
         }
-        match s.conn.kind {
+        match s.conn.kind() {
             Kind::Ws => self.counters.conns_ws -= open,
             Kind::Tcp => self.counters.conns_tcp -= open,
         }

@@ -7,7 +7,7 @@ use mio::Token;
 use slab::Slab;
 
 use super::buf::BufPool;
-use super::conn::Conn;
+use super::conn::{Conn, TopicDelivery};
 use super::metrics::Counters;
 use crate::router::{Queued, Sink};
 
@@ -53,24 +53,22 @@ impl Sink for ConnSink<'_> {
         let Some(s) = live(self.conns, Token(conn)) else {
             return;
         };
-        let c = &mut s.conn;
-        if c.overflowed {
-            return;
-        }
-        if self.drop_policy && c.out.footprint() > self.max_outbound {
-            self.counters.slow_drops += 1;
-            return;
-        }
-        if c.out.is_empty() {
-            self.dirty.push(Token(conn));
-        }
-        c.out.push_parts(self.pool, head);
-        c.out.push_shared(shared);
-        self.counters.messages_out += 1;
-        if !self.drop_policy && c.out.footprint() > self.max_outbound {
-            c.overflowed = true;
-            self.counters.slow_closes += 1;
-            self.overflow.push(Token(conn));
+        match s
+            .conn
+            .deliver_topic(self.pool, head, shared, self.max_outbound, self.drop_policy)
+        {
+            TopicDelivery::Skipped => {}
+            TopicDelivery::Dropped => self.counters.slow_drops += 1,
+            TopicDelivery::Queued { first, overflowed } => {
+                if first {
+                    self.dirty.push(Token(conn));
+                }
+                self.counters.messages_out += 1;
+                if overflowed {
+                    self.counters.slow_closes += 1;
+                    self.overflow.push(Token(conn));
+                }
+            }
         }
     }
 
@@ -82,20 +80,15 @@ impl Sink for ConnSink<'_> {
         let Some(s) = live(self.conns, Token(conn)) else {
             return Queued::Gone;
         };
-        let c = &mut s.conn;
-        if c.overflowed {
-            return Queued::Gone;
-        }
-        c.queue_pending = true;
-        if c.out.footprint() > self.max_outbound {
-            return Queued::Full;
-        }
-        if c.out.is_empty() {
+        let (queued, first) = s
+            .conn
+            .deliver_from_queue(self.pool, head, shared, self.max_outbound);
+        if first {
             self.dirty.push(Token(conn));
         }
-        c.out.push_parts(self.pool, head);
-        c.out.push_shared(shared);
-        self.counters.messages_out += 1;
-        Queued::At(c.out.queued_total())
+        if let Queued::At(_) = queued {
+            self.counters.messages_out += 1;
+        }
+        queued
     }
 }

@@ -55,6 +55,7 @@ use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Stat
 
 mod app;
 mod broker;
+mod deliver;
 mod holds;
 mod reply;
 mod websocket;
@@ -63,6 +64,7 @@ pub use app::encode_outgoing;
 use app::*;
 pub use broker::drop_subscription;
 use broker::*;
+pub use deliver::TopicDelivery;
 use reply::*;
 
 /// Which listener accepted the socket.
@@ -166,29 +168,29 @@ pub struct Ctx<'a> {
 
 #[derive(Debug)]
 pub struct Conn {
-    pub sock: TcpStream,
-    pub kind: Kind,
+    sock: TcpStream,
+    kind: Kind,
     /// TLS state when the listener serves TLS.
     tls: Option<Box<rustls::ServerConnection>>,
     /// The peer's address, when it counts against the connection limits.
-    pub admitted: Option<std::net::IpAddr>,
+    admitted: Option<std::net::IpAddr>,
     rbuf: Vec<u8>,
     rstart: usize,
     phase: Phase,
-    pub out: OutQueue,
+    out: OutQueue,
     /// When the current phase (handshake, close, linger) times out.
     phase_deadline: Option<Instant>,
     /// The wheel tick of this connection's live timer entry.
-    pub timer_at: Option<u64>,
+    timer_at: Option<u64>,
     /// Writable interest is registered (a write would block).
-    pub write_blocked: bool,
+    write_blocked: bool,
     /// Reads are paused because the outbound queue is over its bound: a client that does not
     /// read what it asks for (RECEIPTs, PONGs, echoes) is not read from either.
-    pub paused: bool,
+    paused: bool,
     /// Queue deliveries here wait to be reported written, or a consumer waits for room.
-    pub queue_pending: bool,
+    queue_pending: bool,
     /// Over the outbound bound as a subscriber: deliveries stop, the connection is closing.
-    pub overflowed: bool,
+    overflowed: bool,
     read_closed: bool,
     write_closed: bool,
     hb_send: Option<Duration>,
@@ -205,6 +207,7 @@ impl Conn {
         now: Instant,
         sessions: &mut u64,
         reactor: usize,
+        admitted: Option<std::net::IpAddr>,
     ) -> Self {
         let (phase, deadline) = match kind {
             Kind::Ws => (Phase::Handshake, Some(now + cfg.handshake_timeout)),
@@ -235,7 +238,7 @@ impl Conn {
             sock,
             kind,
             tls,
-            admitted: None,
+            admitted,
             rbuf: Vec::new(),
             rstart: 0,
             phase,
