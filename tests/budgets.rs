@@ -3,7 +3,7 @@
 //! than the limits is refused before it is buffered; and each limit is what it says (issue 14:
 //! `stomp.max_headers`). Each test failed before its bound
 //! existed. (The broker-wide memory high-water mark needs the binary's counting allocator: it
-//! is tested in `operations.rs`.)
+//! is tested in `memory.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
