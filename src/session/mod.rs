@@ -1,6 +1,10 @@
 //! One STOMP session's protocol state: CONNECT negotiation, subscriptions by id, receipts and
 //! errors. Sans-IO: frames in, reply bytes and [`Action`]s out; the server applies the actions
-//! (routing, closing) and owns the clock.
+//! (routing, closing) and owns the clock, which it passes in ([`liveness`]: heart-beats).
+
+pub mod liveness;
+
+pub use liveness::{Due, Liveness};
 
 use std::borrow::Cow;
 use std::fmt;

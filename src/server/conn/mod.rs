@@ -49,7 +49,7 @@ use crate::router::{
     encode_shared_as, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router,
     Subscriber,
 };
-use crate::session::{Action, Session, StompError, Subscription};
+use crate::session::{Action, Due, Liveness, Session, StompError, Subscription};
 use crate::stomp::{self, Header, Parsed, Version};
 use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
@@ -193,10 +193,8 @@ pub struct Conn {
     overflowed: bool,
     read_closed: bool,
     write_closed: bool,
-    hb_send: Option<Duration>,
-    hb_recv: Option<Duration>,
-    last_read: Instant,
-    last_write: Instant,
+    /// Heart-beats: when the client last spoke, when we last wrote, what is due.
+    live: Liveness,
 }
 
 impl Conn {
@@ -251,10 +249,7 @@ impl Conn {
             overflowed: false,
             read_closed: false,
             write_closed: false,
-            hb_send: None,
-            hb_recv: None,
-            last_read: now,
-            last_write: now,
+            live: Liveness::new(now),
         }
     }
 
@@ -291,10 +286,9 @@ impl Conn {
 
     /// The earliest time the timer should look at this connection.
     pub fn next_deadline(&self, grace: u32) -> Option<Instant> {
-        let hb_out = self.hb_send.map(|d| self.last_write + d);
-        let hb_in = self.hb_recv.map(|d| self.last_read + d * grace);
+        let beats = self.live.next_deadline(grace);
         let held = self.stomp().and_then(|s| s.auth_hold);
-        [self.phase_deadline, hb_out, hb_in, held]
+        [self.phase_deadline, beats, held]
             .into_iter()
             .flatten()
             .min()
@@ -385,7 +379,7 @@ impl Conn {
                 self.recycle(ctx);
                 return self.after_io(ctx);
             }
-            self.last_read = ctx.now;
+            self.live.read(ctx.now);
             ctx.counters.bytes_in += n as u64;
             self.process(ctx);
             self.recycle(ctx);
@@ -449,18 +443,18 @@ impl Conn {
                     &mut ctx.counters.bytes_out,
                 )?;
                 self.write_blocked = !done;
-                self.last_write = ctx.now;
+                self.live.wrote(ctx.now);
             }
         } else if !self.out.is_empty() && !self.write_blocked {
             let before = self.out.len();
             let done = self.out.write_to(&mut self.sock, ctx.pool)?;
             ctx.counters.bytes_out += (before - self.out.len()) as u64;
             self.write_blocked = !done;
-            self.last_write = ctx.now;
+            self.live.wrote(ctx.now);
         }
         if self.paused && self.out.written_total() > written_before {
             // Not read from while paused, but it reads: it is alive (heart-beats).
-            self.last_read = ctx.now;
+            self.live.read(ctx.now);
         }
         if self.queue_pending {
             self.queue_written(ctx);
@@ -496,29 +490,24 @@ impl Conn {
         }
         if self.memory_blocked() {
             // Not read from by the server's choice: its silence proves nothing.
-            self.last_read = now;
+            self.live.read(now);
         }
-        if let Some(d) = self.hb_recv {
-            if self.last_read + d * ctx.cfg.heartbeat_grace <= now {
-                self.hb_recv = None;
-                self.hb_send = None;
+        match self
+            .live
+            .due(now, ctx.cfg.heartbeat_grace, self.out.is_empty())
+        {
+            Due::Silent => {
                 ctx.counters.heartbeat_timeouts += 1;
                 self.stomp_fail(
                     ctx,
                     &StompError::new("heart-beat timeout: no data from client"),
                 );
-                return Next::Idle;
             }
-        }
-        if let Some(d) = self.hb_send {
-            if self.last_write + d <= now {
-                // A connection that is still writing needs no heart-beat.
-                if self.out.is_empty() {
-                    let ws = self.is_ws();
-                    self.push_stomp(ctx, b"\n", ws);
-                }
-                self.last_write = now;
+            Due::Beat => {
+                let ws = self.is_ws();
+                self.push_stomp(ctx, b"\n", ws);
             }
+            Due::Nothing => {}
         }
         Next::Idle
     }
@@ -569,8 +558,7 @@ impl Conn {
         match flow {
             Flow::Connected { send_ms, recv_ms } => {
                 self.phase_deadline = None;
-                self.hb_send = (send_ms > 0).then(|| Duration::from_millis(send_ms));
-                self.hb_recv = (recv_ms > 0).then(|| Duration::from_millis(recv_ms));
+                self.live.start(send_ms, recv_ms, ctx.now);
             }
             Flow::Close { error } => {
                 if self.is_ws() {
@@ -609,8 +597,7 @@ impl Conn {
             self.queue_written(ctx);
         }
         self.rstart = self.rbuf.len();
-        self.hb_send = None;
-        self.hb_recv = None;
+        self.live.stop();
         self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
         self.phase = match std::mem::replace(&mut self.phase, Phase::Linger) {
             Phase::Open {
