@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/ops.rs"]
+mod ops;
 
-use common::ops::*;
+use ops::*;
 
 /// Password checks keep their memory bounded (issue 13): 80 failed logins (wrong passcodes
 /// and unknown users, from 40 addresses at once) leave the broker's anonymous RSS within

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/ops.rs"]
+mod ops;
 
-use common::ops::*;
+use ops::*;
 
 // ---------------------------------------------------------------------------------------------
 // 5. Metrics after a known scenario (in-process, scraped over HTTP)

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/ops.rs"]
+mod ops;
 
-use common::ops::*;
+use ops::*;
 
 // ---------------------------------------------------------------------------------------------
 // 6. Graceful shutdown with live sessions

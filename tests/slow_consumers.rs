@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/ops.rs"]
+mod ops;
 
-use common::ops::*;
+use ops::*;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Slow consumers (in-process)

@@ -114,6 +114,14 @@ pub fn spread(name: &str, n: usize) -> usize {
     (h % n.max(1) as u64) as usize
 }
 
+/// A connection anywhere in the broker: its reactor and its token there (what an answer from
+/// another thread is addressed to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub reactor: usize,
+    pub token: usize,
+}
+
 pub fn kind(destination: &str) -> DestKind {
     if destination.starts_with("/queue/") {
         DestKind::Queue
@@ -179,8 +187,8 @@ pub enum QueueOp {
     Enqueue {
         queue: Arc<str>,
         msg: QMsg,
-        /// Who sent it: (reactor, connection), for the RECEIPT or the ERROR if refused.
-        origin: (u16, usize),
+        /// Who sent it, for the RECEIPT or the ERROR if refused.
+        origin: Origin,
         /// The SEND's receipt id, answered once the queue has accepted the message.
         receipt: Option<Box<str>>,
     },
@@ -237,7 +245,7 @@ impl QueueOp {
 /// What the home says to a queue SEND's sender: a RECEIPT (if asked for) or an ERROR.
 #[derive(Debug)]
 pub struct EnqueueVerdict {
-    pub origin: (u16, usize),
+    pub origin: Origin,
     pub receipt: Option<Box<str>>,
     /// Why the queue refused the message (`None`: accepted).
     pub refused: Option<&'static str>,

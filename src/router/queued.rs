@@ -104,7 +104,7 @@ impl Router {
     }
 
     /// Apply an op to a queue homed here; deliveries go to `out`. An enqueue's verdict for its
-    /// sender comes back: `Some((origin, receipt, accepted))`.
+    /// sender comes back (its origin, receipt, and why it was refused if it was).
     pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
         let cfg = self.queue_cfg;
         let name = Arc::clone(op.queue());

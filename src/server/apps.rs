@@ -28,7 +28,7 @@ pub struct Job {
     pub body: Vec<u8>,
     pub session: SessionInfo,
     /// (reactor, connection token) to report back to.
-    pub origin: (usize, usize),
+    pub origin: crate::router::Origin,
     pub receipt: Option<String>,
 }
 
@@ -167,7 +167,7 @@ fn run(job: Job, p: &Publisher) {
         session: &job.session,
     };
     let mut done = Done {
-        token: job.origin.1,
+        token: job.origin.token,
         receipt: job.receipt.clone(),
         error: None,
         message: None,
@@ -191,5 +191,5 @@ fn run(job: Job, p: &Publisher) {
             }
         },
     }
-    p.done(job.origin.0, done);
+    p.done(job.origin.reactor, done);
 }

@@ -20,8 +20,8 @@ pub struct AuthJob {
     pub passcode: Option<String>,
     pub host: Option<String>,
     pub ip: Option<IpAddr>,
-    /// (reactor, connection token) to answer.
-    pub origin: (usize, usize),
+    /// The connection to answer.
+    pub origin: crate::router::Origin,
 }
 
 /// Why a check was not queued.
@@ -162,8 +162,9 @@ impl AuthPool {
                             // the reactor holds the answer, not this thread.
                             let delay = auth.failure_delay(job.ip, ok);
                             shared.finished(job.ip);
-                            if let Some(mb) = reactors.get(job.origin.0) {
-                                if mb.tx.send(Mail::AuthDone(job.origin.1, ok, delay)).is_ok() {
+                            let to = job.origin;
+                            if let Some(mb) = reactors.get(to.reactor) {
+                                if mb.tx.send(Mail::AuthDone(to.token, ok, delay)).is_ok() {
                                     mb.wake();
                                 }
                             }
@@ -214,7 +215,10 @@ mod tests {
             passcode: None,
             host: None,
             ip: Some(IpAddr::from([127, 0, 0, ip])),
-            origin: (0, n),
+            origin: crate::router::Origin {
+                reactor: 0,
+                token: n,
+            },
         }
     }
 
@@ -239,7 +243,9 @@ mod tests {
         }
         p.submit(job(3, 10)).unwrap();
         p.submit(job(4, 20)).unwrap();
-        let order: Vec<usize> = (0..7).map(|_| p.shared.next().unwrap().origin.1).collect();
+        let order: Vec<usize> = (0..7)
+            .map(|_| p.shared.next().unwrap().origin.token)
+            .collect();
         // The flooding address gets one turn, then the others, then the rest of its jobs.
         assert_eq!(order, [0, 10, 20, 1, 2, 3, 4]);
     }

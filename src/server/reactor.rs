@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use super::metrics::{ConnLimits, Counters, ReactorStats};
 use crate::config::{Config, SlowConsumer};
-use crate::router::{Delivery, Published, QueueOp, Router};
+use crate::router::{Delivery, Origin, Published, QueueOp, Router};
 use crate::ws::code;
 
 /// The token of the reactor's waker; connection tokens never reach it.
@@ -299,7 +299,11 @@ impl Reactor {
                         payload: msg,
                         redelivered: false,
                     },
-                    origin: (self.id as u16, usize::MAX),
+                    // Published from outside any connection: nobody to answer.
+                    origin: Origin {
+                        reactor: self.id,
+                        token: usize::MAX,
+                    },
                     receipt: None,
                 });
             } else {
@@ -333,10 +337,10 @@ impl Reactor {
     fn apply_queue_op(&mut self, op: QueueOp, now: Instant) {
         let mut out = std::mem::take(&mut self.deliveries);
         if let Some(v) = self.router.apply(op, &mut out) {
-            let (reactor, token) = v.origin;
-            if reactor as usize == self.id {
+            let Origin { reactor, token } = v.origin;
+            if reactor == self.id {
                 self.verdict(Token(token), v.receipt, v.refused, now);
-            } else if let Some(b) = self.batches.get_mut(reactor as usize) {
+            } else if let Some(b) = self.batches.get_mut(reactor) {
                 b.verdicts.push(Verdict {
                     token,
                     receipt: v.receipt,

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod ops;
 pub mod stomp;
 
 use std::io::{Read, Write};

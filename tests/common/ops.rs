@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A prelude for the operations tests: not every file uses every name.
 #![allow(unused_imports)]
+#![allow(dead_code)]
 
 pub use std::collections::HashMap;
 pub use std::io::{ErrorKind, Read, Write};
@@ -15,7 +16,7 @@ pub use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 pub use std::thread::JoinHandle;
 pub use std::time::{Duration, Instant};
 
-pub use super::stomp::{connect_to, frame, tcp_stream, Client, End, Frame, TIMEOUT};
+pub use crate::common::stomp::{connect_to, frame, tcp_stream, Client, End, Frame, TIMEOUT};
 pub use stompbox::config::SlowConsumer;
 pub use stompbox::ServerHandle;
 
@@ -128,7 +129,7 @@ pub fn v4(a: SocketAddr) -> SocketAddrV4 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames and clients: the shared raw client ([`super::stomp::Client`], reads blocking up to
+// Frames and clients: the shared raw client ([`crate::common::stomp::Client`], reads blocking up to
 // [`TIMEOUT`] each), plus what only this file needs.
 
 pub fn send_frame(dest: &str, body: &[u8], receipt: Option<&str>) -> Vec<u8> {

@@ -86,7 +86,7 @@ pub(super) fn app_send(
                 headers,
                 body: frame.body.to_vec(),
                 session,
-                origin: (ctx.reactor, ctx.token),
+                origin: ctx.origin(),
                 receipt: frame.header("receipt").map(|r| r.into_owned()),
             };
             submit(pool, job, ctx, reply)?;
@@ -126,7 +126,7 @@ pub(super) fn app_subscribe(
         headers: owned_headers(frame),
         body: Vec::new(),
         session,
-        origin: (ctx.reactor, ctx.token),
+        origin: ctx.origin(),
         receipt: frame.header("receipt").map(|r| r.into_owned()),
     };
     submit(pool, job, ctx, reply)

@@ -129,7 +129,7 @@ pub(super) fn stomp_input(
                     passcode,
                     host,
                     ip: ctx.peer,
-                    origin: (ctx.reactor, ctx.token),
+                    origin: ctx.origin(),
                 };
                 let refused = match ctx.auth {
                     Some(pool) => pool.submit(job).err(),
@@ -409,7 +409,7 @@ pub(super) fn publish_with_receipt(msg: Published, receipt: Option<Box<str>>, ct
                 payload: msg,
                 redelivered: false,
             },
-            origin: (ctx.reactor as u16, ctx.token),
+            origin: ctx.origin(),
             receipt,
         });
     } else {

@@ -166,6 +166,16 @@ pub struct Ctx<'a> {
     pub memory_alarm: bool,
 }
 
+impl Ctx<'_> {
+    /// This connection, as answers from other threads address it.
+    pub fn origin(&self) -> crate::router::Origin {
+        crate::router::Origin {
+            reactor: self.reactor,
+            token: self.token,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Conn {
     sock: TcpStream,
