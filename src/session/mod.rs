@@ -173,9 +173,10 @@ pub enum Action<'f> {
     },
     /// A transaction began.
     Begin,
-    /// Apply everything buffered in this transaction, in order.
+    /// Apply everything buffered in this transaction, in order: take it with
+    /// [`Session::commit`].
     Commit(String),
-    /// Drop everything buffered in this transaction.
+    /// This transaction and what it buffered are gone.
     Abort(String),
     /// Close gracefully once the reply (a RECEIPT, if asked for) is flushed.
     Disconnect,
@@ -215,20 +216,32 @@ impl StompError {
     }
 }
 
+/// One session. `T` is what the server buffers for a frame inside a transaction (a message
+/// ready to route, an acknowledgement): the session holds it until COMMIT or ABORT.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<T = ()> {
     pub id: String,
     pub version: Version,
     pub connected: bool,
     pub login: Option<String>,
     subs: Vec<Subscription>,
-    /// Open transactions and what each holds: (name, frames, bytes).
-    txs: Vec<(String, usize, usize)>,
+    /// Open transactions, in the order they began.
+    txs: Vec<Transaction<T>>,
     /// The authenticator's answer for the CONNECT being handled again, after `Authenticate`.
     pub preauth: Option<bool>,
 }
 
-impl Session {
+/// An open transaction: the frames counted into it (against the frame and byte bounds) and
+/// what the server buffered for them, in order.
+#[derive(Debug)]
+struct Transaction<T> {
+    name: String,
+    frames: usize,
+    bytes: usize,
+    ops: Vec<T>,
+}
+
+impl<T> Session<T> {
     pub fn new(id: String) -> Self {
         Session {
             id,
@@ -266,34 +279,55 @@ impl Session {
         let tx = self
             .txs
             .iter_mut()
-            .find(|(n, _, _)| *n == *name)
+            .find(|t| *t.name == *name)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
-        if tx.1 >= cfg.max_tx_frames {
+        if tx.frames >= cfg.max_tx_frames {
             return Err(StompError::new(format!(
                 "too many frames in transaction '{name}'"
             )));
         }
-        let bytes = tx.2.saturating_add(frame.size());
+        let bytes = tx.bytes.saturating_add(frame.size());
         if bytes > cfg.max_tx_bytes {
             return Err(StompError::new(format!(
                 "transaction '{name}' would hold more than {} bytes",
                 cfg.max_tx_bytes
             )));
         }
-        tx.1 += 1;
-        tx.2 = bytes;
+        tx.frames += 1;
+        tx.bytes = bytes;
         Ok(Some(name))
     }
 
-    /// End a transaction named by the frame's `transaction` header.
-    fn end_tx(&mut self, frame: &FrameRef<'_>) -> Result<String, StompError> {
+    /// Where the transaction named by the frame's `transaction` header is.
+    fn find_tx(&self, frame: &FrameRef<'_>) -> Result<(usize, String), StompError> {
         let name = required(frame, "transaction")?;
         let i = self
             .txs
             .iter()
-            .position(|(n, _, _)| *n == *name)
+            .position(|t| *t.name == *name)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
-        Ok(self.txs.swap_remove(i).0)
+        Ok((i, name.into_owned()))
+    }
+
+    /// Keep `op` in transaction `name` until it ends (the server's buffer for a frame that
+    /// [`Session::handle`] counted into it). Nothing happens for a transaction not open.
+    pub fn buffer(&mut self, name: &str, op: T) {
+        if let Some(t) = self.txs.iter_mut().find(|t| t.name == name) {
+            t.ops.push(op);
+        }
+    }
+
+    /// After [`Action::Commit`]: end transaction `name`, and what it buffered, in order.
+    pub fn commit(&mut self, name: &str) -> Vec<T> {
+        match self.txs.iter().position(|t| t.name == name) {
+            Some(i) => self.txs.remove(i).ops,
+            None => Vec::new(),
+        }
+    }
+
+    /// Open transactions.
+    pub fn transactions(&self) -> usize {
+        self.txs.len()
     }
 
     /// Handle one client frame. Reply bytes (CONNECTED, RECEIPT) are appended to `out`; the
@@ -358,7 +392,7 @@ impl Session {
             }
             Command::Begin => {
                 let name = required(frame, "transaction")?;
-                if self.txs.iter().any(|(n, _, _)| *n == *name) {
+                if self.txs.iter().any(|t| *t.name == *name) {
                     return Err(StompError::new(format!(
                         "transaction '{name}' already begun"
                     )));
@@ -366,11 +400,21 @@ impl Session {
                 if self.txs.len() >= cfg.max_transactions {
                     return Err(StompError::new("too many open transactions"));
                 }
-                self.txs.push((name.into_owned(), 0, 0));
+                self.txs.push(Transaction {
+                    name: name.into_owned(),
+                    frames: 0,
+                    bytes: 0,
+                    ops: Vec::new(),
+                });
                 Action::Begin
             }
-            Command::Commit => Action::Commit(self.end_tx(frame)?),
-            Command::Abort => Action::Abort(self.end_tx(frame)?),
+            // The server takes what it buffered with `commit`.
+            Command::Commit => Action::Commit(self.find_tx(frame)?.1),
+            Command::Abort => {
+                let (i, name) = self.find_tx(frame)?;
+                self.txs.remove(i);
+                Action::Abort(name)
+            }
             Command::Disconnect => Action::Disconnect,
             Command::Connected | Command::Message | Command::Receipt | Command::Error => {
                 return Err(StompError::new(format!(
@@ -532,7 +576,7 @@ mod tests {
 
     #[test]
     fn connect_negotiates_version_and_heartbeat() {
-        let mut s = Session::new("s1".into());
+        let mut s: Session = Session::new("s1".into());
         let (r, out) = run(
             &mut s,
             b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:h\nheart-beat:5000,20000\n\n\0",
@@ -547,19 +591,19 @@ mod tests {
         assert_eq!(s.version, Version::V1_2);
 
         // A client asking for beats every 2 s gets them every 2 s.
-        let mut s = Session::new("s1b".into());
+        let mut s: Session = Session::new("s1b".into());
         let (_, out) = run(
             &mut s,
             b"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:1000,2000\n\n\0",
         );
         assert!(out.contains("heart-beat:2000,10000\n"), "{out}");
 
-        let mut s = Session::new("s2".into());
+        let mut s: Session = Session::new("s2".into());
         let (_, out) = run(&mut s, b"CONNECT\n\n\0");
         assert!(out.contains("version:1.0\n"));
         assert!(!out.contains("heart-beat"));
 
-        let mut s = Session::new("s3".into());
+        let mut s: Session = Session::new("s3".into());
         let (r, _) = run(&mut s, b"CONNECT\naccept-version:2.0\n\n\0");
         assert!(r
             .unwrap_err()
@@ -583,7 +627,7 @@ mod tests {
             ..SessionConfig::default()
         };
         let attempt = |wire: &[u8]| {
-            let mut s = Session::new("s".into());
+            let mut s: Session = Session::new("s".into());
             let mut hs = [Header::default(); 8];
             let Ok(Parsed::Frame(f, _)) = parse(wire, &mut hs, s.version, &Limits::default())
             else {
@@ -605,7 +649,7 @@ mod tests {
 
     #[test]
     fn errors_carry_receipt_ids() {
-        let mut s = Session::new("s".into());
+        let mut s: Session = Session::new("s".into());
         let (r, _) = run(&mut s, b"SEND\ndestination:/topic/a\nreceipt:77\n\n\0");
         let e = r.unwrap_err();
         assert_eq!(e.message, "expected CONNECT or STOMP frame");
@@ -647,7 +691,7 @@ mod tests {
 
     #[test]
     fn receipts_follow_accepted_frames() {
-        let mut s = Session::new("s".into());
+        let mut s: Session = Session::new("s".into());
         run(&mut s, b"CONNECT\naccept-version:1.2\n\n\0").0.unwrap();
         let (r, out) = run(
             &mut s,
@@ -658,5 +702,84 @@ mod tests {
         let (r, out) = run(&mut s, b"DISCONNECT\nreceipt:bye\n\n\0");
         assert_eq!(r.unwrap(), "Disconnect");
         assert_eq!(out, "RECEIPT\nreceipt-id:bye\n\n\0");
+    }
+
+    /// Transactions live in the session (issue 14): what the server buffers for each frame
+    /// comes back at COMMIT in order, an ABORT drops it, and the bounds are counted as the
+    /// frames come.
+    #[test]
+    fn transactions_hold_what_the_server_buffers() {
+        fn go(
+            s: &mut Session<&'static str>,
+            wire: &[u8],
+            cfg: &SessionConfig,
+        ) -> Result<String, StompError> {
+            let mut hs = [Header::default(); 32];
+            let Ok(Parsed::Frame(f, _)) = parse(wire, &mut hs, s.version, &Limits::default())
+            else {
+                panic!("parse")
+            };
+            let mut out = Vec::new();
+            s.handle(&f, cfg, &mut out).map(|a| format!("{a:?}"))
+        }
+        let cfg = SessionConfig {
+            max_tx_frames: 3,
+            max_tx_bytes: 200,
+            ..SessionConfig::default()
+        };
+        let mut s: Session<&'static str> = Session::new("s".into());
+        go(&mut s, b"CONNECT\naccept-version:1.2\n\n\0", &cfg).unwrap();
+        go(&mut s, b"BEGIN\ntransaction:t\n\n\0", &cfg).unwrap();
+        go(&mut s, b"BEGIN\ntransaction:u\n\n\0", &cfg).unwrap();
+        assert_eq!(s.transactions(), 2);
+        let a = go(
+            &mut s,
+            b"SEND\ndestination:/q/a\ntransaction:t\n\none\0",
+            &cfg,
+        )
+        .unwrap();
+        assert!(a.contains("transaction: Some(\"t\")"), "{a}");
+        s.buffer("t", "one");
+        go(&mut s, b"ACK\nid:7\ntransaction:t\n\n\0", &cfg).unwrap();
+        s.buffer("t", "ack 7");
+        go(
+            &mut s,
+            b"SEND\ndestination:/q/a\ntransaction:u\n\nother\0",
+            &cfg,
+        )
+        .unwrap();
+        s.buffer("u", "other");
+        // ABORT drops u and its frame; COMMIT hands t's back in order.
+        assert_eq!(
+            go(&mut s, b"ABORT\ntransaction:u\n\n\0", &cfg).unwrap(),
+            "Abort(\"u\")"
+        );
+        assert_eq!(
+            go(&mut s, b"COMMIT\ntransaction:t\n\n\0", &cfg).unwrap(),
+            "Commit(\"t\")"
+        );
+        assert_eq!(s.commit("t"), vec!["one", "ack 7"]);
+        assert_eq!(s.transactions(), 0);
+        assert!(s.commit("t").is_empty(), "ended");
+        let e = go(&mut s, b"COMMIT\ntransaction:u\n\n\0", &cfg).unwrap_err();
+        assert_eq!(e.message, "unknown transaction 'u'");
+
+        // Bounds: frames, then bytes (command, headers and body as received).
+        go(&mut s, b"BEGIN\ntransaction:f\n\n\0", &cfg).unwrap();
+        for _ in 0..3 {
+            go(&mut s, b"ACK\nid:1\ntransaction:f\n\n\0", &cfg).unwrap();
+        }
+        let e = go(&mut s, b"ACK\nid:1\ntransaction:f\n\n\0", &cfg).unwrap_err();
+        assert_eq!(e.message, "too many frames in transaction 'f'");
+        go(&mut s, b"BEGIN\ntransaction:b\n\n\0", &cfg).unwrap();
+        let big = [
+            b"SEND\ndestination:/q\ntransaction:b\n\n".as_slice(),
+            &[b'x'; 150],
+            b"\0",
+        ]
+        .concat();
+        go(&mut s, &big, &cfg).unwrap();
+        let e = go(&mut s, &big, &cfg).unwrap_err();
+        assert_eq!(e.message, "transaction 'b' would hold more than 200 bytes");
     }
 }

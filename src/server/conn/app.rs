@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(super) fn session_info(s: &Session) -> SessionInfo {
+pub(super) fn session_info<T>(s: &Session<T>) -> SessionInfo {
     SessionInfo {
         id: s.id.clone(),
         login: s.login.clone(),

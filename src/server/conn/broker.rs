@@ -11,7 +11,6 @@ pub(super) fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
     Box::new(StompState {
         session: Session::new(format!("s{reactor}-{sessions}")),
         stash: Vec::new(),
-        txs: Vec::new(),
         auth_pending: false,
         auth_hold: None,
         memory_blocked: false,
@@ -178,7 +177,7 @@ pub(super) fn stomp_input(
 
 /// A buffered frame of an open transaction.
 #[derive(Debug)]
-pub(super) enum TxOp {
+pub(crate) enum TxOp {
     Publish(Published),
     Ack { id: String, nack: bool },
 }
@@ -289,7 +288,7 @@ pub(super) fn apply_action(
             let msg = encode_shared_as(frame, &destination, shown, id, ctx.enc);
             ctx.counters.messages_in += 1;
             match transaction {
-                Some(tx) => tx_buffer(st, &tx).push(TxOp::Publish(msg)),
+                Some(tx) => st.session.buffer(&tx, TxOp::Publish(msg)),
                 None if kind(&msg.destination) == DestKind::Queue => {
                     // The queue's home answers: RECEIPT once accepted, ERROR if refused.
                     let receipt = frame.header("receipt").map(|r| r.into());
@@ -306,14 +305,17 @@ pub(super) fn apply_action(
             nack,
             transaction,
         } => match transaction {
-            Some(tx) => tx_buffer(st, &tx).push(TxOp::Ack {
-                id: id.into_owned(),
-                nack,
-            }),
+            Some(tx) => st.session.buffer(
+                &tx,
+                TxOp::Ack {
+                    id: id.into_owned(),
+                    nack,
+                },
+            ),
             None => ack(&id, nack, ctx)?,
         },
         Action::Commit(name) => {
-            let ops = take_tx(st, &name);
+            let ops = st.session.commit(&name);
             // All or nothing: every ACK/NACK is checked before anything is applied (the
             // SENDs passed their checks when they were buffered).
             let acks = ops.iter().filter_map(|op| match op {
@@ -330,9 +332,7 @@ pub(super) fn apply_action(
                 }
             }
         }
-        Action::Abort(name) => {
-            take_tx(st, &name);
-        }
+        Action::Abort(_) => {}
         Action::Disconnect => return Ok(Some(Flow::Close { error: false })),
         // Handled before the action is applied.
         Action::Authenticate { .. } => {}
@@ -370,27 +370,6 @@ pub(super) fn acl_check(
         "access denied: {} may not {verb} '{destination}'",
         st.session.login.as_deref().unwrap_or("anonymous")
     )))
-}
-
-pub(super) fn tx_buffer<'s>(st: &'s mut StompState, name: &str) -> &'s mut Vec<TxOp> {
-    let i = match st.txs.iter().position(|(n, _)| n == name) {
-        Some(i) => i,
-        None => {
-            st.txs.push((name.to_string(), Vec::new()));
-            st.txs.len() - 1
-        }
-    };
-    match st.txs.get_mut(i) {
-        Some((_, ops)) => ops,
-        None => unreachable!(),
-    }
-}
-
-pub(super) fn take_tx(st: &mut StompState, name: &str) -> Vec<TxOp> {
-    match st.txs.iter().position(|(n, _)| n == name) {
-        Some(i) => st.txs.swap_remove(i).1,
-        None => Vec::new(),
-    }
 }
 
 /// A topic message goes to the reactor's fan-out; a queue message to its queue's home.

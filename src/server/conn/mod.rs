@@ -85,11 +85,9 @@ struct WsState {
 
 #[derive(Debug)]
 pub struct StompState {
-    pub session: Session,
+    pub session: Session<TxOp>,
     /// A STOMP frame split across WebSocket messages (empty otherwise).
     stash: Vec<u8>,
-    /// Frames buffered by open transactions, applied at COMMIT.
-    txs: Vec<(String, Vec<TxOp>)>,
     /// A CONNECT is waiting for a slow credentials check; nothing is read meanwhile.
     auth_pending: bool,
     /// The check has answered, but (a failed login's penalty) the CONNECT is handled again
