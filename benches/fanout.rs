@@ -8,10 +8,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use stompbox::router::{encode_shared, Directory, MsgId, Router, Subscriber};
+use stompbox::router::{encode_shared, Directory, Framing, MsgId, Router, Subscriber};
 use stompbox::server::testing::QueueSink;
 use stompbox::session::AckMode;
 use stompbox::stomp::{parse, Header, Limits, Parsed, Version};
+
+fn framing(ws: bool) -> Framing {
+    if ws {
+        Framing::WebSocket
+    } else {
+        Framing::Tcp
+    }
+}
 
 fn setup(n: usize, ws: bool) -> (Router, stompbox::router::Published, QueueSink) {
     let mut router = Router::new(0, Arc::new(Directory::new()));
@@ -19,7 +27,7 @@ fn setup(n: usize, ws: bool) -> (Router, stompbox::router::Published, QueueSink)
         let id = format!("sub-{i}");
         router.subscribe(
             "/topic/bench",
-            Subscriber::new(i, &id, AckMode::Auto, Version::V1_2, ws),
+            Subscriber::new(i, &id, AckMode::Auto, Version::V1_2, framing(ws)),
         );
     }
     let body = [b'x'; 64];

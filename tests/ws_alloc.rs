@@ -271,7 +271,7 @@ fn fragmented_messages_allocate_a_bounded_number_of_times() {
 #[test]
 fn fan_out_to_warm_queues_does_not_allocate() {
     use std::sync::Arc;
-    use stompbox::router::{Directory, Published, Router, Subscriber};
+    use stompbox::router::{Directory, Framing, Published, Router, Subscriber};
     use stompbox::server::testing::QueueSink;
     use stompbox::session::AckMode;
     use stompbox::stomp::Version;
@@ -285,7 +285,11 @@ fn fan_out_to_warm_queues_does_not_allocate() {
                 &format!("s{i}"),
                 AckMode::Auto,
                 Version::V1_2,
-                i % 2 == 0,
+                if i % 2 == 0 {
+                    Framing::WebSocket
+                } else {
+                    Framing::Tcp
+                },
             ),
         );
     }
@@ -317,7 +321,7 @@ fn fan_out_to_warm_queues_does_not_allocate() {
 #[test]
 fn fan_out_to_wildcard_subscribers_does_not_allocate() {
     use std::sync::Arc;
-    use stompbox::router::{Directory, Published, Router, Subscriber};
+    use stompbox::router::{Directory, Framing, Published, Router, Subscriber};
     use stompbox::server::testing::QueueSink;
     use stompbox::session::AckMode;
     use stompbox::stomp::Version;
@@ -338,12 +342,18 @@ fn fan_out_to_wildcard_subscribers_does_not_allocate() {
     let mut peer = Router::new(1, directory);
     peer.subscribe(
         "/topic/#",
-        Subscriber::new(0, "p", AckMode::Auto, Version::V1_2, false),
+        Subscriber::new(0, "p", AckMode::Auto, Version::V1_2, Framing::Tcp),
     );
     for i in 0..800 {
         router.subscribe(
             patterns[i % patterns.len()],
-            Subscriber::new(i, &format!("s{i}"), AckMode::Auto, Version::V1_2, false),
+            Subscriber::new(
+                i,
+                &format!("s{i}"),
+                AckMode::Auto,
+                Version::V1_2,
+                Framing::Tcp,
+            ),
         );
     }
     let msg = Published::raw(

@@ -25,6 +25,14 @@ use crate::ws;
 use wildcard::Trie;
 
 /// One subscription, as the router sees it.
+/// How a connection's STOMP frames travel: each inside one WebSocket message, or as they are
+/// over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    WebSocket,
+    Tcp,
+}
+
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     /// The connection (reactor-local token).
@@ -33,14 +41,14 @@ pub struct Subscriber {
     pub id: Box<str>,
     pub ack: AckMode,
     pub version: Version,
-    /// Frames go inside WebSocket messages.
-    pub ws: bool,
+    /// How frames travel to it.
+    pub framing: Framing,
     /// `MESSAGE\nsubscription:<id>\n`, encoded once at subscribe time.
     pub prefix: Box<[u8]>,
 }
 
 impl Subscriber {
-    pub fn new(conn: usize, id: &str, ack: AckMode, version: Version, ws: bool) -> Self {
+    pub fn new(conn: usize, id: &str, ack: AckMode, version: Version, framing: Framing) -> Self {
         let mut p = b"MESSAGE\nsubscription:".to_vec();
         if version == Version::V1_0 {
             p.extend_from_slice(id.as_bytes());
@@ -53,7 +61,7 @@ impl Subscriber {
             id: id.into(),
             ack,
             version,
-            ws,
+            framing,
             prefix: p.into_boxed_slice(),
         }
     }
@@ -467,7 +475,7 @@ pub fn deliver(s: &Subscriber, msg: &Published, sink: &mut impl Sink) {
     let id = msg.id.as_bytes();
     let ack_len = if ack { 5 + id.len() } else { 0 };
     let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
-    let k = if s.ws {
+    let k = if s.framing == Framing::WebSocket {
         let op = if msg.text {
             ws::Opcode::Text
         } else {

@@ -217,7 +217,7 @@ impl Router {
             + redelivered.len()
             + shared.len();
         let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
-        let k = if s.ws {
+        let k = if s.framing == Framing::WebSocket {
             let op = if d.msg.payload.text {
                 ws::Opcode::Text
             } else {

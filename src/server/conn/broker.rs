@@ -39,7 +39,7 @@ pub(super) fn stomp_ws_message(
         return None;
     }
     if st.stash.is_empty() {
-        let (used, flow) = stomp_input(st, payload, ctx, out, true);
+        let (used, flow) = stomp_input(st, payload, ctx, out, Framing::WebSocket);
         if !matches!(flow, Some(Flow::Close { .. })) {
             st.stash
                 .extend_from_slice(payload.get(used..).unwrap_or_default());
@@ -48,7 +48,7 @@ pub(super) fn stomp_ws_message(
     }
     let mut stash = std::mem::take(&mut st.stash);
     stash.extend_from_slice(payload);
-    let (used, flow) = stomp_input(st, &stash, ctx, out, true);
+    let (used, flow) = stomp_input(st, &stash, ctx, out, Framing::WebSocket);
     stash.drain(..used.min(stash.len()));
     if stash.is_empty() {
         // An idle connection holds no buffer.
@@ -65,7 +65,7 @@ pub(super) fn stomp_input(
     input: &[u8],
     ctx: &mut Ctx<'_>,
     out: &mut OutQueue,
-    ws: bool,
+    framing: Framing,
 ) -> (usize, Option<Flow>) {
     let mut pos = 0;
     let mut flow = None;
@@ -104,7 +104,7 @@ pub(super) fn stomp_input(
                 err.receipt = stomp::parse::find_receipt(rest, RECEIPT_SEARCH)
                     .and_then(|r| stomp::escape::unescape(r).ok())
                     .map(|r| String::from_utf8_lossy(&r).into_owned());
-                protocol_error(out, ctx, st.session.version, &err, ws);
+                protocol_error(out, ctx, st.session.version, &err, framing);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         };
@@ -147,14 +147,14 @@ pub(super) fn stomp_input(
         };
         pos += used;
         let result =
-            result.and_then(|action| apply_action(st, action, &frame, ctx, ws, &mut reply));
+            result.and_then(|action| apply_action(st, action, &frame, ctx, framing, &mut reply));
         match result {
             Ok(f) => {
                 if f.is_some() {
                     flow = f;
                 }
                 if !reply.is_empty() {
-                    push_frame(out, ctx.pool, &reply, ws);
+                    push_frame(out, ctx.pool, &reply, framing);
                 }
                 *ctx.scratch = reply;
                 if matches!(flow, Some(Flow::Close { .. })) {
@@ -168,7 +168,7 @@ pub(super) fn stomp_input(
                 if e.receipt.is_none() {
                     e.receipt = frame.header("receipt").map(|r| r.into_owned());
                 }
-                protocol_error(out, ctx, st.session.version, &e, ws);
+                protocol_error(out, ctx, st.session.version, &e, framing);
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         }
@@ -188,7 +188,7 @@ pub(super) fn apply_action(
     action: Action<'_>,
     frame: &stomp::FrameRef<'_>,
     ctx: &mut Ctx<'_>,
-    ws: bool,
+    framing: Framing,
     reply: &mut Vec<u8>,
 ) -> Result<Option<Flow>, StompError> {
     match action {
@@ -217,7 +217,7 @@ pub(super) fn apply_action(
             let version = st.session.version;
             let info = session_info(&st.session);
             if let Some(sub) = st.session.subscription_mut(i) {
-                let s = Subscriber::new(ctx.token, &sub.id, sub.ack, version, ws);
+                let s = Subscriber::new(ctx.token, &sub.id, sub.ack, version, framing);
                 // The config outlives the context: no Arc clone (a shared atomic) per frame.
                 let cfg: &Config = ctx.cfg;
                 if let Some(app) = cfg.app.as_deref() {
@@ -460,30 +460,32 @@ impl Conn {
         receipt: Option<Box<str>>,
         refused: Option<&'static str>,
     ) {
-        let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {
+        let Some((version, framing)) = self.stomp().map(|s| (s.session.version, self.framing()))
+        else {
             return;
         };
         let Some(why) = refused else {
             if let Some(r) = receipt {
-                push_receipt(&mut self.out, ctx.pool, version, &r, ws);
+                push_receipt(&mut self.out, ctx.pool, version, &r, framing);
             }
             return;
         };
         let mut err = StompError::new(why);
         err.receipt = receipt.map(String::from);
-        protocol_error(&mut self.out, ctx, version, &err, ws);
+        protocol_error(&mut self.out, ctx, version, &err, framing);
         self.apply_flow(ctx, Flow::Close { error: true });
     }
 
     /// A pool handler finished: RECEIPT, ERROR (then close), or a subscribe handler's answer.
     pub fn app_done(&mut self, ctx: &mut Ctx<'_>, done: crate::server::apps::Done) {
-        let Some((version, ws)) = self.stomp().map(|s| (s.session.version, self.is_ws())) else {
+        let Some((version, framing)) = self.stomp().map(|s| (s.session.version, self.framing()))
+        else {
             return;
         };
         if let Some(e) = done.error {
             let mut err = StompError::new(e);
             err.receipt = done.receipt;
-            protocol_error(&mut self.out, ctx, version, &err, ws);
+            protocol_error(&mut self.out, ctx, version, &err, framing);
             self.apply_flow(ctx, Flow::Close { error: true });
             return;
         }
@@ -503,7 +505,7 @@ impl Conn {
             }
             let mut frame = Vec::new();
             stomp::write_frame(&mut frame, version, stomp::Command::Message, &h, &body);
-            push_frame(&mut self.out, ctx.pool, &frame, ws);
+            push_frame(&mut self.out, ctx.pool, &frame, framing);
             ctx.counters.messages_out += 1;
         }
         if let Some(r) = done.receipt {
@@ -515,7 +517,7 @@ impl Conn {
                 &[("receipt-id", &r)],
                 b"",
             );
-            push_frame(&mut self.out, ctx.pool, &frame, ws);
+            push_frame(&mut self.out, ctx.pool, &frame, framing);
         }
     }
 }

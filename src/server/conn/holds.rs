@@ -139,8 +139,8 @@ impl Conn {
         let Some(version) = self.stomp().map(|s| s.session.version) else {
             return;
         };
-        let ws = self.is_ws();
-        write_error(&mut self.out, ctx, version, err, ws);
+        let framing = self.framing();
+        write_error(&mut self.out, ctx, version, err, framing);
         self.apply_flow(ctx, Flow::Close { error: true });
     }
 }

@@ -46,8 +46,8 @@ use std::sync::Arc;
 
 use crate::app::{AppConfig, Outgoing, SessionInfo};
 use crate::router::{
-    encode_shared_as, kind, ConsumerKey, DestKind, MsgId, Published, QMsg, QueueOp, Router,
-    Subscriber,
+    encode_shared_as, kind, ConsumerKey, DestKind, Framing, MsgId, Published, QMsg, QueueOp,
+    Router, Subscriber,
 };
 use crate::session::{Action, Due, Liveness, Session, StompError, Subscription};
 use crate::stomp::{self, Header, Parsed, Version};
@@ -285,11 +285,12 @@ impl Conn {
         !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    fn is_ws(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Open { ws: Some(_), .. } | Phase::Handshake
-        )
+    /// How this connection's STOMP frames travel.
+    fn framing(&self) -> Framing {
+        match self.phase {
+            Phase::Open { ws: Some(_), .. } | Phase::Handshake => Framing::WebSocket,
+            _ => Framing::Tcp,
+        }
     }
 
     /// The earliest time the timer should look at this connection.
@@ -512,8 +513,8 @@ impl Conn {
                 );
             }
             Due::Beat => {
-                let ws = self.is_ws();
-                self.push_stomp(ctx, b"\n", ws);
+                let framing = self.framing();
+                self.push_stomp(ctx, b"\n", framing);
             }
             Due::Nothing => {}
         }
@@ -535,7 +536,7 @@ impl Conn {
                 Phase::Open { ws: None, app } => {
                     let App::Stomp(st) = app else { return };
                     let input = self.rbuf.get(self.rstart..).unwrap_or_default();
-                    let (used, flow) = stomp_input(st, input, ctx, &mut self.out, false);
+                    let (used, flow) = stomp_input(st, input, ctx, &mut self.out, Framing::Tcp);
                     self.rstart += used;
                     if let Some(f) = flow {
                         self.apply_flow(ctx, f);
@@ -569,7 +570,7 @@ impl Conn {
                 self.live.start(send_ms, recv_ms, ctx.now);
             }
             Flow::Close { error } => {
-                if self.is_ws() {
+                if self.framing() == Framing::WebSocket {
                     let code = if error {
                         code::PROTOCOL_ERROR
                     } else {
@@ -622,8 +623,8 @@ impl Conn {
         };
     }
 
-    fn push_stomp(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8], ws: bool) {
-        push_frame(&mut self.out, ctx.pool, bytes, ws);
+    fn push_stomp(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8], framing: Framing) {
+        push_frame(&mut self.out, ctx.pool, bytes, framing);
     }
 
     fn refuse(&mut self, ctx: &mut Ctx<'_>, refusal: Refusal) {
@@ -644,7 +645,7 @@ impl Conn {
             Kind::Ws => self.refuse(ctx, Refusal::unavailable(reason)),
             Kind::Tcp => {
                 let err = StompError::new(reason);
-                write_error(&mut self.out, ctx, Version::V1_2, &err, false);
+                write_error(&mut self.out, ctx, Version::V1_2, &err, Framing::Tcp);
                 self.linger(ctx);
             }
         }
@@ -657,7 +658,11 @@ impl Conn {
             Phase::Open { ws, app } => {
                 if let App::Stomp(st) = app {
                     let err = StompError::new(reason.to_string());
-                    write_error(&mut self.out, ctx, st.session.version, &err, ws.is_some());
+                    let framing = match ws {
+                        Some(_) => Framing::WebSocket,
+                        None => Framing::Tcp,
+                    };
+                    write_error(&mut self.out, ctx, st.session.version, &err, framing);
                 }
                 match ws {
                     Some(w) if !w.close_sent => {

@@ -9,7 +9,7 @@ pub(super) fn push_receipt(
     pool: &mut BufPool,
     version: Version,
     id: &str,
-    ws: bool,
+    framing: Framing,
 ) {
     let mut frame = Vec::new();
     stomp::write_frame(
@@ -19,14 +19,14 @@ pub(super) fn push_receipt(
         &[("receipt-id", id)],
         b"",
     );
-    push_frame(out, pool, &frame, ws);
+    push_frame(out, pool, &frame, framing);
 }
 
 /// Queue one STOMP frame: raw on TCP, inside one WebSocket text message on WebSocket.
-pub(super) fn push_frame(out: &mut OutQueue, pool: &mut BufPool, bytes: &[u8], ws: bool) {
+pub(super) fn push_frame(out: &mut OutQueue, pool: &mut BufPool, bytes: &[u8], framing: Framing) {
     let buf = out.own_buf(pool);
     let before = buf.len();
-    if ws {
+    if framing == Framing::WebSocket {
         let op = if std::str::from_utf8(bytes).is_ok() {
             Opcode::Text
         } else {
@@ -44,11 +44,11 @@ pub(super) fn write_error(
     ctx: &mut Ctx<'_>,
     version: Version,
     err: &StompError,
-    ws: bool,
+    framing: Framing,
 ) {
     let mut tmp = Vec::new();
     err.write(&mut tmp, version);
-    push_frame(out, ctx.pool, &tmp, ws);
+    push_frame(out, ctx.pool, &tmp, framing);
 }
 
 /// The ERROR for a frame or operation of the client's that failed (the connection closes):
@@ -58,10 +58,10 @@ pub(super) fn protocol_error(
     ctx: &mut Ctx<'_>,
     version: Version,
     err: &StompError,
-    ws: bool,
+    framing: Framing,
 ) {
     ctx.counters.errors_stomp += 1;
-    write_error(out, ctx, version, err, ws);
+    write_error(out, ctx, version, err, framing);
 }
 
 /// How far into a malformed frame its `receipt` header is looked for (the ERROR carries it).

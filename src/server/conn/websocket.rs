@@ -104,7 +104,13 @@ impl Conn {
                 if !wss.close_sent {
                     if let App::Stomp(st) = app {
                         let err = StompError::new(e.reason());
-                        write_error(&mut self.out, ctx, st.session.version, &err, true);
+                        write_error(
+                            &mut self.out,
+                            ctx,
+                            st.session.version,
+                            &err,
+                            Framing::WebSocket,
+                        );
                     }
                     write_close(&mut self.out, ctx.pool, e.close_code(), e.reason());
                 }
