@@ -210,6 +210,65 @@ fn unescaped<'a>(frame: &FrameRef<'a>, raw: &'a [u8]) -> std::borrow::Cow<'a, [u
     }
 }
 
+// ---- queue delivery ids, given per delivery (a topic message has one MsgId for all)
+
+/// An ack id: `Some((slot, gen, delivery))` for a queue delivery (`q<slot>.<gen>.<delivery>`),
+/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, not tracked).
+pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
+    if let Some(rest) = id.strip_prefix('q') {
+        let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
+        return match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) => {
+                Ok(Some((slot, gen, delivery)))
+            }
+            _ => Err(format!("unknown ack id '{id}'")),
+        };
+    }
+    let topic_id = id
+        .strip_prefix('m')
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+    if topic_id {
+        Ok(None)
+    } else {
+        Err(format!("unknown ack id '{id}'"))
+    }
+}
+
+/// `q<slot>.<gen>.<delivery>`: the message-id and ack id of a queue delivery.
+pub(super) fn format_qid(buf: &mut [u8; 64], slot: u32, gen: u32, delivery: u64) -> usize {
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(x) = buf.get_mut(n) {
+            *x = b;
+            n += 1;
+        }
+    };
+    put(b'q');
+    for (i, v) in [slot as u64, gen as u64, delivery].into_iter().enumerate() {
+        if i > 0 {
+            put(b'.');
+        }
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        let mut v = v;
+        loop {
+            k -= 1;
+            if let Some(d) = digits.get_mut(k) {
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || k == 0 {
+                break;
+            }
+        }
+        for &d in digits.get(k..).unwrap_or_default() {
+            put(d);
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::MsgId;

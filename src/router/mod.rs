@@ -468,6 +468,8 @@ fn dest_in<'a>(
 
 /// One delivery: a small per-subscriber head (WebSocket header, MESSAGE, subscription, ack)
 /// next to the shared part. Allocates nothing; the head is copied once, into the queue.
+///
+/// (See [`frame_head`] for what goes before a MESSAGE of `len` bytes on a WebSocket.)
 #[inline]
 pub fn deliver(s: &Subscriber, msg: &Published, sink: &mut impl Sink) {
     let shared = msg.shared_for(s.version);
@@ -475,21 +477,35 @@ pub fn deliver(s: &Subscriber, msg: &Published, sink: &mut impl Sink) {
     let id = msg.id.as_bytes();
     let ack_len = if ack { 5 + id.len() } else { 0 };
     let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
-    let k = if s.framing == Framing::WebSocket {
-        let op = if msg.text {
-            ws::Opcode::Text
-        } else {
-            ws::Opcode::Binary
-        };
-        let len = s.prefix.len() + ack_len + shared.len();
-        ws::encode_header(&mut h, true, op, len as u64, None)
-    } else {
-        0
-    };
-    let wsh = h.get(..k).unwrap_or_default();
+    let len = s.prefix.len() + ack_len + shared.len();
+    let wsh = frame_head(&mut h, s.framing, msg.text, len);
     if ack {
         sink.deliver(s.conn, &[wsh, &s.prefix, b"ack:", id, b"\n"], shared);
     } else {
         sink.deliver(s.conn, &[wsh, &s.prefix], shared);
     }
+}
+
+/// What goes before a MESSAGE of `len` bytes for a subscriber: on a WebSocket, the header of
+/// the one message that carries it (text when the frame is UTF-8, else binary); over TCP,
+/// nothing. Written into `h`, returned as the slice to send.
+#[inline]
+pub(crate) fn frame_head(
+    h: &mut [u8; ws::frame::MAX_HEADER_LEN],
+    framing: Framing,
+    text: bool,
+    len: usize,
+) -> &[u8] {
+    let k = match framing {
+        Framing::WebSocket => {
+            let op = if text {
+                ws::Opcode::Text
+            } else {
+                ws::Opcode::Binary
+            };
+            ws::encode_header(h, true, op, len as u64, None)
+        }
+        Framing::Tcp => 0,
+    };
+    h.get(..k).unwrap_or_default()
 }

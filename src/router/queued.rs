@@ -3,6 +3,7 @@
 //! here, deliveries onto connections, and the ack ids (`<slot>.<generation>.<delivery>`) that
 //! name a delivery.
 
+use super::message::{format_qid, parse_qid};
 use super::*;
 
 impl Router {
@@ -217,17 +218,7 @@ impl Router {
             + redelivered.len()
             + shared.len();
         let mut h = [0u8; ws::frame::MAX_HEADER_LEN];
-        let k = if s.framing == Framing::WebSocket {
-            let op = if d.msg.payload.text {
-                ws::Opcode::Text
-            } else {
-                ws::Opcode::Binary
-            };
-            ws::encode_header(&mut h, true, op, len as u64, None)
-        } else {
-            0
-        };
-        let wsh = h.get(..k).unwrap_or_default();
+        let wsh = frame_head(&mut h, s.framing, d.msg.payload.text, len);
         let (ack_k, ack_v, ack_nl): (&[u8], &[u8], &[u8]) = if ack {
             (b"ack:", id, b"\n")
         } else {
@@ -306,29 +297,6 @@ impl Router {
     }
 }
 
-/// An ack id: `Some((slot, gen, delivery))` for a queue delivery (`q<slot>.<gen>.<delivery>`),
-/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, not tracked).
-pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
-    if let Some(rest) = id.strip_prefix('q') {
-        let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
-        return match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(Some(slot)), Some(Some(gen)), Some(Some(delivery)), None) => {
-                Ok(Some((slot, gen, delivery)))
-            }
-            _ => Err(format!("unknown ack id '{id}'")),
-        };
-    }
-    let topic_id = id
-        .strip_prefix('m')
-        .and_then(|r| r.split_once('-'))
-        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
-    if topic_id {
-        Ok(None)
-    } else {
-        Err(format!("unknown ack id '{id}'"))
-    }
-}
-
 /// Take what an ACK/NACK of `delivery` covers out of a consumer's unacked list: that delivery,
 /// or in `client` mode every one up to it (cumulative).
 pub(super) fn settle_unacked(
@@ -347,38 +315,4 @@ pub(super) fn settle_unacked(
         unacked.remove(pos);
     }
     Ok(())
-}
-
-/// `q<slot>.<gen>.<delivery>`: the message-id and ack id of a queue delivery.
-pub(super) fn format_qid(buf: &mut [u8; 64], slot: u32, gen: u32, delivery: u64) -> usize {
-    let mut n = 0;
-    let mut put = |b: u8| {
-        if let Some(x) = buf.get_mut(n) {
-            *x = b;
-            n += 1;
-        }
-    };
-    put(b'q');
-    for (i, v) in [slot as u64, gen as u64, delivery].into_iter().enumerate() {
-        if i > 0 {
-            put(b'.');
-        }
-        let mut digits = [0u8; 20];
-        let mut k = digits.len();
-        let mut v = v;
-        loop {
-            k -= 1;
-            if let Some(d) = digits.get_mut(k) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || k == 0 {
-                break;
-            }
-        }
-        for &d in digits.get(k..).unwrap_or_default() {
-            put(d);
-        }
-    }
-    n
 }

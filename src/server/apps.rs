@@ -32,8 +32,15 @@ pub struct Job {
     pub receipt: Option<String>,
 }
 
-/// A subscribe handler's answer: (subscription id, destination, headers, body).
-pub type SubscribeAnswer = (String, String, Vec<(String, String)>, Vec<u8>);
+/// A subscribe handler's answer, for one subscription.
+#[derive(Debug)]
+pub struct SubscribeAnswer {
+    /// The subscription it answers.
+    pub sub_id: String,
+    pub destination: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
 
 /// How a job ended, sent back to the connection's reactor.
 #[derive(Debug)]
@@ -179,7 +186,12 @@ fn run(job: Job, p: &Publisher) {
         },
         JobKind::Subscribe(h, sub_id) => match catch_unwind(AssertUnwindSafe(|| h(&req))) {
             Ok(Ok(Some((headers, body)))) => {
-                done.message = Some((sub_id.clone(), job.destination.clone(), headers, body));
+                done.message = Some(SubscribeAnswer {
+                    sub_id: sub_id.clone(),
+                    destination: job.destination.clone(),
+                    headers,
+                    body,
+                });
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => done.error = Some(e.0),

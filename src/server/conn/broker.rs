@@ -489,7 +489,13 @@ impl Conn {
             self.apply_flow(ctx, Flow::Close { error: true });
             return;
         }
-        if let Some((sub_id, destination, headers, body)) = done.message {
+        if let Some(crate::server::apps::SubscribeAnswer {
+            sub_id,
+            destination,
+            headers,
+            body,
+        }) = done.message
+        {
             *ctx.seq += 1;
             let id = MsgId::new(ctx.reactor, *ctx.seq);
             let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
