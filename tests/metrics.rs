@@ -10,8 +10,9 @@ use ops::*;
 // ---------------------------------------------------------------------------------------------
 // 5. Metrics after a known scenario (in-process, scraped over HTTP)
 
-/// `stompbox_errors_total` by kind (issue 14): a protocol error counts as `stomp`, a silent
-/// client as `heartbeat` (and not also as `stomp`). Before, neither was ever counted.
+/// `stompbox_errors_total` by kind and `stompbox_stomp_errors_total` by cause (issue 14): a
+/// protocol error, a bound and a full queue count as `stomp`, each under its cause; a silent
+/// client as `heartbeat` (and not also as `stomp`). Before, neither kind was ever counted.
 #[test]
 fn failed_connections_are_counted_by_kind() {
     let _g = shared();
@@ -19,6 +20,7 @@ fn failed_connections_are_counted_by_kind() {
         c.reactors = 2;
         c.session.heartbeat = (100, 100);
         c.session.min_heartbeat = 10;
+        c.queues.max_messages = 1;
     });
     let tcp = h.tcp_addr().unwrap();
     let mut bad = Client::stomp_tcp(tcp);
@@ -28,22 +30,40 @@ fn failed_connections_are_counted_by_kind() {
     silent.connected(b"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:100,0\n\n\0");
     let f = silent.next_frame().expect("ERROR");
     assert!(f.h("message").contains("heart-beat"), "{f:?}");
-    let m = settle(&h, |m| {
-        m.u("stompbox_errors_total{kind=\"stomp\"}") == 1
-            && m.u("stompbox_errors_total{kind=\"heartbeat\"}") == 1
-    });
-    assert_eq!(
-        m.u("stompbox_errors_total{kind=\"stomp\"}"),
-        1,
-        "{}",
-        m.text
-    );
-    assert_eq!(
-        m.u("stompbox_errors_total{kind=\"heartbeat\"}"),
-        1,
-        "{}",
-        m.text
-    );
+    // A configured bound (65 headers, the parser holds 64), and a full queue.
+    let mut many = Client::stomp_tcp(tcp);
+    let mut wire = b"SEND\ndestination:/topic/x\n".to_vec();
+    for i in 0..65 {
+        wire.extend_from_slice(format!("h{i}:v\n").as_bytes());
+    }
+    wire.extend_from_slice(b"\n\0");
+    many.send(&wire);
+    assert!(many
+        .next_frame()
+        .expect("ERROR")
+        .h("message")
+        .contains("too many headers"));
+    let mut full = Client::stomp_tcp(tcp);
+    full.send(&frame("SEND", &[("destination", "/queue/one")], b"1"));
+    full.send(&frame("SEND", &[("destination", "/queue/one")], b"2"));
+    assert!(full
+        .next_frame()
+        .expect("ERROR")
+        .h("message")
+        .contains("queue full"));
+    let want = [
+        ("stompbox_errors_total{kind=\"stomp\"}", 3),
+        ("stompbox_errors_total{kind=\"heartbeat\"}", 1),
+        ("stompbox_stomp_errors_total{cause=\"protocol\"}", 1),
+        ("stompbox_stomp_errors_total{cause=\"limit\"}", 1),
+        ("stompbox_stomp_errors_total{cause=\"refused\"}", 1),
+        ("stompbox_stomp_errors_total{cause=\"access\"}", 0),
+        ("stompbox_stomp_errors_total{cause=\"app\"}", 0),
+    ];
+    let m = settle(&h, |m| want.iter().all(|(k, v)| m.u(k) == *v));
+    for (k, v) in want {
+        assert_eq!(m.u(k), v, "{k}\n{}", m.text);
+    }
     h.shutdown().unwrap();
 }
 

@@ -39,9 +39,41 @@ pub struct Counters {
     pub queue_dropped: u64,
     /// Times a connection's input was stopped by the memory alarm.
     pub memory_blocked: u64,
+    /// STOMP errors by cause (the ERROR that ends a session), in `Cause::ALL` order.
+    pub stomp_protocol: u64,
+    pub stomp_limit: u64,
+    pub stomp_access: u64,
+    pub stomp_refused: u64,
+    pub stomp_app: u64,
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
+}
+
+impl Counters {
+    /// A session ended with an ERROR for `cause` (also `errors_total{kind="stomp"}`).
+    pub fn stomp_error(&mut self, cause: crate::session::Cause) {
+        use crate::session::Cause;
+        self.errors_stomp += 1;
+        *match cause {
+            Cause::Protocol => &mut self.stomp_protocol,
+            Cause::Limit => &mut self.stomp_limit,
+            Cause::Access => &mut self.stomp_access,
+            Cause::Refused => &mut self.stomp_refused,
+            Cause::App => &mut self.stomp_app,
+        } += 1;
+    }
+
+    fn stomp_errors(&self, cause: crate::session::Cause) -> u64 {
+        use crate::session::Cause;
+        match cause {
+            Cause::Protocol => self.stomp_protocol,
+            Cause::Limit => self.stomp_limit,
+            Cause::Access => self.stomp_access,
+            Cause::Refused => self.stomp_refused,
+            Cause::App => self.stomp_app,
+        }
+    }
 }
 
 macro_rules! stats {
@@ -89,6 +121,11 @@ stats!(
     queue_rejected,
     queue_dropped,
     memory_blocked,
+    stomp_protocol,
+    stomp_limit,
+    stomp_access,
+    stomp_refused,
+    stomp_app,
     loop_turns,
     loop_nanos,
     loop_max_nanos,
@@ -369,6 +406,24 @@ impl Stats {
                 ("kind=\"handshake\"", sum(|c| c.errors_handshake)),
                 ("kind=\"heartbeat\"", sum(|c| c.heartbeat_timeouts)),
             ],
+        );
+        let causes: Vec<(String, u64)> = crate::session::Cause::ALL
+            .iter()
+            .map(|&c| {
+                (
+                    format!("cause=\"{}\"", c.label()),
+                    snaps.iter().map(|s| s.stomp_errors(c)).sum::<u64>(),
+                )
+            })
+            .collect();
+        let cause_rows: Vec<(&str, u64)> = causes.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "stomp_errors_total",
+            "counter",
+            "Sessions ended with a STOMP ERROR, by cause: protocol (a frame the protocol does not \
+             allow), limit (a configured bound), access (login, ACL, revoked), refused (no room: \
+             a full queue, busy pools), app (a handler failed).",
+            &cause_rows,
         );
         let per = |f: fn(&Counters) -> u64| -> Vec<(String, u64)> {
             snaps

@@ -195,6 +195,45 @@ pub enum Action<'f> {
 pub struct StompError {
     pub message: Cow<'static, str>,
     pub receipt: Option<String>,
+    /// Why, for the metrics (`stompbox_stomp_errors_total{cause=...}`).
+    pub cause: Cause,
+}
+
+/// Why a session ended with an ERROR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A frame the protocol does not allow: malformed, missing a header, out of order, an
+    /// unknown id or transaction.
+    Protocol,
+    /// A configured bound: frame size, headers, subscriptions, transactions, pattern words.
+    Limit,
+    /// Authentication or the ACL: refused, denied, or revoked.
+    Access,
+    /// The broker had no room: a full queue, too many queues, busy worker pools.
+    Refused,
+    /// An application handler failed (or there is none for the destination).
+    App,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 5] = [
+        Cause::Protocol,
+        Cause::Limit,
+        Cause::Access,
+        Cause::Refused,
+        Cause::App,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Protocol => "protocol",
+            Cause::Limit => "limit",
+            Cause::Access => "access",
+            Cause::Refused => "refused",
+            Cause::App => "app",
+        }
+    }
 }
 
 impl StompError {
@@ -202,7 +241,14 @@ impl StompError {
         StompError {
             message: message.into(),
             receipt: None,
+            cause: Cause::Protocol,
         }
+    }
+
+    /// The same error, for another cause.
+    pub fn because(mut self, cause: Cause) -> Self {
+        self.cause = cause;
+        self
     }
 
     fn with_receipt(mut self, frame: &FrameRef<'_>) -> Self {
@@ -282,16 +328,18 @@ impl<T> Session<T> {
             .find(|t| *t.name == *name)
             .ok_or_else(|| StompError::new(format!("unknown transaction '{name}'")))?;
         if tx.frames >= cfg.max_tx_frames {
-            return Err(StompError::new(format!(
-                "too many frames in transaction '{name}'"
-            )));
+            return Err(
+                StompError::new(format!("too many frames in transaction '{name}'"))
+                    .because(Cause::Limit),
+            );
         }
         let bytes = tx.bytes.saturating_add(frame.size());
         if bytes > cfg.max_tx_bytes {
             return Err(StompError::new(format!(
                 "transaction '{name}' would hold more than {} bytes",
                 cfg.max_tx_bytes
-            )));
+            ))
+            .because(Cause::Limit));
         }
         tx.frames += 1;
         tx.bytes = bytes;
@@ -398,7 +446,7 @@ impl<T> Session<T> {
                     )));
                 }
                 if self.txs.len() >= cfg.max_transactions {
-                    return Err(StompError::new("too many open transactions"));
+                    return Err(StompError::new("too many open transactions").because(Cause::Limit));
                 }
                 self.txs.push(Transaction {
                     name: name.into_owned(),
@@ -472,7 +520,7 @@ impl<T> Session<T> {
         };
         match verdict {
             AuthCheck::Allow => {}
-            AuthCheck::Deny => return Err(StompError::new("access refused")),
+            AuthCheck::Deny => return Err(StompError::new("access refused").because(Cause::Access)),
             AuthCheck::Slow => {
                 return Ok(Action::Authenticate {
                     login: login.map(Cow::into_owned),
@@ -532,7 +580,7 @@ impl<T> Session<T> {
             return Err(StompError::new(format!("duplicate subscription id '{id}'")));
         }
         if self.subs.len() >= cfg.max_subscriptions {
-            return Err(StompError::new("too many subscriptions"));
+            return Err(StompError::new("too many subscriptions").because(Cause::Limit));
         }
         self.subs.push(Subscription {
             id: id.into(),

@@ -47,14 +47,16 @@ pub(super) fn app_send(
 ) -> Result<Option<Flow>, StompError> {
     use crate::app::{Handler, Placement};
     let Some((route, vars)) = app.sends.find(path) else {
-        return Err(StompError::new(format!(
-            "no handler for destination '{destination}'"
-        )));
+        return Err(
+            StompError::new(format!("no handler for destination '{destination}'"))
+                .because(Cause::App),
+        );
     };
     let Handler::Send(h, placement) = &route.value else {
-        return Err(StompError::new(format!(
-            "no handler for destination '{destination}'"
-        )));
+        return Err(
+            StompError::new(format!("no handler for destination '{destination}'"))
+                .because(Cause::App),
+        );
     };
     ctx.counters.messages_in += 1;
     let headers = owned_headers(frame);
@@ -68,7 +70,7 @@ pub(super) fn app_send(
                 session: &session,
             };
             let out = crate::server::apps::invoke_send(&**h, &req, &app.user_prefix)
-                .map_err(|e| StompError::new(e.0))?;
+                .map_err(|e| StompError::new(e.0).because(Cause::App))?;
             for m in &out {
                 let msg = encode_outgoing(m, ctx.reactor, ctx.seq, ctx.enc);
                 publish(msg, ctx);
@@ -77,7 +79,7 @@ pub(super) fn app_send(
         }
         Placement::Pool => {
             let Some(pool) = ctx.workers else {
-                return Err(StompError::new("no application worker pool"));
+                return Err(StompError::new("no application worker pool").because(Cause::App));
             };
             let job = crate::server::apps::Job {
                 kind: crate::server::apps::JobKind::Send(std::sync::Arc::clone(h)),
@@ -111,13 +113,14 @@ pub(super) fn app_subscribe(
         return Err(StompError::new(format!(
             "no subscribe handler for destination '{}'",
             sub.destination
-        )));
+        ))
+        .because(Cause::App));
     };
     let Handler::Subscribe(h) = &route.value else {
-        return Err(StompError::new("no subscribe handler"));
+        return Err(StompError::new("no subscribe handler").because(Cause::App));
     };
     let Some(pool) = ctx.workers else {
-        return Err(StompError::new("no application worker pool"));
+        return Err(StompError::new("no application worker pool").because(Cause::App));
     };
     let job = crate::server::apps::Job {
         kind: crate::server::apps::JobKind::Subscribe(std::sync::Arc::clone(h), sub.id.to_string()),
@@ -142,7 +145,9 @@ pub(super) fn submit(
 ) -> Result<(), StompError> {
     if pool.submit(job).is_err() {
         ctx.counters.app_busy += 1;
-        return Err(StompError::new("busy: application handlers are saturated"));
+        return Err(
+            StompError::new("busy: application handlers are saturated").because(Cause::Refused)
+        );
     }
     reply.clear();
     Ok(())

@@ -100,7 +100,13 @@ pub(super) fn stomp_input(
                 (f, used)
             }
             Err(e) => {
-                let mut err = StompError::new(e.message());
+                let cause = match e {
+                    ParseError::TooManyHeaders
+                    | ParseError::HeaderTooLong
+                    | ParseError::BodyTooLarge => Cause::Limit,
+                    _ => Cause::Protocol,
+                };
+                let mut err = StompError::new(e.message()).because(cause);
                 err.receipt = stomp::parse::find_receipt(rest, RECEIPT_SEARCH)
                     .and_then(|r| stomp::escape::unescape(r).ok())
                     .map(|r| String::from_utf8_lossy(&r).into_owned());
@@ -140,7 +146,7 @@ pub(super) fn stomp_input(
                         st.auth_pending = true;
                         return (pos, flow);
                     }
-                    Some(r) => Err(StompError::new(r.message())),
+                    Some(r) => Err(StompError::new(r.message()).because(Cause::Refused)),
                 }
             }
             other => other,
@@ -204,7 +210,8 @@ pub(super) fn apply_action(
                 let refused = if kind(&dest) == DestKind::Pattern && words > max {
                     Err(StompError::new(format!(
                         "wildcard subscription has {words} words, more than the {max} allowed"
-                    )))
+                    ))
+                    .because(Cause::Limit))
                 } else {
                     acl_check(st, ctx, crate::auth::Perm::Read, &dest)
                 };
@@ -233,7 +240,8 @@ pub(super) fn apply_action(
                             "cannot subscribe to another user's destination '{d}': \
                              subscribe to {}/queue/... for your own",
                             app.user_prefix.trim_end_matches('/')
-                        )));
+                        ))
+                        .because(Cause::Access));
                     }
                     if let Some(rest) = app.own_user_dest(&sub.destination) {
                         let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
@@ -369,7 +377,8 @@ pub(super) fn acl_check(
     Err(StompError::new(format!(
         "access denied: {} may not {verb} '{destination}'",
         st.session.login.as_deref().unwrap_or("anonymous")
-    )))
+    ))
+    .because(Cause::Access))
 }
 
 /// A topic message goes to the reactor's fan-out; a queue message to its queue's home.
@@ -470,7 +479,7 @@ impl Conn {
             }
             return;
         };
-        let mut err = StompError::new(why);
+        let mut err = StompError::new(why).because(Cause::Refused);
         err.receipt = receipt.map(String::from);
         protocol_error(&mut self.out, ctx, version, &err, framing);
         self.apply_flow(ctx, Flow::Close { error: true });
@@ -483,7 +492,7 @@ impl Conn {
             return;
         };
         if let Some(e) = done.error {
-            let mut err = StompError::new(e);
+            let mut err = StompError::new(e).because(Cause::App);
             err.receipt = done.receipt;
             protocol_error(&mut self.out, ctx, version, &err, framing);
             self.apply_flow(ctx, Flow::Close { error: true });

@@ -128,8 +128,8 @@ impl Conn {
         let Some(reason) = reason else {
             return false;
         };
-        ctx.counters.errors_stomp += 1;
-        self.stomp_fail(ctx, &StompError::new(reason));
+        ctx.counters.stomp_error(Cause::Access);
+        self.stomp_fail(ctx, &StompError::new(reason).because(Cause::Access));
         true
     }
 

@@ -49,8 +49,8 @@ use crate::router::{
     encode_shared_as, kind, ConsumerKey, DestKind, Framing, MsgId, Published, QMsg, QueueOp,
     Router, Subscriber,
 };
-use crate::session::{Action, Due, Liveness, Session, StompError, Subscription};
-use crate::stomp::{self, Header, Parsed, Version};
+use crate::session::{Action, Cause, Due, Liveness, Session, StompError, Subscription};
+use crate::stomp::{self, Header, ParseError, Parsed, Version};
 use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
 mod app;

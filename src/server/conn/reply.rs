@@ -60,7 +60,7 @@ pub(super) fn protocol_error(
     err: &StompError,
     framing: Framing,
 ) {
-    ctx.counters.errors_stomp += 1;
+    ctx.counters.stomp_error(err.cause);
     write_error(out, ctx, version, err, framing);
 }
 
