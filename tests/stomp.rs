@@ -855,7 +855,9 @@ fn a_client_sending_eols_stays_connected() {
                 assert_eq!(f.h("heart-beat"), "100,100", "{f:?}");
                 let t = Instant::now();
                 let mut i = 0;
-                while t.elapsed() < Duration::from_millis(1300) {
+                // Past the 300 ms of silence that would end it (the timing itself is unit-tested
+                // on a virtual clock in session::liveness; this is the end-to-end check).
+                while t.elapsed() < Duration::from_millis(500) {
                     std::thread::sleep(Duration::from_millis(50));
                     c.send(if i % 2 == 0 { b"\n" } else { b"\r\n" });
                     i += 1;
@@ -872,7 +874,7 @@ fn a_client_sending_eols_stays_connected() {
                 );
                 c.expect_receipt("alive");
                 // And the server kept sending its own heart-beats meanwhile.
-                assert!(c.eols >= 5, "{kind:?}: only {} heart-beats", c.eols);
+                assert!(c.eols >= 2, "{kind:?}: only {} heart-beats", c.eols);
             });
         }
     });
@@ -900,7 +902,7 @@ fn the_server_sends_eol_heart_beats_when_asked() {
                     assert!(c.buf.iter().all(|&x| x == b'\n'), "{:?}", c.buf);
                     let t = Instant::now();
                     let mut beats = c.buf.len();
-                    while t.elapsed() < Duration::from_millis(800) {
+                    while t.elapsed() < Duration::from_millis(400) {
                         match &mut c.io {
                             Io::Tcp(s) => {
                                 let mut b = [0u8; 64];
@@ -916,8 +918,9 @@ fn the_server_sends_eol_heart_beats_when_asked() {
                             }
                         }
                     }
-                    // ~8 expected; allow for timer-wheel slack.
-                    assert!((4..=12).contains(&beats), "{kind:?}: {beats} beats");
+                    // ~4 expected; allow for timer-wheel slack (the intervals themselves are unit-tested on
+                    // a virtual clock in session::liveness).
+                    assert!((2..=7).contains(&beats), "{kind:?}: {beats} beats");
                 });
             }
         });
