@@ -30,8 +30,8 @@ fn config() -> Config {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
-        close_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
     }
 }

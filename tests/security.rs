@@ -79,8 +79,8 @@ fn server(
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
         acl: acl.clone(),
-        close_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
     };
     cfg.session.authenticator = Arc::new(PasswordAuth::new(users(), anonymous));
@@ -283,8 +283,8 @@ fn a_removed_user_is_disconnected() {
         listen: None,
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
-        close_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
     };
     cfg.session.authenticator = auth.clone();

@@ -46,8 +46,8 @@ fn server(tls: &Tls) -> (stompbox::ServerHandle, SocketAddr, SocketAddr) {
             ws: true,
             tcp: true,
         }),
-        close_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
     };
     let h = stompbox::start(cfg).unwrap();

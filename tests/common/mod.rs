@@ -18,8 +18,10 @@ pub fn server_with(f: impl FnOnce(&mut Config)) -> (ServerHandle, SocketAddr) {
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
         echo: true,
-        close_timeout: Duration::from_secs(1),
-        shutdown_timeout: Duration::from_secs(1),
+        // Short: tests end sessions and servers all the time, and a client that does not
+        // answer a close costs the whole timeout (the timeouts themselves have their own tests).
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
     };
     f(&mut cfg);
