@@ -229,10 +229,27 @@ pub fn parse<'a>(
     ))
 }
 
+/// Whether the header block of the frame at the start of `buf` has all arrived (a blank line,
+/// or a NUL ending the frame early), or can no longer (more bytes than a header block may
+/// hold): a malformed frame is answered then, its `receipt` found whole.
+pub fn head_settled(buf: &[u8], limits: &Limits) -> bool {
+    let max = (limits.max_headers + 2) * (limits.max_header_line + 2);
+    if buf.len() >= max {
+        return true;
+    }
+    memchr::memchr(0, buf).is_some()
+        || memchr::memmem::find(buf, b"\n\n").is_some()
+        || memchr::memmem::find(buf, b"\n\r\n").is_some()
+}
+
 /// Best effort for an ERROR about a frame that did not parse: the raw value of a `receipt`
 /// header among the frame's header lines that did arrive (looking at most `max` bytes).
 pub fn find_receipt(buf: &[u8], max: usize) -> Option<&[u8]> {
     let head = buf.get(..buf.len().min(max)).unwrap_or_default();
+    // Whole lines only: a header still arriving has no value yet.
+    let head = head
+        .get(..memchr::memrchr(b'\n', head)?)
+        .unwrap_or_default();
     head.split(|b| *b == b'\n')
         .skip(1)
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))

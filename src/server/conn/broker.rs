@@ -100,6 +100,11 @@ pub(super) fn stomp_input(
                 (f, used)
             }
             Err(e) => {
+                // The ERROR carries the frame's receipt: wait for the rest of its header block
+                // if it is still arriving (a bounded wait: no more than a header block holds).
+                if !stomp::parse::head_settled(rest, &ctx.cfg.stomp_limits) {
+                    return (pos, flow);
+                }
                 let cause = match e {
                     ParseError::TooManyHeaders
                     | ParseError::HeaderTooLong

@@ -86,3 +86,34 @@ fn error_messages_are_distinct() {
     let msgs: std::collections::HashSet<_> = all.iter().map(|e| e.to_string()).collect();
     assert_eq!(msgs.len(), all.len());
 }
+
+/// A malformed frame is answered once its header block is whole, so that its ERROR carries
+/// the receipt it asked for (found by the whole-server fuzzer: a receipt line split across two
+/// WebSocket messages gave `receipt-id:` with an empty value).
+#[test]
+fn receipts_of_malformed_frames_are_whole_lines() {
+    let lim = Limits::default();
+    assert!(!parse::head_settled(b"FROB\nreceipt:", &lim));
+    assert!(!parse::head_settled(b"FROB\nreceipt:r-1\n", &lim));
+    assert!(parse::head_settled(b"FROB\nreceipt:r-1\n\n", &lim));
+    assert!(parse::head_settled(b"FROB\r\nreceipt:r-1\r\n\r\n", &lim));
+    assert!(
+        parse::head_settled(b"FROB\nx\0", &lim),
+        "a NUL ends the frame"
+    );
+    let small = Limits {
+        max_headers: 1,
+        max_header_line: 8,
+        ..lim
+    };
+    assert!(
+        parse::head_settled(&[b'x'; 30], &small),
+        "more than a header block holds: answer now"
+    );
+    assert_eq!(parse::find_receipt(b"FROB\nreceipt:", 1024), None);
+    assert_eq!(parse::find_receipt(b"FROB\nreceipt:r-", 1024), None);
+    assert_eq!(
+        parse::find_receipt(b"FROB\nreceipt:r-1\n", 1024),
+        Some(&b"r-1"[..])
+    );
+}
