@@ -573,3 +573,23 @@ fn auto_delivery_before_disconnect_is_not_redelivered() {
     }
     h.shutdown().unwrap();
 }
+
+/// A header line past its bound is answered at once, not after the server has read as much as
+/// a whole header block may hold (a malformed frame otherwise waits for its header block to
+/// arrive, so that its ERROR can carry the frame's receipt). Found reading the change that
+/// added that wait: a client streaming one endless header line made the server read ~540 KB
+/// before answering.
+#[test]
+fn an_endless_header_line_is_refused_at_its_bound() {
+    let (h, a) = server(2, |_| {});
+    for kind in BOTH {
+        let mut c = client(a, kind);
+        let mut wire = b"SEND\ndestination:/topic/x\nx-long:".to_vec();
+        // Past the 8 KiB line bound, far short of a header block (66 lines of 8 KiB).
+        wire.extend(std::iter::repeat_n(b'a', 16 * 1024));
+        c.send(&wire);
+        let f = c.expect("ERROR");
+        assert!(f.h("message").contains("too long"), "{kind:?}: {f:?}");
+    }
+    h.shutdown().unwrap();
+}

@@ -230,16 +230,27 @@ pub fn parse<'a>(
 }
 
 /// Whether the header block of the frame at the start of `buf` has all arrived (a blank line,
-/// or a NUL ending the frame early), or can no longer (more bytes than a header block may
-/// hold): a malformed frame is answered then, its `receipt` found whole.
+/// or a NUL ending the frame early), or can no longer (a line past `max_header_line`, more
+/// lines than `max_headers`): a malformed frame is answered then, its `receipt` found whole.
 pub fn head_settled(buf: &[u8], limits: &Limits) -> bool {
-    let max = (limits.max_headers + 2) * (limits.max_header_line + 2);
-    if buf.len() >= max {
+    if memchr(0, buf).is_some() {
         return true;
     }
-    memchr::memchr(0, buf).is_some()
-        || memchr::memmem::find(buf, b"\n\n").is_some()
-        || memchr::memmem::find(buf, b"\n\r\n").is_some()
+    // Line by line, as a header block could still be: it settles at a blank line, or as soon
+    // as it could no longer be a header block (a line past its bound, too many lines).
+    let mut start = 0;
+    for (lines, nl) in memchr::memchr_iter(b'\n', buf).enumerate() {
+        let l = buf.get(start..nl).unwrap_or_default();
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if (lines > 0 && l.is_empty())
+            || l.len() > limits.max_header_line
+            || lines > limits.max_headers + 1
+        {
+            return true;
+        }
+        start = nl + 1;
+    }
+    buf.len() - start.min(buf.len()) > limits.max_header_line
 }
 
 /// Best effort for an ERROR about a frame that did not parse: the raw value of a `receipt`

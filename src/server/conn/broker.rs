@@ -100,17 +100,20 @@ pub(super) fn stomp_input(
                 (f, used)
             }
             Err(e) => {
-                // The ERROR carries the frame's receipt: wait for the rest of its header block
-                // if it is still arriving (a bounded wait: no more than a header block holds).
-                if !stomp::parse::head_settled(rest, &ctx.cfg.stomp_limits) {
-                    return (pos, flow);
-                }
                 let cause = match e {
                     ParseError::TooManyHeaders
                     | ParseError::HeaderTooLong
                     | ParseError::BodyTooLarge => Cause::Limit,
                     _ => Cause::Protocol,
                 };
+                // The ERROR carries the frame's receipt: wait for the rest of its header block
+                // if it is still arriving (a bounded wait: no more than a header block holds).
+                // Not past a bound, though: nothing more of that frame is read.
+                if cause == Cause::Protocol
+                    && !stomp::parse::head_settled(rest, &ctx.cfg.stomp_limits)
+                {
+                    return (pos, flow);
+                }
                 let mut err = StompError::new(e.message()).because(cause);
                 err.receipt = stomp::parse::find_receipt(rest, RECEIPT_SEARCH)
                     .and_then(|r| stomp::escape::unescape(r).ok())

@@ -108,7 +108,12 @@ fn receipts_of_malformed_frames_are_whole_lines() {
     };
     assert!(
         parse::head_settled(&[b'x'; 30], &small),
-        "more than a header block holds: answer now"
+        "a line past its bound: answer now"
+    );
+    assert!(!parse::head_settled(b"FROB\nabc", &small));
+    assert!(
+        parse::head_settled(b"FROB\na:1\nb:2\nc:3\n", &small),
+        "more lines than a header block holds"
     );
     assert_eq!(parse::find_receipt(b"FROB\nreceipt:", 1024), None);
     assert_eq!(parse::find_receipt(b"FROB\nreceipt:r-", 1024), None);
