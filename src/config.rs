@@ -89,6 +89,8 @@ pub struct Config {
     /// Memory (bytes) above which connections that publish are not read from until it falls
     /// (0: no mark). Default: 40% of the machine's memory.
     pub memory_high_watermark: usize,
+    /// Cluster mode: join other nodes through NATS (`None`: standalone).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             auth_workers: 2,
             auth_pending_per_ip: 4,
             memory_high_watermark: crate::memory::default_high_watermark(),
+            cluster: None,
         }
     }
 }

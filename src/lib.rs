@@ -37,11 +37,14 @@
 //! - [`server`]: the acceptor and reactor threads (mio), TLS, metrics, worker pools.
 //! - [`config`]: every limit, with defaults; [`settings`]: the file and flags that fill it.
 //! - [`memory`]: the broker-wide memory high-water mark (what is measured, the alarm).
+//! - [`cluster`]: cluster mode over NATS: the subject mapping and the wire format (the NATS
+//!   connection is the server's bridge thread).
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod embed;
 pub mod memory;

@@ -74,6 +74,7 @@ pub struct Settings {
     pub timeouts: TimeoutSettings,
     pub tls: TlsSettings,
     pub auth: AuthSettings,
+    pub cluster: ClusterSettings,
 }
 
 /// `[listen]`: where to accept, each an address or `off`.
@@ -183,6 +184,37 @@ pub struct QueueSettings {
     pub max_queues: usize,
     /// `reject` or `drop-oldest`.
     pub overflow: QueueOverflow,
+}
+
+/// `[cluster]`: several nodes as one broker, through NATS (no `nats` URL: standalone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// NATS seed URLs, `nats://host:port` (empty: standalone, in-memory).
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster (empty: a random one at start).
+    pub node_name: String,
+    /// Subjects start with this (several clusters can share one NATS).
+    pub subject_prefix: String,
+    /// NATS user and password (empty: none).
+    pub user: String,
+    pub password: String,
+    /// NATS token (empty: none).
+    pub token: String,
+    /// NATS `.creds` file (empty: none).
+    pub credentials: PathBuf,
+    /// CA certificate to trust for NATS's TLS, PEM (empty: the system's).
+    pub tls_ca: PathBuf,
+    /// Client certificate and key for NATS's TLS, PEM (empty: none).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Refuse a NATS connection without TLS.
+    pub require_tls: bool,
+    /// Messages waiting to cross each way (up to NATS; down to each reactor); past it a topic
+    /// message is dropped and counted.
+    pub max_pending: usize,
+    /// Bytes of the messages waiting to cross each way.
+    pub max_pending_bytes: usize,
 }
 
 /// `[memory]`: the broker-wide high-water mark.
@@ -342,6 +374,7 @@ section_defaults! {
     TimeoutSettings => timeouts,
     TlsSettings => tls,
     AuthSettings => auth,
+    ClusterSettings => cluster,
 }
 
 // ---------------------------------------------------------------------------------------------

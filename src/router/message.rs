@@ -8,26 +8,46 @@ use crate::stomp::{escape, push_usize, usize_digits, FrameRef, Version};
 /// A message id, formatted once, stored inline.
 #[derive(Debug, Clone, Copy)]
 pub struct MsgId {
-    buf: [u8; 32],
+    buf: [u8; MsgId::MAX],
     len: u8,
 }
 
 impl MsgId {
     /// For queue messages, whose ids are given per delivery.
     pub const EMPTY: MsgId = MsgId {
-        buf: [0; 32],
+        buf: [0; MsgId::MAX],
         len: 0,
     };
 
+    /// The longest id: `m<reactor>-<seq>` (at most 24 bytes) and a node's suffix.
+    pub const MAX: usize = 80;
+
     /// `m<reactor>-<seq>`, written in place (one is made per topic message).
     pub fn new(reactor: usize, seq: u64) -> Self {
+        MsgId::with_node(reactor, seq, b"")
+    }
+
+    /// `m<reactor>-<seq>` followed by `node` (a cluster node's `@<name>-<boot>`, which makes
+    /// the id unique cluster-wide; see [`crate::cluster::Node`]).
+    pub fn with_node(reactor: usize, seq: u64, node: &[u8]) -> Self {
         let mut id = MsgId::EMPTY;
         let mut tmp = [0u8; 20];
         id.push(b"m");
         id.push(usize_digits(reactor, &mut tmp));
         id.push(b"-");
         id.push(usize_digits(seq as usize, &mut tmp));
+        id.push(node);
         id
+    }
+
+    /// An id as another node wrote it (`None` if longer than [`MsgId::MAX`] or empty).
+    pub fn from_bytes(bytes: &[u8]) -> Option<MsgId> {
+        if bytes.is_empty() || bytes.len() > MsgId::MAX {
+            return None;
+        }
+        let mut id = MsgId::EMPTY;
+        id.push(bytes);
+        Some(id)
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -213,7 +233,8 @@ fn unescaped<'a>(frame: &FrameRef<'a>, raw: &'a [u8]) -> std::borrow::Cow<'a, [u
 // ---- queue delivery ids, given per delivery (a topic message has one MsgId for all)
 
 /// An ack id: `Some((slot, gen, delivery))` for a queue delivery (`q<slot>.<gen>.<delivery>`),
-/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, not tracked).
+/// `None` for a well-formed topic message id (`m<reactor>-<seq>`, and in cluster mode
+/// `@<node>` after it; not tracked).
 pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
     if let Some(rest) = id.strip_prefix('q') {
         let mut it = rest.split('.').map(|p| p.parse::<u64>().ok());
@@ -224,8 +245,18 @@ pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
             _ => Err(format!("unknown ack id '{id}'")),
         };
     }
-    let topic_id = id
-        .strip_prefix('m')
+    let (id_here, node) = match id.split_once('@') {
+        Some((i, n)) => (i, Some(n)),
+        None => (id, None),
+    };
+    let node_ok = node.is_none_or(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    let topic_id = node_ok
+        && id_here
+            .strip_prefix('m')
         .and_then(|r| r.split_once('-'))
         .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
     if topic_id {
@@ -280,5 +311,22 @@ mod tests {
         let big = MsgId::new(63, u64::MAX);
         assert_eq!(big.as_bytes(), format!("m63-{}", u64::MAX).as_bytes());
         assert!(MsgId::EMPTY.as_bytes().is_empty());
+        let clustered = MsgId::with_node(63, u64::MAX, &[b'x'; 56]);
+        assert_eq!(clustered.as_bytes().len(), MsgId::MAX);
+        assert_eq!(
+            MsgId::from_bytes(clustered.as_bytes()).map(|i| i.as_bytes().to_vec()),
+            Some(clustered.as_bytes().to_vec())
+        );
+        assert!(MsgId::from_bytes(&[b'x'; MsgId::MAX + 1]).is_none());
+    }
+
+    #[test]
+    fn topic_ids_from_any_node_are_acked_as_topic_ids() {
+        use super::parse_qid;
+        assert_eq!(parse_qid("m3-42"), Ok(None));
+        assert_eq!(parse_qid("m3-42@node_1-65f0a1b2"), Ok(None));
+        assert!(parse_qid("m3-42@").is_err());
+        assert!(parse_qid("m3-42@a b").is_err());
+        assert!(parse_qid("m3@x").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! destination, so a message crosses to another reactor at most once.
 
 mod directory;
+pub mod interest;
 mod message;
 pub mod queue;
 mod queued;
@@ -95,11 +96,21 @@ pub enum Queued {
 #[derive(Debug)]
 struct Dest {
     subs: Vec<Subscriber>,
+    /// Cluster mode: the destination's NATS subject (`None`: standalone, or too long).
+    subject: Option<Arc<str>>,
     /// Reactors with exact subscribers (shared with the directory).
     mask: Arc<AtomicU64>,
     /// Reactors with matching wildcard subscribers, and the pattern generation it was
     /// computed at.
     wild: (u64, u64),
+}
+
+/// The subscribers of one wildcard pattern (patterns that normalise alike share one).
+#[derive(Debug, Default)]
+struct PatternSubs {
+    subs: Vec<Subscriber>,
+    /// Cluster mode: the NATS subjects that cover the pattern.
+    covers: Box<[Arc<str>]>,
 }
 
 /// How a destination is routed.
@@ -267,7 +278,9 @@ pub struct Router {
     reactors: usize,
     directory: Arc<Directory>,
     dests: HashMap<Box<str>, Dest>,
-    patterns: Trie<Vec<Subscriber>>,
+    patterns: Trie<PatternSubs>,
+    /// Cluster mode: the NATS subjects this reactor's subscribers need.
+    cluster: Option<interest::Interest>,
     qsubs: Slab<QSub>,
     qgen: u32,
     queues: HashMap<Arc<str>, Queue>,
@@ -305,6 +318,7 @@ impl Router {
             directory,
             dests: HashMap::new(),
             patterns: Trie::default(),
+            cluster: None,
             qsubs: Slab::new(),
             qgen: 0,
             queues: HashMap::new(),
@@ -318,6 +332,45 @@ impl Router {
         }
     }
 
+    /// Cluster mode: destinations get NATS subjects under `prefix`, and message ids made here
+    /// end in `id_suffix`.
+    pub fn clustered(mut self, prefix: &str, id_suffix: &[u8]) -> Self {
+        self.cluster = Some(interest::Interest::new(prefix, id_suffix));
+        self
+    }
+
+    /// The id of topic message number `seq` published here.
+    pub fn msg_id(&self, seq: u64) -> MsgId {
+        match &self.cluster {
+            Some(c) => MsgId::with_node(self.reactor, seq, c.id_suffix()),
+            None => MsgId::new(self.reactor, seq),
+        }
+    }
+
+    /// Cluster mode: why a destination cannot be used (queues wait for the JetStream issue; a
+    /// destination whose subject would be too long cannot cross).
+    pub fn cluster_refuses(&self, destination: &str) -> Option<&'static str> {
+        let c = self.cluster.as_ref()?;
+        if kind(destination) == DestKind::Queue {
+            return Some("queues are not available in cluster mode");
+        }
+        let too_long = match kind(destination) {
+            DestKind::Pattern => c.covers(destination).is_empty(),
+            _ => c.too_long(destination),
+        };
+        too_long.then_some("destination too long for the cluster")
+    }
+
+    /// Cluster mode: the subjects this reactor started or stopped needing since last taken.
+    pub fn interest_changes(&mut self) -> Option<&mut Vec<(Arc<str>, bool)>> {
+        self.cluster.as_mut().map(|c| c.changes())
+    }
+
+    /// Cluster mode: NATS subjects this reactor's subscribers need.
+    pub fn interest_len(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.len())
+    }
+
     fn bit(&self) -> u64 {
         1u64 << (self.reactor % MAX_REACTORS)
     }
@@ -328,18 +381,27 @@ impl Router {
     pub fn subscribe(&mut self, destination: &str, sub: Subscriber) {
         let bit = self.bit();
         if kind(destination) == DestKind::Pattern {
-            let subs = self.patterns.entry(destination, Vec::new);
-            if subs.is_empty() {
+            let p = self.patterns.entry(destination, PatternSubs::default);
+            if p.subs.is_empty() {
                 self.directory.add_pattern(destination, bit);
+                if let Some(c) = &mut self.cluster {
+                    p.covers = c.covers(destination);
+                    for s in p.covers.iter() {
+                        c.add(s);
+                    }
+                }
             }
-            subs.push(sub);
+            p.subs.push(sub);
             self.pattern_sub_count += 1;
             return;
         }
-        let d = dest_in(&mut self.dests, &self.directory, destination);
+        let d = dest_in(&mut self.dests, &self.directory, &self.cluster, destination);
         if d.subs.is_empty() {
             d.mask.fetch_or(bit, Ordering::SeqCst);
             self.live_dests += 1;
+            if let (Some(c), Some(s)) = (&mut self.cluster, &d.subject) {
+                c.add(s);
+            }
         }
         d.subs.push(sub);
         self.topic_sub_count += 1;
@@ -349,12 +411,18 @@ impl Router {
     pub fn unsubscribe(&mut self, destination: &str, conn: usize, id: &str) {
         let bit = self.bit();
         if kind(destination) == DestKind::Pattern {
-            if let Some(subs) = self.patterns.get_mut(destination) {
-                let before = subs.len();
-                subs.retain(|s| !(s.conn == conn && *s.id == *id));
-                self.pattern_sub_count -= before - subs.len();
-                if subs.is_empty() {
-                    self.patterns.remove(destination);
+            if let Some(p) = self.patterns.get_mut(destination) {
+                let before = p.subs.len();
+                p.subs.retain(|s| !(s.conn == conn && *s.id == *id));
+                self.pattern_sub_count -= before - p.subs.len();
+                if p.subs.is_empty() {
+                    if let Some(p) = self.patterns.remove(destination) {
+                        if let Some(c) = &mut self.cluster {
+                            for s in p.covers.iter() {
+                                c.remove(s);
+                            }
+                        }
+                    }
                     self.directory.remove_pattern(destination, bit);
                 }
             }
@@ -368,6 +436,9 @@ impl Router {
                 if d.subs.is_empty() {
                     d.mask.fetch_and(!bit, Ordering::SeqCst);
                     self.live_dests -= 1;
+                    if let (Some(c), Some(s)) = (&mut self.cluster, &d.subject) {
+                        c.remove(s);
+                    }
                 }
             }
         }
@@ -383,11 +454,17 @@ impl Router {
 
     /// Reactors (bitmask) with subscribers for `destination`, other than this one.
     pub fn remote_mask(&mut self, destination: &str) -> u64 {
+        self.remote(destination).0
+    }
+
+    /// [`Router::remote_mask`], and in cluster mode the destination's NATS subject (cached with
+    /// the destination: nothing is allocated per publish).
+    pub fn remote(&mut self, destination: &str) -> (u64, Option<&Arc<str>>) {
         let bit = self.bit();
         // Borrowed beside the cache, not cloned: an Arc clone per publish would bounce its
         // shared counter between the reactors.
         let dir = &*self.directory;
-        let d = dest_in(&mut self.dests, dir, destination);
+        let d = dest_in(&mut self.dests, dir, &self.cluster, destination);
         let mut mask = d.mask.load(Ordering::SeqCst);
         if dir.has_patterns() {
             let gen = dir.pattern_generation();
@@ -396,7 +473,7 @@ impl Router {
             }
             mask |= d.wild.1;
         }
-        mask & !bit
+        (mask & !bit, d.subject.as_ref())
     }
 
     /// Deliver to every local subscriber of `msg.destination`, exact and wildcard.
@@ -407,11 +484,37 @@ impl Router {
         }
         let mut n = subs.len();
         if !self.patterns.is_empty() {
-            self.patterns.for_each_match(&msg.destination, |subs| {
-                for s in subs {
+            self.patterns.for_each_match(&msg.destination, |p| {
+                for s in &p.subs {
                     deliver(s, msg, sink);
                 }
-                n += subs.len();
+                n += p.subs.len();
+            });
+        }
+        n
+    }
+
+    /// Deliver a message another node published, which arrived through this node's NATS
+    /// subscription to `via`: to the exact subscribers of its destination if `via` is that
+    /// destination's own subject, and to the matching patterns that `via` covers. Each local
+    /// subscription gets it once however many of the node's NATS subscriptions it matched.
+    pub fn deliver_cluster(&self, msg: &Published, via: &str, sink: &mut impl Sink) -> usize {
+        let mut n = 0;
+        if !crate::cluster::subject::is_wildcard(via) {
+            let subs = self.local(&msg.destination);
+            for s in subs {
+                deliver(s, msg, sink);
+            }
+            n += subs.len();
+        }
+        if !self.patterns.is_empty() {
+            self.patterns.for_each_match(&msg.destination, |p| {
+                if p.covers.iter().any(|c| **c == *via) {
+                    for s in &p.subs {
+                        deliver(s, msg, sink);
+                    }
+                    n += p.subs.len();
+                }
             });
         }
         n
@@ -446,6 +549,7 @@ impl Router {
 fn dest_in<'a>(
     dests: &'a mut HashMap<Box<str>, Dest>,
     directory: &Directory,
+    cluster: &Option<interest::Interest>,
     destination: &str,
 ) -> &'a mut Dest {
     if !dests.contains_key(destination) {
@@ -457,6 +561,7 @@ fn dest_in<'a>(
             destination.into(),
             Dest {
                 subs: Vec::new(),
+                subject: cluster.as_ref().and_then(|c| c.subject(destination)),
                 mask,
                 wild: (u64::MAX, 0),
             },

@@ -243,9 +243,35 @@ pub struct Stats {
     pub accept: Arc<AcceptStats>,
     pub limits: Arc<ConnLimits>,
     pub memory: Arc<crate::memory::MemoryState>,
+    /// Cluster mode: the NATS link.
+    pub cluster: Option<Arc<super::bridge::ClusterStats>>,
 }
 
 impl Stats {
+    /// `/healthz`: the node is up (always 200: a node whose cluster link is down still serves
+    /// its own clients), and, in cluster mode, the link's state.
+    pub fn health(&self) -> String {
+        match &self.cluster {
+            None => "ok\n".to_string(),
+            Some(c) => format!(
+                "ok\ncluster: {} node={} reconnects={} published={} received={} dropped={}\n",
+                if c.up.load(Ordering::Relaxed) {
+                    "up"
+                } else {
+                    "down"
+                },
+                c.node,
+                c.reconnects(),
+                c.published.load(Ordering::Relaxed),
+                c.received.load(Ordering::Relaxed),
+                super::bridge::Dropped::ALL
+                    .iter()
+                    .map(|&d| c.dropped(d))
+                    .sum::<u64>(),
+            ),
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let snaps: Vec<Counters> = self.reactors.iter().map(|r| r.snapshot()).collect();
@@ -425,6 +451,53 @@ impl Stats {
              a full queue, busy pools), app (a handler failed).",
             &cause_rows,
         );
+        if let Some(c) = &self.cluster {
+            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            metric(
+                "cluster_up",
+                "gauge",
+                "Whether the node's NATS connection is up.",
+                &[("", u64::from(c.up.load(Ordering::Relaxed)))],
+            );
+            metric(
+                "cluster_reconnects_total",
+                "counter",
+                "Times the node connected to NATS again after losing it.",
+                &[("", c.reconnects())],
+            );
+            metric(
+                "cluster_published_total",
+                "counter",
+                "Topic messages published to NATS.",
+                &[("", g(&c.published))],
+            );
+            metric(
+                "cluster_received_total",
+                "counter",
+                "Messages received from NATS (other nodes' publishes).",
+                &[("", g(&c.received))],
+            );
+            let reasons: Vec<(String, u64)> = super::bridge::Dropped::ALL
+                .iter()
+                .map(|&d| (format!("reason=\"{}\"", d.label()), c.dropped(d)))
+                .collect();
+            let rows: Vec<(&str, u64)> = reasons.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(
+                "cluster_dropped_total",
+                "counter",
+                "Topic messages that did not cross between nodes, by reason.",
+                &rows,
+            );
+            metric(
+                "cluster_subscriptions",
+                "gauge",
+                "NATS subscriptions the node holds (one per subject its subscribers need).",
+                &[(
+                    "",
+                    c.subscriptions.load(std::sync::atomic::Ordering::Relaxed) as u64,
+                )],
+            );
+        }
         let per = |f: fn(&Counters) -> u64| -> Vec<(String, u64)> {
             snaps
                 .iter()
@@ -572,7 +645,7 @@ fn serve(mut s: std::net::TcpStream, stats: &Stats) -> io::Result<()> {
             stats.render(),
         )
     } else if line.starts_with(b"GET /healthz ") {
-        ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+        ("200 OK", "text/plain; charset=utf-8", stats.health())
     } else {
         (
             "404 Not Found",

@@ -13,6 +13,7 @@
 mod acceptor;
 pub mod apps;
 pub mod authpool;
+pub mod bridge;
 pub mod buf;
 mod conn;
 pub mod mailbox;
@@ -79,6 +80,8 @@ pub struct ServerHandle {
     metrics_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     metrics_waker: Option<Arc<Waker>>,
+    /// Cluster mode: rings the bridge thread (to see the shutdown flag at once).
+    bridge: Option<Arc<tokio::sync::Notify>>,
     publisher: Publisher,
     shutdown: Arc<AtomicBool>,
     acceptor_waker: Arc<Waker>,
@@ -119,6 +122,7 @@ impl ServerHandle {
             acceptor: Arc::clone(&self.acceptor_waker),
             reactors: self.reactor_wakers.clone(),
             metrics: self.metrics_waker.clone(),
+            bridge: self.bridge.clone(),
         }
     }
 
@@ -148,6 +152,7 @@ pub struct ShutdownTrigger {
     acceptor: Arc<Waker>,
     reactors: Vec<Mailbox>,
     metrics: Option<Arc<Waker>>,
+    bridge: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ShutdownTrigger {
@@ -159,6 +164,9 @@ impl ShutdownTrigger {
         }
         if let Some(m) = &self.metrics {
             let _ = m.wake();
+        }
+        if let Some(b) = &self.bridge {
+            b.notify_one();
         }
     }
 }
@@ -225,11 +233,16 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         .map(|_| Arc::new(ReactorStats::default()))
         .collect();
     let memory = Arc::new(MemoryState::new(cfg.memory_high_watermark));
+    let cluster_stats = cfg
+        .cluster
+        .as_ref()
+        .map(|c| Arc::new(bridge::ClusterStats::new(&c.node_name)));
     let stats = Arc::new(Stats {
         reactors: reactor_stats.clone(),
         accept: Arc::clone(&accept_stats),
         limits: Arc::clone(&limits),
         memory: Arc::clone(&memory),
+        cluster: cluster_stats.clone(),
     });
     let metrics = match cfg.metrics_listen {
         Some(addr) => Some(MetricsServer::bind(
@@ -254,6 +267,20 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         parts.push((poll, rx, woken));
     }
     let mut threads = Vec::new();
+    let (bridge, mut uplinks) = match &cfg.cluster {
+        Some(c) => {
+            let stats = cluster_stats.clone().unwrap_or_default();
+            let (b, ups) = bridge::start(c, &mailboxes, stats, Arc::clone(&shutdown))?;
+            (Some(b), ups.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
+    let id_suffix = cfg.cluster.as_ref().map(|c| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        crate::cluster::id_suffix(&c.node_name, started)
+    });
     let user_prefix = cfg
         .app
         .as_ref()
@@ -278,6 +305,19 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         mailboxes.clone(),
     )?;
     for (i, (poll, rx, woken)) in parts.into_iter().enumerate() {
+        let mut router = Router::with_config(
+            i,
+            cfg.reactors.max(1),
+            Arc::clone(&directory),
+            QueueConfig {
+                // A consumer's deliveries in flight stay within half its outbound bound.
+                window: cfg.max_outbound / 2,
+                ..cfg.queues
+            },
+        );
+        if let (Some(c), Some(suffix)) = (&cfg.cluster, &id_suffix) {
+            router = router.clustered(&c.subject_prefix, suffix.as_bytes());
+        }
         let reactor = Reactor::new(
             i,
             Arc::clone(&cfg),
@@ -291,17 +331,9 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
                 pool: pool.clone(),
                 auth: Some(auth_pool.clone()),
                 memory: Arc::clone(&memory),
+                cluster: uplinks.get_mut(i).and_then(Option::take),
             },
-            Router::with_config(
-                i,
-                cfg.reactors.max(1),
-                Arc::clone(&directory),
-                QueueConfig {
-                    // A consumer's deliveries in flight stay within half its outbound bound.
-                    window: cfg.max_outbound / 2,
-                    ..cfg.queues
-                },
-            ),
+            router,
             mailboxes.clone(),
         );
         threads.push(
@@ -364,6 +396,10 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     drop(auth_pool);
     threads.extend(workers);
     threads.extend(auth_workers);
+    let bridge = bridge.map(|b| {
+        threads.push(b.thread);
+        b.notify
+    });
     Ok(ServerHandle {
         publisher,
         ws_addr,
@@ -371,6 +407,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         metrics_addr,
         stats,
         metrics_waker,
+        bridge,
         shutdown,
         acceptor_waker,
         reactor_wakers: mailboxes,

@@ -98,7 +98,17 @@ pub struct Reactor {
     memory: Arc<crate::memory::MemoryState>,
     /// The memory alarm as of this loop turn.
     memory_alarm: bool,
+    /// Cluster mode: this reactor's end of the NATS bridge.
+    cluster: Option<super::bridge::Uplink>,
+    /// Messages from other nodes were left for the next turn (the turn's budget ran out).
+    cluster_more: bool,
 }
+
+/// Messages from other nodes delivered in one loop turn, at most (the rest wait a turn, so one
+/// burst cannot stretch a turn without bound).
+const CLUSTER_BUDGET: usize = 4096;
+/// How soon a reactor retries interest changes the bridge had no room for.
+const CLUSTER_RETRY: Duration = Duration::from_millis(10);
 
 /// Shared things a reactor is built with.
 pub struct Shared {
@@ -111,6 +121,8 @@ pub struct Shared {
     pub auth: Option<super::authpool::AuthPool>,
     /// The memory high-water mark's alarm.
     pub memory: Arc<crate::memory::MemoryState>,
+    /// Cluster mode: this reactor's end of the NATS bridge.
+    pub cluster: Option<super::bridge::Uplink>,
 }
 
 impl Reactor {
@@ -162,6 +174,8 @@ impl Reactor {
             auth: shared.auth,
             memory: shared.memory,
             memory_alarm: false,
+            cluster: shared.cluster,
+            cluster_more: false,
             cfg,
         }
     }
@@ -171,8 +185,15 @@ impl Reactor {
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
             let pending = self.batches.iter().any(|b| !b.is_empty());
-            let timeout = if !self.ready_again.is_empty() || !self.dirty.is_empty() || pending {
+            let busy = !self.ready_again.is_empty() || !self.dirty.is_empty() || pending;
+            let timeout = if busy || self.cluster_more {
                 Some(Duration::ZERO)
+            } else if self.cluster.as_ref().is_some_and(|c| c.has_waiting()) {
+                Some(
+                    self.wheel
+                        .timeout()
+                        .map_or(CLUSTER_RETRY, |t| t.min(CLUSTER_RETRY)),
+                )
             } else {
                 self.wheel.timeout()
             };
@@ -207,6 +228,7 @@ impl Reactor {
             for t in std::mem::take(&mut self.ready_again) {
                 self.read(t, now);
             }
+            self.from_cluster();
             self.fire_timers(now);
             self.recheck_access(now);
             if shutdown_deadline.is_none() && self.shutdown.load(Ordering::Acquire) {
@@ -217,6 +239,7 @@ impl Reactor {
                 self.close_all(now);
             }
             self.send_batches();
+            self.to_cluster();
             self.handle_overflow(now);
             self.flush_dirty(now);
             self.publish_stats(now);
@@ -226,6 +249,36 @@ impl Reactor {
                 }
             }
         }
+    }
+
+    /// Cluster mode: deliver what other nodes published (up to a turn's budget).
+    fn from_cluster(&mut self) {
+        let Some(up) = &mut self.cluster else {
+            return;
+        };
+        let mut sink = conn_sink!(self);
+        let mut n = 0;
+        while n < CLUSTER_BUDGET {
+            let Some(d) = up.recv() else {
+                break;
+            };
+            self.router.deliver_cluster(&d.msg, &d.via, &mut sink);
+            n += 1;
+        }
+        self.cluster_more = n == CLUSTER_BUDGET;
+    }
+
+    /// Cluster mode, end of a turn: pass interest changes on and ring the bridge once.
+    fn to_cluster(&mut self) {
+        let Some(up) = &mut self.cluster else {
+            return;
+        };
+        if let Some(changes) = self.router.interest_changes() {
+            if !changes.is_empty() {
+                up.interest(changes);
+            }
+        }
+        up.end_turn();
     }
 
     /// The memory alarm is off: connections stopped for it are read again.
@@ -288,9 +341,12 @@ impl Reactor {
     fn external(&mut self, msgs: &mut Vec<crate::app::Outgoing>, now: Instant) {
         let mut enc = std::mem::take(&mut self.enc);
         for m in msgs.drain(..) {
-            let msg = super::conn::encode_outgoing(&m, self.id, &mut self.seq, &mut enc);
+            let msg = super::conn::encode_outgoing(&m, &self.router, &mut self.seq, &mut enc);
             self.counters.messages_in += 1;
-            if crate::router::kind(&msg.destination) == crate::router::DestKind::Queue {
+            if self.router.cluster_refuses(&msg.destination).is_some() {
+                // Cluster mode: no node-local queue behind the cluster's back. Counted.
+                self.counters.queue_rejected += 1;
+            } else if crate::router::kind(&msg.destination) == crate::router::DestKind::Queue {
                 let seq = self.router.next_seq();
                 self.qops.push(QueueOp::Enqueue {
                     queue: Arc::clone(&msg.destination),
@@ -520,7 +576,10 @@ impl Reactor {
             for msg in outbox.drain(..) {
                 let mut sink = conn_sink!(self);
                 self.router.deliver_local(&msg, &mut sink);
-                let mut mask = self.router.remote_mask(&msg.destination);
+                let (mut mask, subject) = self.router.remote(&msg.destination);
+                if let (Some(up), Some(subject)) = (&mut self.cluster, subject) {
+                    up.publish(subject, &msg.shared);
+                }
                 while mask != 0 {
                     let r = mask.trailing_zeros() as usize;
                     mask &= mask - 1;

@@ -91,6 +91,53 @@ pub struct Cli {
     /// Queues in the broker; a SEND making one more is refused [file: queues.max_queues]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_queues: Option<usize>,
+    /// Join a cluster through NATS: seed URLs (repeatable or comma-separated)
+    /// [file: cluster.nats]
+    #[arg(
+        long = "cluster",
+        value_name = "NATS_URL",
+        value_delimiter = ',',
+        help_heading = "Cluster"
+    )]
+    pub cluster: Option<Vec<String>>,
+    /// This node's name in the cluster (default: random) [file: cluster.node_name]
+    #[arg(long, value_name = "NAME", help_heading = "Cluster")]
+    pub node_name: Option<String>,
+    /// Prefix of the NATS subjects [file: cluster.subject_prefix]
+    #[arg(long, value_name = "PREFIX", help_heading = "Cluster")]
+    pub cluster_subject_prefix: Option<String>,
+    /// NATS user (with --cluster-password) [file: cluster.user]
+    #[arg(long, value_name = "USER", help_heading = "Cluster")]
+    pub cluster_user: Option<String>,
+    /// NATS password [file: cluster.password]
+    #[arg(long, value_name = "PASSWORD", help_heading = "Cluster")]
+    pub cluster_password: Option<String>,
+    /// NATS token [file: cluster.token]
+    #[arg(long, value_name = "TOKEN", help_heading = "Cluster")]
+    pub cluster_token: Option<String>,
+    /// NATS .creds file [file: cluster.credentials]
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
+    pub cluster_credentials: Option<PathBuf>,
+    /// CA certificate to trust for NATS's TLS, PEM [file: cluster.tls_ca]
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// Client certificate for NATS's TLS, PEM [file: cluster.tls_cert]
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// Client key for NATS's TLS, PEM [file: cluster.tls_key]
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// Refuse a NATS connection without TLS [file: cluster.require_tls]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "Cluster")]
+    pub cluster_require_tls: Option<bool>,
+    /// Messages waiting to cross each way; past it topic messages are dropped and counted
+    /// [file: cluster.max_pending]
+    #[arg(long, value_name = "N", help_heading = "Cluster")]
+    pub cluster_max_pending: Option<usize>,
+    /// Bytes of the messages waiting to cross each way [file: cluster.max_pending_bytes]
+    #[arg(long, value_name = "BYTES", help_heading = "Cluster")]
+    pub cluster_max_pending_bytes: Option<usize>,
     /// Memory in use above which publishers are not read from; 0: no mark
     /// [file: memory.high_watermark]
     #[arg(long, value_name = "BYTES", help_heading = "Limits")]
@@ -252,6 +299,7 @@ impl Cli {
         let c = self.clone();
         set(&mut s.log_level, c.log_level);
         set(&mut s.reactors, c.reactors);
+        let non_empty = |v: Vec<String>| v.into_iter().filter(|x| !x.is_empty()).collect();
         set(&mut s.echo, c.echo);
         set(&mut s.listen.websocket, c.listen);
         set(&mut s.listen.tcp, c.tcp_listen);
@@ -273,8 +321,20 @@ impl Cli {
         set(&mut s.queues.max_bytes, c.queue_max_bytes);
         set(&mut s.queues.max_queues, c.max_queues);
         set(&mut s.memory.high_watermark, c.memory_high_watermark);
+        set(&mut s.cluster.nats, c.cluster.map(non_empty));
+        set(&mut s.cluster.node_name, c.node_name);
+        set(&mut s.cluster.subject_prefix, c.cluster_subject_prefix);
+        set(&mut s.cluster.user, c.cluster_user);
+        set(&mut s.cluster.password, c.cluster_password);
+        set(&mut s.cluster.token, c.cluster_token);
+        set(&mut s.cluster.credentials, c.cluster_credentials);
+        set(&mut s.cluster.tls_ca, c.cluster_tls_ca);
+        set(&mut s.cluster.tls_cert, c.cluster_tls_cert);
+        set(&mut s.cluster.tls_key, c.cluster_tls_key);
+        set(&mut s.cluster.require_tls, c.cluster_require_tls);
+        set(&mut s.cluster.max_pending, c.cluster_max_pending);
+        set(&mut s.cluster.max_pending_bytes, c.cluster_max_pending_bytes);
         set(&mut s.queues.overflow, c.queue_overflow);
-        let non_empty = |v: Vec<String>| v.into_iter().filter(|x| !x.is_empty()).collect();
         set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
         set(
             &mut s.websocket.allowed_origins,

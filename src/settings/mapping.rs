@@ -35,8 +35,16 @@ impl Settings {
             auth_workers,
             auth_pending_per_ip,
             memory_high_watermark,
+            cluster,
             ..
         } = cfg;
+        let cluster_default = crate::cluster::ClusterConfig {
+            node_name: String::new(),
+            ..Default::default()
+        };
+        let c = cluster.as_ref().unwrap_or(&cluster_default);
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let path = |v: &Option<PathBuf>| v.clone().unwrap_or_default();
         let HandshakeConfig {
             max_request_bytes,
             protocols,
@@ -153,7 +161,48 @@ impl Settings {
                 max_pending_per_ip: *auth_pending_per_ip,
                 max_hash_memory: crate::auth::DEFAULT_MAX_HASH_MEMORY_KIB,
             },
+            cluster: ClusterSettings {
+                nats: c.servers.clone(),
+                node_name: c.node_name.clone(),
+                subject_prefix: c.subject_prefix.clone(),
+                user: text(&c.user),
+                password: text(&c.password),
+                token: text(&c.token),
+                credentials: path(&c.credentials),
+                tls_ca: path(&c.tls_ca),
+                tls_cert: path(&c.tls_cert),
+                tls_key: path(&c.tls_key),
+                require_tls: c.require_tls,
+                max_pending: c.max_pending,
+                max_pending_bytes: c.max_pending_bytes,
+            },
         }
+    }
+
+    /// The cluster's settings, if any seed URL is given.
+    fn cluster_config(&self) -> Option<crate::cluster::ClusterConfig> {
+        let c = &self.cluster;
+        if c.nats.is_empty() {
+            return None;
+        }
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let path = |v: &PathBuf| (!v.as_os_str().is_empty()).then(|| v.clone());
+        let defaults = crate::cluster::ClusterConfig::default();
+        Some(crate::cluster::ClusterConfig {
+            servers: c.nats.clone(),
+            node_name: text(&c.node_name).unwrap_or(defaults.node_name),
+            subject_prefix: c.subject_prefix.clone(),
+            user: text(&c.user),
+            password: text(&c.password),
+            token: text(&c.token),
+            credentials: path(&c.credentials),
+            tls_ca: path(&c.tls_ca),
+            tls_cert: path(&c.tls_cert),
+            tls_key: path(&c.tls_key),
+            require_tls: c.require_tls,
+            max_pending: c.max_pending,
+            max_pending_bytes: c.max_pending_bytes,
+        })
     }
 
     /// Check every option and read the files it names (TLS certificate, users, ACL), then
@@ -244,6 +293,7 @@ impl Settings {
             auth_workers: s.auth.workers,
             auth_pending_per_ip: s.auth.max_pending_per_ip,
             memory_high_watermark: s.memory.high_watermark as usize,
+            cluster: s.cluster_config(),
             ..Config::default()
         };
         Ok(Built { config, users })

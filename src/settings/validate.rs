@@ -147,6 +147,35 @@ impl Settings {
         v.at_least("queues.max_messages", s.queues.max_messages as u64, 1);
         v.at_least("queues.max_bytes", s.queues.max_bytes as u64, 1);
         v.at_least("queues.max_queues", s.queues.max_queues as u64, 1);
+        let c = &s.cluster;
+        for url in &c.nats {
+            if url.parse::<async_nats::ServerAddr>().is_err() {
+                v.fail("cluster.nats", format!("'{url}' is not a NATS URL (nats://host:port)"));
+            }
+        }
+        if !c.node_name.is_empty() && !crate::cluster::valid_node_name(&c.node_name) {
+            v.fail(
+                "cluster.node_name",
+                format!(
+                    "1 to {} of A-Z a-z 0-9 - _",
+                    crate::cluster::MAX_NODE_NAME
+                ),
+            );
+        }
+        if !crate::cluster::subject::valid_prefix(&c.subject_prefix) {
+            v.fail(
+                "cluster.subject_prefix",
+                "NATS tokens of A-Z a-z 0-9 - _, separated by dots",
+            );
+        }
+        if c.user.is_empty() != c.password.is_empty() {
+            v.fail("cluster.user", "user and password go together");
+        }
+        if c.tls_cert.as_os_str().is_empty() != c.tls_key.as_os_str().is_empty() {
+            v.fail("cluster.tls_cert", "tls_cert and tls_key go together");
+        }
+        v.at_least("cluster.max_pending", c.max_pending as u64, 1);
+        v.at_least("cluster.max_pending_bytes", c.max_pending_bytes as u64, 1024);
         if s.memory.high_watermark != 0 {
             v.range(
                 "memory.high_watermark",

@@ -72,7 +72,7 @@ pub(super) fn app_send(
             let out = crate::server::apps::invoke_send(&**h, &req, &app.user_prefix)
                 .map_err(|e| StompError::new(e.0).because(Cause::App))?;
             for m in &out {
-                let msg = encode_outgoing(m, ctx.reactor, ctx.seq, ctx.enc);
+                let msg = encode_outgoing(m, ctx.router, ctx.seq, ctx.enc);
                 publish(msg, ctx);
             }
             Ok(None)
@@ -156,7 +156,7 @@ pub(super) fn submit(
 /// Encode a message from outside a frame (handlers, the embedding API).
 pub fn encode_outgoing(
     m: &Outgoing,
-    reactor: usize,
+    router: &crate::router::Router,
     seq: &mut u64,
     enc: &mut Vec<u8>,
 ) -> Published {
@@ -178,7 +178,7 @@ pub fn encode_outgoing(
         None
     } else {
         *seq += 1;
-        Some(MsgId::new(reactor, *seq))
+        Some(router.msg_id(*seq))
     };
     encode_shared_as(&frame, &m.destination, &m.shown, id, enc)
 }

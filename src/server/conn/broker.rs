@@ -220,6 +220,8 @@ pub(super) fn apply_action(
                         "wildcard subscription has {words} words, more than the {max} allowed"
                     ))
                     .because(Cause::Limit))
+                } else if let Some(why) = ctx.router.cluster_refuses(&dest) {
+                    Err(StompError::new(format!("{why}: '{dest}'")).because(Cause::Refused))
                 } else {
                     acl_check(st, ctx, crate::auth::Perm::Read, &dest)
                 };
@@ -280,6 +282,11 @@ pub(super) fn apply_action(
             transaction,
         } => {
             acl_check(st, ctx, crate::auth::Perm::Write, &destination)?;
+            if let Some(why) = ctx.router.cluster_refuses(&destination) {
+                return Err(
+                    StompError::new(format!("{why}: '{destination}'")).because(Cause::Refused)
+                );
+            }
             let mut shown = None;
             let cfg: &Config = ctx.cfg;
             if let Some(app) = cfg.app.as_deref() {
@@ -298,7 +305,7 @@ pub(super) fn apply_action(
                 None
             } else {
                 *ctx.seq += 1;
-                Some(MsgId::new(ctx.reactor, *ctx.seq))
+                Some(ctx.router.msg_id(*ctx.seq))
             };
             let shown = shown.as_deref().unwrap_or(&destination);
             let msg = encode_shared_as(frame, &destination, shown, id, ctx.enc);
@@ -396,6 +403,12 @@ pub(super) fn publish(msg: Published, ctx: &mut Ctx<'_>) {
 
 /// As [`publish`]; a queue message's RECEIPT (if `receipt`) is sent once its queue accepted it.
 pub(super) fn publish_with_receipt(msg: Published, receipt: Option<Box<str>>, ctx: &mut Ctx<'_>) {
+    if ctx.router.cluster_refuses(&msg.destination).is_some() {
+        // A handler's message for a queue (or a destination too long to cross) in cluster
+        // mode: no node-local queue is made behind the cluster's back. Counted.
+        ctx.counters.queue_rejected += 1;
+        return;
+    }
     if kind(&msg.destination) == DestKind::Queue {
         let seq = ctx.router.next_seq();
         ctx.qops.push(QueueOp::Enqueue {
@@ -514,7 +527,7 @@ impl Conn {
         }) = done.message
         {
             *ctx.seq += 1;
-            let id = MsgId::new(ctx.reactor, *ctx.seq);
+            let id = ctx.router.msg_id(*ctx.seq);
             let id = String::from_utf8_lossy(id.as_bytes()).into_owned();
             let mut h: Vec<(&str, &str)> = vec![
                 ("subscription", &sub_id),

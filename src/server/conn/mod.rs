@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use crate::app::{AppConfig, Outgoing, SessionInfo};
 use crate::router::{
-    encode_shared_as, kind, ConsumerKey, DestKind, Framing, MsgId, Published, QMsg, QueueOp,
+    encode_shared_as, kind, ConsumerKey, DestKind, Framing, Published, QMsg, QueueOp,
     Router, Subscriber,
 };
 use crate::session::{Action, Cause, Due, Liveness, Session, StompError, Subscription};

@@ -225,6 +225,39 @@ fn every_option_has_a_flag() {
         ),
         ("auth.anonymous", &["--anonymous"], "true"),
         ("auth.acl_file", &["--acl-file", "acl.txt"], r#""acl.txt""#),
+        (
+            "cluster.nats",
+            &["--cluster", "nats://127.0.0.1:1,nats://127.0.0.1:2"],
+            r#"["nats://127.0.0.1:1", "nats://127.0.0.1:2"]"#,
+        ),
+        ("cluster.node_name", &["--node-name", "n1"], r#""n1""#),
+        (
+            "cluster.subject_prefix",
+            &["--cluster-subject-prefix", "p"],
+            r#""p""#,
+        ),
+        ("cluster.user", &["--cluster-user", "u"], r#""u""#),
+        ("cluster.password", &["--cluster-password", "p"], r#""p""#),
+        ("cluster.token", &["--cluster-token", "t"], r#""t""#),
+        (
+            "cluster.credentials",
+            &["--cluster-credentials", "n.creds"],
+            r#""n.creds""#,
+        ),
+        ("cluster.tls_ca", &["--cluster-tls-ca", "ca.pem"], r#""ca.pem""#),
+        (
+            "cluster.tls_cert",
+            &["--cluster-tls-cert", "c.pem"],
+            r#""c.pem""#,
+        ),
+        ("cluster.tls_key", &["--cluster-tls-key", "k.pem"], r#""k.pem""#),
+        ("cluster.require_tls", &["--cluster-require-tls"], "true"),
+        ("cluster.max_pending", &["--cluster-max-pending", "9"], "9"),
+        (
+            "cluster.max_pending_bytes",
+            &["--cluster-max-pending-bytes", "4096"],
+            "4096",
+        ),
     ];
     let defaults = flatten(&Settings::default());
     for (key, args, want) in table {

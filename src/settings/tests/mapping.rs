@@ -52,6 +52,7 @@ const MAPPED: &[&str] = &[
     "session.authenticator",
     "auth_workers",
     "auth_pending_per_ip",
+    "cluster",
 ];
 
 /// `field` or `struct.field` -> its value, read from `Config`'s pretty `Debug` output.

@@ -93,6 +93,21 @@ acl_file = "@ACL@"
 workers = 3
 max_pending_per_ip = 7
 max_hash_memory = 32768
+
+[cluster]
+nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+node_name = "edge-1"
+subject_prefix = "sbx.prod"
+user = "node"
+password = "pw"
+token = "tok"
+credentials = "node.creds"
+tls_ca = "ca.pem"
+tls_cert = "node.pem"
+tls_key = "node.key"
+require_tls = true
+max_pending = 1000
+max_pending_bytes = 1048576
 "#;
 
 /// A users file (alice, passcode "secret") and an ACL file, written once per test run.
@@ -210,6 +225,24 @@ fn full() -> Settings {
             workers: 3,
             max_pending_per_ip: 7,
             max_hash_memory: 32768,
+        },
+        cluster: ClusterSettings {
+            nats: vec![
+                "nats://127.0.0.1:4222".into(),
+                "nats://127.0.0.1:4223".into(),
+            ],
+            node_name: "edge-1".into(),
+            subject_prefix: "sbx.prod".into(),
+            user: "node".into(),
+            password: "pw".into(),
+            token: "tok".into(),
+            credentials: "node.creds".into(),
+            tls_ca: "ca.pem".into(),
+            tls_cert: "node.pem".into(),
+            tls_key: "node.key".into(),
+            require_tls: true,
+            max_pending: 1000,
+            max_pending_bytes: 1 << 20,
         },
     }
 }

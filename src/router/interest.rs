@@ -1,0 +1,87 @@
+//! Cluster mode, one reactor's share: which NATS subjects its subscribers need. Each subject is
+//! counted once per local exact destination with subscribers and once per local pattern that
+//! it covers; a change from none to some (or back) is recorded for the reactor to pass to the
+//! bridge, which holds one NATS subscription per subject any reactor needs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cluster::subject;
+
+#[derive(Debug)]
+pub struct Interest {
+    prefix: Arc<str>,
+    /// What follows `m<reactor>-<seq>` in a message id made here (`@<node>-<boot>`).
+    id_suffix: Box<[u8]>,
+    counts: HashMap<Arc<str>, usize>,
+    /// Subjects this reactor started (`true`) or stopped (`false`) needing, in order.
+    changes: Vec<(Arc<str>, bool)>,
+}
+
+impl Interest {
+    pub fn new(prefix: &str, id_suffix: &[u8]) -> Self {
+        Interest {
+            prefix: prefix.into(),
+            id_suffix: id_suffix.into(),
+            counts: HashMap::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    pub fn id_suffix(&self) -> &[u8] {
+        &self.id_suffix
+    }
+
+    /// The subject of a destination (`None`: too long to cross).
+    pub fn subject(&self, destination: &str) -> Option<Arc<str>> {
+        subject::subject(&self.prefix, destination).map(Arc::from)
+    }
+
+    /// Whether a destination's subject would be too long to cross (allocates nothing).
+    pub fn too_long(&self, destination: &str) -> bool {
+        subject::subject_len(&self.prefix, destination) > subject::MAX_SUBJECT
+    }
+
+    /// The subjects covering a pattern (empty: too long to cross).
+    pub fn covers(&self, pattern: &str) -> Box<[Arc<str>]> {
+        subject::covers(&self.prefix, pattern)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Arc::from)
+            .collect()
+    }
+
+    pub fn add(&mut self, subject: &Arc<str>) {
+        let n = self.counts.entry(Arc::clone(subject)).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.changes.push((Arc::clone(subject), true));
+        }
+    }
+
+    pub fn remove(&mut self, subject: &str) {
+        let Some(n) = self.counts.get_mut(subject) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            if let Some((k, _)) = self.counts.remove_entry(subject) {
+                self.changes.push((k, false));
+            }
+        }
+    }
+
+    /// Subjects needed now.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The changes not yet taken, oldest first.
+    pub fn changes(&mut self) -> &mut Vec<(Arc<str>, bool)> {
+        &mut self.changes
+    }
+}

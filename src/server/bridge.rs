@@ -1,0 +1,560 @@
+//! Cluster mode's bridge thread: the node's one NATS connection (async-nats on a
+//! current-thread tokio runtime that lives only here) between the reactors and NATS.
+//!
+//! Reactors never wait for it. Up: a reactor puts a message on a bounded channel with
+//! `try_send` (full, or over the byte bound: dropped and counted) and rings a tokio `Notify`
+//! once per loop turn; interest changes go on a second channel that is never dropped from (a
+//! reactor keeps what does not fit and retries). Down: the bridge decodes a message once and
+//! puts it on the bounded channel of each reactor that needs its subject (full: dropped and
+//! counted), then rings that reactor's mio `Waker`. One NATS subscription per subject the node
+//! needs, whatever the number of reactors and local subscribers behind it; async-nats
+//! reconnects, fails over between the seed URLs and re-subscribes by itself.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::mailbox::Mailbox;
+use crate::cluster::{wire, ClusterConfig};
+use crate::router::Published;
+
+/// How often the bridge looks at the shutdown flag when nothing else wakes it.
+const IDLE: Duration = Duration::from_millis(100);
+/// Interest changes waiting for the bridge (a reactor keeps the rest and retries).
+const CONTROL_BOUND: usize = 4096;
+
+/// Why a topic message did not cross (the `reason` label of `stompbox_cluster_dropped_total`).
+#[derive(Debug, Clone, Copy)]
+pub enum Dropped {
+    /// The queue up to the bridge was full (messages or bytes).
+    UpFull,
+    /// NATS was not connected.
+    Disconnected,
+    /// NATS refused it (larger than its `max_payload`, or the connection closed meanwhile).
+    Refused,
+    /// A reactor's queue down from the bridge was full.
+    DownFull,
+    /// What arrived was not a message this mapping makes.
+    Invalid,
+    /// The NATS client's own buffer for a subscription overflowed (a slow bridge).
+    SlowConsumer,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 6] = [
+        Dropped::UpFull,
+        Dropped::Disconnected,
+        Dropped::Refused,
+        Dropped::DownFull,
+        Dropped::Invalid,
+        Dropped::SlowConsumer,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Dropped::UpFull => "up_full",
+            Dropped::Disconnected => "disconnected",
+            Dropped::Refused => "refused",
+            Dropped::DownFull => "down_full",
+            Dropped::Invalid => "invalid",
+            Dropped::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
+/// The cluster link as `/metrics` and `/healthz` show it.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub node: String,
+    pub up: AtomicBool,
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// Messages published to NATS, and received from it.
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    dropped: [AtomicU64; 6],
+    /// NATS subscriptions held.
+    pub subscriptions: AtomicUsize,
+    /// Bytes of messages waiting to go up.
+    pending_up: AtomicUsize,
+}
+
+impl ClusterStats {
+    pub fn new(node: &str) -> Self {
+        ClusterStats {
+            node: node.to_string(),
+            ..ClusterStats::default()
+        }
+    }
+
+    pub fn count_drop(&self, why: Dropped) {
+        if let Some(c) = self.dropped.get(why as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self, why: Dropped) -> u64 {
+        self.dropped
+            .get(why as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Connections after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed).saturating_sub(1)
+    }
+}
+
+/// Up to the bridge.
+#[derive(Debug)]
+struct Up {
+    subject: Arc<str>,
+    payload: Arc<[u8]>,
+}
+
+/// A reactor started or stopped needing a subject.
+#[derive(Debug)]
+struct Control {
+    subject: Arc<str>,
+    reactor: usize,
+    on: bool,
+}
+
+/// Down to a reactor: a message from another node, and the subject of the node's NATS
+/// subscription it came through.
+#[derive(Debug)]
+pub struct Down {
+    pub via: Arc<str>,
+    pub msg: Published,
+}
+
+/// A reactor's end of the bridge.
+pub struct Uplink {
+    up: Sender<Up>,
+    control: Sender<Control>,
+    notify: Arc<Notify>,
+    down: Receiver<Down>,
+    down_bytes: Arc<AtomicUsize>,
+    stats: Arc<ClusterStats>,
+    max_bytes: usize,
+    reactor: usize,
+    /// Interest changes not yet taken by the bridge, oldest first.
+    waiting: VecDeque<Control>,
+    rung: bool,
+}
+
+impl Uplink {
+    /// Send a topic message up, or drop and count it.
+    pub fn publish(&mut self, subject: &Arc<str>, payload: &Arc<[u8]>) {
+        let n = payload.len();
+        if self.stats.pending_up.fetch_add(n, Ordering::Relaxed) + n > self.max_bytes {
+            self.stats.pending_up.fetch_sub(n, Ordering::Relaxed);
+            self.stats.count_drop(Dropped::UpFull);
+            return;
+        }
+        let up = Up {
+            subject: Arc::clone(subject),
+            payload: Arc::clone(payload),
+        };
+        match self.up.try_send(up) {
+            Ok(()) => self.rung = true,
+            Err(_) => {
+                self.stats.pending_up.fetch_sub(n, Ordering::Relaxed);
+                self.stats.count_drop(Dropped::UpFull);
+            }
+        }
+    }
+
+    /// Pass the router's interest changes on (what does not fit waits here, in order).
+    pub fn interest(&mut self, changes: &mut Vec<(Arc<str>, bool)>) {
+        let reactor = self.reactor;
+        self.waiting
+            .extend(changes.drain(..).map(|(subject, on)| Control {
+                subject,
+                reactor,
+                on,
+            }));
+        self.send_waiting();
+    }
+
+    fn send_waiting(&mut self) {
+        while let Some(c) = self.waiting.pop_front() {
+            match self.control.try_send(c) {
+                Ok(()) => self.rung = true,
+                Err(TrySendError::Full(c)) => {
+                    self.waiting.push_front(c);
+                    break;
+                }
+                // The bridge is gone (shutting down): nothing to tell.
+                Err(TrySendError::Disconnected(_)) => self.waiting.clear(),
+            }
+        }
+    }
+
+    /// Interest changes still waiting for room.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// End of a loop turn: retry what waits, ring the bridge once if anything was sent.
+    pub fn end_turn(&mut self) {
+        if !self.waiting.is_empty() {
+            self.send_waiting();
+        }
+        if std::mem::take(&mut self.rung) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The next message from another node, if any.
+    pub fn recv(&mut self) -> Option<Down> {
+        let d = self.down.try_recv().ok()?;
+        self.down_bytes
+            .fetch_sub(d.msg.shared.len(), Ordering::Relaxed);
+        Some(d)
+    }
+}
+
+/// A reactor as the bridge sees it.
+struct Downlink {
+    tx: Sender<Down>,
+    bytes: Arc<AtomicUsize>,
+    mailbox: Mailbox,
+}
+
+/// The running bridge: its thread, its stats, and how to stop it.
+pub struct Bridge {
+    pub stats: Arc<ClusterStats>,
+    pub notify: Arc<Notify>,
+    pub thread: JoinHandle<io::Result<()>>,
+}
+
+/// Start the bridge for `reactors` (their mailboxes, to wake them), and the reactors' ends.
+pub fn start(
+    cfg: &ClusterConfig,
+    reactors: &[Mailbox],
+    stats: Arc<ClusterStats>,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<(Bridge, Vec<Uplink>)> {
+    // A bad seed URL stops the server from starting, not the bridge after it started.
+    for s in &cfg.servers {
+        s.parse::<async_nats::ServerAddr>().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("cluster: {s}: {e}"))
+        })?;
+    }
+    let notify = Arc::new(Notify::new());
+    let (up_tx, up_rx) = crossbeam_channel::bounded(cfg.max_pending.max(1));
+    let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_BOUND);
+    let mut uplinks = Vec::new();
+    let mut downlinks = Vec::new();
+    for (i, m) in reactors.iter().enumerate() {
+        let (tx, rx) = crossbeam_channel::bounded(cfg.max_pending.max(1));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        downlinks.push(Downlink {
+            tx,
+            bytes: Arc::clone(&bytes),
+            mailbox: m.clone(),
+        });
+        uplinks.push(Uplink {
+            up: up_tx.clone(),
+            control: control_tx.clone(),
+            notify: Arc::clone(&notify),
+            down: rx,
+            down_bytes: bytes,
+            stats: Arc::clone(&stats),
+            max_bytes: cfg.max_pending_bytes,
+            reactor: i,
+            waiting: VecDeque::new(),
+            rung: false,
+        });
+    }
+    let run = Run {
+        cfg: cfg.clone(),
+        stats: Arc::clone(&stats),
+        notify: Arc::clone(&notify),
+        up: up_rx,
+        control: control_rx,
+        downlinks,
+        shutdown,
+    };
+    let thread = std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || run.run())?;
+    Ok((
+        Bridge {
+            stats,
+            notify,
+            thread,
+        },
+        uplinks,
+    ))
+}
+
+struct Run {
+    cfg: ClusterConfig,
+    stats: Arc<ClusterStats>,
+    notify: Arc<Notify>,
+    up: Receiver<Up>,
+    control: Receiver<Control>,
+    downlinks: Vec<Downlink>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// The bridge inside its runtime.
+struct Serve {
+    cfg: ClusterConfig,
+    stats: Arc<ClusterStats>,
+    notify: Arc<Notify>,
+    up: Receiver<Up>,
+    control: Receiver<Control>,
+    downlinks: Rc<Vec<Downlink>>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// One NATS subscription: the reactors that need it, and the task reading it.
+struct Sub {
+    mask: Rc<Cell<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Run {
+    fn run(self) -> io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        let Run {
+            cfg,
+            stats,
+            notify,
+            up,
+            control,
+            downlinks,
+            shutdown,
+        } = self;
+        let serve = Serve {
+            cfg,
+            stats,
+            notify,
+            up,
+            control,
+            downlinks: Rc::new(downlinks),
+            shutdown,
+        };
+        local.block_on(&rt, serve.serve())
+    }
+}
+
+impl Serve {
+
+    async fn options(&self) -> io::Result<async_nats::ConnectOptions> {
+        let c = &self.cfg;
+        let stats = Arc::clone(&self.stats);
+        let node = c.node_name.clone();
+        let mut o = match &c.credentials {
+            Some(path) => async_nats::ConnectOptions::with_credentials_file(path.clone()).await?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        o = o
+            .name(format!("stompbox {}", c.node_name))
+            .no_echo()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((50 * attempts as u64).min(2000))
+            })
+            .event_callback(move |e| {
+                let stats = Arc::clone(&stats);
+                let node = node.clone();
+                async move {
+                    match e {
+                        async_nats::Event::Connected => {
+                            stats.up.store(true, Ordering::Relaxed);
+                            stats.connects.fetch_add(1, Ordering::Relaxed);
+                            log::info!("cluster: node {node} connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => {
+                            stats.up.store(false, Ordering::Relaxed);
+                            stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                            log::warn!("cluster: node {node} lost its NATS connection; reconnecting");
+                        }
+                        async_nats::Event::SlowConsumer(_) => stats.count_drop(Dropped::SlowConsumer),
+                        async_nats::Event::Closed => {
+                            stats.up.store(false, Ordering::Relaxed);
+                        }
+                        other => log::warn!("cluster: {other}"),
+                    }
+                }
+            });
+        if let (Some(u), Some(p)) = (&c.user, &c.password) {
+            o = o.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &c.token {
+            o = o.token(t.clone());
+        }
+        if let Some(ca) = &c.tls_ca {
+            o = o.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&c.tls_cert, &c.tls_key) {
+            o = o.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(o.require_tls(c.require_tls))
+    }
+
+    async fn serve(self) -> io::Result<()> {
+        let opts = self.options().await?;
+        let servers: Vec<async_nats::ServerAddr> = self
+            .cfg
+            .servers
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cluster: {e}")))?;
+        let client = async_nats::connect_with_options(servers, opts)
+            .await
+            .map_err(|e| io::Error::other(format!("cluster: {e}")))?;
+        let mut subs: HashMap<Arc<str>, Sub> = HashMap::new();
+        let mut refused_logged = false;
+        while !self.shutdown.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(IDLE, self.notify.notified()).await;
+            // Interest first: a subscription made before the messages that follow it.
+            while let Ok(c) = self.control.try_recv() {
+                self.interest(&client, &mut subs, c);
+            }
+            self.stats.subscriptions.store(subs.len(), Ordering::Relaxed);
+            while let Ok(up) = self.up.try_recv() {
+                self.stats
+                    .pending_up
+                    .fetch_sub(up.payload.len(), Ordering::Relaxed);
+                if client.connection_state() != async_nats::connection::State::Connected {
+                    self.stats.count_drop(Dropped::Disconnected);
+                    continue;
+                }
+                let subject = async_nats::Subject::from(&*up.subject);
+                let payload = bytes::Bytes::from_owner(ArcBytes(up.payload));
+                match client.publish(subject, payload).await {
+                    Ok(()) => {
+                        self.stats.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.stats.count_drop(Dropped::Refused);
+                        if !refused_logged {
+                            refused_logged = true;
+                            log::warn!("cluster: NATS refused a message ({e}); counted in stompbox_cluster_dropped_total");
+                        }
+                    }
+                }
+            }
+        }
+        for (_, s) in subs.drain() {
+            s.task.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), client.flush()).await;
+        Ok(())
+    }
+
+    fn interest(&self, client: &async_nats::Client, subs: &mut HashMap<Arc<str>, Sub>, c: Control) {
+        let bit = 1u64 << (c.reactor % 64);
+        if c.on {
+            if let Some(s) = subs.get(&c.subject) {
+                s.mask.set(s.mask.get() | bit);
+                return;
+            }
+            let mask = Rc::new(Cell::new(bit));
+            let task = tokio::task::spawn_local(read_subscription(
+                client.clone(),
+                Arc::clone(&c.subject),
+                Rc::clone(&mask),
+                self.cfg.subject_prefix.clone(),
+                Rc::clone(&self.downlinks),
+                Arc::clone(&self.stats),
+                self.cfg.max_pending_bytes,
+            ));
+            subs.insert(c.subject, Sub { mask, task });
+        } else if let Some(s) = subs.get(&c.subject) {
+            let left = s.mask.get() & !bit;
+            s.mask.set(left);
+            if left == 0 {
+                if let Some(s) = subs.remove(&c.subject) {
+                    // Dropping the subscription (with the task) unsubscribes.
+                    s.task.abort();
+                }
+            }
+        }
+    }
+}
+
+/// An `Arc<[u8]>` lent to `bytes` without a copy.
+struct ArcBytes(Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Read one NATS subscription until aborted: decode each message once and hand it to every
+/// reactor that needs the subject.
+async fn read_subscription(
+    client: async_nats::Client,
+    via: Arc<str>,
+    mask: Rc<Cell<u64>>,
+    prefix: String,
+    downlinks: Rc<Vec<Downlink>>,
+    stats: Arc<ClusterStats>,
+    max_bytes: usize,
+) {
+    let mut sub = match client.subscribe(async_nats::Subject::from(&*via)).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cluster: cannot subscribe to {via}: {e}");
+            return;
+        }
+    };
+    let mut scratch = Vec::new();
+    while let Some(m) = sub.next().await {
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        let msg = match wire::decode(&prefix, &m.subject, &m.payload, &mut scratch) {
+            Ok(msg) => msg,
+            Err(_) => {
+                stats.count_drop(Dropped::Invalid);
+                continue;
+            }
+        };
+        let n = msg.shared.len();
+        let mut bits = mask.get();
+        while bits != 0 {
+            let r = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(d) = downlinks.get(r) else {
+                continue;
+            };
+            if d.bytes.fetch_add(n, Ordering::Relaxed) + n > max_bytes {
+                d.bytes.fetch_sub(n, Ordering::Relaxed);
+                stats.count_drop(Dropped::DownFull);
+                continue;
+            }
+            let down = Down {
+                via: Arc::clone(&via),
+                msg: msg.clone(),
+            };
+            match d.tx.try_send(down) {
+                Ok(()) => d.mailbox.wake(),
+                Err(_) => {
+                    d.bytes.fetch_sub(n, Ordering::Relaxed);
+                    stats.count_drop(Dropped::DownFull);
+                }
+            }
+        }
+    }
+}
