@@ -1,0 +1,477 @@
+//! Cluster mode (issue 15), end to end: stompbox nodes (in-process brokers, and the binary as a
+//! child process where a node must be killed) joined through real `nats-server` processes that
+//! the tests start on free loopback ports. Clients are the raw STOMP client of
+//! `common/stomp.rs` (hand-made frames, its own parser). Every wait is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+#[path = "common/ops.rs"]
+mod ops;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::stomp::{frame, Client, Frame};
+use nats::Nats;
+use ops::{http_get, wait_for, Metrics, OpsClient};
+use stompbox::cluster::{subject, ClusterConfig};
+use stompbox::{Broker, BrokerBuilder, Config};
+
+const PREFIX: &str = "stompbox";
+const LONG: Duration = Duration::from_secs(15);
+
+fn config(servers: &[String], name: &str) -> Config {
+    Config {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
+        cluster: Some(ClusterConfig {
+            servers: servers.to_vec(),
+            node_name: name.into(),
+            ..ClusterConfig::default()
+        }),
+        ..Config::default()
+    }
+}
+
+/// A node with an application handler: a SEND to `/app/shout/{room}` publishes the body to
+/// `/topic/shouts.{room}`.
+fn node(servers: &[String], name: &str) -> Broker {
+    let b = BrokerBuilder::new(config(servers, name))
+        .handler("/shout/{room}", |req, ctx| {
+            let room = req.vars.iter().find(|(k, _)| k == "room").map(|(_, v)| v.as_str());
+            ctx.publish(
+                &format!("/topic/shouts.{}", room.unwrap_or("none")),
+                &[("x-from", "handler")],
+                req.body,
+            );
+            Ok(())
+        })
+        .start()
+        .expect("node starts");
+    wait_up(&b);
+    b
+}
+
+fn metrics(b: &Broker) -> Metrics {
+    Metrics::parse(b.metrics())
+}
+
+fn wait_up(b: &Broker) {
+    let up = wait_for(LONG, || (metrics(b).u("stompbox_cluster_up") == 1).then_some(()));
+    assert!(up.is_some(), "node never connected to NATS:\n{}", b.metrics());
+}
+
+fn login(b: &Broker, user: &str) -> Client {
+    let mut c = Client::connect_tcp(b.tcp_addr().unwrap());
+    let connect = format!(
+        "CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\nlogin:{user}\npasscode:pw\n\n\0"
+    );
+    let f = c.connected(connect.as_bytes());
+    c.session = f.h("session").to_string();
+    c
+}
+
+fn anon(b: &Broker) -> Client {
+    Client::stomp_tcp(b.tcp_addr().unwrap())
+}
+
+/// A SEND with a content-length, extra headers written as given (already escaped).
+fn send(c: &mut Client, dest: &str, extra: &[(&str, &str)], body: &[u8]) {
+    let len = body.len().to_string();
+    let mut h = vec![("destination", dest), ("content-length", len.as_str())];
+    h.extend_from_slice(extra);
+    c.send(&frame("SEND", &h, body));
+}
+
+/// Wait until the NATS server lists a subscription to the subject of `dest` (a pattern's
+/// first cover for patterns).
+fn await_interest(n: &Nats, dest: &str) {
+    let subj = if stompbox::router::wildcard::is_pattern(dest) {
+        subject::covers(PREFIX, dest).unwrap().remove(0)
+    } else {
+        subject::subject(PREFIX, dest).unwrap()
+    };
+    let seen = wait_for(LONG, || n.has_subscription(&subj).then_some(()));
+    assert!(seen.is_some(), "NATS never saw a subscription to {subj}");
+}
+
+/// Body of message `i` from publisher `p`: a binary body with NULs, a stray LF and 0xff.
+fn body(p: u8, i: u32) -> Vec<u8> {
+    let mut b = i.to_be_bytes().to_vec();
+    b.extend_from_slice(&[p, 0, 0xff, b'\n', 0, p]);
+    b
+}
+
+/// Read messages until every publisher's end marker (message `n`) came in on every
+/// subscription id of `subs`; check order per publisher, bodies and headers byte for byte, and
+/// return the message ids seen per subscription.
+fn collect(c: &mut Client, dest: &str, subs: &[&str], pubs: &[u8], n: u32) -> Vec<String> {
+    let mut next: HashMap<(String, u8), u32> = HashMap::new();
+    let mut ids = Vec::new();
+    let want = subs.len() * pubs.len();
+    let mut done = 0;
+    while done < want {
+        let f: Frame = c.msg();
+        assert_eq!(f.h("destination"), dest, "{f:?}");
+        assert_eq!(f.h("content-type"), "application/octet-stream", "{f:?}");
+        assert_eq!(f.h("x-esc"), "a:b\\c", "{f:?}");
+        let sub = f.h("subscription").to_string();
+        assert!(subs.contains(&sub.as_str()), "{f:?}");
+        let i = u32::from_be_bytes(f.body[..4].try_into().unwrap());
+        let p = f.body[4];
+        assert_eq!(f.h("x-pub"), (p as char).to_string(), "{f:?}");
+        assert_eq!(f.body, body(p, i), "body byte for byte");
+        let e = next.entry((sub.clone(), p)).or_insert(0);
+        assert_eq!(i, *e, "publisher {} on {sub}: order, no loss, no duplicate", p as char);
+        *e += 1;
+        ids.push(f.h("message-id").to_string());
+        if i == n {
+            done += 1;
+        }
+    }
+    ids
+}
+
+#[test]
+fn topics_and_wildcards_cross_nodes_exactly_once_in_order() {
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b, c) = (node(&urls, "a"), node(&urls, "b"), node(&urls, "c"));
+    let dest = "/topic/chat.room1";
+    // b: an exact and a one-word pattern on one connection; c: `#` and exact; a: local only.
+    let mut sb = anon(&b);
+    sb.subscribe(dest, "exact");
+    sb.subscribe("/topic/chat.*", "star");
+    let mut sc = anon(&c);
+    sc.subscribe("/topic/chat.#", "hash");
+    sc.subscribe(dest, "exact");
+    let mut sa = anon(&a);
+    sa.subscribe(dest, "local");
+    for d in [dest, "/topic/chat.*", "/topic/chat.#"] {
+        await_interest(&nats, d);
+    }
+    let n = 200u32;
+    let mut pa = anon(&a);
+    let mut pb = anon(&b);
+    for i in 0..=n {
+        for (c, p) in [(&mut pa, b'a'), (&mut pb, b'b')] {
+            let tag = (p as char).to_string();
+            send(
+                c,
+                dest,
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("x-pub", &tag),
+                    ("x-esc", "a\\cb\\\\c"),
+                ],
+                &body(p, i),
+            );
+        }
+    }
+    let ids_b = collect(&mut sb, dest, &["exact", "star"], b"ab", n);
+    let ids_c = collect(&mut sc, dest, &["hash", "exact"], b"ab", n);
+    let ids_a = collect(&mut sa, dest, &["local"], b"ab", n);
+    // One id per message, the same on every node, unique cluster-wide.
+    let distinct: HashSet<&String> = ids_a.iter().collect();
+    assert_eq!(distinct.len(), 2 * (n as usize + 1), "ids unique across nodes");
+    for ids in [&ids_b, &ids_c] {
+        let here: HashSet<&String> = ids.iter().collect();
+        assert_eq!(here, distinct, "the same ids on every node");
+    }
+    // Published upstream once per message, not per subscriber or per node.
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        let m = metrics(node);
+        assert_eq!(
+            m.u("stompbox_cluster_published_total"),
+            n as u64 + 1,
+            "node {name}"
+        );
+        assert_eq!(m.sum("stompbox_cluster_dropped_total"), 0.0, "node {name}");
+    }
+    // No echo: node a received only b's messages (one NATS subscription: the exact one).
+    assert_eq!(
+        metrics(&a).u("stompbox_cluster_received_total"),
+        n as u64 + 1
+    );
+    for x in [a, b, c] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn user_app_and_embedding_api_messages_cross_nodes() {
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b, c) = (node(&urls, "a"), node(&urls, "b"), node(&urls, "c"));
+    let mut bob = login(&c, "bob");
+    bob.subscribe("/user/queue/inbox", "in");
+    let mut carol = login(&b, "carol");
+    carol.subscribe("/topic/shouts.lobby", "shouts");
+    let mut dave = anon(&c);
+    dave.subscribe("/topic/api", "api");
+    await_interest(&nats, "/user/bob/queue/inbox");
+    await_interest(&nats, "/topic/shouts.lobby");
+    await_interest(&nats, "/topic/api");
+
+    // The embedding API on a, to bob's sessions on c.
+    a.send_to_user("bob", "/queue/inbox", &[("x-k", "v")], b"hi bob");
+    let f = bob.msg();
+    assert_eq!(
+        (f.h("destination"), f.h("x-k"), f.text()),
+        ("/user/queue/inbox", "v", "hi bob")
+    );
+    // A client on b sends to bob's user destination by name.
+    let mut alice = login(&b, "alice");
+    send(&mut alice, "/user/bob/queue/inbox", &[], b"from alice");
+    let f = bob.msg();
+    assert_eq!(
+        (f.h("destination"), f.text()),
+        ("/user/queue/inbox", "from alice")
+    );
+    // An /app handler on a publishes; carol on b gets it.
+    let mut eve = anon(&a);
+    send(&mut eve, "/app/shout/lobby", &[], b"hello lobby");
+    let f = carol.msg();
+    assert_eq!(
+        (f.h("destination"), f.h("x-from"), f.text()),
+        ("/topic/shouts.lobby", "handler", "hello lobby")
+    );
+    // The embedding API's publish on b reaches c.
+    b.publish("/topic/api", &[], b"from the api");
+    assert_eq!(dave.msg().text(), "from the api");
+    for x in [a, b, c] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn queues_are_refused_in_cluster_mode() {
+    let nats = Nats::start();
+    let a = node(&[nats.url()], "a");
+    let mut c = anon(&a);
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[("destination", "/queue/jobs"), ("id", "q")],
+        b"",
+    ));
+    let f = c.expect("ERROR");
+    assert!(
+        f.h("message").contains("queues are not available in cluster mode"),
+        "{f:?}"
+    );
+    let mut c = anon(&a);
+    send(&mut c, "/queue/jobs", &[], b"x");
+    let f = c.expect("ERROR");
+    assert!(f.h("message").contains("queues"), "{f:?}");
+    a.shutdown().unwrap();
+}
+
+#[test]
+fn nodes_recover_from_a_nats_restart_without_clients_reconnecting() {
+    let mut nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b) = (node(&urls, "a"), node(&urls, "b"));
+    let dest = "/topic/restart";
+    let mut remote = anon(&b);
+    remote.subscribe(dest, "r");
+    let mut local = anon(&a);
+    local.subscribe(dest, "l");
+    await_interest(&nats, dest);
+    let mut p = anon(&a);
+    send(&mut p, dest, &[], b"before");
+    assert_eq!(remote.msg().text(), "before");
+    assert_eq!(local.msg().text(), "before");
+
+    nats.kill();
+    let down = wait_for(LONG, || {
+        (metrics(&a).u("stompbox_cluster_up") == 0).then_some(())
+    });
+    assert!(down.is_some(), "node a never saw NATS go");
+    // Local delivery goes on during the outage; what could not cross is counted.
+    for i in 0..10 {
+        send(&mut p, dest, &[], format!("during {i}").as_bytes());
+    }
+    for i in 0..10 {
+        assert_eq!(local.msg().text(), format!("during {i}"));
+    }
+    let m = metrics(&a);
+    assert!(
+        m.get("stompbox_cluster_dropped_total{reason=\"disconnected\"}") >= 1.0,
+        "{}",
+        m.text
+    );
+
+    nats.restart();
+    wait_up(&a);
+    wait_up(&b);
+    // b subscribes again by itself: the same client session receives.
+    await_interest(&nats, dest);
+    send(&mut p, dest, &[], b"after");
+    assert_eq!(local.msg().text(), "after");
+    assert_eq!(remote.msg().text(), "after", "b's subscriber, same session");
+    assert!(metrics(&a).u("stompbox_cluster_reconnects_total") >= 1);
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
+
+/// Publish `probe-<k>` from `p` until `to` receives one (interest crosses NATS routes
+/// asynchronously), then return.
+fn probe(p: &mut Client, to: &mut Client, dest: &str) {
+    let end = Instant::now() + LONG;
+    let mut k = 0;
+    loop {
+        send(p, dest, &[], format!("probe-{k}").as_bytes());
+        k += 1;
+        if let Ok(Some(f)) = to.next_within(Duration::from_millis(200)) {
+            assert!(f.text().starts_with("probe-"), "{f:?}");
+            return;
+        }
+        assert!(Instant::now() < end, "nothing crossed in {LONG:?}");
+    }
+}
+
+#[test]
+fn a_node_fails_over_to_another_nats_in_the_cluster() {
+    let mut servers = Nats::cluster(3);
+    let urls: Vec<String> = servers.iter().map(Nats::url).collect();
+    let (a, b) = (node(&urls, "a"), node(&urls, "b"));
+    let dest = "/topic/failover";
+    let mut sa = anon(&a).polling();
+    sa.subscribe(dest, "s");
+    let mut sb = anon(&b).polling();
+    sb.subscribe(dest, "s");
+    let (mut pa, mut pb) = (anon(&a), anon(&b));
+    probe(&mut pa, &mut sb, dest);
+    probe(&mut pb, &mut sa, dest);
+    // Kill the NATS server node a is connected to.
+    let i = wait_for(LONG, || {
+        servers
+            .iter()
+            .position(|s| s.client_names().contains("\"name\":\"stompboxa\""))
+    })
+    .expect("node a's connection on one of the servers");
+    servers[i].kill();
+    let again = wait_for(LONG, || {
+        let m = metrics(&a);
+        (m.u("stompbox_cluster_reconnects_total") >= 1 && m.u("stompbox_cluster_up") == 1)
+            .then_some(())
+    });
+    assert!(again.is_some(), "node a did not fail over:\n{}", a.metrics());
+    // Messages cross both ways again, same sessions.
+    while sb.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
+    while sa.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
+    probe(&mut pa, &mut sb, dest);
+    probe(&mut pb, &mut sa, dest);
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn a_node_holds_one_nats_subscription_per_subject_and_drops_it_with_the_last_subscriber() {
+    let nats = Nats::start();
+    let a = node(&[nats.url()], "a");
+    let exact = subject::subject(PREFIX, "/topic/i.x").unwrap();
+    let covers = subject::covers(PREFIX, "/topic/i.#").unwrap();
+    // Several sessions (over both reactors), the same destination and pattern.
+    let mut clients: Vec<Client> = (0..6).map(|_| anon(&a)).collect();
+    for (k, c) in clients.iter_mut().enumerate() {
+        c.subscribe("/topic/i.x", "x");
+        if k % 2 == 0 {
+            c.subscribe("/topic/i.#", "h");
+        }
+    }
+    for s in std::iter::once(&exact).chain(&covers) {
+        let seen = wait_for(LONG, || nats.has_subscription(s).then_some(()));
+        assert!(seen.is_some(), "no NATS subscription to {s}");
+    }
+    let connz = nats.monitor("/connz?subs=1");
+    assert_eq!(
+        connz.matches(&nats::json_string(&exact)).count(),
+        1,
+        "one NATS subscription for six subscribers: {connz}"
+    );
+    assert_eq!(
+        metrics(&a).u("stompbox_cluster_subscriptions"),
+        1 + covers.len() as u64
+    );
+    // Unsubscribe some, close the others: every NATS subscription goes.
+    for (k, c) in clients.iter_mut().enumerate() {
+        if k < 3 {
+            c.send(&frame("UNSUBSCRIBE", &[("id", "x")], b""));
+            if k % 2 == 0 {
+                c.send(&frame("UNSUBSCRIBE", &[("id", "h"), ("receipt", "u")], b""));
+                c.expect_receipt("u");
+            }
+        }
+    }
+    assert!(nats.has_subscription(&exact), "three subscribers left");
+    drop(clients);
+    for s in std::iter::once(&exact).chain(&covers) {
+        let gone = wait_for(LONG, || (!nats.has_subscription(s)).then_some(()));
+        assert!(gone.is_some(), "NATS subscription to {s} outlived its subscribers");
+    }
+    let m = wait_for(LONG, || {
+        (metrics(&a).u("stompbox_cluster_subscriptions") == 0).then_some(())
+    });
+    assert!(m.is_some(), "{}", a.metrics());
+    a.shutdown().unwrap();
+}
+
+#[test]
+fn a_node_killed_with_sigkill_leaves_the_others_unaffected() {
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b) = (node(&urls, "a"), node(&urls, "b"));
+    let mut k = ops::Broker::spawn(
+        None,
+        &[
+            "--cluster".into(),
+            nats.url(),
+            "--node-name".into(),
+            "k".into(),
+        ],
+    );
+    let m = k.metrics.expect("the binary serves metrics");
+    let up = wait_for(LONG, || {
+        http_get(m, "/healthz")
+            .1
+            .contains("cluster: up node=k")
+            .then_some(())
+    });
+    assert!(up.is_some(), "{}", http_get(m, "/healthz").1);
+    let dest = "/topic/k";
+    let mut sb = anon(&b).polling();
+    sb.subscribe(dest, "s");
+    let mut sk = Client::stomp_tcp(k.tcp).polling();
+    sk.subscribe(dest, "s");
+    let mut pk = Client::stomp_tcp(k.tcp);
+    probe(&mut pk, &mut sb, dest);
+    let mut pa = anon(&a);
+    probe(&mut pa, &mut sk, dest);
+
+    k.child.kill().unwrap();
+    k.child.wait().unwrap();
+    // a and b go on as before.
+    while sb.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
+    for i in 0..20 {
+        send(&mut pa, dest, &[], format!("m{i}").as_bytes());
+    }
+    for i in 0..20 {
+        assert_eq!(sb.msg().text(), format!("m{i}"));
+    }
+    for x in [&a, &b] {
+        let m = metrics(x);
+        assert_eq!(m.u("stompbox_cluster_up"), 1);
+        assert_eq!(m.u("stompbox_cluster_reconnects_total"), 0);
+    }
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
