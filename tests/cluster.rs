@@ -43,7 +43,11 @@ fn config(servers: &[String], name: &str) -> Config {
 fn node(servers: &[String], name: &str) -> Broker {
     let b = BrokerBuilder::new(config(servers, name))
         .handler("/shout/{room}", |req, ctx| {
-            let room = req.vars.iter().find(|(k, _)| k == "room").map(|(_, v)| v.as_str());
+            let room = req
+                .vars
+                .iter()
+                .find(|(k, _)| k == "room")
+                .map(|(_, v)| v.as_str());
             ctx.publish(
                 &format!("/topic/shouts.{}", room.unwrap_or("none")),
                 &[("x-from", "handler")],
@@ -62,8 +66,14 @@ fn metrics(b: &Broker) -> Metrics {
 }
 
 fn wait_up(b: &Broker) {
-    let up = wait_for(LONG, || (metrics(b).u("stompbox_cluster_up") == 1).then_some(()));
-    assert!(up.is_some(), "node never connected to NATS:\n{}", b.metrics());
+    let up = wait_for(LONG, || {
+        (metrics(b).u("stompbox_cluster_up") == 1).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "node never connected to NATS:\n{}",
+        b.metrics()
+    );
 }
 
 fn login(b: &Broker, user: &str) -> Client {
@@ -127,7 +137,11 @@ fn collect(c: &mut Client, dest: &str, subs: &[&str], pubs: &[u8], n: u32) -> Ve
         assert_eq!(f.h("x-pub"), (p as char).to_string(), "{f:?}");
         assert_eq!(f.body, body(p, i), "body byte for byte");
         let e = next.entry((sub.clone(), p)).or_insert(0);
-        assert_eq!(i, *e, "publisher {} on {sub}: order, no loss, no duplicate", p as char);
+        assert_eq!(
+            i, *e,
+            "publisher {} on {sub}: order, no loss, no duplicate",
+            p as char
+        );
         *e += 1;
         ids.push(f.h("message-id").to_string());
         if i == n {
@@ -178,7 +192,11 @@ fn topics_and_wildcards_cross_nodes_exactly_once_in_order() {
     let ids_a = collect(&mut sa, dest, &["local"], b"ab", n);
     // One id per message, the same on every node, unique cluster-wide.
     let distinct: HashSet<&String> = ids_a.iter().collect();
-    assert_eq!(distinct.len(), 2 * (n as usize + 1), "ids unique across nodes");
+    assert_eq!(
+        distinct.len(),
+        2 * (n as usize + 1),
+        "ids unique across nodes"
+    );
     for ids in [&ids_b, &ids_c] {
         let here: HashSet<&String> = ids.iter().collect();
         assert_eq!(here, distinct, "the same ids on every node");
@@ -261,7 +279,8 @@ fn queues_are_refused_in_cluster_mode() {
     ));
     let f = c.expect("ERROR");
     assert!(
-        f.h("message").contains("queues are not available in cluster mode"),
+        f.h("message")
+            .contains("queues are not available in cluster mode"),
         "{f:?}"
     );
     let mut c = anon(&a);
@@ -362,10 +381,24 @@ fn a_node_fails_over_to_another_nats_in_the_cluster() {
         (m.u("stompbox_cluster_reconnects_total") >= 1 && m.u("stompbox_cluster_up") == 1)
             .then_some(())
     });
-    assert!(again.is_some(), "node a did not fail over:\n{}", a.metrics());
+    assert!(
+        again.is_some(),
+        "node a did not fail over:\n{}",
+        a.metrics()
+    );
     // Messages cross both ways again, same sessions.
-    while sb.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
-    while sa.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
+    while sb
+        .next_within(Duration::from_millis(100))
+        .ok()
+        .flatten()
+        .is_some()
+    {}
+    while sa
+        .next_within(Duration::from_millis(100))
+        .ok()
+        .flatten()
+        .is_some()
+    {}
     probe(&mut pa, &mut sb, dest);
     probe(&mut pb, &mut sa, dest);
     for x in [a, b] {
@@ -415,7 +448,10 @@ fn a_node_holds_one_nats_subscription_per_subject_and_drops_it_with_the_last_sub
     drop(clients);
     for s in std::iter::once(&exact).chain(&covers) {
         let gone = wait_for(LONG, || (!nats.has_subscription(s)).then_some(()));
-        assert!(gone.is_some(), "NATS subscription to {s} outlived its subscribers");
+        assert!(
+            gone.is_some(),
+            "NATS subscription to {s} outlived its subscribers"
+        );
     }
     let m = wait_for(LONG, || {
         (metrics(&a).u("stompbox_cluster_subscriptions") == 0).then_some(())
@@ -459,7 +495,12 @@ fn a_node_killed_with_sigkill_leaves_the_others_unaffected() {
     k.child.kill().unwrap();
     k.child.wait().unwrap();
     // a and b go on as before.
-    while sb.next_within(Duration::from_millis(100)).ok().flatten().is_some() {}
+    while sb
+        .next_within(Duration::from_millis(100))
+        .ok()
+        .flatten()
+        .is_some()
+    {}
     for i in 0..20 {
         send(&mut pa, dest, &[], format!("m{i}").as_bytes());
     }

@@ -58,7 +58,9 @@ fn push_word(out: &mut String, word: &str) {
 pub fn valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.split('.').all(|t| {
-            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 

@@ -257,8 +257,8 @@ pub(super) fn parse_qid(id: &str) -> Result<Option<(u64, u64, u64)>, String> {
     let topic_id = node_ok
         && id_here
             .strip_prefix('m')
-        .and_then(|r| r.split_once('-'))
-        .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+            .and_then(|r| r.split_once('-'))
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
     if topic_id {
         Ok(None)
     } else {

@@ -355,7 +355,6 @@ impl Run {
 }
 
 impl Serve {
-
     async fn options(&self) -> io::Result<async_nats::ConnectOptions> {
         let c = &self.cfg;
         let stats = Arc::clone(&self.stats);
@@ -386,9 +385,13 @@ impl Serve {
                         async_nats::Event::Disconnected => {
                             stats.up.store(false, Ordering::Relaxed);
                             stats.disconnects.fetch_add(1, Ordering::Relaxed);
-                            log::warn!("cluster: node {node} lost its NATS connection; reconnecting");
+                            log::warn!(
+                                "cluster: node {node} lost its NATS connection; reconnecting"
+                            );
                         }
-                        async_nats::Event::SlowConsumer(_) => stats.count_drop(Dropped::SlowConsumer),
+                        async_nats::Event::SlowConsumer(_) => {
+                            stats.count_drop(Dropped::SlowConsumer)
+                        }
                         async_nats::Event::Closed => {
                             stats.up.store(false, Ordering::Relaxed);
                         }
@@ -431,7 +434,9 @@ impl Serve {
             while let Ok(c) = self.control.try_recv() {
                 self.interest(&client, &mut subs, c);
             }
-            self.stats.subscriptions.store(subs.len(), Ordering::Relaxed);
+            self.stats
+                .subscriptions
+                .store(subs.len(), Ordering::Relaxed);
             while let Ok(up) = self.up.try_recv() {
                 self.stats
                     .pending_up

@@ -228,7 +228,7 @@ impl Reactor {
             for t in std::mem::take(&mut self.ready_again) {
                 self.read(t, now);
             }
-            self.from_cluster();
+            self.deliver_from_cluster();
             self.fire_timers(now);
             self.recheck_access(now);
             if shutdown_deadline.is_none() && self.shutdown.load(Ordering::Acquire) {
@@ -239,7 +239,7 @@ impl Reactor {
                 self.close_all(now);
             }
             self.send_batches();
-            self.to_cluster();
+            self.end_turn_cluster();
             self.handle_overflow(now);
             self.flush_dirty(now);
             self.publish_stats(now);
@@ -252,7 +252,7 @@ impl Reactor {
     }
 
     /// Cluster mode: deliver what other nodes published (up to a turn's budget).
-    fn from_cluster(&mut self) {
+    fn deliver_from_cluster(&mut self) {
         let Some(up) = &mut self.cluster else {
             return;
         };
@@ -269,7 +269,7 @@ impl Reactor {
     }
 
     /// Cluster mode, end of a turn: pass interest changes on and ring the bridge once.
-    fn to_cluster(&mut self) {
+    fn end_turn_cluster(&mut self) {
         let Some(up) = &mut self.cluster else {
             return;
         };

@@ -333,7 +333,10 @@ impl Cli {
         set(&mut s.cluster.tls_key, c.cluster_tls_key);
         set(&mut s.cluster.require_tls, c.cluster_require_tls);
         set(&mut s.cluster.max_pending, c.cluster_max_pending);
-        set(&mut s.cluster.max_pending_bytes, c.cluster_max_pending_bytes);
+        set(
+            &mut s.cluster.max_pending_bytes,
+            c.cluster_max_pending_bytes,
+        );
         set(&mut s.queues.overflow, c.queue_overflow);
         set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
         set(

@@ -150,16 +150,16 @@ impl Settings {
         let c = &s.cluster;
         for url in &c.nats {
             if url.parse::<async_nats::ServerAddr>().is_err() {
-                v.fail("cluster.nats", format!("'{url}' is not a NATS URL (nats://host:port)"));
+                v.fail(
+                    "cluster.nats",
+                    format!("'{url}' is not a NATS URL (nats://host:port)"),
+                );
             }
         }
         if !c.node_name.is_empty() && !crate::cluster::valid_node_name(&c.node_name) {
             v.fail(
                 "cluster.node_name",
-                format!(
-                    "1 to {} of A-Z a-z 0-9 - _",
-                    crate::cluster::MAX_NODE_NAME
-                ),
+                format!("1 to {} of A-Z a-z 0-9 - _", crate::cluster::MAX_NODE_NAME),
             );
         }
         if !crate::cluster::subject::valid_prefix(&c.subject_prefix) {
@@ -175,7 +175,11 @@ impl Settings {
             v.fail("cluster.tls_cert", "tls_cert and tls_key go together");
         }
         v.at_least("cluster.max_pending", c.max_pending as u64, 1);
-        v.at_least("cluster.max_pending_bytes", c.max_pending_bytes as u64, 1024);
+        v.at_least(
+            "cluster.max_pending_bytes",
+            c.max_pending_bytes as u64,
+            1024,
+        );
         if s.memory.high_watermark != 0 {
             v.range(
                 "memory.high_watermark",

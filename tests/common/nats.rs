@@ -158,7 +158,8 @@ impl Nats {
 
     /// Whether some client holds a subscription to `subject` on this server.
     pub fn has_subscription(&self, subject: &str) -> bool {
-        self.monitor("/connz?subs=1").contains(&json_string(subject))
+        self.monitor("/connz?subs=1")
+            .contains(&json_string(subject))
     }
 
     /// The names of the clients connected to this server.

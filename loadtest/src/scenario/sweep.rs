@@ -18,7 +18,7 @@ use crate::report::{fmt_num, Report};
 /// A broker started for one setting.
 enum Broker {
     Child(Child),
-    InProc(stompbox::ServerHandle),
+    InProc(Box<stompbox::ServerHandle>),
 }
 
 impl Broker {
@@ -64,7 +64,7 @@ fn start(
         let addr = h
             .ws_addr()
             .ok_or("in-process stompbox has no WebSocket address")?;
-        return Ok((Broker::InProc(h), addr, None));
+        return Ok((Broker::InProc(Box::new(h)), addr, None));
     };
     let mut cmd = match cpus {
         Some(list) => {

@@ -46,8 +46,8 @@ use std::sync::Arc;
 
 use crate::app::{AppConfig, Outgoing, SessionInfo};
 use crate::router::{
-    encode_shared_as, kind, ConsumerKey, DestKind, Framing, Published, QMsg, QueueOp,
-    Router, Subscriber,
+    encode_shared_as, kind, ConsumerKey, DestKind, Framing, Published, QMsg, QueueOp, Router,
+    Subscriber,
 };
 use crate::session::{Action, Cause, Due, Liveness, Session, StompError, Subscription};
 use crate::stomp::{self, Header, ParseError, Parsed, Version};

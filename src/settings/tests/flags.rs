@@ -244,13 +244,21 @@ fn every_option_has_a_flag() {
             &["--cluster-credentials", "n.creds"],
             r#""n.creds""#,
         ),
-        ("cluster.tls_ca", &["--cluster-tls-ca", "ca.pem"], r#""ca.pem""#),
+        (
+            "cluster.tls_ca",
+            &["--cluster-tls-ca", "ca.pem"],
+            r#""ca.pem""#,
+        ),
         (
             "cluster.tls_cert",
             &["--cluster-tls-cert", "c.pem"],
             r#""c.pem""#,
         ),
-        ("cluster.tls_key", &["--cluster-tls-key", "k.pem"], r#""k.pem""#),
+        (
+            "cluster.tls_key",
+            &["--cluster-tls-key", "k.pem"],
+            r#""k.pem""#,
+        ),
         ("cluster.require_tls", &["--cluster-require-tls"], "true"),
         ("cluster.max_pending", &["--cluster-max-pending", "9"], "9"),
         (
