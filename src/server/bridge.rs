@@ -29,6 +29,8 @@ use crate::router::Published;
 
 /// How often the bridge looks at the shutdown flag when nothing else wakes it.
 const IDLE: Duration = Duration::from_millis(100);
+/// Messages published to NATS before the bridge lets its other tasks run.
+const UP_BATCH: usize = 1024;
 /// Interest changes waiting for the bridge (a reactor keeps the rest and retries).
 const CONTROL_BOUND: usize = 4096;
 
@@ -428,8 +430,14 @@ impl Serve {
             .map_err(|e| io::Error::other(format!("cluster: {e}")))?;
         let mut subs: HashMap<Arc<str>, Sub> = HashMap::new();
         let mut refused_logged = false;
+        let mut more = false;
         while !self.shutdown.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(IDLE, self.notify.notified()).await;
+            if more {
+                // Let the subscriptions' readers and the connection run between batches.
+                tokio::task::yield_now().await;
+            } else {
+                let _ = tokio::time::timeout(IDLE, self.notify.notified()).await;
+            }
             // Interest first: a subscription made before the messages that follow it.
             while let Ok(c) = self.control.try_recv() {
                 self.interest(&client, &mut subs, c);
@@ -437,7 +445,13 @@ impl Serve {
             self.stats
                 .subscriptions
                 .store(subs.len(), Ordering::Relaxed);
+            let mut n = 0;
+            more = false;
             while let Ok(up) = self.up.try_recv() {
+                n += 1;
+                if n == UP_BATCH {
+                    more = true;
+                }
                 self.stats
                     .pending_up
                     .fetch_sub(up.payload.len(), Ordering::Relaxed);
@@ -458,6 +472,9 @@ impl Serve {
                             log::warn!("cluster: NATS refused a message ({e}); counted in stompbox_cluster_dropped_total");
                         }
                     }
+                }
+                if more {
+                    break;
                 }
             }
         }
