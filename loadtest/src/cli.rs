@@ -33,9 +33,20 @@ pub enum Cmd {
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Broker WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:61614/ws")]
-    pub url: String,
+    /// Broker WebSocket URL. Several (comma-separated or the flag repeated) for a cluster:
+    /// session i connects to URL i mod n, and the result adds a per-URL breakdown.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 1,
+        default_value = "ws://127.0.0.1:61614/ws"
+    )]
+    pub url: Vec<String>,
+    /// Where the publishers connect (subscribers still spread over --url). Default: fanout
+    /// and queue publishers spread round-robin like every session; broadcast's one publisher
+    /// goes to the first --url.
+    #[arg(long)]
+    pub publisher_url: Option<String>,
     /// STOMP login.
     #[arg(long)]
     pub login: Option<String>,
@@ -70,9 +81,18 @@ pub struct Common {
     /// brokers close connections idle for 60 s (RabbitMQ Web-STOMP).
     #[arg(long, default_value_t = 20.0)]
     pub keepalive: f64,
-    /// The broker's process id: report its memory (RSS) and CPU.
+    /// The broker's process id: report its memory (RSS) and CPU. With several --url, give it
+    /// once per URL (same order) for per-node CPU per delivery and memory per session.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// Load-generator processes to split the sessions over (each has its own open-file
+    /// limit): this process re-executes itself N times, starts them together and merges their
+    /// results into one report. connect, fanout and broadcast only.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Internal: run as child K of N of a --processes run (K/N/EPOCH_NS).
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
     /// Local source addresses 127.0.0.2.. to spread connections over (0: as many as the
     /// connection count needs, ~25,000 each).
     #[arg(long, default_value_t = 0)]

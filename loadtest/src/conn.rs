@@ -62,6 +62,8 @@ pub struct ConnSpec {
     pub sub: Option<SubSpec>,
     pub publ: Option<PubSpec>,
     pub src: Option<IpAddr>,
+    /// Index into the plan's targets (the broker node this session connects to).
+    pub target: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +123,8 @@ struct Proto {
     wbuf: Vec<u8>,
     wpos: usize,
     spec_sub: Option<SubSpec>,
+    /// The plan target this connection went to (for per-node figures).
+    target: usize,
     /// First deliveries seen (for `nack_every`).
     firsts: u64,
     /// Something was written since the owner last looked (see [`Conn::take_wrote`]).
@@ -168,6 +172,7 @@ impl Conn {
                 wbuf: Vec::new(),
                 wpos: 0,
                 spec_sub: spec.sub.clone(),
+                target: spec.target,
                 firsts: 0,
                 wrote: false,
                 became_ready: false,
@@ -220,9 +225,12 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(format!("tcp connect: {}", io_cause(&e))),
             }
+            let Some(t) = ctx.plan.targets.get(self.spec.target) else {
+                return Err("no such target".into());
+            };
             let req = client::Request {
-                host: &ctx.plan.target.authority,
-                path: &ctx.plan.target.path,
+                host: &t.authority,
+                path: &t.path,
                 protocols: &ctx.plan.stomp.protocols,
             };
             client::write_request(&mut self.p.wbuf, &req, &self.key);
@@ -562,7 +570,7 @@ impl Proto {
         if nack {
             ctx.nacked();
         } else {
-            ctx.received(body::read(f.body), redelivered);
+            ctx.received(self.target, body::read(f.body), redelivered);
         }
         if ack == Ack::Auto {
             return Ok(());

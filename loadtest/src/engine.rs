@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use slab::Slab;
 
 use crate::body::Stamp;
 use crate::conn::{Conn, ConnSpec, Publisher, State};
+use crate::multi::ChildLink;
 use crate::progress::Progress;
 use crate::stats::{merge_failures, Failures, Latency};
 use crate::sys;
@@ -60,7 +61,8 @@ pub struct StompOpts {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,
-    pub target: Target,
+    /// Broker endpoints (nodes); every connection names one.
+    pub targets: Vec<Target>,
     pub stomp: StompOpts,
     pub dests: Vec<String>,
     pub specs: Vec<ConnSpec>,
@@ -82,7 +84,8 @@ pub struct Plan {
     pub body_size: usize,
     /// Queue consumers NACK every Nth first delivery (0: never).
     pub nack_every: u64,
-    pub server_pid: Option<u32>,
+    /// Broker processes to measure (memory, CPU); with several targets, one per target.
+    pub server_pids: Vec<u32>,
     pub progress: bool,
 }
 
@@ -126,6 +129,10 @@ pub struct Counters {
     pub redelivered: AtomicU64,
     /// Deliveries refused with NACK (queue `--nack-every`).
     pub nacked: AtomicU64,
+    /// Deliveries owed to this process's subscribers for its own publishes, and those of them
+    /// received: the publish window's view (equal to expected/delivered in one process).
+    pub own_expected: AtomicU64,
+    pub own_delivered: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -141,6 +148,8 @@ pub struct Snap {
     pub acked: u64,
     pub redelivered: u64,
     pub nacked: u64,
+    pub own_expected: u64,
+    pub own_delivered: u64,
 }
 
 impl Counters {
@@ -157,6 +166,8 @@ impl Counters {
             acked: l(&self.acked),
             redelivered: l(&self.redelivered),
             nacked: l(&self.nacked),
+            own_expected: l(&self.own_expected),
+            own_delivered: l(&self.own_delivered),
         }
     }
 
@@ -176,6 +187,8 @@ impl Counters {
         a(&self.acked, d.acked);
         a(&self.redelivered, d.redelivered);
         a(&self.nacked, d.nacked);
+        a(&self.own_expected, d.own_expected);
+        a(&self.own_delivered, d.own_delivered);
     }
 }
 
@@ -192,6 +205,15 @@ pub struct Shared {
     pub thread_cpu_us: Vec<AtomicU64>,
     /// Publishers that reached their message cap.
     pub pubs_done: AtomicU64,
+    /// Per target: sessions ready, ready sessions lost, deliveries received, subscribers
+    /// ready.
+    pub nodes: Vec<[AtomicU64; 4]>,
+    /// Subscribers per destination over every process of a `--processes` run (from the
+    /// parent's go): what a publish owes in all, when `global` is set.
+    pub global_fan: Vec<AtomicU32>,
+    pub global: AtomicBool,
+    /// Publisher ids this process runs (index: id).
+    pub own_pubs: Vec<bool>,
 }
 
 impl Shared {
@@ -206,6 +228,35 @@ impl Shared {
     fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Ordering::Release);
     }
+
+    /// Whether this is one process of several (expected fan-out from the parent's counts).
+    pub fn global(&self) -> bool {
+        self.global.load(Ordering::Relaxed)
+    }
+
+    /// Per-target counters now.
+    pub fn node_snaps(&self) -> Vec<NodeSnap> {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.nodes
+            .iter()
+            .map(|n| NodeSnap {
+                ready: l(&n[0]),
+                dropped: l(&n[1]),
+                delivered: l(&n[2]),
+                subs: l(&n[3]),
+            })
+            .collect()
+    }
+}
+
+/// One target's counters at some moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeSnap {
+    pub ready: u64,
+    pub dropped: u64,
+    pub delivered: u64,
+    /// Subscribers ready (sessions less publishers).
+    pub subs: u64,
 }
 
 /// Per-thread state the connections record into.
@@ -217,6 +268,8 @@ pub struct Ctx<'a> {
     pub scratch: Vec<u8>,
     rng: u64,
     d: Snap,
+    /// Per target, since the last flush: [ready, dropped, delivered, subscribers ready].
+    dn: Vec<[u64; 4]>,
     pub out: ThreadOut,
 }
 
@@ -241,25 +294,51 @@ impl Ctx<'_> {
 
     pub fn sent_one(&mut self, dest: usize) {
         self.d.published += 1;
-        self.d.expected += match self.plan.mode {
+        let fan = |v: &Vec<AtomicU32>| v.get(dest).map_or(0, |a| a.load(Ordering::Relaxed) as u64);
+        let local = match self.plan.mode {
             Mode::Queue => 1,
-            _ => self
-                .shared
-                .dest_ready
-                .get(dest)
-                .map_or(0, |a| a.load(Ordering::Relaxed) as u64),
+            _ => fan(&self.shared.dest_ready),
+        };
+        self.d.own_expected += local;
+        self.d.expected += if self.plan.mode != Mode::Queue && self.shared.global() {
+            fan(&self.shared.global_fan)
+        } else {
+            local
         };
     }
 
-    pub fn received(&mut self, stamp: Option<Stamp>, redelivered: bool) {
+    pub fn received(&mut self, target: usize, stamp: Option<Stamp>, redelivered: bool) {
         self.d.delivered += 1;
+        if let Some(n) = self.dn.get_mut(target) {
+            n[2] += 1;
+        }
         if redelivered {
             self.d.redelivered += 1;
         }
+        let own = match stamp {
+            _ if !self.shared.global() => true,
+            Some(s) => self.shared.own_pubs.get(s.src as usize) == Some(&true),
+            None => false,
+        };
+        if own {
+            self.d.own_delivered += 1;
+        }
         let Some(s) = stamp else { return };
         let lat = self.now_ns.saturating_sub(s.ts_ns);
-        if s.ts_ns >= self.warmup_end_ns {
+        let measured = s.ts_ns >= self.warmup_end_ns;
+        if measured {
             self.out.e2e.record(lat);
+        }
+        let bcast = self.plan.mode == Mode::Broadcast;
+        if let Some(n) = self.out.nodes.get_mut(target) {
+            if measured {
+                n.e2e.record(lat);
+            }
+            if bcast {
+                let e = n.bcast.entry(s.seq).or_insert((0, 0));
+                e.0 += 1;
+                e.1 = e.1.max(lat);
+            }
         }
         match self.plan.mode {
             Mode::Broadcast => {
@@ -277,6 +356,8 @@ impl Ctx<'_> {
     pub fn nacked(&mut self) {
         self.d.delivered += 1;
         self.d.expected += 1;
+        self.d.own_delivered += 1;
+        self.d.own_expected += 1;
         self.d.nacked += 1;
     }
 
@@ -284,9 +365,12 @@ impl Ctx<'_> {
         self.d.acked += 1;
     }
 
-    fn fail(&mut self, cause: String, was_ready: bool) {
+    fn fail(&mut self, cause: String, was_ready: bool, target: usize) {
         if was_ready {
             self.d.dropped += 1;
+            if let Some(n) = self.dn.get_mut(target) {
+                n[1] += 1;
+            }
             *self
                 .out
                 .failures
@@ -301,13 +385,22 @@ impl Ctx<'_> {
     fn flush_counters(&mut self) {
         self.shared.c.add(&self.d);
         self.d = Snap::default();
+        for (d, a) in self.dn.iter_mut().zip(&self.shared.nodes) {
+            for (v, c) in d.iter_mut().zip(a) {
+                if *v > 0 {
+                    c.fetch_add(*v, Ordering::Relaxed);
+                    *v = 0;
+                }
+            }
+        }
     }
 
-    /// Deliveries still owed, as this thread sees them.
+    /// Deliveries still owed for this process's publishes to its own subscribers, as this
+    /// thread sees them (in one process: every delivery owed).
     fn inflight(&self) -> u64 {
         let s = &self.shared.c;
-        (s.expected.load(Ordering::Relaxed) + self.d.expected)
-            .saturating_sub(s.delivered.load(Ordering::Relaxed) + self.d.delivered)
+        (s.own_expected.load(Ordering::Relaxed) + self.d.own_expected)
+            .saturating_sub(s.own_delivered.load(Ordering::Relaxed) + self.d.own_delivered)
     }
 }
 
@@ -324,6 +417,32 @@ pub struct ThreadOut {
     pub ids: Vec<u64>,
     pub cpu: Duration,
     pub pacer_resets: u64,
+    /// Per target (only when there are several): latencies and broadcasts of its receivers.
+    pub nodes: Vec<NodeOut>,
+}
+
+/// What the receivers on one target saw.
+#[derive(Debug, Default, Clone)]
+pub struct NodeOut {
+    pub e2e: Latency,
+    /// Broadcast: seq → (receivers on this target, slowest latency ns).
+    pub bcast: HashMap<u64, (u32, u64)>,
+}
+
+impl NodeOut {
+    pub fn merge(&mut self, o: NodeOut) {
+        self.e2e.merge(&o.e2e);
+        merge_bcast(&mut self.bcast, o.bcast);
+    }
+}
+
+/// Broadcast results of two sets of receivers: receivers add up, the slowest is kept.
+pub fn merge_bcast(into: &mut HashMap<u64, (u32, u64)>, from: HashMap<u64, (u32, u64)>) {
+    for (seq, (n, lat)) in from {
+        let e = into.entry(seq).or_insert((0, 0));
+        e.0 += n;
+        e.1 = e.1.max(lat);
+    }
 }
 
 impl ThreadOut {
@@ -333,14 +452,16 @@ impl ThreadOut {
         self.setup.merge(&o.setup);
         self.upgrade.merge(&o.upgrade);
         merge_failures(&mut self.failures, &o.failures);
-        for (seq, (n, lat)) in o.bcast {
-            let e = self.bcast.entry(seq).or_insert((0, 0));
-            e.0 += n;
-            e.1 = e.1.max(lat);
-        }
+        merge_bcast(&mut self.bcast, o.bcast);
         self.ids.extend(o.ids);
         self.cpu += o.cpu;
         self.pacer_resets += o.pacer_resets;
+        if self.nodes.len() < o.nodes.len() {
+            self.nodes.resize_with(o.nodes.len(), NodeOut::default);
+        }
+        for (a, b) in self.nodes.iter_mut().zip(o.nodes) {
+            a.merge(b);
+        }
     }
 }
 
@@ -369,7 +490,17 @@ fn reactor(
         scratch: Vec::with_capacity(4096),
         rng: 0x9E37_79B9_7F4A_7C15 ^ ((idx as u64 + 1) << 32) ^ shared.now_ns(),
         d: Snap::default(),
-        out: ThreadOut::default(),
+        dn: vec![[0; 4]; plan.targets.len()],
+        out: ThreadOut {
+            nodes: if plan.targets.len() > 1 {
+                (0..plan.targets.len())
+                    .map(|_| NodeOut::default())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            ..ThreadOut::default()
+        },
     };
     let mut close_started = false;
     let mut close_deadline = u64::MAX;
@@ -396,7 +527,12 @@ fn reactor(
         if phase == Phase::Setup {
             while setting_up < conc {
                 let Some(spec) = todo.next() else { break };
-                match Conn::open(plan.target.addr, spec, ctx.now_ns) {
+                let target = spec.target;
+                let Some(addr) = plan.targets.get(target).map(|t| t.addr) else {
+                    ctx.fail("no such target".into(), false, target);
+                    continue;
+                };
+                match Conn::open(addr, spec, ctx.now_ns) {
                     Ok(mut c) => {
                         c.deadline_ns = ctx.now_ns + setup_ns;
                         let entry = conns.vacant_entry();
@@ -409,9 +545,11 @@ fn reactor(
                         entry.insert((c, None));
                         setting_up += 1;
                     }
-                    Err(e) => {
-                        ctx.fail(format!("tcp connect: {}", crate::conn::io_cause(&e)), false)
-                    }
+                    Err(e) => ctx.fail(
+                        format!("tcp connect: {}", crate::conn::io_cause(&e)),
+                        false,
+                        target,
+                    ),
                 }
             }
         }
@@ -553,6 +691,10 @@ fn reactor(
                 let now = ctx.now_ns;
                 ctx.out.setup.record(now.saturating_sub(c.started_ns));
                 ctx.d.ready += 1;
+                if let Some(n) = ctx.dn.get_mut(c.spec.target) {
+                    n[0] += 1;
+                    n[3] += u64::from(c.spec.sub.is_some());
+                }
                 if let Some(sub) = &c.spec.sub {
                     if let Some(a) = shared.dest_ready.get(sub.dest) {
                         a.fetch_add(1, Ordering::Relaxed);
@@ -648,7 +790,7 @@ fn finish(
                     .entry(format!("while closing: {cause}"))
                     .or_default() += 1;
             } else {
-                ctx.fail(cause, was_ready);
+                ctx.fail(cause, was_ready, c.spec.target);
             }
             true
         }
@@ -668,8 +810,47 @@ fn finish(
     }
 }
 
+/// One broker process's figures (`--server-pid`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerOut {
+    pub pid: u32,
+    /// CPU seconds over the measured window (connect: over the setup phase).
+    pub cpu_s: Option<f64>,
+    /// The same as % of one core.
+    pub cpu_pct: Option<f64>,
+    pub rss_before: Option<u64>,
+    pub rss_after: Option<u64>,
+}
+
+/// Broker figures from readings at the window's two ends (CPU) and before and after setup
+/// (memory).
+pub fn brokers_out(
+    pids: &[u32],
+    rss: (&[Option<u64>], &[Option<u64>]),
+    cpu: (&[Option<Duration>], &[Option<Duration>]),
+    wall_s: f64,
+) -> Vec<BrokerOut> {
+    let wall = wall_s.max(1e-9);
+    pids.iter()
+        .enumerate()
+        .map(|(i, &pid)| {
+            let cpu_s = match (cpu.0.get(i), cpu.1.get(i)) {
+                (Some(Some(a)), Some(Some(b))) => Some(b.saturating_sub(*a).as_secs_f64()),
+                _ => None,
+            };
+            BrokerOut {
+                pid,
+                cpu_s,
+                cpu_pct: cpu_s.map(|c| c / wall * 100.0),
+                rss_before: rss.0.get(i).copied().flatten(),
+                rss_after: rss.1.get(i).copied().flatten(),
+            }
+        })
+        .collect()
+}
+
 /// What the driver saw, for the scenario to turn into a report.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub total: usize,
     pub setup_s: f64,
@@ -678,6 +859,10 @@ pub struct Outcome {
     pub at_start: Snap,
     pub at_end: Snap,
     pub last: Snap,
+    /// The same per target.
+    pub nodes_start: Vec<NodeSnap>,
+    pub nodes_end: Vec<NodeSnap>,
+    pub nodes_last: Vec<NodeSnap>,
     pub drained: bool,
     /// Every reactor thread's results, merged.
     pub threads: ThreadOut,
@@ -687,10 +872,35 @@ pub struct Outcome {
     /// Tool CPU over the measured window (connect: over setup), % of one core.
     pub cpu_pct: f64,
     pub max_thread_pct: f64,
+    /// Every `--server-pid`, in order.
+    pub brokers: Vec<BrokerOut>,
+    /// Over all brokers: CPU (% of one core), memory before and after setup.
     pub broker_cpu_pct: Option<f64>,
     pub rss_before: Option<u64>,
     pub rss_after: Option<u64>,
     pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// Set the whole-broker figures from [`Outcome::brokers`] (sums; none if any is missing).
+    pub fn broker_totals(&mut self) {
+        let b = &self.brokers;
+        let sum_f = |f: &dyn Fn(&BrokerOut) -> Option<f64>| -> Option<f64> {
+            if b.is_empty() {
+                return None;
+            }
+            b.iter().map(f).sum()
+        };
+        let sum_u = |f: &dyn Fn(&BrokerOut) -> Option<u64>| -> Option<u64> {
+            if b.is_empty() {
+                return None;
+            }
+            b.iter().map(f).sum()
+        };
+        self.broker_cpu_pct = sum_f(&|x| x.cpu_pct);
+        self.rss_before = sum_u(&|x| x.rss_before);
+        self.rss_after = sum_u(&|x| x.rss_after);
+    }
 }
 
 fn sleep_until(t: Instant) {
@@ -700,17 +910,33 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Run a plan to the end.
-pub fn run(plan: Plan) -> Result<Outcome, String> {
+/// Run a plan to the end. `link`: this is one process of a `--processes` run, which sets up,
+/// then waits for the parent's go (and its start time, so every process measures the same
+/// window), and drains until the parent says every process has what it is owed.
+pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, String> {
     let threads = plan.threads.max(1);
+    let mut own_pubs = Vec::new();
+    for p in plan.specs.iter().filter_map(|s| s.publ.as_ref()) {
+        let i = p.id as usize;
+        if own_pubs.len() <= i {
+            own_pubs.resize(i + 1, false);
+        }
+        if let Some(b) = own_pubs.get_mut(i) {
+            *b = true;
+        }
+    }
     let shared = Arc::new(Shared {
-        epoch: Instant::now(),
+        epoch: link.as_ref().map_or_else(Instant::now, |l| l.epoch),
         phase: AtomicU8::new(Phase::Setup as u8),
         warmup_end_ns: AtomicU64::new(u64::MAX),
         c: Counters::default(),
         dest_ready: plan.dests.iter().map(|_| AtomicU32::new(0)).collect(),
         thread_cpu_us: (0..threads).map(|_| AtomicU64::new(0)).collect(),
         pubs_done: AtomicU64::new(0),
+        nodes: plan.targets.iter().map(|_| Default::default()).collect(),
+        global_fan: plan.dests.iter().map(|_| AtomicU32::new(0)).collect(),
+        global: AtomicBool::new(false),
+        own_pubs,
     });
     let total = plan.specs.len();
     let n_pubs = plan.specs.iter().filter(|s| s.publ.is_some()).count() as u64;
@@ -722,7 +948,8 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
     }
     let conc = plan.concurrency.max(1).div_ceil(threads);
     let plan = Arc::new(plan);
-    let rss_before = plan.server_pid.and_then(sys::rss_bytes);
+    let pids = plan.server_pids.clone();
+    let rss_before: Vec<Option<u64>> = pids.iter().map(|&p| sys::rss_bytes(p)).collect();
     let mut handles = Vec::new();
     for (i, specs) in per.into_iter().enumerate() {
         let (p, s) = (Arc::clone(&plan), Arc::clone(&shared));
@@ -733,8 +960,19 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
                 .map_err(|e| format!("cannot start a reactor thread: {e}"))?,
         );
     }
+    let abort = |handles: Vec<std::thread::JoinHandle<io::Result<ThreadOut>>>| {
+        shared.set_phase(Phase::Abort);
+        let mut all = ThreadOut::default();
+        for h in handles {
+            if let Ok(Ok(o)) = h.join() {
+                all.merge(o);
+            }
+        }
+        all
+    };
     let mut prog = Progress::new(plan.mode.name(), plan.progress, total);
-    let cpu_snap = |s: &Shared| -> (Instant, Duration, Vec<u64>, Option<Duration>) {
+    type CpuSnap = (Instant, Duration, Vec<u64>, Vec<Option<Duration>>);
+    let cpu_snap = |s: &Shared| -> CpuSnap {
         (
             Instant::now(),
             sys::process_cpu(),
@@ -742,7 +980,7 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
                 .iter()
                 .map(|a| a.load(Ordering::Relaxed))
                 .collect(),
-            plan.server_pid.and_then(sys::process_cpu_of),
+            pids.iter().map(|&p| sys::process_cpu_of(p)).collect(),
         )
     };
     let tick = Duration::from_millis(250);
@@ -758,6 +996,13 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
     loop {
         let s = shared.c.snap();
         prog.update("setup", t0.elapsed(), &s, None);
+        if let Some(l) = link.as_deref_mut() {
+            l.note(&format!("setup {} {}", s.ready, s.failed), false);
+            if l.gone() {
+                abort(handles);
+                return Err("the parent process went away".into());
+            }
+        }
         if s.ready + s.failed >= total as u64 {
             break;
         }
@@ -779,60 +1024,79 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
     // The broker's memory with every session set up and idle: after a moment to settle (a
     // broker may still be finishing the last subscriptions), before any message flows.
     let settle = Duration::from_millis(500);
-    let rss_after = match plan.server_pid {
-        Some(pid) if after_setup.ready > 0 => {
-            let hold_end = Instant::now() + settle;
-            while Instant::now() < hold_end {
-                prog.update("settle", t0.elapsed(), &shared.c.snap(), None);
-                sleep_until((Instant::now() + tick / 5).min(hold_end));
-            }
-            sys::rss_bytes(pid)
+    let rss_after: Vec<Option<u64>> = if !pids.is_empty() && after_setup.ready > 0 {
+        let hold_end = Instant::now() + settle;
+        while Instant::now() < hold_end {
+            prog.update("settle", t0.elapsed(), &shared.c.snap(), None);
+            sleep_until((Instant::now() + tick / 5).min(hold_end));
         }
-        _ => None,
+        pids.iter().map(|&p| sys::rss_bytes(p)).collect()
+    } else {
+        pids.iter().map(|_| None).collect()
     };
-    let ready_subs: u64 = shared
+    let local_fan: Vec<u64> = shared
         .dest_ready
         .iter()
         .map(|a| a.load(Ordering::Relaxed) as u64)
-        .sum();
+        .collect();
+    let ready_subs: u64 = local_fan.iter().sum();
     if after_setup.ready == 0 {
-        shared.set_phase(Phase::Abort);
-        let mut all = ThreadOut::default();
-        for h in handles {
-            if let Ok(Ok(o)) = h.join() {
-                all.merge(o);
-            }
-        }
+        let all = abort(handles);
         prog.finish();
         return Err(format!(
             "no session could be set up ({} failed): {:?}",
             after_setup.failed, all.failures
         ));
     }
+    let nodes_setup = shared.node_snaps();
+
+    // One of several processes: wait for the parent's go and its start time.
+    let mut run_start = Instant::now();
+    if let Some(l) = link.as_deref_mut() {
+        let wait = plan.setup_timeout * 4 + Duration::from_secs(60);
+        match l.ready(&local_fan, setup_s, wait) {
+            Ok(go) => {
+                for (a, v) in shared.global_fan.iter().zip(&go.fan) {
+                    a.store((*v).min(u32::MAX as u64) as u32, Ordering::Relaxed);
+                }
+                shared.global.store(true, Ordering::Release);
+                run_start = shared.epoch + Duration::from_nanos(go.start_ns);
+                sleep_until(run_start);
+                run_start = run_start.max(Instant::now());
+            }
+            Err(e) => {
+                abort(handles);
+                return Err(e);
+            }
+        }
+    }
 
     let mut series = Vec::new();
     let mut at_start = after_setup;
     let mut at_end = after_setup;
+    let mut nodes_start = nodes_setup.clone();
+    let mut nodes_end = nodes_setup;
     let mut measured_s = 0.0;
     let mut drained = true;
     let (mut w0, mut w1) = (cpu0.clone(), cpu1.clone());
+    let mut gone = false;
     if plan.mode != Mode::Connect {
-        let warm_end = Instant::now() + plan.warmup;
+        let warm_end = run_start + plan.warmup;
         shared.warmup_end_ns.store(
-            shared.now_ns() + plan.warmup.as_nanos() as u64,
+            (run_start.saturating_duration_since(shared.epoch) + plan.warmup).as_nanos() as u64,
             Ordering::Release,
         );
         shared.set_phase(Phase::Run);
-        let run_start = Instant::now();
         while Instant::now() < warm_end {
             prog.update("warm-up", run_start.elapsed(), &shared.c.snap(), None);
             std::thread::sleep(tick.min(warm_end.saturating_duration_since(Instant::now())));
         }
         at_start = shared.c.snap();
+        nodes_start = shared.node_snaps();
         w0 = cpu_snap(&shared);
-        let end = Instant::now() + plan.duration;
+        let end = warm_end + plan.duration;
         let mut prev = at_start;
-        let mut next_sample = Instant::now() + Duration::from_secs(1);
+        let mut next_sample = warm_end + Duration::from_secs(1);
         let mut last_rates = None;
         loop {
             let now = Instant::now();
@@ -853,10 +1117,17 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
             if now >= end || (n_pubs > 0 && shared.pubs_done.load(Ordering::Relaxed) >= n_pubs) {
                 break;
             }
+            if let Some(l) = link.as_deref_mut() {
+                if l.gone() {
+                    gone = true;
+                    break;
+                }
+            }
             prog.update("run", run_start.elapsed(), &shared.c.snap(), last_rates);
             sleep_until((now + tick).min(end).min(next_sample));
         }
         at_end = shared.c.snap();
+        nodes_end = shared.node_snaps();
         w1 = cpu_snap(&shared);
         measured_s = w1.0.duration_since(w0.0).as_secs_f64();
         shared.set_phase(Phase::Drain);
@@ -864,17 +1135,33 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         loop {
             let s = shared.c.snap();
             prog.update("drain", run_start.elapsed(), &s, None);
-            if s.delivered >= s.expected || Instant::now() >= drain_end {
+            if let Some(l) = link.as_deref_mut() {
+                // The parent sums every process's figures and says when all is delivered;
+                // a little past the drain time each process stops on its own.
+                l.note(&format!("drain {} {}", s.expected, s.delivered), false);
+                if l.closed() || Instant::now() >= drain_end + Duration::from_secs(3) {
+                    break;
+                }
+                if l.gone() {
+                    gone = true;
+                    break;
+                }
+            } else if s.delivered >= s.expected || Instant::now() >= drain_end {
                 drained = s.delivered >= s.expected;
                 break;
             }
             std::thread::sleep(tick / 5);
         }
     }
+    if gone {
+        abort(handles);
+        prog.finish();
+        return Err("the parent process went away".into());
+    }
     if plan.mode == Mode::Connect {
         shared.set_phase(Phase::Hold);
         // The settle before the memory reading counts as part of the hold.
-        let hold_end = Instant::now() + plan.hold.saturating_sub(settle);
+        let hold_end = run_start + plan.hold.saturating_sub(settle);
         while Instant::now() < hold_end {
             prog.update("hold", t0.elapsed(), &shared.c.snap(), None);
             sleep_until((Instant::now() + tick).min(hold_end));
@@ -899,16 +1186,14 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         at_start,
         at_end,
         last: shared.c.snap(),
+        nodes_start,
+        nodes_end,
+        nodes_last: Vec::new(),
         drained,
         threads: ThreadOut::default(),
         ready_subs,
         series,
-        cpu_pct: 0.0,
-        max_thread_pct: 0.0,
-        broker_cpu_pct: None,
-        rss_before,
-        rss_after,
-        warnings: Vec::new(),
+        ..Outcome::default()
     };
     for h in handles {
         match h.join() {
@@ -918,6 +1203,7 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
         }
     }
     out.last = shared.c.snap();
+    out.nodes_last = shared.node_snaps();
     // CPU over the measured window (connect: over the setup phase).
     let (a, b) = if plan.mode == Mode::Connect {
         (cpu0, cpu1)
@@ -931,9 +1217,8 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
             .zip(a.2.iter())
             .map(|(x, y)| x.saturating_sub(*y) as f64 / 1e6 / wall * 100.0)
             .fold(0.0, f64::max);
-    if let (Some(x), Some(y)) = (b.3, a.3) {
-        out.broker_cpu_pct = Some(x.saturating_sub(y).as_secs_f64() / wall * 100.0);
-    }
+    out.brokers = brokers_out(&pids, (&rss_before, &rss_after), (&a.3, &b.3), wall);
+    out.broker_totals();
     if out.max_thread_pct >= 90.0 {
         warnings.push(format!(
             "the load tool was saturated: a reactor thread used {:.0}% of a core, so these \

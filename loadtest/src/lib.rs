@@ -5,6 +5,7 @@
 //! runtime, so one process drives as many connections as its open-file limit allows.
 //!
 //! - [`engine`]: reactor threads and the phase driver (setup, warm-up, run, drain, hold, close).
+//! - [`multi`]: `--processes N`, one run over several load-generator processes, merged.
 //! - [`conn`]: one connection's state machine.
 //! - [`rate`]: open-loop pacing. [`stats`]: HdrHistogram latencies. [`body`]: the timestamp.
 //! - [`scenario`]: connect, fanout, broadcast, queue, sweep, and the comparison table.
@@ -16,6 +17,7 @@ pub mod body;
 pub mod cli;
 pub mod conn;
 pub mod engine;
+pub mod multi;
 pub mod progress;
 pub mod rate;
 pub mod report;
@@ -37,6 +39,11 @@ pub fn run_scenario(cli: &Cli) -> Result<Report, String> {
         Cmd::Sweep(a) => scenario::sweep::run(a),
         Cmd::Table(_) => Err("table is not a scenario".into()),
     }
+}
+
+/// Whether this process is one child of a `--processes` run (it prints only protocol lines).
+pub fn is_child(cli: &Cli) -> bool {
+    common(cli).is_some_and(|c| c.child.is_some())
 }
 
 fn common(cli: &Cli) -> Option<&Common> {

@@ -21,6 +21,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    if loadtest::is_child(&cli) {
+        // One process of a --processes run: its results went to the parent on stdout.
+        return match loadtest::run_scenario(&cli) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("error {}", e.replace('\n', " "));
+                eprintln!("loadtest: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let r = match loadtest::run_scenario(&cli) {
         Ok(r) => r,
         Err(e) => {

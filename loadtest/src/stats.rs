@@ -39,6 +39,24 @@ impl Latency {
         let _ = self.h.add(&other.h);
     }
 
+    /// Every recorded bucket as (a value in it, count): with [`Latency::from_buckets`], how
+    /// one process hands its distribution to another without losing anything a merge needs.
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        self.h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// A distribution from [`Latency::buckets`] (values out of range are clamped).
+    pub fn from_buckets(b: &[(u64, u64)]) -> Latency {
+        let mut l = Latency::new();
+        for &(v, n) in b {
+            let _ = l.h.record_n(v.clamp(1, MAX_NS), n);
+        }
+        l
+    }
+
     pub fn count(&self) -> u64 {
         self.h.len()
     }
@@ -142,6 +160,23 @@ mod tests {
         assert_eq!(m.count(), all.count());
         assert_eq!(m.summary(), all.summary());
         assert!(m.max_ns() >= 6_990_000_000);
+    }
+
+    #[test]
+    fn buckets_round_trip_exactly() {
+        let mut a = Latency::new();
+        for i in 1..=5_000u64 {
+            a.record(i * 7919 % 3_000_000 + 500);
+        }
+        a.record(90_000_000_000);
+        let b = Latency::from_buckets(&a.buckets());
+        assert_eq!(b.count(), a.count());
+        assert_eq!(b.summary(), a.summary());
+        let mut m = Latency::new();
+        m.merge(&b);
+        m.merge(&Latency::from_buckets(&a.buckets()));
+        assert_eq!(m.count(), 2 * a.count());
+        assert_eq!(m.percentile_ns(99.0), a.percentile_ns(99.0));
     }
 
     #[test]

@@ -272,6 +272,21 @@ pub fn render(r: &Report) -> String {
         );
     }
     s.push_str("</table>");
+    if let Some(first) = r.nodes.first() {
+        s.push_str("<h2>Per node</h2><table><tr><th>URL</th>");
+        for m in &first.metrics {
+            let _ = write!(s, "<th>{}</th>", esc(&m.label));
+        }
+        s.push_str("</tr>");
+        for n in &r.nodes {
+            let _ = write!(s, "<tr><th>{}</th>", esc(&n.url));
+            for m in &n.metrics {
+                let _ = write!(s, "<td class=\"n\">{}</td>", esc(&fmt_num(m.value)));
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</table>");
+    }
     if !r.latencies.is_empty() {
         s.push_str("<h2>Latency</h2><table><tr><th>ms</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
         for l in &r.latencies {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{LatencyRow, Metric, Report, Sample};
+use super::{LatencyRow, Metric, Node, Report, Sample};
 use crate::stats::Summary;
 
 fn summary(s: &Summary) -> Value {
@@ -65,6 +65,24 @@ pub fn to_value(r: &Report) -> Value {
     if let (Some((head, rows)), Some(o)) = (&r.table, v.as_object_mut()) {
         o.insert("table".into(), json!({"header": head, "rows": rows}));
     }
+    if let (false, Some(o)) = (r.nodes.is_empty(), v.as_object_mut()) {
+        let nodes: Vec<Value> = r
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut m = Map::new();
+                let mut u = Map::new();
+                let mut l = Map::new();
+                for x in &n.metrics {
+                    m.insert(x.key.clone(), json!(finite(x.value)));
+                    u.insert(x.key.clone(), json!(x.unit));
+                    l.insert(x.key.clone(), json!(x.label));
+                }
+                json!({"url": n.url, "metrics": m, "units": u, "labels": l})
+            })
+            .collect();
+        o.insert("nodes".into(), Value::Array(nodes));
+    }
     v
 }
 
@@ -81,6 +99,32 @@ fn f(v: &Value, k: &str) -> f64 {
     v.get(k).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
+/// `metrics` with their `units` and `labels`, in the order the JSON object keeps them.
+fn metrics_of(v: &Value) -> Vec<Metric> {
+    let units = v.get("units");
+    let labels = v.get("labels");
+    let mut out = Vec::new();
+    if let Some(m) = v.get("metrics").and_then(Value::as_object) {
+        for (k, x) in m {
+            let unit = match units.and_then(|u| u.get(k)).and_then(Value::as_str) {
+                Some(u) => intern_unit(u),
+                None => "",
+            };
+            out.push(Metric {
+                key: k.clone(),
+                label: labels
+                    .and_then(|l| l.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or(k)
+                    .to_string(),
+                value: x.as_f64().unwrap_or(f64::NAN),
+                unit,
+            });
+        }
+    }
+    out
+}
+
 /// Read a report written by [`to_string`].
 pub fn from_str(s: &str) -> Result<Report, String> {
     let v: Value = serde_json::from_str(s).map_err(|e| e.to_string())?;
@@ -92,23 +136,12 @@ pub fn from_str(s: &str) -> Result<Report, String> {
             r.param(k, x.as_str().unwrap_or(""));
         }
     }
-    let units = v.get("units");
-    let labels = v.get("labels");
-    if let Some(m) = v.get("metrics").and_then(Value::as_object) {
-        for (k, x) in m {
-            let unit = match units.and_then(|u| u.get(k)).and_then(Value::as_str) {
-                Some(u) => intern_unit(u),
-                None => "",
-            };
-            r.metrics.push(Metric {
-                key: k.clone(),
-                label: labels
-                    .and_then(|l| l.get(k))
-                    .and_then(Value::as_str)
-                    .unwrap_or(k)
-                    .to_string(),
-                value: x.as_f64().unwrap_or(f64::NAN),
-                unit,
+    r.metrics = metrics_of(&v);
+    if let Some(a) = v.get("nodes").and_then(Value::as_array) {
+        for n in a {
+            r.nodes.push(Node {
+                url: n.get("url").and_then(Value::as_str).unwrap_or("").into(),
+                metrics: metrics_of(n),
             });
         }
     }
@@ -178,6 +211,7 @@ fn intern_unit(u: &str) -> &'static str {
         "x",
         "deliveries",
         "broadcasts",
+        "us",
     ];
     UNITS.iter().find(|x| **x == u).copied().unwrap_or("")
 }
@@ -205,6 +239,20 @@ mod tests {
         assert_eq!(back.series, r.series);
         assert_eq!(back.failures, r.failures);
         assert_eq!(back.warnings, r.warnings);
+    }
+
+    #[test]
+    fn nodes_round_trip() {
+        let r = crate::report::tests::with_nodes();
+        let s = to_string(&r);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["nodes"][1]["url"], "ws://127.0.0.1:2/ws");
+        assert_eq!(v["nodes"][1]["metrics"]["sessions"], 51.0);
+        let back = from_str(&s).unwrap();
+        assert_eq!(back.nodes.len(), 2);
+        assert_eq!(back.nodes[1].url, r.nodes[1].url);
+        assert_eq!(back.nodes[0].metrics.len(), 2);
+        assert!(!to_string(&sample()).contains("\"nodes\""));
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub struct LatencyRow {
     pub summary: Summary,
 }
 
+/// One broker node's (one `--url`'s) figures, when a run has several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub url: String,
+    pub metrics: Vec<Metric>,
+}
+
 /// One second of the measured window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -47,6 +54,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Sweep: a header and one row per setting.
     pub table: Option<(Vec<String>, Vec<Vec<String>>)>,
+    /// Several URLs: one entry per URL, in order.
+    pub nodes: Vec<Node>,
 }
 
 impl Report {
@@ -127,29 +136,22 @@ impl Report {
                 );
             }
         }
-        if let Some((head, rows)) = &self.table {
-            let widths: Vec<usize> = (0..head.len())
-                .map(|i| {
-                    rows.iter()
-                        .filter_map(|r| r.get(i))
-                        .map(String::len)
-                        .chain(head.get(i).map(String::len))
-                        .max()
-                        .unwrap_or(0)
+        if let Some(first) = self.nodes.first() {
+            let mut head = vec!["per node".to_string()];
+            head.extend(first.metrics.iter().map(|m| m.label.clone()));
+            let rows: Vec<Vec<String>> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut r = vec![n.url.clone()];
+                    r.extend(n.metrics.iter().map(|m| fmt_num(m.value)));
+                    r
                 })
                 .collect();
-            let line = |cells: &[String]| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:>w$}"))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            let _ = writeln!(s, "  {}", line(head));
-            for r in rows {
-                let _ = writeln!(s, "  {}", line(r));
-            }
+            table(&mut s, &head, &rows);
+        }
+        if let Some((head, rows)) = &self.table {
+            table(&mut s, head, rows);
         }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "  failures by cause:");
@@ -161,6 +163,32 @@ impl Report {
             let _ = writeln!(s, "WARNING: {wrn}");
         }
         s
+    }
+}
+
+/// Right-aligned columns.
+fn table(s: &mut String, head: &[String], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(String::len)
+                .chain(head.get(i).map(String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let _ = writeln!(s, "  {}", line(head));
+    for r in rows {
+        let _ = writeln!(s, "  {}", line(r));
     }
 }
 
@@ -218,6 +246,42 @@ pub(crate) mod tests {
         r.failures.insert("timeout: TCP connect".into(), 3);
         r.warnings.push("the load tool was saturated".into());
         r
+    }
+
+    pub fn with_nodes() -> Report {
+        let mut r = sample();
+        for (i, u) in ["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"]
+            .iter()
+            .enumerate()
+        {
+            r.nodes.push(Node {
+                url: u.to_string(),
+                metrics: vec![
+                    Metric {
+                        key: "sessions".into(),
+                        label: "sessions".into(),
+                        value: 50.0 + i as f64,
+                        unit: "sessions",
+                    },
+                    Metric {
+                        key: "e2e_p99_ms".into(),
+                        label: "p99 ms".into(),
+                        value: 1.5,
+                        unit: "ms",
+                    },
+                ],
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn human_table_has_the_nodes() {
+        let s = with_nodes().human();
+        assert!(s.contains("per node"), "{s}");
+        assert!(s.contains("ws://127.0.0.1:2/ws"), "{s}");
+        assert!(s.contains("  51  "), "{s}");
+        assert!(!sample().human().contains("per node"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::body;
 use crate::cli::BroadcastArgs;
 use crate::conn::{Ack, ConnSpec, PubSpec, SubSpec};
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::report::Report;
 use crate::stats::Latency;
 
@@ -13,7 +13,7 @@ use super::{assign_sources, base_plan, common_report, fit_connections};
 pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
     let c = &a.common;
     let mut plan = base_plan(c, Mode::Broadcast)?;
-    let (total, clamp) = fit_connections(a.subscribers + 1);
+    let (total, clamp) = fit_connections(a.subscribers + 1, c.processes);
     let subs = total.saturating_sub(1);
     let interval = if a.interval_ms.is_finite() && a.interval_ms >= 1.0 {
         a.interval_ms
@@ -30,6 +30,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
         }),
         publ: None,
         src: None,
+        target: 0,
     };
     plan.specs = super::repeat(sub, subs);
     plan.specs.push(ConnSpec {
@@ -41,10 +42,12 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
             cap: None,
         }),
         src: None,
+        target: 0,
     });
+    super::place(&mut plan, c);
     let sources = assign_sources(&mut plan, c);
-    let o = engine::run(plan.clone())?;
-    let mut r = Report::new("broadcast", &c.url);
+    let o = super::execute(&plan, c)?;
+    let mut r = Report::new("broadcast", &c.url.join(","));
     r.param("subscribers", subs);
     r.param("interval_ms", interval);
     r.param("body_size", plan.body_size);
@@ -105,5 +108,6 @@ pub fn run(a: &BroadcastArgs) -> Result<Report, String> {
     super::setup_report(&mut r, &o);
     r.latency("last", "last receiver (per broadcast)", s);
     r.latency("e2e", "every delivery", o.threads.e2e.summary());
+    super::nodes_report(&mut r, &plan, &o);
     Ok(r)
 }

@@ -3,7 +3,7 @@
 
 use crate::cli::ConnectArgs;
 use crate::conn::{Ack, ConnSpec, SubSpec};
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::report::Report;
 
 use super::{assign_sources, base_plan, common_report, fit_connections, secs};
@@ -11,7 +11,7 @@ use super::{assign_sources, base_plan, common_report, fit_connections, secs};
 pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let c = &a.common;
     let mut plan = base_plan(c, Mode::Connect)?;
-    let (n, clamp) = fit_connections(a.sessions);
+    let (n, clamp) = fit_connections(a.sessions, c.processes);
     plan.hold = secs(a.hold);
     plan.dests = vec![format!("/topic/{}-connect", c.prefix)];
     plan.specs = super::repeat(
@@ -23,12 +23,14 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
             }),
             publ: None,
             src: None,
+            target: 0,
         },
         n,
     );
+    super::place(&mut plan, c);
     let sources = assign_sources(&mut plan, c);
-    let o = engine::run(plan.clone())?;
-    let mut r = Report::new("connect", &c.url);
+    let o = super::execute(&plan, c)?;
+    let mut r = Report::new("connect", &c.url.join(","));
     r.param("sessions", a.sessions);
     r.param("hold_s", a.hold);
     if let Some(s) = &sources {
@@ -43,5 +45,6 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
         "sessions",
     );
     super::setup_report(&mut r, &o);
+    super::nodes_report(&mut r, &plan, &o);
     Ok(r)
 }

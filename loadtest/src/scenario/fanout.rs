@@ -4,7 +4,7 @@
 use crate::body;
 use crate::cli::FanoutArgs;
 use crate::conn::{Ack, ConnSpec, PubSpec, SubSpec};
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::report::Report;
 
 use super::{assign_sources, base_plan, common_report, fit_connections, rate};
@@ -14,7 +14,7 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
     let mut plan = base_plan(c, Mode::Fanout)?;
     let topics = a.topics.max(1);
     let pubs = a.publishers.max(1);
-    let (total, clamp) = fit_connections(a.subscribers + pubs);
+    let (total, clamp) = fit_connections(a.subscribers + pubs, c.processes);
     let subs = total.saturating_sub(pubs);
     plan.body_size = a.body_size.max(body::MIN_BODY);
     plan.window = a.window;
@@ -31,6 +31,7 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
             }),
             publ: None,
             src: None,
+            target: 0,
         });
     }
     for p in 0..pubs {
@@ -44,11 +45,13 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
                 cap: a.messages.map(|m| m.div_ceil(pubs as u64)),
             }),
             src: None,
+            target: 0,
         });
     }
+    super::place(&mut plan, c);
     let sources = assign_sources(&mut plan, c);
-    let o = engine::run(plan.clone())?;
-    let mut r = Report::new("fanout", &c.url);
+    let o = super::execute(&plan, c)?;
+    let mut r = Report::new("fanout", &c.url.join(","));
     r.param("publishers", pubs);
     r.param("subscribers", subs);
     r.param("topics", topics);
@@ -119,5 +122,6 @@ pub fn run(a: &FanoutArgs) -> Result<Report, String> {
         "end-to-end (publish to deliver)",
         o.threads.e2e.summary(),
     );
+    super::nodes_report(&mut r, &plan, &o);
     Ok(r)
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use crate::cli::Common;
 use crate::conn::ConnSpec;
-use crate::engine::{Mode, Outcome, Plan, StompOpts};
-use crate::report::{Report, Sample};
+use crate::engine::{self, Mode, Outcome, Plan, StompOpts};
+use crate::multi;
+use crate::report::{Metric, Node, Report, Sample};
+use crate::stats::Latency;
 use crate::sys;
 use crate::target::{self, Target};
 
@@ -42,9 +44,32 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
     if c.threads == 0 || c.threads > 256 {
         return Err("--threads must be 1..=256".into());
     }
+    let urls = urls(c);
+    if urls.is_empty() {
+        return Err("--url: no URL given".into());
+    }
+    let mut targets = Vec::new();
+    for u in &urls {
+        targets.push(Target::parse(u, c.allow_remote)?);
+    }
+    if let Some(p) = c.publisher_url.as_deref().map(str::trim) {
+        if !urls.iter().any(|u| u == p) {
+            targets.push(Target::parse(p, c.allow_remote)?);
+        }
+    }
+    if c.server_pid.len() > targets.len() {
+        return Err(format!(
+            "{} --server-pid for {} URL(s): give one per URL, in the same order",
+            c.server_pid.len(),
+            targets.len()
+        ));
+    }
+    if c.processes == 0 || c.processes > 64 {
+        return Err("--processes must be 1..=64".into());
+    }
     Ok(Plan {
         mode,
-        target: Target::parse(&c.url, c.allow_remote)?,
+        targets,
         stomp: stomp_opts(c)?,
         dests: Vec::new(),
         specs: Vec::new(),
@@ -60,36 +85,79 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
         window: 0,
         body_size: 64,
         nack_every: 0,
-        server_pid: c.server_pid,
+        server_pids: c.server_pid.clone(),
         progress: !c.quiet,
     })
 }
 
-/// Raise the open-file limit and fit the connection count to it. Returns the count to use and
-/// a warning when it had to be cut.
-pub fn fit_connections(want: usize) -> (usize, Option<String>) {
+/// The `--url` list: comma-separated and/or repeated, blanks dropped.
+pub fn urls(c: &Common) -> Vec<String> {
+    c.url
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// Raise the open-file limit and fit the connection count to it (`processes` processes, each
+/// with that limit). Returns the count to use and a warning when it had to be cut.
+pub fn fit_connections(want: usize, processes: usize) -> (usize, Option<String>) {
     let (soft, hard) = sys::raise_nofile();
-    let budget = target::socket_budget(soft);
+    let per = target::socket_budget(soft);
+    let processes = processes.max(1);
+    let budget = per.saturating_mul(processes);
     if want <= budget {
         return (want, None);
     }
     (
         budget,
         Some(format!(
-            "asked for {want} connections, but this process may open only {soft} files (hard \
-             limit {hard}), so it runs {budget}: raise the hard limit (as root: ulimit -Hn, or \
-             LimitNOFILE= in a unit file) or run several loadtest processes"
+            "asked for {want} connections, but each of {processes} loadtest process(es) may \
+             open only {soft} files (hard limit {hard}), so it runs {budget}: raise the hard \
+             limit (as root: ulimit -Hn, or LimitNOFILE= in a unit file) or use more \
+             --processes (at least {})",
+            want.div_ceil(per.max(1))
         )),
     )
 }
 
-/// Give connections source addresses when there are more than one address's worth of ports.
-pub fn assign_sources(plan: &mut Plan, c: &Common) -> Option<String> {
-    let n = plan.specs.len();
-    let srcs = target::source_addrs(&plan.target.addr, n, c.source_addrs)?;
+/// Which target each session connects to: session i to URL i mod n, publishers to
+/// `--publisher-url` when given, broadcast's one publisher to the first URL unless so.
+pub fn place(plan: &mut Plan, c: &Common) {
+    let n = urls(c).len().max(1);
+    let pub_target = c.publisher_url.as_deref().map(str::trim).map(|p| {
+        urls(c)
+            .iter()
+            .position(|u| u == p)
+            .unwrap_or(plan.targets.len().saturating_sub(1))
+    });
+    let mode = plan.mode;
     for (i, s) in plan.specs.iter_mut().enumerate() {
-        s.src = srcs.get(i % srcs.len()).copied();
+        s.target = match (&s.publ, pub_target) {
+            (Some(_), Some(t)) => t,
+            (Some(_), None) if mode == Mode::Broadcast => 0,
+            _ => i % n,
+        };
     }
+}
+
+/// Give connections source addresses when there are more than one address's worth of ports
+/// (ports are per destination, so each target is counted on its own).
+pub fn assign_sources(plan: &mut Plan, c: &Common) -> Option<String> {
+    let mut used = None;
+    for (t, target) in plan.targets.iter().enumerate() {
+        let n = plan.specs.iter().filter(|s| s.target == t).count();
+        let Some(srcs) = target::source_addrs(&target.addr, n, c.source_addrs) else {
+            continue;
+        };
+        for (j, s) in plan.specs.iter_mut().filter(|s| s.target == t).enumerate() {
+            s.src = srcs.get(j % srcs.len()).copied();
+        }
+        if used.as_ref().is_none_or(|u: &Vec<_>| u.len() < srcs.len()) {
+            used = Some(srcs);
+        }
+    }
+    let srcs = used?;
     Some(format!(
         "{} ({} .. {})",
         srcs.len(),
@@ -98,9 +166,42 @@ pub fn assign_sources(plan: &mut Plan, c: &Common) -> Option<String> {
     ))
 }
 
+/// Run a plan: in this process, split over `--processes` children, or (with `--child`) as one
+/// of those children, which hands its raw results to the parent.
+pub fn execute(plan: &Plan, c: &Common) -> Result<Outcome, String> {
+    if let Some(arg) = &c.child {
+        let mut link = multi::ChildLink::start(arg)?;
+        let mut mine = plan.clone();
+        multi::share(&mut mine, link.k, link.n);
+        let o = engine::run(mine, Some(&mut link))?;
+        link.result(&o);
+        return Ok(o);
+    }
+    if c.processes > 1 {
+        if plan.mode == Mode::Queue {
+            return Err("--processes: queue runs in one process".into());
+        }
+        if c.processes > plan.specs.len() {
+            return Err(format!(
+                "--processes {} for {} sessions: at least one session per process",
+                c.processes,
+                plan.specs.len()
+            ));
+        }
+        return multi::run_parent(plan, c.processes);
+    }
+    engine::run(plan.clone(), None)
+}
+
 /// The parts every report shares: sessions, failures, CPU, warnings, series.
 pub fn common_report(r: &mut Report, plan: &Plan, o: &Outcome, c: &Common) {
     r.param("threads", plan.threads);
+    if c.processes > 1 {
+        r.param("processes", c.processes);
+    }
+    if let Some(p) = &c.publisher_url {
+        r.param("publisher_url", p);
+    }
     r.param("concurrency", plan.concurrency);
     r.param("stomp_version", &c.stomp_version);
     if plan.mode != Mode::Connect {
@@ -207,6 +308,117 @@ pub fn setup_report(r: &mut Report, o: &Outcome) {
         "session ready (+CONNECT+SUBSCRIBE)",
         o.threads.setup.summary(),
     );
+}
+
+/// The per-URL breakdown (several targets only): sessions, deliveries, latency (fanout and
+/// queue: every delivery; broadcast: the last receiver on that node), and with a
+/// `--server-pid` per URL the broker's CPU per delivery and memory per session.
+pub fn nodes_report(r: &mut Report, plan: &Plan, o: &Outcome) {
+    let deliveries = o.at_end.delivered.saturating_sub(o.at_start.delivered);
+    let cpu_s: Option<f64> = if o.brokers.is_empty() {
+        None
+    } else {
+        o.brokers.iter().map(|b| b.cpu_s).sum()
+    };
+    if let (Some(cpu), true) = (cpu_s, plan.mode != Mode::Connect && deliveries > 0) {
+        r.metric(
+            "broker_cpu_us_per_delivery",
+            "broker CPU per delivery",
+            cpu * 1e6 / deliveries as f64,
+            "us",
+        );
+    }
+    if plan.targets.len() < 2 {
+        return;
+    }
+    let per_node_broker = o.brokers.len() >= 2;
+    for (t, target) in plan.targets.iter().enumerate() {
+        let z = engine::NodeSnap::default();
+        let s0 = o.nodes_start.get(t).unwrap_or(&z);
+        let s1 = o.nodes_end.get(t).unwrap_or(&z);
+        let sl = o.nodes_last.get(t).unwrap_or(&z);
+        let mut m = Vec::new();
+        let mut add = |key: &str, label: &str, value: f64, unit: &'static str| {
+            m.push(Metric {
+                key: key.into(),
+                label: label.into(),
+                value,
+                unit,
+            })
+        };
+        add("sessions", "sessions", s0.ready as f64, "sessions");
+        let win = s1.delivered.saturating_sub(s0.delivered);
+        if plan.mode != Mode::Connect {
+            add("received", "received", sl.delivered as f64, "deliveries");
+            add(
+                "delivered_per_s",
+                "deliveries/s",
+                rate(s0.delivered, s1.delivered, o.measured_s),
+                "msg/s",
+            );
+        }
+        let node = o.threads.nodes.get(t);
+        match plan.mode {
+            Mode::Fanout | Mode::Queue => {
+                let e = node
+                    .map(|n| n.e2e.summary())
+                    .unwrap_or_else(|| Latency::new().summary());
+                add("e2e_p50_ms", "p50 ms", e.p50_us / 1e3, "ms");
+                add("e2e_p99_ms", "p99 ms", e.p99_us / 1e3, "ms");
+            }
+            Mode::Broadcast => {
+                // The time until the last subscriber on this node has each broadcast.
+                let want = sl.subs.saturating_sub(sl.dropped) as u32;
+                let mut last = Latency::new();
+                let mut complete = 0u64;
+                if let Some(n) = node {
+                    for seq in o.at_start.published..o.at_end.published {
+                        if let Some((k, lat)) = n.bcast.get(&seq) {
+                            if *k >= want && want > 0 {
+                                complete += 1;
+                                last.record(*lat);
+                            }
+                        }
+                    }
+                }
+                let s = last.summary();
+                add(
+                    "broadcasts_complete",
+                    "complete",
+                    complete as f64,
+                    "broadcasts",
+                );
+                add("last_p50_ms", "last p50 ms", s.p50_us / 1e3, "ms");
+                add("last_p99_ms", "last p99 ms", s.p99_us / 1e3, "ms");
+            }
+            Mode::Connect => {}
+        }
+        if let Some(b) = o.brokers.get(t).filter(|_| per_node_broker) {
+            if let Some(p) = b.cpu_pct {
+                add("broker_cpu_pct", "broker CPU %", p, "%");
+            }
+            if let (Some(c), true) = (b.cpu_s, plan.mode != Mode::Connect && win > 0) {
+                add(
+                    "broker_cpu_us_per_delivery",
+                    "CPU us/delivery",
+                    c * 1e6 / win as f64,
+                    "us",
+                );
+            }
+            if let (Some(x), Some(y), true) = (b.rss_before, b.rss_after, s0.ready > 0) {
+                add(
+                    "broker_bytes_per_session",
+                    "bytes/session",
+                    y.saturating_sub(x) as f64 / s0.ready as f64,
+                    "bytes",
+                );
+            }
+        }
+        r.nodes.push(Node {
+            url: target.url.clone(),
+            metrics: m,
+        });
+    }
 }
 
 /// Per-second rate over the measured window.

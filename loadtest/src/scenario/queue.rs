@@ -8,7 +8,7 @@
 use crate::body;
 use crate::cli::QueueArgs;
 use crate::conn::{Ack, ConnSpec, PubSpec, SubSpec};
-use crate::engine::{self, Mode};
+use crate::engine::Mode;
 use crate::report::Report;
 
 use super::{assign_sources, base_plan, common_report, fit_connections, rate};
@@ -27,7 +27,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
         }
     };
     let producers = a.producers.max(1);
-    let (total, clamp) = fit_connections(a.consumers.max(1) + producers);
+    let (total, clamp) = fit_connections(a.consumers.max(1) + producers, c.processes);
     let consumers = total.saturating_sub(producers).max(1);
     plan.body_size = a.body_size.max(body::MIN_BODY);
     plan.window = a.window;
@@ -53,6 +53,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
             }),
             publ: None,
             src: None,
+            target: 0,
         });
     }
     for p in 0..producers {
@@ -65,11 +66,13 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
                 cap: a.messages.map(|m| m.div_ceil(producers as u64)),
             }),
             src: None,
+            target: 0,
         });
     }
+    super::place(&mut plan, c);
     let sources = assign_sources(&mut plan, c);
-    let mut o = engine::run(plan.clone())?;
-    let mut r = Report::new("queue", &c.url);
+    let mut o = super::execute(&plan, c)?;
+    let mut r = Report::new("queue", &c.url.join(","));
     r.param("producers", producers);
     r.param("consumers", consumers);
     r.param("ack", ack.as_str());
@@ -146,6 +149,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
         ));
     }
     r.latency("e2e", "send to consume", o.threads.e2e.summary());
+    super::nodes_report(&mut r, &plan, &o);
     Ok(r)
 }
 

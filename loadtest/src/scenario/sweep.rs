@@ -190,11 +190,15 @@ pub fn run(a: &SweepArgs) -> Result<Report, String> {
             Cmd::Queue(x) => &mut x.common,
             Cmd::Sweep(_) | Cmd::Table(_) => unreachable!("checked above"),
         };
-        common.url = format!("ws://{addr}/ws");
-        common.server_pid = pid;
+        if common.processes > 1 {
+            return Err("sweep runs its scenario in one process (no --processes)".into());
+        }
+        common.url = vec![format!("ws://{addr}/ws")];
+        common.publisher_url = None;
+        common.server_pid = pid.into_iter().collect();
         common.json = None;
         common.report = None;
-        eprintln!("sweep: --reactors {n} ({})", common.url);
+        eprintln!("sweep: --reactors {n} ({})", common.url.join(","));
         let res = crate::run_scenario(&cli);
         broker.stop();
         let r = res?;
