@@ -26,8 +26,8 @@ fn main() -> ExitCode {
         return match loadtest::run_scenario(&cli) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
+                // The parent reports it (once, for the whole run).
                 println!("error {}", e.replace('\n', " "));
-                eprintln!("loadtest: {e}");
                 ExitCode::FAILURE
             }
         };
