@@ -1054,7 +1054,7 @@ pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, Stri
     let mut run_start = Instant::now();
     if let Some(l) = link.as_deref_mut() {
         let wait = plan.setup_timeout * 4 + Duration::from_secs(60);
-        match l.ready(&local_fan, setup_s, wait) {
+        match l.ready(&local_fan, wait) {
             Ok(go) => {
                 for (a, v) in shared.global_fan.iter().zip(&go.fan) {
                     a.store((*v).min(u32::MAX as u64) as u32, Ordering::Relaxed);
@@ -1118,6 +1118,14 @@ pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, Stri
                 break;
             }
             if let Some(l) = link.as_deref_mut() {
+                let s = shared.c.snap();
+                l.note(
+                    &format!(
+                        "run {} {} {} {}",
+                        s.ready, s.dropped, s.published, s.delivered
+                    ),
+                    false,
+                );
                 if l.gone() {
                     gone = true;
                     break;

@@ -9,6 +9,7 @@
 //! child:  setup READY FAILED      (while setting up, a few times a second)
 //! child:  ready FAN0,FAN1,...     (every session set up; its subscribers per destination)
 //! parent: go START_NS FAN0,...    (all are ready: start at START_NS, the fan-out in all)
+//! child:  run READY DROPPED PUBLISHED DELIVERED (while running: the parent's status line)
 //! child:  drain EXPECTED DELIVERED (publishing over, waiting for deliveries)
 //! parent: close                   (every process has what it is owed, or the drain is over)
 //! child:  result {JSON}           (its raw results: counters, histograms, broadcasts)
@@ -168,7 +169,7 @@ impl ChildLink {
     }
 
     /// Every session is set up: say so, and wait (at most `wait`) for the go.
-    pub fn ready(&mut self, fan: &[u64], _setup_s: f64, wait: Duration) -> Result<Go, String> {
+    pub fn ready(&mut self, fan: &[u64], wait: Duration) -> Result<Go, String> {
         self.note(&format!("ready {}", list(fan)), true);
         let deadline = Instant::now() + wait;
         loop {
@@ -551,6 +552,8 @@ impl Drop for Kids {
 #[derive(Default, Clone)]
 struct Kid {
     setup: (u64, u64),
+    /// The last `run` line: ready, dropped, published, delivered.
+    run: [u64; 4],
     fan: Option<Vec<u64>>,
     drain: Option<(u64, u64)>,
     result: Option<String>,
@@ -643,6 +646,11 @@ pub fn run_parent(plan: &Plan, n: usize) -> Result<Outcome, String> {
                     parse_list(rest)
                         .ok_or_else(|| format!("process {k}: unreadable ready line: {line}"))?,
                 );
+            }
+            "run" => {
+                for (a, x) in kid.run.iter_mut().zip(rest.split_whitespace()) {
+                    *a = x.parse().unwrap_or(*a);
+                }
             }
             "drain" => {
                 let v: Vec<u64> = rest
@@ -761,6 +769,25 @@ pub fn run_parent(plan: &Plan, n: usize) -> Result<Outcome, String> {
             kids.tell("close")?;
             close_sent = true;
         }
+        let s = st.iter().fold(Snap::default(), |mut a, k| {
+            a.ready += k.run[0];
+            a.dropped += k.run[1];
+            a.published += k.run[2];
+            a.delivered += k.run[3];
+            a
+        });
+        let phase = if connect {
+            "hold"
+        } else if now < w0_at {
+            "warm-up"
+        } else if now < w1_at {
+            "run"
+        } else if !close_sent {
+            "drain"
+        } else {
+            "close"
+        };
+        prog.update(phase, t0.elapsed(), &s, None);
         if now >= give_up {
             let late: Vec<String> = st
                 .iter()

@@ -53,7 +53,7 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
         targets.push(Target::parse(u, c.allow_remote)?);
     }
     if let Some(p) = c.publisher_url.as_deref().map(str::trim) {
-        if !urls.iter().any(|u| u == p) {
+        if mode != Mode::Connect && !urls.iter().any(|u| u == p) {
             targets.push(Target::parse(p, c.allow_remote)?);
         }
     }
