@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 /// Load-test a STOMP-over-WebSocket broker (stompbox, RabbitMQ Web-STOMP, …).
 ///
 /// Every run is bounded (--duration, counts), shows progress on stderr, prints a table on
-/// stdout, and can write --json and --report (HTML).
+/// stdout, and can write --json and --report (HTML). Several --url load a cluster (with a
+/// per-node breakdown); --processes splits a run over several load-generator processes.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadtest", version)]
 pub struct Cli {
@@ -85,9 +86,11 @@ pub struct Common {
     /// once per URL (same order) for per-node CPU per delivery and memory per session.
     #[arg(long)]
     pub server_pid: Vec<u32>,
-    /// Load-generator processes to split the sessions over (each has its own open-file
-    /// limit): this process re-executes itself N times, starts them together and merges their
-    /// results into one report. connect, fanout and broadcast only.
+    /// Load-generator processes to split the sessions over, each with its own open-file limit
+    /// (45,000 sessions at 20,000 files a process need 3). This process starts N copies of
+    /// itself (copy k runs sessions k, k+N, ...), starts them at one instant once all are set
+    /// up, and merges their results into one report as if one process had run. connect,
+    /// fanout and broadcast only; --window then watches each process's own subscribers.
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
     /// Internal: run as child K of N of a --processes run (K/N/EPOCH_NS).
