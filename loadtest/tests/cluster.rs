@@ -151,11 +151,19 @@ fn broadcast_names_each_nodes_last_receiver() {
     let (hb, b) = server();
     // The one publisher goes to the first URL: A's subscribers all have every broadcast,
     // B's have none.
+    let pid = std::process::id();
     let r = run(&format!(
-        "broadcast -s 20 --interval-ms 50 --duration 0.6 --url {},{}",
+        "broadcast -s 20 --interval-ms 50 --duration 0.6 --url {},{} --server-pid {pid} \
+         --server-pid {pid}",
         url(a),
         url(b)
     ));
+    // Every node has the same columns, whatever it could measure.
+    let keys =
+        |n: usize| -> Vec<String> { r.nodes[n].metrics.iter().map(|x| x.key.clone()).collect() };
+    assert_eq!(keys(0), keys(1));
+    assert!(nm(&r, 0, "broker_cpu_us_per_delivery").is_finite());
+    assert!(nm(&r, 1, "broker_cpu_us_per_delivery").is_nan());
     let n = m(&r, "broadcasts");
     assert!(n >= 8.0, "{n}");
     assert_eq!(nm(&r, 0, "sessions"), 11.0);

@@ -394,25 +394,25 @@ pub fn nodes_report(r: &mut Report, plan: &Plan, o: &Outcome) {
             Mode::Connect => {}
         }
         if let Some(b) = o.brokers.get(t).filter(|_| per_node_broker) {
-            if let Some(p) = b.cpu_pct {
-                add("broker_cpu_pct", "broker CPU %", p, "%");
+            // Every node has the same columns: a figure that cannot be had is NaN ("-", null).
+            add(
+                "broker_cpu_pct",
+                "broker CPU %",
+                b.cpu_pct.unwrap_or(f64::NAN),
+                "%",
+            );
+            if plan.mode != Mode::Connect {
+                let per = match b.cpu_s {
+                    Some(c) if win > 0 => c * 1e6 / win as f64,
+                    _ => f64::NAN,
+                };
+                add("broker_cpu_us_per_delivery", "CPU us/delivery", per, "us");
             }
-            if let (Some(c), true) = (b.cpu_s, plan.mode != Mode::Connect && win > 0) {
-                add(
-                    "broker_cpu_us_per_delivery",
-                    "CPU us/delivery",
-                    c * 1e6 / win as f64,
-                    "us",
-                );
-            }
-            if let (Some(x), Some(y), true) = (b.rss_before, b.rss_after, s0.ready > 0) {
-                add(
-                    "broker_bytes_per_session",
-                    "bytes/session",
-                    y.saturating_sub(x) as f64 / s0.ready as f64,
-                    "bytes",
-                );
-            }
+            let per = match (b.rss_before, b.rss_after) {
+                (Some(x), Some(y)) if s0.ready > 0 => y.saturating_sub(x) as f64 / s0.ready as f64,
+                _ => f64::NAN,
+            };
+            add("broker_bytes_per_session", "bytes/session", per, "bytes");
         }
         r.nodes.push(Node {
             url: target.url.clone(),
