@@ -516,3 +516,72 @@ fn a_node_killed_with_sigkill_leaves_the_others_unaffected() {
         x.shutdown().unwrap();
     }
 }
+
+/// A node whose queues to and from NATS hold only `max_pending` messages.
+fn small_node(servers: &[String], name: &str, max_pending: usize) -> Broker {
+    let mut cfg = config(servers, name);
+    if let Some(c) = &mut cfg.cluster {
+        c.max_pending = max_pending;
+    }
+    let b = BrokerBuilder::new(cfg).start().expect("node starts");
+    wait_up(&b);
+    b
+}
+
+#[test]
+fn past_the_bounds_topic_messages_are_dropped_and_counted_and_local_delivery_goes_on() {
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b) = (small_node(&urls, "a", 4), small_node(&urls, "b", 4));
+    let dest = "/topic/burst";
+    let mut local = anon(&a);
+    local.subscribe(dest, "l");
+    let mut remote = anon(&b).polling();
+    remote.subscribe(dest, "r");
+    await_interest(&nats, dest);
+    let n = 5000u64;
+    let mut p = anon(&a);
+    let mut burst = Vec::new();
+    for i in 0..n {
+        let body = ops::numbered(i, 16);
+        burst.extend_from_slice(&ops::send_frame(dest, &body, None));
+    }
+    // One write: the reactor reads thousands of SENDs in a turn, faster than the bridge drains.
+    p.send(&burst);
+    ops::expect_numbered(&mut local, dest, n);
+    // What crossed arrives in order; every message either crossed or was counted.
+    let settled = wait_for(LONG, || {
+        let (ma, mb) = (metrics(&a), metrics(&b));
+        let up = ma.u("stompbox_cluster_published_total")
+            + ma.u("stompbox_cluster_dropped_total{reason=\"up_full\"}");
+        (up == n
+            && mb.u("stompbox_cluster_received_total") == ma.u("stompbox_cluster_published_total"))
+        .then_some((ma, mb))
+    });
+    let (ma, mb) = settled.unwrap_or_else(|| panic!("{}\n{}", a.metrics(), b.metrics()));
+    let dropped_up = ma.u("stompbox_cluster_dropped_total{reason=\"up_full\"}");
+    assert!(
+        dropped_up > 0,
+        "a burst through a 4-message queue drops: {}",
+        ma.text
+    );
+    let crossed = mb.u("stompbox_cluster_received_total")
+        - mb.u("stompbox_cluster_dropped_total{reason=\"down_full\"}");
+    let mut last = None;
+    for _ in 0..crossed {
+        let f = remote.msg();
+        let i = ops::number_of(&f);
+        assert!(last.is_none_or(|l| i > l), "order kept: {i} after {last:?}");
+        last = Some(i);
+    }
+    assert!(
+        remote
+            .next_within(Duration::from_millis(300))
+            .unwrap()
+            .is_none(),
+        "no more than crossed"
+    );
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
