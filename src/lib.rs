@@ -17,7 +17,7 @@
 //! Dependencies point one way, down this list, with no circle:
 //!
 //! ```text
-//!  embed ──▶ server ──▶ config ──▶ app, auth, router, session, memory ──▶ stomp, ws
+//!  embed ──▶ server ──▶ config ──▶ cluster, app, auth ──▶ router, session, memory ──▶ stomp, ws
 //!  settings ─────────────▶ config
 //! ```
 //!
@@ -37,8 +37,9 @@
 //! - [`server`]: the acceptor and reactor threads (mio), TLS, metrics, worker pools.
 //! - [`config`]: every limit, with defaults; [`settings`]: the file and flags that fill it.
 //! - [`memory`]: the broker-wide memory high-water mark (what is measured, the alarm).
-//! - [`cluster`]: cluster mode over NATS: the subject mapping and the wire format (the NATS
-//!   connection is the server's bridge thread).
+//! - [`cluster`]: cluster mode over NATS: its settings and the wire format (the subject
+//!   mapping and each reactor's interest are the router's; the NATS connection is the
+//!   server's bridge thread).
 
 #![forbid(unsafe_code)]
 

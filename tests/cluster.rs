@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::stomp::{frame, Client, Frame};
 use nats::Nats;
 use ops::{http_get, wait_for, Metrics, OpsClient};
-use stompbox::cluster::{subject, ClusterConfig};
+use stompbox::cluster::ClusterConfig;
+use stompbox::router::subject;
 use stompbox::{Broker, BrokerBuilder, Config};
 
 const PREFIX: &str = "stompbox";
@@ -98,14 +99,25 @@ fn send(c: &mut Client, dest: &str, extra: &[(&str, &str)], body: &[u8]) {
     c.send(&frame("SEND", &h, body));
 }
 
-/// Wait until the NATS server lists a subscription to the subject of `dest` (a pattern's
-/// first cover for patterns).
-fn await_interest(n: &Nats, dest: &str) {
-    let subj = if stompbox::router::wildcard::is_pattern(dest) {
+/// The NATS subject of `dest` (a pattern's first cover for patterns).
+fn subject_of(dest: &str) -> String {
+    if stompbox::router::wildcard::is_pattern(dest) {
         subject::covers(PREFIX, dest).unwrap().remove(0)
     } else {
         subject::subject(PREFIX, dest).unwrap()
-    };
+    }
+}
+
+/// A SUBSCRIBE's RECEIPT came: NATS has the node's subscription already (no waiting).
+fn has_interest(n: &Nats, dest: &str) {
+    let subj = subject_of(dest);
+    assert!(n.has_subscription(&subj), "RECEIPT before NATS had {subj}");
+}
+
+/// Wait until the NATS server lists a subscription to the subject of `dest` (after a
+/// reconnect, when the node subscribes again by itself).
+fn await_interest(n: &Nats, dest: &str) {
+    let subj = subject_of(dest);
     let seen = wait_for(LONG, || n.has_subscription(&subj).then_some(()));
     assert!(seen.is_some(), "NATS never saw a subscription to {subj}");
 }
@@ -166,8 +178,9 @@ fn topics_and_wildcards_cross_nodes_exactly_once_in_order() {
     sc.subscribe(dest, "exact");
     let mut sa = anon(&a);
     sa.subscribe(dest, "local");
+    // The RECEIPTs said NATS has the subscriptions: publishing at once loses nothing.
     for d in [dest, "/topic/chat.*", "/topic/chat.#"] {
-        await_interest(&nats, d);
+        has_interest(&nats, d);
     }
     let n = 200u32;
     let mut pa = anon(&a);
@@ -232,9 +245,6 @@ fn user_app_and_embedding_api_messages_cross_nodes() {
     carol.subscribe("/topic/shouts.lobby", "shouts");
     let mut dave = anon(&c);
     dave.subscribe("/topic/api", "api");
-    await_interest(&nats, "/user/bob/queue/inbox");
-    await_interest(&nats, "/topic/shouts.lobby");
-    await_interest(&nats, "/topic/api");
 
     // The embedding API on a, to bob's sessions on c.
     a.send_to_user("bob", "/queue/inbox", &[("x-k", "v")], b"hi bob");
@@ -300,7 +310,6 @@ fn nodes_recover_from_a_nats_restart_without_clients_reconnecting() {
     remote.subscribe(dest, "r");
     let mut local = anon(&a);
     local.subscribe(dest, "l");
-    await_interest(&nats, dest);
     let mut p = anon(&a);
     send(&mut p, dest, &[], b"before");
     assert_eq!(remote.msg().text(), "before");
@@ -538,7 +547,6 @@ fn past_the_bounds_topic_messages_are_dropped_and_counted_and_local_delivery_goe
     local.subscribe(dest, "l");
     let mut remote = anon(&b).polling();
     remote.subscribe(dest, "r");
-    await_interest(&nats, dest);
     let n = 5000u64;
     let mut p = anon(&a);
     let mut burst = Vec::new();
@@ -581,6 +589,30 @@ fn past_the_bounds_topic_messages_are_dropped_and_counted_and_local_delivery_goe
             .is_none(),
         "no more than crossed"
     );
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn after_a_subscribe_receipt_a_publish_on_another_node_arrives() {
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let (a, b) = (node(&urls, "a"), node(&urls, "b"));
+    let mut p = anon(&a);
+    let mut s = anon(&b);
+    // Fresh destinations each time: every SUBSCRIBE makes the node a new NATS subscription,
+    // and the publish follows its RECEIPT at once.
+    for i in 0..50 {
+        let dest = format!("/topic/fresh.{i}");
+        s.subscribe(&dest, &format!("s{i}"));
+        send(&mut p, &dest, &[], format!("m{i}").as_bytes());
+        let f = s.msg();
+        assert_eq!(
+            (f.h("destination"), f.text()),
+            (dest.as_str(), format!("m{i}").as_str())
+        );
+    }
     for x in [a, b] {
         x.shutdown().unwrap();
     }

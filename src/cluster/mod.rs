@@ -1,7 +1,8 @@
 //! Cluster mode: several stompbox nodes as one broker, exchanging topic messages through NATS.
-//! Sans-IO, like [`crate::ws`] and [`crate::stomp`]: the subject mapping ([`subject`]) and what
-//! a message looks like on NATS ([`wire`]). The NATS connection itself is the bridge thread's
-//! (`server::bridge`); each reactor's interest is in [`crate::router::interest`].
+//! Sans-IO, like [`crate::ws`] and [`crate::stomp`]: what a message looks like on NATS
+//! ([`wire`]) and the settings. The subject mapping is the router's
+//! ([`crate::router::subject`]), as is each reactor's interest ([`crate::router::interest`]);
+//! the NATS connection itself is the bridge thread's (`server::bridge`).
 //!
 //! ```text
 //!  reactor ─SEND─▶ local subscribers (as standalone)
@@ -12,7 +13,6 @@
 //!  reactor: subject needed / no longer needed ─▶ bridge: SUB / UNSUB (one per subject per node)
 //! ```
 
-pub mod subject;
 pub mod wire;
 
 use std::path::PathBuf;

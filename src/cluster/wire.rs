@@ -26,7 +26,7 @@ pub fn decode(
     payload: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<Published, Invalid> {
-    let route = super::subject::destination(prefix, subject).ok_or(Invalid::Subject)?;
+    let route = crate::router::subject::destination(prefix, subject).ok_or(Invalid::Subject)?;
     let end = memchr::memmem::find(payload, b"\n\n").ok_or(Invalid::Frame)?;
     let head = payload.get(..end).ok_or(Invalid::Frame)?;
     if payload.last() != Some(&0) {
@@ -110,7 +110,7 @@ mod tests {
         let mut enc = Vec::new();
         let id = MsgId::from_bytes(b"m1-7@n1-abc").expect("id");
         let sent = encode_shared(&send(headers, body), dest, Some(id), &mut enc);
-        let subj = crate::cluster::subject::subject("sbx", dest).expect("subject");
+        let subj = crate::router::subject::subject("sbx", dest).expect("subject");
         let got = decode("sbx", &subj, &sent.shared, &mut enc).expect("decodes");
         assert_eq!(&*got.destination, dest);
         assert_eq!(got.id.as_bytes(), id.as_bytes());

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cluster::subject;
+use crate::router::subject;
 
 #[derive(Debug)]
 pub struct Interest {
@@ -14,8 +14,21 @@ pub struct Interest {
     /// What follows `m<reactor>-<seq>` in a message id made here (`@<node>-<boot>`).
     id_suffix: Box<[u8]>,
     counts: HashMap<Arc<str>, usize>,
-    /// Subjects this reactor started (`true`) or stopped (`false`) needing, in order.
-    changes: Vec<(Arc<str>, bool)>,
+    /// What the bridge must do for this reactor, in order.
+    changes: Vec<Change>,
+}
+
+/// One thing for the bridge, in the order the reactor's subscriptions changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// This reactor needs a subject.
+    On(Arc<str>),
+    /// This reactor no longer needs a subject.
+    Off(Arc<str>),
+    /// Answer `receipt` to connection `token` once NATS has every subscription asked for
+    /// before it: a SUBSCRIBE's RECEIPT then means what it means standalone (what is published
+    /// afterwards, on any node, reaches the subscription).
+    Ready { token: usize, receipt: Box<str> },
 }
 
 impl Interest {
@@ -55,7 +68,7 @@ impl Interest {
         let n = self.counts.entry(Arc::clone(subject)).or_insert(0);
         *n += 1;
         if *n == 1 {
-            self.changes.push((Arc::clone(subject), true));
+            self.changes.push(Change::On(Arc::clone(subject)));
         }
     }
 
@@ -66,7 +79,7 @@ impl Interest {
         *n -= 1;
         if *n == 0 {
             if let Some((k, _)) = self.counts.remove_entry(subject) {
-                self.changes.push((k, false));
+                self.changes.push(Change::Off(k));
             }
         }
     }
@@ -80,8 +93,16 @@ impl Interest {
         self.counts.is_empty()
     }
 
+    /// A RECEIPT to answer once NATS has what was asked for so far.
+    pub fn ready(&mut self, token: usize, receipt: Box<str>) {
+        self.changes.push(Change::Ready { token, receipt });
+    }
+
     /// The changes not yet taken, oldest first.
-    pub fn changes(&mut self) -> &mut Vec<(Arc<str>, bool)> {
+    pub fn changes(&mut self) -> &mut Vec<Change> {
         &mut self.changes
     }
 }
+
+#[cfg(test)]
+mod tests;

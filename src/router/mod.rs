@@ -7,6 +7,7 @@ pub mod interest;
 mod message;
 pub mod queue;
 mod queued;
+pub mod subject;
 pub mod wildcard;
 
 pub use directory::{Directory, MAX_REACTORS};
@@ -361,9 +362,22 @@ impl Router {
         too_long.then_some("destination too long for the cluster")
     }
 
-    /// Cluster mode: the subjects this reactor started or stopped needing since last taken.
-    pub fn interest_changes(&mut self) -> Option<&mut Vec<(Arc<str>, bool)>> {
+    /// Cluster mode: the subjects this reactor started or stopped needing since last taken,
+    /// and the RECEIPTs waiting for them.
+    pub fn interest_changes(&mut self) -> Option<&mut Vec<interest::Change>> {
         self.cluster.as_mut().map(|c| c.changes())
+    }
+
+    /// Cluster mode: answer a SUBSCRIBE's `receipt` once NATS has this reactor's subscriptions
+    /// so far (`false` standalone: answer it now).
+    pub fn ready_after_interest(&mut self, token: usize, receipt: Box<str>) -> bool {
+        match &mut self.cluster {
+            Some(c) => {
+                c.ready(token, receipt);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Cluster mode: NATS subjects this reactor's subscribers need.
@@ -500,7 +514,7 @@ impl Router {
     /// subscription gets it once however many of the node's NATS subscriptions it matched.
     pub fn deliver_cluster(&self, msg: &Published, via: &str, sink: &mut impl Sink) -> usize {
         let mut n = 0;
-        if !crate::cluster::subject::is_wildcard(via) {
+        if !crate::router::subject::is_wildcard(via) {
             let subs = self.local(&msg.destination);
             for s in subs {
                 deliver(s, msg, sink);

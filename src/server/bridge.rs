@@ -23,14 +23,18 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
+use super::mailbox::Mail;
 use super::mailbox::Mailbox;
 use crate::cluster::{wire, ClusterConfig};
+use crate::router::interest::Change;
 use crate::router::Published;
 
 /// How often the bridge looks at the shutdown flag when nothing else wakes it.
 const IDLE: Duration = Duration::from_millis(100);
 /// Messages published to NATS before the bridge lets its other tasks run.
 const UP_BATCH: usize = 1024;
+/// How long a SUBSCRIBE's RECEIPT waits for NATS (then it goes anyway).
+const READY_WAIT: Duration = Duration::from_secs(2);
 /// Interest changes waiting for the bridge (a reactor keeps the rest and retries).
 const CONTROL_BOUND: usize = 4096;
 
@@ -123,12 +127,11 @@ struct Up {
     payload: Arc<[u8]>,
 }
 
-/// A reactor started or stopped needing a subject.
+/// A reactor's interest change (or a RECEIPT waiting for the ones before it).
 #[derive(Debug)]
 struct Control {
-    subject: Arc<str>,
     reactor: usize,
-    on: bool,
+    change: Change,
 }
 
 /// Down to a reactor: a message from another node, and the subject of the node's NATS
@@ -177,14 +180,10 @@ impl Uplink {
     }
 
     /// Pass the router's interest changes on (what does not fit waits here, in order).
-    pub fn interest(&mut self, changes: &mut Vec<(Arc<str>, bool)>) {
+    pub fn interest(&mut self, changes: &mut Vec<Change>) {
         let reactor = self.reactor;
         self.waiting
-            .extend(changes.drain(..).map(|(subject, on)| Control {
-                subject,
-                reactor,
-                on,
-            }));
+            .extend(changes.drain(..).map(|change| Control { reactor, change }));
         self.send_waiting();
     }
 
@@ -439,8 +438,16 @@ impl Serve {
                 let _ = tokio::time::timeout(IDLE, self.notify.notified()).await;
             }
             // Interest first: a subscription made before the messages that follow it.
+            let mut ready = Vec::new();
             while let Ok(c) = self.control.try_recv() {
-                self.interest(&client, &mut subs, c);
+                match c.change {
+                    Change::On(s) => self.subscribe(&client, &mut subs, s, c.reactor).await,
+                    Change::Off(s) => unsubscribe(&mut subs, &s, c.reactor),
+                    Change::Ready { token, receipt } => ready.push((c.reactor, token, receipt)),
+                }
+            }
+            if !ready.is_empty() {
+                self.answer_ready(&client, ready).await;
             }
             self.stats
                 .subscriptions
@@ -485,33 +492,89 @@ impl Serve {
         Ok(())
     }
 
-    fn interest(&self, client: &async_nats::Client, subs: &mut HashMap<Arc<str>, Sub>, c: Control) {
-        let bit = 1u64 << (c.reactor % 64);
-        if c.on {
-            if let Some(s) = subs.get(&c.subject) {
-                s.mask.set(s.mask.get() | bit);
+    /// A reactor needs `subject`: subscribe the node unless it already is (the SUB is queued on
+    /// the connection before anything asked after it, so a flush covers it).
+    async fn subscribe(
+        &self,
+        client: &async_nats::Client,
+        subs: &mut HashMap<Arc<str>, Sub>,
+        subject: Arc<str>,
+        reactor: usize,
+    ) {
+        let bit = 1u64 << (reactor % 64);
+        if let Some(s) = subs.get(&subject) {
+            s.mask.set(s.mask.get() | bit);
+            return;
+        }
+        let sub = match client.subscribe(async_nats::Subject::from(&*subject)).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("cluster: cannot subscribe to {subject}: {e}");
                 return;
             }
-            let mask = Rc::new(Cell::new(bit));
-            let task = tokio::task::spawn_local(read_subscription(
-                client.clone(),
-                Arc::clone(&c.subject),
-                Rc::clone(&mask),
-                self.cfg.subject_prefix.clone(),
-                Rc::clone(&self.downlinks),
-                Arc::clone(&self.stats),
-                self.cfg.max_pending_bytes,
-            ));
-            subs.insert(c.subject, Sub { mask, task });
-        } else if let Some(s) = subs.get(&c.subject) {
-            let left = s.mask.get() & !bit;
-            s.mask.set(left);
-            if left == 0 {
-                if let Some(s) = subs.remove(&c.subject) {
-                    // Dropping the subscription (with the task) unsubscribes.
-                    s.task.abort();
+        };
+        let mask = Rc::new(Cell::new(bit));
+        let task = tokio::task::spawn_local(read_subscription(
+            sub,
+            Arc::clone(&subject),
+            Rc::clone(&mask),
+            self.cfg.subject_prefix.clone(),
+            Rc::clone(&self.downlinks),
+            Arc::clone(&self.stats),
+            self.cfg.max_pending_bytes,
+        ));
+        subs.insert(subject, Sub { mask, task });
+    }
+
+    /// SUBSCRIBE RECEIPTs waiting for the subscriptions asked before them: one round trip to
+    /// NATS (its PONG comes after it has taken every SUB sent before the PING) answers them
+    /// all. Without a connection there is nothing to wait for: NATS gets the subscriptions when
+    /// the node reconnects, and the RECEIPTs go now.
+    async fn answer_ready(
+        &self,
+        client: &async_nats::Client,
+        ready: Vec<(usize, usize, Box<str>)>,
+    ) {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if connected
+            && tokio::time::timeout(READY_WAIT, client.flush())
+                .await
+                .is_err()
+        {
+            log::warn!("cluster: NATS did not answer a flush in {READY_WAIT:?}");
+        }
+        for (reactor, token, receipt) in ready {
+            let Some(d) = self.downlinks.get(reactor) else {
+                continue;
+            };
+            // Never dropped: a reactor drains its mailbox every turn, so this waits briefly
+            // at worst (and only this thread).
+            match d
+                .mailbox
+                .tx
+                .send_timeout(Mail::ClusterReady(token, receipt), READY_WAIT)
+            {
+                Ok(()) => d.mailbox.wake(),
+                Err(_) => {
+                    log::warn!("cluster: reactor {reactor} took no RECEIPT in {READY_WAIT:?}")
                 }
             }
+        }
+    }
+}
+
+/// A reactor no longer needs `subject`: the last one out unsubscribes the node.
+fn unsubscribe(subs: &mut HashMap<Arc<str>, Sub>, subject: &str, reactor: usize) {
+    let bit = 1u64 << (reactor % 64);
+    let Some(s) = subs.get(subject) else {
+        return;
+    };
+    let left = s.mask.get() & !bit;
+    s.mask.set(left);
+    if left == 0 {
+        if let Some(s) = subs.remove(subject) {
+            // Dropping the subscription (with the task) unsubscribes.
+            s.task.abort();
         }
     }
 }
@@ -528,7 +591,7 @@ impl AsRef<[u8]> for ArcBytes {
 /// Read one NATS subscription until aborted: decode each message once and hand it to every
 /// reactor that needs the subject.
 async fn read_subscription(
-    client: async_nats::Client,
+    mut sub: async_nats::Subscriber,
     via: Arc<str>,
     mask: Rc<Cell<u64>>,
     prefix: String,
@@ -536,13 +599,6 @@ async fn read_subscription(
     stats: Arc<ClusterStats>,
     max_bytes: usize,
 ) {
-    let mut sub = match client.subscribe(async_nats::Subject::from(&*via)).await {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("cluster: cannot subscribe to {via}: {e}");
-            return;
-        }
-    };
     let mut scratch = Vec::new();
     while let Some(m) = sub.next().await {
         stats.received.fetch_add(1, Ordering::Relaxed);

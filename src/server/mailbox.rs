@@ -27,6 +27,9 @@ pub enum Mail {
     /// A slow credentials check finished: (connection token, admitted).
     /// A credentials check answered: (token, accepted, delay before answering the client).
     AuthDone(usize, bool, Duration),
+    /// Cluster mode: NATS has the subscriptions asked for before this SUBSCRIBE's RECEIPT:
+    /// (connection token, receipt id).
+    ClusterReady(usize, Box<str>),
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.

@@ -7,7 +7,11 @@
 //!                    │ crossbeam + Waker│
 //!            ┌───────▼──────┐    ┌──────▼───────┐
 //!            │  reactor 0   │ …  │  reactor N-1 │   each: Poll, Slab<Conn>, timer wheel,
-//!            └──────────────┘    └──────────────┘   buffer pool, per-turn flush
+//!            └──────┬───────┘    └──────┬───────┘   buffer pool, per-turn flush
+//!                   │ cluster mode: bounded crossbeam channels both ways, Notify up, Waker down
+//!            ┌──────▼───────────────────▼───────┐
+//!            │ cluster bridge thread (bridge.rs)│  one NATS connection (async-nats, its own
+//!            └──────────────────────────────────┘  current-thread tokio runtime)
 //! ```
 
 mod acceptor;

@@ -323,6 +323,9 @@ impl Reactor {
                         self.after(t, next, false);
                     }
                 }
+                Mail::ClusterReady(token, receipt) => {
+                    self.verdict(Token(token), Some(receipt), None, now);
+                }
                 Mail::AppDone(done) => {
                     let t = Token(done.token);
                     if let Some(out) = self.with_conn(t, now, |c, ctx| {

@@ -162,7 +162,7 @@ impl Settings {
                 format!("1 to {} of A-Z a-z 0-9 - _", crate::cluster::MAX_NODE_NAME),
             );
         }
-        if !crate::cluster::subject::valid_prefix(&c.subject_prefix) {
+        if !crate::router::subject::valid_prefix(&c.subject_prefix) {
             v.fail(
                 "cluster.subject_prefix",
                 "NATS tokens of A-Z a-z 0-9 - _, separated by dots",

@@ -257,6 +257,7 @@ pub(super) fn apply_action(
                         let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
                         ctx.router.subscribe(&route, s);
                         sub.route = Some(route.into());
+                        defer_receipt(frame, ctx, reply);
                         return Ok(None);
                     }
                 }
@@ -271,6 +272,7 @@ pub(super) fn apply_action(
                     });
                 } else {
                     ctx.router.subscribe(&sub.destination, s);
+                    defer_receipt(frame, ctx, reply);
                 }
             }
         }
@@ -394,6 +396,17 @@ pub(super) fn acl_check(
         st.session.login.as_deref().unwrap_or("anonymous")
     ))
     .because(Cause::Access))
+}
+
+/// Cluster mode: a topic SUBSCRIBE's RECEIPT waits until NATS has the node's subscription, so
+/// that what is published after the RECEIPT, on any node, reaches it (standalone: nothing to
+/// wait for, the session's RECEIPT goes now).
+fn defer_receipt(frame: &stomp::FrameRef<'_>, ctx: &mut Ctx<'_>, reply: &mut Vec<u8>) {
+    if let Some(r) = frame.header("receipt") {
+        if ctx.router.ready_after_interest(ctx.token, r.into()) {
+            reply.clear();
+        }
+    }
 }
 
 /// A topic message goes to the reactor's fan-out; a queue message to its queue's home.

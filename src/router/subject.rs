@@ -66,7 +66,7 @@ pub fn valid_prefix(prefix: &str) -> bool {
 
 /// `(kind token, words)` of a destination.
 fn split(destination: &str) -> (&'static str, &str) {
-    match crate::router::wildcard::key(destination) {
+    match super::wildcard::key(destination) {
         Some(key) => (TOPIC, key),
         None => (OTHER, destination),
     }
@@ -108,7 +108,7 @@ pub fn covers(prefix: &str, pattern: &str) -> Option<Vec<String>> {
     head.push_str(prefix);
     head.push('.');
     head.push_str(TOPIC);
-    let mut words = crate::router::wildcard::pattern_words(pattern).peekable();
+    let mut words = super::wildcard::pattern_words(pattern).peekable();
     let mut any = false;
     while let Some(w) = words.next() {
         if w == "#" {
@@ -176,7 +176,7 @@ pub fn destination(prefix: &str, subject: &str) -> Option<String> {
     let (kind, tokens) = rest.split_once('.')?;
     let mut out = Vec::with_capacity(tokens.len() + 7);
     match kind {
-        TOPIC => out.extend_from_slice(crate::router::wildcard::TOPIC_PREFIX.as_bytes()),
+        TOPIC => out.extend_from_slice(super::wildcard::TOPIC_PREFIX.as_bytes()),
         OTHER => {}
         _ => return None,
     }
@@ -191,7 +191,7 @@ pub fn destination(prefix: &str, subject: &str) -> Option<String> {
     }
     let d = String::from_utf8(out).ok()?;
     // A `/topic/` destination is under `t` only; anything else under `d` only.
-    let topic = crate::router::wildcard::key(&d).is_some();
+    let topic = super::wildcard::key(&d).is_some();
     (topic == (kind == TOPIC)).then_some(d)
 }
 
