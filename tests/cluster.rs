@@ -613,6 +613,22 @@ fn after_a_subscribe_receipt_a_publish_on_another_node_arrives() {
             (dest.as_str(), format!("m{i}").as_str())
         );
     }
+    // A SUBSCRIBE without a receipt first (its NATS subscription still on the way), then one
+    // with a receipt to the same destination on another session: the RECEIPT still waits.
+    let mut quiet = anon(&b);
+    for i in 0..50 {
+        let dest = format!("/topic/again.{i}");
+        quiet.send(&frame(
+            "SUBSCRIBE",
+            &[("destination", &dest), ("id", "q")],
+            b"",
+        ));
+        s.subscribe(&dest, &format!("a{i}"));
+        send(&mut p, &dest, &[], format!("n{i}").as_bytes());
+        assert_eq!(s.msg().text(), format!("n{i}"));
+        assert_eq!(quiet.msg().text(), format!("n{i}"));
+        quiet.send(&frame("UNSUBSCRIBE", &[("id", "q")], b""));
+    }
     for x in [a, b] {
         x.shutdown().unwrap();
     }

@@ -13,7 +13,12 @@ pub struct Interest {
     prefix: Arc<str>,
     /// What follows `m<reactor>-<seq>` in a message id made here (`@<node>-<boot>`).
     id_suffix: Box<[u8]>,
-    counts: HashMap<Arc<str>, usize>,
+    /// Per subject: local subscriptions needing it, and the number of the `On` that asked
+    /// the bridge for it.
+    counts: HashMap<Arc<str>, (usize, u64)>,
+    /// `On`s sent so far, and how many of them NATS is known to have (a `Ready` answered).
+    ons: u64,
+    confirmed: u64,
     /// What the bridge must do for this reactor, in order.
     changes: Vec<Change>,
 }
@@ -28,7 +33,12 @@ pub enum Change {
     /// Answer `receipt` to connection `token` once NATS has every subscription asked for
     /// before it: a SUBSCRIBE's RECEIPT then means what it means standalone (what is published
     /// afterwards, on any node, reaches the subscription).
-    Ready { token: usize, receipt: Box<str> },
+    Ready {
+        token: usize,
+        receipt: Box<str>,
+        /// Answering it confirms the `On`s up to this one.
+        upto: u64,
+    },
 }
 
 impl Interest {
@@ -37,6 +47,8 @@ impl Interest {
             prefix: prefix.into(),
             id_suffix: id_suffix.into(),
             counts: HashMap::new(),
+            ons: 0,
+            confirmed: 0,
             changes: Vec::new(),
         }
     }
@@ -65,15 +77,29 @@ impl Interest {
     }
 
     pub fn add(&mut self, subject: &Arc<str>) {
-        let n = self.counts.entry(Arc::clone(subject)).or_insert(0);
+        let (n, on) = self.counts.entry(Arc::clone(subject)).or_insert((0, 0));
         *n += 1;
         if *n == 1 {
+            self.ons += 1;
+            *on = self.ons;
             self.changes.push(Change::On(Arc::clone(subject)));
         }
     }
 
+    /// Whether NATS may not have `subject` yet (asked for, not yet confirmed).
+    pub fn unsettled(&self, subject: &str) -> bool {
+        self.counts
+            .get(subject)
+            .is_some_and(|(_, on)| *on > self.confirmed)
+    }
+
+    /// A `Ready` was answered: NATS has every subject asked for up to `upto`.
+    pub fn confirm(&mut self, upto: u64) {
+        self.confirmed = self.confirmed.max(upto);
+    }
+
     pub fn remove(&mut self, subject: &str) {
-        let Some(n) = self.counts.get_mut(subject) else {
+        let Some((n, _)) = self.counts.get_mut(subject) else {
             return;
         };
         *n -= 1;
@@ -95,7 +121,11 @@ impl Interest {
 
     /// A RECEIPT to answer once NATS has what was asked for so far.
     pub fn ready(&mut self, token: usize, receipt: Box<str>) {
-        self.changes.push(Change::Ready { token, receipt });
+        self.changes.push(Change::Ready {
+            token,
+            receipt,
+            upto: self.ons,
+        });
     }
 
     /// The changes not yet taken, oldest first.

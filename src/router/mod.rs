@@ -368,15 +368,32 @@ impl Router {
         self.cluster.as_mut().map(|c| c.changes())
     }
 
-    /// Cluster mode: answer a SUBSCRIBE's `receipt` once NATS has this reactor's subscriptions
-    /// so far (`false` standalone: answer it now).
-    pub fn ready_after_interest(&mut self, token: usize, receipt: Box<str>) -> bool {
-        match &mut self.cluster {
-            Some(c) => {
-                c.ready(token, receipt);
-                true
-            }
-            None => false,
+    /// Cluster mode: if NATS may not yet have a subject that the subscription to `route` needs,
+    /// answer its `receipt` once it has (`true`); otherwise (and standalone) answer it now.
+    pub fn ready_after_interest(&mut self, route: &str, token: usize, receipt: Box<str>) -> bool {
+        let Some(c) = &mut self.cluster else {
+            return false;
+        };
+        let unsettled = if kind(route) == DestKind::Pattern {
+            self.patterns
+                .get_mut(route)
+                .is_some_and(|p| p.covers.iter().any(|s| c.unsettled(s)))
+        } else {
+            self.dests
+                .get(route)
+                .and_then(|d| d.subject.as_deref())
+                .is_some_and(|s| c.unsettled(s))
+        };
+        if unsettled {
+            c.ready(token, receipt);
+        }
+        unsettled
+    }
+
+    /// Cluster mode: NATS has every subject this reactor asked for up to `upto`.
+    pub fn cluster_confirmed(&mut self, upto: u64) {
+        if let Some(c) = &mut self.cluster {
+            c.confirm(upto);
         }
     }
 

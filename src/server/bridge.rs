@@ -443,7 +443,11 @@ impl Serve {
                 match c.change {
                     Change::On(s) => self.subscribe(&client, &mut subs, s, c.reactor).await,
                     Change::Off(s) => unsubscribe(&mut subs, &s, c.reactor),
-                    Change::Ready { token, receipt } => ready.push((c.reactor, token, receipt)),
+                    Change::Ready {
+                        token,
+                        receipt,
+                        upto,
+                    } => ready.push((c.reactor, token, receipt, upto)),
                 }
             }
             if !ready.is_empty() {
@@ -533,7 +537,7 @@ impl Serve {
     async fn answer_ready(
         &self,
         client: &async_nats::Client,
-        ready: Vec<(usize, usize, Box<str>)>,
+        ready: Vec<(usize, usize, Box<str>, u64)>,
     ) {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         if connected
@@ -543,7 +547,7 @@ impl Serve {
         {
             log::warn!("cluster: NATS did not answer a flush in {READY_WAIT:?}");
         }
-        for (reactor, token, receipt) in ready {
+        for (reactor, token, receipt, upto) in ready {
             let Some(d) = self.downlinks.get(reactor) else {
                 continue;
             };
@@ -552,7 +556,7 @@ impl Serve {
             match d
                 .mailbox
                 .tx
-                .send_timeout(Mail::ClusterReady(token, receipt), READY_WAIT)
+                .send_timeout(Mail::ClusterReady(token, receipt, upto), READY_WAIT)
             {
                 Ok(()) => d.mailbox.wake(),
                 Err(_) => {

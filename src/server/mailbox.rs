@@ -28,8 +28,8 @@ pub enum Mail {
     /// A credentials check answered: (token, accepted, delay before answering the client).
     AuthDone(usize, bool, Duration),
     /// Cluster mode: NATS has the subscriptions asked for before this SUBSCRIBE's RECEIPT:
-    /// (connection token, receipt id).
-    ClusterReady(usize, Box<str>),
+    /// (connection token, receipt id, the reactor's subscriptions confirmed so far).
+    ClusterReady(usize, Box<str>, u64),
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.

@@ -323,7 +323,8 @@ impl Reactor {
                         self.after(t, next, false);
                     }
                 }
-                Mail::ClusterReady(token, receipt) => {
+                Mail::ClusterReady(token, receipt, upto) => {
+                    self.router.cluster_confirmed(upto);
                     self.verdict(Token(token), Some(receipt), None, now);
                 }
                 Mail::AppDone(done) => {

@@ -256,8 +256,8 @@ pub(super) fn apply_action(
                     if let Some(rest) = app.own_user_dest(&sub.destination) {
                         let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
                         ctx.router.subscribe(&route, s);
+                        defer_receipt(&route, frame, ctx, reply);
                         sub.route = Some(route.into());
-                        defer_receipt(frame, ctx, reply);
                         return Ok(None);
                     }
                 }
@@ -272,7 +272,7 @@ pub(super) fn apply_action(
                     });
                 } else {
                     ctx.router.subscribe(&sub.destination, s);
-                    defer_receipt(frame, ctx, reply);
+                    defer_receipt(&sub.destination, frame, ctx, reply);
                 }
             }
         }
@@ -401,9 +401,9 @@ pub(super) fn acl_check(
 /// Cluster mode: a topic SUBSCRIBE's RECEIPT waits until NATS has the node's subscription, so
 /// that what is published after the RECEIPT, on any node, reaches it (standalone: nothing to
 /// wait for, the session's RECEIPT goes now).
-fn defer_receipt(frame: &stomp::FrameRef<'_>, ctx: &mut Ctx<'_>, reply: &mut Vec<u8>) {
+fn defer_receipt(route: &str, frame: &stomp::FrameRef<'_>, ctx: &mut Ctx<'_>, reply: &mut Vec<u8>) {
     if let Some(r) = frame.header("receipt") {
-        if ctx.router.ready_after_interest(ctx.token, r.into()) {
+        if ctx.router.ready_after_interest(route, ctx.token, r.into()) {
             reply.clear();
         }
     }
