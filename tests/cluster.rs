@@ -633,3 +633,161 @@ fn after_a_subscribe_receipt_a_publish_on_another_node_arrives() {
         x.shutdown().unwrap();
     }
 }
+
+/// xorshift64*: the soak test's steps, reproducible from the seed it prints.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Read frames until the RECEIPT `id`, keeping every MESSAGE as (subscription, body).
+fn until_receipt(c: &mut Client, id: &str, got: &mut Vec<(String, String)>) {
+    loop {
+        let f = c.recv();
+        match f.command.as_str() {
+            "MESSAGE" => got.push((f.h("subscription").to_string(), f.text().to_string())),
+            "RECEIPT" if f.h("receipt-id") == id => return,
+            _ => panic!("unexpected {f:?}"),
+        }
+    }
+}
+
+#[test]
+fn random_subscriptions_across_two_nodes_get_exactly_what_was_published_while_they_held() {
+    const SUBS: &[&str] = &[
+        "/topic/s.a",
+        "/topic/s.b",
+        "/topic/s.*",
+        "/topic/s.#",
+        "/topic/t",
+    ];
+    const PUBS: &[&str] = &[
+        "/topic/s.a",
+        "/topic/s.b",
+        "/topic/s.c.d",
+        "/topic/t",
+        "/topic/s",
+    ];
+    let nats = Nats::start();
+    let urls = vec![nats.url()];
+    let nodes = [node(&urls, "a"), node(&urls, "b")];
+    let seed = std::env::var("STOMPBOX_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    eprintln!("soak seed {seed} (STOMPBOX_SOAK_SEED={seed} to replay)");
+    let mut rng = Rng(seed);
+    let n = 6;
+    let mut clients: Vec<Client> = (0..n).map(|i| anon(&nodes[i % 2]).polling()).collect();
+    // Per session: the subscriptions it holds (index into SUBS), what it received.
+    let mut held: Vec<HashSet<usize>> = vec![HashSet::new(); n];
+    let mut got: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    // Per session and subscription: the bodies it must get, in order.
+    let mut want: Vec<HashMap<String, Vec<String>>> = vec![HashMap::new(); n];
+    let mut k = 0u64;
+    for _ in 0..400 {
+        let s = rng.below(n);
+        let r = format!("r{k}");
+        k += 1;
+        match rng.below(10) {
+            0..=2 => {
+                let d = rng.below(SUBS.len());
+                if held[s].insert(d) {
+                    let id = format!("{d}");
+                    let h = [
+                        ("destination", SUBS[d]),
+                        ("id", id.as_str()),
+                        ("receipt", r.as_str()),
+                    ];
+                    clients[s].send(&frame("SUBSCRIBE", &h, b""));
+                    until_receipt(&mut clients[s], &r, &mut got[s]);
+                }
+            }
+            3 => {
+                let d = rng.below(SUBS.len());
+                if held[s].remove(&d) {
+                    let id = format!("{d}");
+                    let h = [("id", id.as_str()), ("receipt", r.as_str())];
+                    clients[s].send(&frame("UNSUBSCRIBE", &h, b""));
+                    until_receipt(&mut clients[s], &r, &mut got[s]);
+                }
+            }
+            4 => {
+                // Leave and come back on the other node: every subscription goes.
+                clients[s].send(&frame("DISCONNECT", &[("receipt", r.as_str())], b""));
+                until_receipt(&mut clients[s], &r, &mut got[s]);
+                held[s].clear();
+                clients[s] = anon(&nodes[rng.below(2)]).polling();
+            }
+            _ => {
+                let dest = PUBS[rng.below(PUBS.len())];
+                let body = format!("{s}:{k}");
+                // Who must get it: every subscription held now whose pattern matches.
+                let mut targets = Vec::new();
+                for (t, subs) in held.iter().enumerate() {
+                    for &d in subs {
+                        let hit = if stompbox::router::wildcard::is_pattern(SUBS[d]) {
+                            stompbox::router::wildcard::matches_naive(SUBS[d], dest)
+                        } else {
+                            SUBS[d] == dest
+                        };
+                        if hit {
+                            want[t].entry(d.to_string()).or_default().push(body.clone());
+                            targets.push((t, d.to_string()));
+                        }
+                    }
+                }
+                // With a receipt, so the next step (on any node) follows it.
+                send(
+                    &mut clients[s],
+                    dest,
+                    &[("receipt", r.as_str())],
+                    body.as_bytes(),
+                );
+                until_receipt(&mut clients[s], &r, &mut got[s]);
+                // Settle: every target has it before the next step, so no step races a
+                // message still crossing (an UNSUBSCRIBE may drop what is in flight).
+                for (t, d) in targets {
+                    let entry = (d, body.clone());
+                    while !got[t].contains(&entry) {
+                        let f = clients[t].recv();
+                        assert_eq!(f.command, "MESSAGE", "seed {seed}: {f:?}");
+                        got[t].push((f.h("subscription").to_string(), f.text().to_string()));
+                    }
+                }
+            }
+        }
+    }
+    // Every publish was settled; nothing more arrives (a duplicate would).
+    for (s, c) in clients.iter_mut().enumerate() {
+        if let Ok(Some(f)) = c.next_within(Duration::from_millis(300)) {
+            panic!("seed {seed}: session {s} got more than published to it: {f:?}");
+        }
+    }
+    for s in 0..n {
+        let mut per: HashMap<String, Vec<String>> = HashMap::new();
+        for (sub, body) in &got[s] {
+            per.entry(sub.clone()).or_default().push(body.clone());
+        }
+        // Subscriptions re-made with the same id on a new connection append to the same list,
+        // in time order, as `want` does.
+        assert_eq!(per, want[s], "seed {seed}: session {s}");
+    }
+    for x in nodes {
+        x.shutdown().unwrap();
+    }
+}

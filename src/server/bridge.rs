@@ -179,11 +179,25 @@ impl Uplink {
         }
     }
 
-    /// Pass the router's interest changes on (what does not fit waits here, in order).
+    /// Pass the router's interest changes on (what does not fit waits here, in order). A
+    /// subject given up before the bridge took the request for it cancels that request, so
+    /// what waits is bounded by the subjects in use (and the RECEIPTs waiting for them), not by
+    /// how often a client subscribes and unsubscribes.
     pub fn interest(&mut self, changes: &mut Vec<Change>) {
         let reactor = self.reactor;
-        self.waiting
-            .extend(changes.drain(..).map(|change| Control { reactor, change }));
+        for change in changes.drain(..) {
+            if let Change::Off(s) = &change {
+                let on = self
+                    .waiting
+                    .iter()
+                    .rposition(|c| matches!(&c.change, Change::On(x) if x == s));
+                if let Some(i) = on {
+                    self.waiting.remove(i);
+                    continue;
+                }
+            }
+            self.waiting.push_back(Control { reactor, change });
+        }
         self.send_waiting();
     }
 
@@ -638,5 +652,66 @@ async fn read_subscription(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uplink(control: Sender<Control>) -> Uplink {
+        let (up, _) = crossbeam_channel::bounded(1);
+        let (_, down) = crossbeam_channel::bounded(1);
+        Uplink {
+            up,
+            control,
+            notify: Arc::new(Notify::new()),
+            down,
+            down_bytes: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(ClusterStats::default()),
+            max_bytes: 1 << 20,
+            reactor: 0,
+            waiting: VecDeque::new(),
+            rung: false,
+        }
+    }
+
+    #[test]
+    fn interest_waiting_for_room_is_kept_in_order_and_cancelled_by_its_undoing() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut u = uplink(tx);
+        let s = |x: &str| Arc::<str>::from(x);
+        // The first fits; the rest wait. Subscribing and unsubscribing `b` over and over while
+        // the bridge is busy leaves nothing behind; `c`'s RECEIPT keeps its place.
+        let mut changes = vec![Change::On(s("a")), Change::On(s("c"))];
+        changes.push(Change::Ready {
+            token: 7,
+            receipt: "r".into(),
+            upto: 2,
+        });
+        for _ in 0..1000 {
+            changes.push(Change::On(s("b")));
+            changes.push(Change::Off(s("b")));
+        }
+        u.interest(&mut changes);
+        assert_eq!(u.waiting.len(), 2, "{:?}", u.waiting);
+        let mut got = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            got.push(c.change);
+            u.end_turn();
+        }
+        assert_eq!(
+            got,
+            vec![
+                Change::On(s("a")),
+                Change::On(s("c")),
+                Change::Ready {
+                    token: 7,
+                    receipt: "r".into(),
+                    upto: 2
+                }
+            ]
+        );
+        assert!(!u.has_waiting());
     }
 }
