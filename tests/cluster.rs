@@ -791,3 +791,103 @@ fn random_subscriptions_across_two_nodes_get_exactly_what_was_published_while_th
         x.shutdown().unwrap();
     }
 }
+
+/// A node with `f` applied to its cluster settings; `None` if it never connected.
+fn node_with(servers: &[String], f: impl FnOnce(&mut ClusterConfig)) -> (Broker, bool) {
+    let mut cfg = config(servers, "auth");
+    if let Some(c) = &mut cfg.cluster {
+        f(c);
+    }
+    let b = BrokerBuilder::new(cfg).start().expect("node starts");
+    let up = wait_for(Duration::from_secs(3), || {
+        (metrics(&b).u("stompbox_cluster_up") == 1).then_some(())
+    });
+    (b, up.is_some())
+}
+
+#[test]
+fn a_node_authenticates_to_nats_with_a_password_or_a_token() {
+    let nats = Nats::start_with(&["--user", "node", "--pass", "s3cret"]);
+    let urls = vec![nats.url()];
+    let (good, up) = node_with(&urls, |c| {
+        c.user = Some("node".into());
+        c.password = Some("s3cret".into());
+    });
+    assert!(up, "the right password connects");
+    let (bad, up) = node_with(&urls, |c| {
+        c.user = Some("node".into());
+        c.password = Some("wrong".into());
+    });
+    assert!(!up, "a wrong password does not");
+    // Refused by NATS, the node still serves its own clients.
+    let mut s = anon(&bad);
+    s.subscribe("/topic/local", "l");
+    send(&mut anon(&bad), "/topic/local", &[], b"still here");
+    assert_eq!(s.msg().text(), "still here");
+    for x in [good, bad] {
+        x.shutdown().unwrap();
+    }
+    let nats = Nats::start_with(&["--auth", "tok3n"]);
+    let urls = vec![nats.url()];
+    let (good, up) = node_with(&urls, |c| c.token = Some("tok3n".into()));
+    assert!(up, "the right token connects");
+    let (bad, up) = node_with(&urls, |_| {});
+    assert!(!up, "no token does not");
+    for x in [good, bad] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn a_node_joins_nats_over_tls_and_refuses_a_certificate_it_does_not_trust() {
+    let dir = std::env::temp_dir().join(format!("stompbox-nats-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, ips: &[&str]| {
+        let names: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let (cert, key) = write("server", &["127.0.0.1", "localhost"]);
+    let (other, _) = write("other", &["127.0.0.1"]);
+    let nats = Nats::start_with(&[
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ]);
+    let urls = vec![nats.url()];
+    let (a, up) = node_with(&urls, |c| {
+        c.tls_ca = Some(cert.clone());
+        c.require_tls = true;
+    });
+    assert!(up, "trusting the server's certificate: connected over TLS");
+    let (b, up) = node_with(&urls, |c| {
+        c.tls_ca = Some(cert.clone());
+        c.require_tls = true;
+        c.node_name = "b".into();
+    });
+    assert!(up);
+    let mut s = anon(&b);
+    s.subscribe("/topic/tls", "t");
+    send(&mut anon(&a), "/topic/tls", &[], b"over tls");
+    assert_eq!(s.msg().text(), "over tls");
+    let (c, up) = node_with(&urls, |c| {
+        c.tls_ca = Some(other.clone());
+        c.require_tls = true;
+    });
+    assert!(
+        !up,
+        "a certificate signed by no CA it trusts: not connected"
+    );
+    for x in [a, b, c] {
+        x.shutdown().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

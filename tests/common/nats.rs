@@ -41,6 +41,8 @@ pub struct Nats {
     pub monitor: u16,
     /// This server's cluster (route) port and its peers', when it is part of a NATS cluster.
     route: Option<(u16, Vec<u16>)>,
+    /// More command-line options (authorization, TLS).
+    extra: Vec<String>,
     conf: PathBuf,
     log: PathBuf,
 }
@@ -49,6 +51,11 @@ impl Nats {
     /// A standalone server on free loopback ports.
     pub fn start() -> Nats {
         Nats::with_route(None)
+    }
+
+    /// A standalone server with more options (`--user u --pass p`, `--tls ...`).
+    pub fn start_with(extra: &[&str]) -> Nats {
+        Nats::build(None, extra.iter().map(|s| s.to_string()).collect())
     }
 
     /// `n` servers routed to each other as one NATS cluster.
@@ -65,6 +72,10 @@ impl Nats {
     }
 
     fn with_route(route: Option<(u16, Vec<u16>)>) -> Nats {
+        Nats::build(route, Vec::new())
+    }
+
+    fn build(route: Option<(u16, Vec<u16>)>, extra: Vec<String>) -> Nats {
         let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = std::env::temp_dir();
         let id = format!("stompbox-nats-{}-{k}", std::process::id());
@@ -73,6 +84,7 @@ impl Nats {
             port: free_port(),
             monitor: free_port(),
             route,
+            extra,
             conf: tmp.join(format!("{id}.conf")),
             log: tmp.join(format!("{id}.log")),
         };
@@ -102,6 +114,7 @@ impl Nats {
                 .arg("--routes")
                 .arg(routes.join(","));
         }
+        cmd.args(&self.extra);
         let log = std::fs::File::create(&self.log).expect("nats log");
         let child = cmd
             .stdin(Stdio::null())
