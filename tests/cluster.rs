@@ -891,3 +891,37 @@ fn a_node_joins_nats_over_tls_and_refuses_a_certificate_it_does_not_trust() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn destinations_too_long_for_a_nats_subject_are_refused_with_an_error() {
+    let nats = Nats::start();
+    let a = node(&[nats.url()], "a");
+    let long = format!("/topic/{}", "x".repeat(2100));
+    let mut c = anon(&a);
+    send(&mut c, &long, &[], b"x");
+    let f = c.expect("ERROR");
+    assert!(f.h("message").contains("too long for the cluster"), "{f:?}");
+    let mut c = anon(&a);
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[("destination", &format!("{long}.#")), ("id", "p")],
+        b"",
+    ));
+    let f = c.expect("ERROR");
+    assert!(f.h("message").contains("too long for the cluster"), "{f:?}");
+    // A user destination is routed by login: a long login makes a long route.
+    let mut c = login(&a, &"u".repeat(2100));
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[("destination", "/user/queue/x"), ("id", "u")],
+        b"",
+    ));
+    let f = c.expect("ERROR");
+    assert!(f.h("message").contains("too long for the cluster"), "{f:?}");
+    // A node with such a destination is still fine for everyone else.
+    let mut s = anon(&a);
+    s.subscribe("/topic/short", "s");
+    send(&mut anon(&a), "/topic/short", &[], b"ok");
+    assert_eq!(s.msg().text(), "ok");
+    a.shutdown().unwrap();
+}

@@ -255,6 +255,14 @@ pub(super) fn apply_action(
                     }
                     if let Some(rest) = app.own_user_dest(&sub.destination) {
                         let route = crate::app::user_route(&app.user_prefix, info.user(), rest);
+                        if let Some(why) = ctx.router.cluster_refuses(&route) {
+                            // The route is longer than what the client wrote (by its login).
+                            let d = sub.destination.to_string();
+                            st.session.remove_subscription(i);
+                            return Err(
+                                StompError::new(format!("{why}: '{d}'")).because(Cause::Refused)
+                            );
+                        }
                         ctx.router.subscribe(&route, s);
                         defer_receipt(&route, frame, ctx, reply);
                         sub.route = Some(route.into());
