@@ -30,13 +30,13 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AclHandle, PasswordAuth};
 use crate::config::TlsConfig;
 use crate::config::{Config, SlowConsumer};
-use crate::router::{Overflow, QueueConfig, MAX_REACTORS};
+use crate::router::{Overflow, QueueConfig, QueueStore, MAX_REACTORS};
 use crate::session::{Authenticator, SessionConfig};
 use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
 
 pub use cli::Cli;
-pub use values::{Dur, Listener, LogFilter, QueueOverflow, SlowConsumerPolicy};
+pub use values::{Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, SlowConsumerPolicy};
 
 /// The binary's default metrics listener (`Config::default()` has none, for embedded servers).
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
@@ -184,6 +184,13 @@ pub struct QueueSettings {
     pub max_queues: usize,
     /// `reject` or `drop-oldest`.
     pub overflow: QueueOverflow,
+    /// `memory` (this process) or `jetstream` (NATS JetStream, durable; needs `cluster.nats`).
+    pub store: QueueStoreKind,
+    /// JetStream: the stream's replicas.
+    pub replicas: usize,
+    /// JetStream: how long a delivered message may stay unacknowledged before it is handed
+    /// out again.
+    pub ack_wait: Dur,
 }
 
 /// `[cluster]`: several nodes as one broker, through NATS (no `nats` URL: standalone).

@@ -165,6 +165,22 @@ pub struct QueueConfig {
     /// Bytes in flight to one consumer before it waits (the server sets half the outbound
     /// bound; at least one message always goes).
     pub window: usize,
+    /// Where queued messages live.
+    pub store: QueueStore,
+    /// JetStream: the stream's replicas (1, or up to the NATS cluster's size).
+    pub replicas: usize,
+    /// JetStream: how long a delivered message may go unacknowledged before JetStream hands it
+    /// out again (what a node that died held comes back after this).
+    pub ack_wait: std::time::Duration,
+}
+
+/// Where queued messages live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStore {
+    /// In the home reactor's memory (standalone only; lost with the process).
+    Memory,
+    /// In a NATS JetStream stream (file storage): durable, shared by every node.
+    JetStream,
 }
 
 impl Default for QueueConfig {
@@ -175,6 +191,9 @@ impl Default for QueueConfig {
             max_queues: 10_000,
             overflow: Overflow::Reject,
             window: 2 << 20,
+            store: QueueStore::Memory,
+            replicas: 1,
+            ack_wait: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Dur, Listener, LogFilter, QueueOverflow, Settings, SlowConsumerPolicy};
+use super::{Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, Settings, SlowConsumerPolicy};
 
 /// A STOMP 1.0/1.1/1.2 broker over WebSocket and TCP.
 ///
@@ -142,6 +142,17 @@ pub struct Cli {
     /// [file: memory.high_watermark]
     #[arg(long, value_name = "BYTES", help_heading = "Limits")]
     pub memory_high_watermark: Option<u64>,
+    /// Where queued messages live: memory, or jetstream (durable; needs --cluster)
+    /// [file: queues.store]
+    #[arg(long, value_name = "STORE", help_heading = "Limits")]
+    pub queue_store: Option<QueueStoreKind>,
+    /// JetStream: the queue stream's replicas [file: queues.replicas]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub queue_replicas: Option<usize>,
+    /// JetStream: unacknowledged this long, a message is handed out again
+    /// [file: queues.ack_wait]
+    #[arg(long, value_name = "DURATION", help_heading = "Limits")]
+    pub queue_ack_wait: Option<Dur>,
     /// A full queue: reject the SEND or drop its oldest message [file: queues.overflow]
     #[arg(long, value_name = "POLICY", help_heading = "Limits")]
     pub queue_overflow: Option<QueueOverflow>,
@@ -338,6 +349,9 @@ impl Cli {
             c.cluster_max_pending_bytes,
         );
         set(&mut s.queues.overflow, c.queue_overflow);
+        set(&mut s.queues.store, c.queue_store);
+        set(&mut s.queues.replicas, c.queue_replicas);
+        set(&mut s.queues.ack_wait, c.queue_ack_wait);
         set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
         set(
             &mut s.websocket.allowed_origins,

@@ -75,6 +75,9 @@ impl Settings {
             max_bytes: queue_max_bytes,
             max_queues,
             overflow,
+            store,
+            replicas,
+            ack_wait,
             ..
         } = queues;
         Settings {
@@ -133,6 +136,12 @@ impl Settings {
                     Overflow::Reject => QueueOverflow::Reject,
                     Overflow::DropOldest => QueueOverflow::DropOldest,
                 },
+                store: match store {
+                    QueueStore::Memory => QueueStoreKind::Memory,
+                    QueueStore::JetStream => QueueStoreKind::Jetstream,
+                },
+                replicas: *replicas,
+                ack_wait: Dur::from_duration(*ack_wait),
             },
             memory: MemorySettings {
                 high_watermark: *memory_high_watermark as u64,
@@ -282,6 +291,12 @@ impl Settings {
                     QueueOverflow::Reject => Overflow::Reject,
                     QueueOverflow::DropOldest => Overflow::DropOldest,
                 },
+                store: match s.queues.store {
+                    QueueStoreKind::Memory => QueueStore::Memory,
+                    QueueStoreKind::Jetstream => QueueStore::JetStream,
+                },
+                replicas: s.queues.replicas,
+                ack_wait: s.queues.ack_wait.get(),
                 ..QueueConfig::default()
             },
             slow_consumer: match s.outbound.slow_consumer {

@@ -175,6 +175,14 @@ impl Settings {
             v.fail("cluster.tls_cert", "tls_cert and tls_key go together");
         }
         v.at_least("cluster.max_pending", c.max_pending as u64, 1);
+        if s.queues.store == QueueStoreKind::Jetstream && c.nats.is_empty() {
+            v.fail(
+                "queues.store",
+                "jetstream needs NATS: give cluster.nats (one node is fine)",
+            );
+        }
+        v.range("queues.replicas", s.queues.replicas as u64, 1, 5);
+        v.duration("queues.ack_wait", s.queues.ack_wait, Duration::from_millis(100));
         v.at_least(
             "cluster.max_pending_bytes",
             c.max_pending_bytes as u64,

@@ -169,6 +169,16 @@ pub enum QueueOverflow {
     DropOldest,
 }
 
+/// Where queued messages live (see [`crate::router::QueueStore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueStoreKind {
+    /// In this process's memory.
+    Memory,
+    /// In NATS JetStream.
+    Jetstream,
+}
+
 /// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace` or `off`), optionally with
 /// `target=level` directives, as in `RUST_LOG`: `info,stompbox::server=debug`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

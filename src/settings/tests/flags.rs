@@ -164,6 +164,17 @@ fn every_option_has_a_flag() {
         ("queues.max_bytes", &["--queue-max-bytes", "3000"], "3000"),
         ("queues.max_queues", &["--max-queues", "24"], "24"),
         (
+            "queues.store",
+            &["--queue-store", "jetstream"],
+            r#""jetstream""#,
+        ),
+        ("queues.replicas", &["--queue-replicas", "3"], "3"),
+        (
+            "queues.ack_wait",
+            &["--queue-ack-wait", "9s"],
+            r#""9s""#,
+        ),
+        (
             "memory.high_watermark",
             &["--memory-high-watermark", "0"],
             "0",

@@ -66,6 +66,9 @@ max_messages = 1000
 max_bytes = 1048576
 max_queues = 50
 overflow = "drop-oldest"
+store = "jetstream"
+replicas = 3
+ack_wait = "5s"
 
 [memory]
 high_watermark = 536870912
@@ -198,6 +201,9 @@ fn full() -> Settings {
             max_bytes: 1 << 20,
             max_queues: 50,
             overflow: QueueOverflow::DropOldest,
+            store: QueueStoreKind::Jetstream,
+            replicas: 3,
+            ack_wait: Dur::from_millis(5000),
         },
         memory: MemorySettings {
             high_watermark: 512 << 20,
