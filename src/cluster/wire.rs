@@ -27,6 +27,8 @@ pub fn decode(
     scratch: &mut Vec<u8>,
 ) -> Result<Published, Invalid> {
     let route = crate::router::subject::destination(prefix, subject).ok_or(Invalid::Subject)?;
+    // A queue message has no id of its own: each delivery gets one.
+    let queue = crate::router::kind(&route) == crate::router::DestKind::Queue;
     let end = memchr::memmem::find(payload, b"\n\n").ok_or(Invalid::Frame)?;
     let head = payload.get(..end).ok_or(Invalid::Frame)?;
     if payload.last() != Some(&0) {
@@ -34,11 +36,14 @@ pub fn decode(
     }
     if !head.contains(&b'\\') {
         // Nothing escaped: the 1.0 and 1.1 forms would be these very bytes.
-        let id = head
+        let id = match head
             .split(|b| *b == b'\n')
             .find_map(|l| l.strip_prefix(b"message-id:"))
-            .and_then(MsgId::from_bytes)
-            .ok_or(Invalid::Frame)?;
+        {
+            Some(id) => MsgId::from_bytes(id).ok_or(Invalid::Frame)?,
+            None if queue => MsgId::EMPTY,
+            None => return Err(Invalid::Frame),
+        };
         let shared: Arc<[u8]> = Arc::from(payload);
         return Ok(Published {
             destination: Arc::from(route),
@@ -64,13 +69,15 @@ pub fn decode(
     let out = match stomp::parse(&framed, &mut slots, Version::V1_2, &limits) {
         Ok(Parsed::Frame(frame, used)) if used == framed.len() => {
             let shown = frame.header("destination");
-            let id = frame
-                .header("message-id")
-                .and_then(|i| MsgId::from_bytes(i.as_bytes()));
+            let id = match frame.header("message-id") {
+                Some(i) => MsgId::from_bytes(i.as_bytes()).map(Some),
+                None if queue => Some(None),
+                None => None,
+            };
             match (shown, id) {
                 (Some(shown), Some(id)) => {
                     let mut enc = Vec::new();
-                    let mut msg = encode_shared_as(&frame, &route, &shown, Some(id), &mut enc);
+                    let mut msg = encode_shared_as(&frame, &route, &shown, id, &mut enc);
                     // The 1.2 form is the payload itself (same headers, same order).
                     if *msg.shared != *payload {
                         return Err(Invalid::Frame);
@@ -141,6 +148,24 @@ mod tests {
             "/topic/esc",
         );
         roundtrip(&[h(b"k", b"v")], b"", "/user/bob/queue/x");
+    }
+
+    #[test]
+    fn queue_messages_have_no_id_of_their_own() {
+        let mut enc = Vec::new();
+        for headers in [&[][..], &[h(b"x-colon", b"a:b")][..]] {
+            let sent = encode_shared(&send(headers, b"job"), "/queue/jobs", None, &mut enc);
+            let subj = crate::router::subject::subject("sbx", "/queue/jobs").expect("subject");
+            let got = decode("sbx", &subj, &sent.shared, &mut enc).expect("decodes");
+            assert_eq!(&*got.destination, "/queue/jobs");
+            assert!(got.id.as_bytes().is_empty());
+            for v in [Version::V1_0, Version::V1_1, Version::V1_2] {
+                assert_eq!(got.shared_for(v), sent.shared_for(v), "{v:?}");
+            }
+        }
+        // A topic message still needs one.
+        let sent = encode_shared(&send(&[], b"x"), "/topic/a", None, &mut enc);
+        assert!(decode("sbx", "sbx.t.a", &sent.shared, &mut enc).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!  /topic/a..b             ->  <prefix>.t.a.%.b            (an empty word is a lone `%`)
 //!  /user/bob/queue/x       ->  <prefix>.d./user/bob/queue/x
 //!  /exchange/x.y           ->  <prefix>.d./exchange/x.y
+//!  /queue/jobs.eu          ->  <prefix>.q./queue/jobs.eu   (the JetStream queue store)
 //!  /topic/a.*.c  (pattern) ->  <prefix>.t.a.*.c
 //!  /topic/a.#    (pattern) ->  <prefix>.t.a.>  and  <prefix>.t.a
 //!  /topic/a.#.c  (pattern) ->  <prefix>.t.a.>               (the trie filters the rest)
@@ -32,6 +33,9 @@ pub const MAX_SUBJECT: usize = 2048;
 const TOPIC: &str = "t";
 /// Under the prefix: every other destination.
 const OTHER: &str = "d";
+/// Under the prefix: queues, in cluster mode's JetStream store (`/queue/jobs` ->
+/// `<prefix>.q./queue/jobs`), so no topic subscription can ever match a queue's message.
+const QUEUE: &str = "q";
 
 fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/')
@@ -68,6 +72,7 @@ pub fn valid_prefix(prefix: &str) -> bool {
 fn split(destination: &str) -> (&'static str, &str) {
     match super::wildcard::key(destination) {
         Some(key) => (TOPIC, key),
+        None if super::kind(destination) == super::DestKind::Queue => (QUEUE, destination),
         None => (OTHER, destination),
     }
 }
@@ -87,6 +92,15 @@ pub fn subject_len(prefix: &str, destination: &str) -> usize {
 /// The subject of a (non-pattern) destination. `None` past [`MAX_SUBJECT`].
 pub fn subject(prefix: &str, destination: &str) -> Option<String> {
     let (kind, words) = split(destination);
+    subject_of(prefix, kind, words)
+}
+
+/// What every queue subject starts with (the queue stream's subjects are this and `>`).
+pub fn queue_root(prefix: &str) -> String {
+    format!("{prefix}.{QUEUE}")
+}
+
+fn subject_of(prefix: &str, kind: &str, words: &str) -> Option<String> {
     let mut out = String::with_capacity(prefix.len() + 3 + words.len());
     out.push_str(prefix);
     out.push('.');
@@ -177,7 +191,7 @@ pub fn destination(prefix: &str, subject: &str) -> Option<String> {
     let mut out = Vec::with_capacity(tokens.len() + 7);
     match kind {
         TOPIC => out.extend_from_slice(super::wildcard::TOPIC_PREFIX.as_bytes()),
-        OTHER => {}
+        OTHER | QUEUE => {}
         _ => return None,
     }
     for (i, t) in tokens.split('.').enumerate() {
@@ -190,9 +204,13 @@ pub fn destination(prefix: &str, subject: &str) -> Option<String> {
         unescape_word(t, &mut out)?;
     }
     let d = String::from_utf8(out).ok()?;
-    // A `/topic/` destination is under `t` only; anything else under `d` only.
-    let topic = super::wildcard::key(&d).is_some();
-    (topic == (kind == TOPIC)).then_some(d)
+    // A `/topic/` destination is under `t` only; a queue under `q` only; the rest under `d`.
+    let want = match super::kind(&d) {
+        super::DestKind::Queue => QUEUE,
+        _ if super::wildcard::key(&d).is_some() => TOPIC,
+        _ => OTHER,
+    };
+    (kind == want).then_some(d)
 }
 
 /// Whether a subject holds a wildcard token (a pattern's cover, not a destination's subject).

@@ -21,6 +21,10 @@ fn documented_examples() {
     );
     assert_eq!(subject(P, "/topic/>").as_deref(), Some("sbx.t.%3E"));
     assert_eq!(
+        subject(P, "/queue/jobs.eu").as_deref(),
+        Some("sbx.q./queue/jobs.eu")
+    );
+    assert_eq!(
         covers(P, "/topic/a.*.c"),
         Some(vec!["sbx.t.a.*.c".to_string()])
     );
@@ -75,7 +79,7 @@ fn word() -> impl Strategy<Value = String> {
 
 fn dest() -> impl Strategy<Value = String> {
     (
-        prop_oneof![Just("/topic/"), Just("/user/u/queue/"), Just("/x/")],
+        prop_oneof![Just("/topic/"), Just("/user/u/queue/"), Just("/x/"), Just("/queue/")],
         prop::collection::vec(word(), 1..5),
     )
         .prop_map(|(p, w)| format!("{p}{}", w.join(".")))
