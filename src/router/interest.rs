@@ -39,6 +39,13 @@ pub enum Change {
         /// Answering it confirms the `On`s up to this one.
         upto: u64,
     },
+    /// JetStream queue store: a message this node took is done (acked, or written in auto
+    /// mode): acknowledge it to JetStream (its reply subject).
+    JsAck(Box<str>),
+    /// ... or give it back to JetStream at once (no consumer here any more).
+    JsNak(Box<str>),
+    /// This reactor (the queue's home here) can take `n` more messages of `queue`.
+    JsPull { queue: Arc<str>, n: usize },
 }
 
 impl Interest {
@@ -126,6 +133,11 @@ impl Interest {
             receipt,
             upto: self.ons,
         });
+    }
+
+    /// Something for the bridge that is not about subjects (the JetStream queue store's).
+    pub fn push(&mut self, c: Change) {
+        self.changes.push(c);
     }
 
     /// The changes not yet taken, oldest first.

@@ -265,6 +265,13 @@ pub enum QueueOp {
         delivery: u64,
         nack: bool,
     },
+    /// JetStream queue store: messages this home asked JetStream for (`asked` of them), each
+    /// with the reply subject that acknowledges it there.
+    Pulled {
+        queue: Arc<str>,
+        msgs: Vec<(QMsg, Box<str>)>,
+        asked: usize,
+    },
 }
 
 impl QueueOp {
@@ -276,7 +283,8 @@ impl QueueOp {
             | QueueOp::Resume { queue, .. }
             | QueueOp::AddConsumer { queue, .. }
             | QueueOp::RemoveConsumer { queue, .. }
-            | QueueOp::Ack { queue, .. } => queue,
+            | QueueOp::Ack { queue, .. }
+            | QueueOp::Pulled { queue, .. } => queue,
         }
     }
 }
@@ -316,6 +324,10 @@ pub struct Router {
     /// embedding API has nobody to tell.
     queue_rejected: u64,
     queue_dropped: u64,
+    /// JetStream queue store: per message taken from JetStream (by its `seq`), the reply
+    /// subject that acknowledges it; and per queue, messages asked for and not yet arrived.
+    js_replies: HashMap<u64, Box<str>>,
+    js_asked: HashMap<Arc<str>, usize>,
 }
 
 /// Destinations cached without local subscribers before the cache is pruned.
@@ -349,6 +361,8 @@ impl Router {
             live_dests: 0,
             queue_rejected: 0,
             queue_dropped: 0,
+            js_replies: HashMap::new(),
+            js_asked: HashMap::new(),
         }
     }
 
@@ -367,11 +381,11 @@ impl Router {
         }
     }
 
-    /// Cluster mode: why a destination cannot be used (queues wait for the JetStream issue; a
+    /// Cluster mode: why a destination cannot be used (queues need the JetStream store; a
     /// destination whose subject would be too long cannot cross).
     pub fn cluster_refuses(&self, destination: &str) -> Option<&'static str> {
         let c = self.cluster.as_ref()?;
-        if kind(destination) == DestKind::Queue {
+        if kind(destination) == DestKind::Queue && !self.js_queues() {
             return Some("queues are not available in cluster mode");
         }
         let too_long = match kind(destination) {
@@ -379,6 +393,17 @@ impl Router {
             _ => c.too_long(destination),
         };
         too_long.then_some("destination too long for the cluster")
+    }
+
+    /// Queues live in JetStream (a SEND to a queue goes to the bridge, not to its home here).
+    pub fn js_queues(&self) -> bool {
+        self.queue_cfg.store == QueueStore::JetStream && self.cluster.is_some()
+    }
+
+    /// The NATS subject of a destination (cached with it; `None` standalone or too long).
+    pub fn subject_of(&mut self, destination: &str) -> Option<&Arc<str>> {
+        let d = dest_in(&mut self.dests, &self.directory, &self.cluster, destination);
+        d.subject.as_ref()
     }
 
     /// Cluster mode: the subjects this reactor started or stopped needing since last taken,

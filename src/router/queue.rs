@@ -140,6 +140,10 @@ pub struct Queue {
     returned_run: usize,
     /// Messages dropped by `DropOldest`.
     pub dropped: u64,
+    /// Record what leaves for good (acked, or written in auto mode) in `settled`: a queue whose
+    /// messages live in JetStream must acknowledge each one there.
+    track_settled: bool,
+    settled: Vec<u64>,
 }
 
 impl Queue {
@@ -160,7 +164,36 @@ impl Queue {
             window: window.max(1),
             returned_run: 0,
             dropped: 0,
+            track_settled: false,
+            settled: Vec::new(),
         }
+    }
+
+    /// Record the `seq` of every message that leaves for good (see [`Queue::take_settled`]).
+    pub fn tracking_settled(mut self) -> Self {
+        self.track_settled = true;
+        self
+    }
+
+    /// The `seq`s of the messages that left for good since last asked (tracking queues only).
+    pub fn take_settled(&mut self) -> std::vec::Drain<'_, u64> {
+        self.settled.drain(..)
+    }
+
+    /// Deliveries the consumers could take now (prefetch less what they hold), not counting
+    /// paused ones.
+    pub fn free_credit(&self) -> usize {
+        self.consumers
+            .iter()
+            .filter(|c| !c.paused)
+            .map(|c| c.prefetch.saturating_sub(c.inflight.len()))
+            .sum()
+    }
+
+    /// Take every waiting message out (a store-backed queue without consumers gives them back).
+    pub fn drain_ready(&mut self) -> Vec<QMsg> {
+        self.ready_bytes = 0;
+        self.ready.drain(..).map(|(m, _)| m).collect()
     }
 
     /// At most `max_bytes` of waiting messages (a message larger than that is never taken).
@@ -285,13 +318,20 @@ impl Queue {
 
     /// An auto-mode consumer's connection wrote every delivery up to `up_to`: they are done.
     pub fn written(&mut self, key: ConsumerKey, up_to: u64) {
-        let Some(c) = self.consumer_mut(key) else {
+        let track = self.track_settled;
+        let Some(c) = self.consumers.iter_mut().find(|c| c.key == key) else {
             return;
         };
         if c.ack != AckMode::Auto {
             return;
         }
-        c.take_through(up_to, None);
+        if track {
+            let mut done = Vec::new();
+            c.take_through(up_to, Some(&mut done));
+            self.settled.extend(done.iter().map(|m| m.seq));
+        } else {
+            c.take_through(up_to, None);
+        }
     }
 
     /// A delivery found its consumer's connection without outbound room: it comes back to the
@@ -326,17 +366,26 @@ impl Queue {
         delivery: u64,
         keep: bool,
     ) -> Result<Vec<QMsg>, AckError> {
-        let c = self.consumer_mut(key).ok_or(AckError::UnknownConsumer)?;
+        let track = self.track_settled;
+        let c = self
+            .consumers
+            .iter_mut()
+            .find(|c| c.key == key)
+            .ok_or(AckError::UnknownConsumer)?;
         if c.position(delivery).is_none() {
             return Err(AckError::UnknownDelivery);
         }
+        let collect = keep || track;
         let mut taken = Vec::new();
         if c.ack == AckMode::Client {
-            c.take_through(delivery, keep.then_some(&mut taken));
+            c.take_through(delivery, collect.then_some(&mut taken));
         } else if let Some(m) = c.take(delivery) {
-            if keep {
+            if collect {
                 taken.push(m);
             }
+        }
+        if track && !keep {
+            self.settled.extend(taken.drain(..).map(|m| m.seq));
         }
         Ok(taken)
     }

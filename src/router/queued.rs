@@ -108,9 +108,14 @@ impl Router {
     /// sender comes back (its origin, receipt, and why it was refused if it was).
     pub fn apply(&mut self, op: QueueOp, out: &mut Vec<Delivery>) -> Option<EnqueueVerdict> {
         let cfg = self.queue_cfg;
+        let js = self.js_queues();
         let name = Arc::clone(op.queue());
         let q = match self.queues.entry(Arc::clone(&name)) {
             Entry::Occupied(e) => e.into_mut(),
+            // JetStream holds the messages (and bounds them): here is only what this node took.
+            Entry::Vacant(e) if js => e.insert(
+                Queue::with_window(usize::MAX, Overflow::Reject, cfg.window).tracking_settled(),
+            ),
             Entry::Vacant(e) => {
                 // A new queue takes one of the broker's `max_queues`; a SEND past the bound is
                 // refused (a consumer's queue is always made: subscriptions are bounded).
@@ -178,15 +183,39 @@ impl Router {
                     q.ack(key, delivery)
                 };
             }
+            QueueOp::Pulled { msgs, asked, .. } => {
+                if let Some(n) = self.js_asked.get_mut(&name) {
+                    *n = n.saturating_sub(asked);
+                    if *n == 0 {
+                        self.js_asked.remove(&name);
+                    }
+                }
+                for (msg, reply) in msgs {
+                    self.js_replies.insert(msg.seq, reply);
+                    let _ = q.enqueue(msg);
+                }
+            }
         }
         q.dispatch(out);
+        if js {
+            js_settle(
+                q,
+                &name,
+                &mut self.js_replies,
+                &mut self.js_asked,
+                self.cluster.as_mut(),
+            );
+        }
         if q.is_idle() {
             self.queues.remove(&name);
-            self.directory.queue_removed();
+            if !js {
+                self.directory.queue_removed();
+            }
         }
         result
     }
 
+    /// Most messages one pull asks JetStream for.
     /// A delivery from a queue's home to a consumer on this reactor. It is queued on the
     /// consumer's connection if that has room; otherwise a `Return` for the home goes to `ops`.
     /// A consumer that is gone needs nothing: its home requeues what it had in flight when the
@@ -315,4 +344,47 @@ pub(super) fn settle_unacked(
         unacked.remove(pos);
     }
     Ok(())
+}
+
+/// Most messages one pull asks JetStream for.
+const JS_PULL_MAX: usize = 256;
+
+/// JetStream queue store, after an op on a queue homed here: acknowledge to JetStream what
+/// left for good, give back what waits with no consumer left, and ask for as many more as
+/// the consumers can take.
+fn js_settle(
+    q: &mut Queue,
+    name: &Arc<str>,
+    replies: &mut HashMap<u64, Box<str>>,
+    asked: &mut HashMap<Arc<str>, usize>,
+    bridge: Option<&mut interest::Interest>,
+) {
+    let Some(bridge) = bridge else {
+        return;
+    };
+    for seq in q.take_settled() {
+        if let Some(r) = replies.remove(&seq) {
+            bridge.push(interest::Change::JsAck(r));
+        }
+    }
+    if q.consumer_count() == 0 {
+        for m in q.drain_ready() {
+            if let Some(r) = replies.remove(&m.seq) {
+                bridge.push(interest::Change::JsNak(r));
+            }
+        }
+        return;
+    }
+    let pending = asked.get(name).copied().unwrap_or(0);
+    let want = q
+        .free_credit()
+        .saturating_sub(q.ready_len() + pending)
+        .min(JS_PULL_MAX);
+    if want > 0 {
+        *asked.entry(Arc::clone(name)).or_insert(0) += want;
+        bridge.push(interest::Change::JsPull {
+            queue: Arc::clone(name),
+            n: want,
+        });
+    }
 }

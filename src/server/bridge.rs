@@ -10,7 +10,7 @@
 //! needs, whatever the number of reactors and local subscribers behind it; async-nats
 //! reconnects, fails over between the seed URLs and re-subscribes by itself.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::rc::Rc;
@@ -31,6 +31,14 @@ use crate::router::Published;
 
 /// How often the bridge looks at the shutdown flag when nothing else wakes it.
 const IDLE: Duration = Duration::from_millis(100);
+/// Queue SENDs on their way to JetStream at once (waiting for the bridge, or for JetStream's
+/// acknowledgement); past it a SEND is refused with an ERROR.
+const JS_INFLIGHT: usize = 1024;
+/// How long a queue SEND waits for JetStream to store it before it fails.
+const JS_PUBLISH_WAIT: Duration = Duration::from_secs(5);
+/// How long a pull waits for messages before it comes back empty (and is asked again).
+const JS_PULL_WAIT: Duration = Duration::from_secs(2);
+
 /// Messages published to NATS before the bridge lets its other tasks run.
 const UP_BATCH: usize = 1024;
 /// How long a SUBSCRIBE's RECEIPT waits for NATS (then it goes anyway).
@@ -92,6 +100,11 @@ pub struct ClusterStats {
     pub subscriptions: AtomicUsize,
     /// Bytes of messages waiting to go up.
     pending_up: AtomicUsize,
+    /// JetStream queue store: messages stored, SENDs that failed (store busy, unavailable or
+    /// refusing), messages taken for this node's consumers.
+    pub queue_stored: AtomicU64,
+    pub queue_failed: AtomicU64,
+    pub queue_pulled: AtomicU64,
 }
 
 impl ClusterStats {
@@ -127,6 +140,17 @@ struct Up {
     payload: Arc<[u8]>,
 }
 
+/// A SEND to a queue, for JetStream; answered (RECEIPT or ERROR) to its sender once stored.
+#[derive(Debug)]
+pub struct QueueSend {
+    pub subject: Arc<str>,
+    pub payload: Arc<[u8]>,
+    /// The sender: its reactor and connection.
+    pub reactor: usize,
+    pub token: usize,
+    pub receipt: Option<Box<str>>,
+}
+
 /// A reactor's interest change (or a RECEIPT waiting for the ones before it).
 #[derive(Debug)]
 struct Control {
@@ -145,6 +169,8 @@ pub struct Down {
 /// A reactor's end of the bridge.
 pub struct Uplink {
     up: Sender<Up>,
+    /// Queue SENDs for JetStream (bounded: full means the store is behind: the SEND fails).
+    jsq: Sender<QueueSend>,
     control: Sender<Control>,
     notify: Arc<Notify>,
     down: Receiver<Down>,
@@ -177,6 +203,23 @@ impl Uplink {
                 self.stats.count_drop(Dropped::UpFull);
             }
         }
+    }
+
+    /// A SEND to a queue: stored in JetStream by the bridge, which answers the sender. Given
+    /// back when the bridge has that many in flight already (the reactor holds it a while).
+    pub fn queue_send(&mut self, send: QueueSend) -> Result<(), QueueSend> {
+        match self.jsq.try_send(send) {
+            Ok(()) => {
+                self.rung = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+
+    /// A queue SEND that never reached the store (counted with those it refused).
+    pub fn queue_failed(&self) {
+        self.stats.queue_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Pass the router's interest changes on (what does not fit waits here, in order). A
@@ -256,6 +299,7 @@ pub struct Bridge {
 /// Start the bridge for `reactors` (their mailboxes, to wake them), and the reactors' ends.
 pub fn start(
     cfg: &ClusterConfig,
+    queues: &crate::router::QueueConfig,
     reactors: &[Mailbox],
     stats: Arc<ClusterStats>,
     shutdown: Arc<AtomicBool>,
@@ -269,6 +313,7 @@ pub fn start(
     let notify = Arc::new(Notify::new());
     let (up_tx, up_rx) = crossbeam_channel::bounded(cfg.max_pending.max(1));
     let (control_tx, control_rx) = crossbeam_channel::bounded(CONTROL_BOUND);
+    let (jsq_tx, jsq_rx) = crossbeam_channel::bounded(JS_INFLIGHT);
     let mut uplinks = Vec::new();
     let mut downlinks = Vec::new();
     for (i, m) in reactors.iter().enumerate() {
@@ -281,6 +326,7 @@ pub fn start(
         });
         uplinks.push(Uplink {
             up: up_tx.clone(),
+            jsq: jsq_tx.clone(),
             control: control_tx.clone(),
             notify: Arc::clone(&notify),
             down: rx,
@@ -293,6 +339,8 @@ pub fn start(
         });
     }
     let run = Run {
+        queues: *queues,
+        jsq: jsq_rx,
         cfg: cfg.clone(),
         stats: Arc::clone(&stats),
         notify: Arc::clone(&notify),
@@ -315,6 +363,8 @@ pub fn start(
 }
 
 struct Run {
+    queues: crate::router::QueueConfig,
+    jsq: Receiver<QueueSend>,
     cfg: ClusterConfig,
     stats: Arc<ClusterStats>,
     notify: Arc<Notify>,
@@ -326,6 +376,8 @@ struct Run {
 
 /// The bridge inside its runtime.
 struct Serve {
+    queues: crate::router::QueueConfig,
+    jsq: Receiver<QueueSend>,
     cfg: ClusterConfig,
     stats: Arc<ClusterStats>,
     notify: Arc<Notify>,
@@ -348,6 +400,8 @@ impl Run {
             .build()?;
         let local = tokio::task::LocalSet::new();
         let Run {
+            queues,
+            jsq,
             cfg,
             stats,
             notify,
@@ -357,6 +411,8 @@ impl Run {
             shutdown,
         } = self;
         let serve = Serve {
+            queues,
+            jsq,
             cfg,
             stats,
             notify,
@@ -442,6 +498,12 @@ impl Serve {
             .await
             .map_err(|e| io::Error::other(format!("cluster: {e}")))?;
         let mut subs: HashMap<Arc<str>, Sub> = HashMap::new();
+        let js = (self.queues.store == crate::router::QueueStore::JetStream)
+            .then(|| async_nats::jetstream::new(client.clone()));
+        let mut stream_ready = false;
+        let inflight = Rc::new(Cell::new(0usize));
+        let consumers: Rc<RefCell<HashMap<Arc<str>, PullConsumer>>> = Rc::default();
+        let pulls: Pulls = Rc::default();
         let mut refused_logged = false;
         let mut more = false;
         while !self.shutdown.load(Ordering::Acquire) {
@@ -462,10 +524,55 @@ impl Serve {
                         receipt,
                         upto,
                     } => ready.push((c.reactor, token, receipt, upto)),
+                    Change::JsAck(reply) => js_reply(&client, reply, "+ACK").await,
+                    Change::JsNak(reply) => js_reply(&client, reply, "-NAK").await,
+                    Change::JsPull { queue, n } => {
+                        let Some(js) = &js else {
+                            continue;
+                        };
+                        // One pull at a time per queue, so batches arrive in order; more
+                        // demand meanwhile waits for the running one to take it.
+                        let mut p = pulls.borrow_mut();
+                        let state = p.entry(Arc::clone(&queue)).or_default();
+                        state.wanted += n;
+                        if !state.running {
+                            state.running = true;
+                            tokio::task::spawn_local(pull(
+                                js.clone(),
+                                Rc::clone(&consumers),
+                                Rc::clone(&pulls),
+                                queue,
+                                c.reactor,
+                                self.fetch_context(),
+                            ));
+                        }
+                    }
                 }
             }
             if !ready.is_empty() {
                 self.answer_ready(&client, ready).await;
+            }
+            if let Some(js) = &js {
+                if !stream_ready
+                    && client.connection_state() == async_nats::connection::State::Connected
+                {
+                    stream_ready = self.ensure_stream(js).await;
+                }
+                // Queue SENDs, as many as may be in flight.
+                while inflight.get() < JS_INFLIGHT {
+                    let Ok(send) = self.jsq.try_recv() else {
+                        break;
+                    };
+                    inflight.set(inflight.get() + 1);
+                    tokio::task::spawn_local(store(
+                        js.clone(),
+                        send,
+                        Rc::clone(&inflight),
+                        Rc::clone(&self.downlinks),
+                        Arc::clone(&self.stats),
+                        Arc::clone(&self.notify),
+                    ));
+                }
             }
             self.stats
                 .subscriptions
@@ -581,6 +688,252 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The queue stream: one for all queues (a subject per queue, work-queue retention, file
+    /// storage), made if missing.
+    async fn ensure_stream(&self, js: &async_nats::jetstream::Context) -> bool {
+        let cfg = async_nats::jetstream::stream::Config {
+            name: stream_name(&self.cfg.subject_prefix),
+            subjects: vec![format!(
+                "{}.>",
+                crate::router::subject::queue_root(&self.cfg.subject_prefix)
+            )],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: self.queues.replicas,
+            ..Default::default()
+        };
+        match js.get_or_create_stream(cfg).await {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("cluster: cannot make the JetStream queue stream: {e}");
+                false
+            }
+        }
+    }
+
+    fn fetch_context(&self) -> FetchContext {
+        FetchContext {
+            prefix: self.cfg.subject_prefix.clone(),
+            stream: stream_name(&self.cfg.subject_prefix),
+            ack_wait: self.queues.ack_wait,
+            downlinks: Rc::clone(&self.downlinks),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+type PullConsumer =
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
+
+/// Per queue: messages its home asked for and not yet being fetched, and whether a pull task
+/// is running (it takes what is wanted until nothing is).
+#[derive(Debug, Default)]
+struct PullState {
+    wanted: usize,
+    running: bool,
+}
+
+type Pulls = Rc<RefCell<HashMap<Arc<str>, PullState>>>;
+
+/// What a pull needs besides the queue.
+struct FetchContext {
+    prefix: String,
+    stream: String,
+    ack_wait: Duration,
+    downlinks: Rc<Vec<Downlink>>,
+    stats: Arc<ClusterStats>,
+}
+
+/// The queue stream's name: the subject prefix in capitals, dots as underscores.
+pub fn stream_name(prefix: &str) -> String {
+    format!("{}_QUEUES", prefix.replace('.', "_").to_uppercase())
+}
+
+/// A queue's durable consumer, shared by every node: `q_` and a hash of the queue's name.
+pub fn consumer_name(queue: &str) -> String {
+    format!("q_{:016x}", fnv(queue))
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Acknowledge (or give back) a message JetStream handed to this node.
+async fn js_reply(client: &async_nats::Client, reply: Box<str>, what: &'static str) {
+    let subject = async_nats::Subject::from(&*reply);
+    if let Err(e) = client
+        .publish(subject, bytes::Bytes::from_static(what.as_bytes()))
+        .await
+    {
+        log::warn!("cluster: cannot acknowledge a queue message to JetStream: {e}");
+    }
+}
+
+/// Store one queue SEND in JetStream and answer its sender: RECEIPT once JetStream has it, or
+/// ERROR (with or without a receipt asked for: a SEND that was not stored is never silent).
+async fn store(
+    js: async_nats::jetstream::Context,
+    send: QueueSend,
+    inflight: Rc<Cell<usize>>,
+    downlinks: Rc<Vec<Downlink>>,
+    stats: Arc<ClusterStats>,
+    notify: Arc<Notify>,
+) {
+    let QueueSend {
+        subject,
+        payload,
+        reactor,
+        token,
+        receipt,
+    } = send;
+    let payload = bytes::Bytes::from_owner(ArcBytes(payload));
+    let stored = tokio::time::timeout(JS_PUBLISH_WAIT, async {
+        js.publish(async_nats::Subject::from(&*subject), payload)
+            .await?
+            .await
+            .map_err(async_nats::Error::from)
+    })
+    .await;
+    let refused = match stored {
+        Ok(Ok(_)) => {
+            stats.queue_stored.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Ok(Err(e)) => {
+            log::debug!("cluster: JetStream did not store a queue message: {e}");
+            Some("queue store unavailable: message not stored")
+        }
+        Err(_) => Some("queue store did not answer in time: message not stored"),
+    };
+    if refused.is_some() {
+        stats.queue_failed.fetch_add(1, Ordering::Relaxed);
+    }
+    inflight.set(inflight.get().saturating_sub(1));
+    notify.notify_one();
+    if receipt.is_none() && refused.is_none() {
+        return;
+    }
+    if let Some(d) = downlinks.get(reactor) {
+        let v = super::mailbox::Verdict {
+            token,
+            receipt,
+            refused,
+        };
+        if d.mailbox
+            .tx
+            .send_timeout(Mail::QueueVerdict(v), READY_WAIT)
+            .is_ok()
+        {
+            d.mailbox.wake();
+        }
+    }
+}
+
+/// Take what the home reactor `reactor` wants of `queue` from JetStream and hand it over
+/// (with how many were asked, so it can ask again), one fetch after another while it wants
+/// more: batches reach the home in JetStream's order.
+async fn pull(
+    js: async_nats::jetstream::Context,
+    consumers: Rc<RefCell<HashMap<Arc<str>, PullConsumer>>>,
+    pulls: Pulls,
+    queue: Arc<str>,
+    reactor: usize,
+    cx: FetchContext,
+) {
+    loop {
+        let n = {
+            let mut p = pulls.borrow_mut();
+            let Some(state) = p.get_mut(&queue) else {
+                return;
+            };
+            if state.wanted == 0 {
+                p.remove(&queue);
+                return;
+            }
+            std::mem::take(&mut state.wanted)
+        };
+        let mut msgs = Vec::new();
+        let got = fetch(&js, &consumers, &queue, n, &cx, &mut msgs).await;
+        if let Err(e) = got {
+            log::debug!("cluster: pull from JetStream for {queue}: {e}");
+            // Not a busy loop when JetStream is away: the home asks again after this.
+            consumers.borrow_mut().remove(&queue);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        cx.stats
+            .queue_pulled
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        if let Some(d) = cx.downlinks.get(reactor) {
+            let mail = Mail::JsPulled {
+                queue: Arc::clone(&queue),
+                msgs,
+                asked: n,
+            };
+            if d.mailbox.tx.send_timeout(mail, READY_WAIT).is_ok() {
+                d.mailbox.wake();
+            }
+        }
+    }
+}
+
+async fn fetch(
+    js: &async_nats::jetstream::Context,
+    consumers: &Rc<RefCell<HashMap<Arc<str>, PullConsumer>>>,
+    queue: &Arc<str>,
+    n: usize,
+    cx: &FetchContext,
+    out: &mut Vec<(Published, Box<str>, bool)>,
+) -> Result<(), async_nats::Error> {
+    let cached = consumers.borrow().get(queue).cloned();
+    let consumer = match cached {
+        Some(c) => c,
+        None => {
+            let subject = crate::router::subject::subject(&cx.prefix, queue)
+                .ok_or("queue name too long for a subject")?;
+            let stream = js.get_stream(&cx.stream).await?;
+            let config = async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some(consumer_name(queue)),
+                filter_subject: subject,
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: cx.ack_wait,
+                max_ack_pending: 65_536,
+                ..Default::default()
+            };
+            let c: PullConsumer = stream
+                .get_or_create_consumer(&consumer_name(queue), config)
+                .await?;
+            consumers.borrow_mut().insert(Arc::clone(queue), c.clone());
+            c
+        }
+    };
+    let mut batch = consumer
+        .fetch()
+        .max_messages(n)
+        .expires(JS_PULL_WAIT)
+        .messages()
+        .await?;
+    let mut scratch = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m?;
+        let redelivered = m.info().is_ok_and(|i| i.delivered > 1);
+        let Some(reply) = m.reply.as_ref().map(|r| Box::<str>::from(r.as_str())) else {
+            continue;
+        };
+        match wire::decode(&cx.prefix, &m.subject, &m.payload, &mut scratch) {
+            Ok(p) => out.push((p, reply, redelivered)),
+            Err(_) => {
+                // Not ours to deliver: out of the queue, counted.
+                cx.stats.count_drop(Dropped::Invalid);
+                let _ = m.ack().await;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A reactor no longer needs `subject`: the last one out unsubscribes the node.
 fn unsubscribe(subs: &mut HashMap<Arc<str>, Sub>, subject: &str, reactor: usize) {
     let bit = 1u64 << (reactor % 64);
@@ -662,8 +1015,10 @@ mod tests {
     fn uplink(control: Sender<Control>) -> Uplink {
         let (up, _) = crossbeam_channel::bounded(1);
         let (_, down) = crossbeam_channel::bounded(1);
+        let (jsq, _) = crossbeam_channel::bounded(1);
         Uplink {
             up,
+            jsq,
             control,
             notify: Arc::new(Notify::new()),
             down,

@@ -30,6 +30,15 @@ pub enum Mail {
     /// Cluster mode: NATS has the subscriptions asked for before this SUBSCRIBE's RECEIPT:
     /// (connection token, receipt id, the reactor's subscriptions confirmed so far).
     ClusterReady(usize, Box<str>, u64),
+    /// JetStream queue store: a queue SEND's answer (stored, or why not).
+    QueueVerdict(Verdict),
+    /// JetStream queue store: messages for a queue homed on this reactor (asked `asked`),
+    /// each with its acknowledgement reply subject and whether JetStream delivered it before.
+    JsPulled {
+        queue: std::sync::Arc<str>,
+        msgs: Vec<(crate::router::Published, Box<str>, bool)>,
+        asked: usize,
+    },
 }
 
 /// What crosses from one reactor to another in a loop turn: one channel message, one wake-up.

@@ -102,7 +102,18 @@ pub struct Reactor {
     cluster: Option<super::bridge::Uplink>,
     /// Messages from other nodes were left for the next turn (the turn's budget ran out).
     cluster_more: bool,
+    /// JetStream queue store: queue SENDs the bridge had no room for yet, oldest first, each
+    /// with the time it gives up. While any wait, connections whose next frame is a queue SEND
+    /// are not read (flow control, as for the memory mark).
+    js_waiting: std::collections::VecDeque<(super::bridge::QueueSend, Instant)>,
+    /// Publishers were held for the queue store as of this turn.
+    queue_busy: bool,
 }
+
+/// Queue SENDs a reactor holds for the store at most (past it they are refused at once).
+const JS_WAITING_MAX: usize = 65_536;
+/// How long a queue SEND may wait for room at the store before it is refused.
+const JS_WAITING_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages from other nodes delivered in one loop turn, at most (the rest wait a turn, so one
 /// burst cannot stretch a turn without bound).
@@ -176,6 +187,8 @@ impl Reactor {
             memory_alarm: false,
             cluster: shared.cluster,
             cluster_more: false,
+            js_waiting: std::collections::VecDeque::new(),
+            queue_busy: false,
             cfg,
         }
     }
@@ -188,7 +201,9 @@ impl Reactor {
             let busy = !self.ready_again.is_empty() || !self.dirty.is_empty() || pending;
             let timeout = if busy || self.cluster_more {
                 Some(Duration::ZERO)
-            } else if self.cluster.as_ref().is_some_and(|c| c.has_waiting()) {
+            } else if self.cluster.as_ref().is_some_and(|c| c.has_waiting())
+                || !self.js_waiting.is_empty()
+            {
                 Some(
                     self.wheel
                         .timeout()
@@ -205,10 +220,12 @@ impl Reactor {
             let now = Instant::now();
             self.now = now;
             let alarm = self.memory.alarm();
-            if self.memory_alarm && !alarm {
+            let busy = !self.js_waiting.is_empty();
+            if (self.memory_alarm || self.queue_busy) && !alarm && !busy {
                 self.unblock_publishers();
             }
             self.memory_alarm = alarm;
+            self.queue_busy = busy;
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     self.woken.store(false, Ordering::Release);
@@ -268,8 +285,83 @@ impl Reactor {
         self.cluster_more = n == CLUSTER_BUDGET;
     }
 
+    /// JetStream queue store: a queue SEND goes to the bridge, which answers its sender once
+    /// JetStream has stored it; refused at once when the bridge is that far behind.
+    fn send_to_queue_store(
+        &mut self,
+        queue: &str,
+        payload: &Arc<[u8]>,
+        origin: Origin,
+        receipt: Option<Box<str>>,
+        now: Instant,
+    ) {
+        let Some(subject) = self.router.subject_of(queue).map(Arc::clone) else {
+            self.verdict(
+                Token(origin.token),
+                receipt,
+                Some("destination too long for the cluster"),
+                now,
+            );
+            return;
+        };
+        let send = super::bridge::QueueSend {
+            subject,
+            payload: Arc::clone(payload),
+            reactor: origin.reactor,
+            token: origin.token,
+            receipt,
+        };
+        if self.js_waiting.is_empty() {
+            let Some(up) = &mut self.cluster else {
+                return;
+            };
+            match up.queue_send(send) {
+                Ok(()) => {}
+                Err(send) => self.js_waiting.push_back((send, now + JS_WAITING_WAIT)),
+            }
+        } else if self.js_waiting.len() < JS_WAITING_MAX {
+            self.js_waiting.push_back((send, now + JS_WAITING_WAIT));
+        } else {
+            self.refuse_queue_send(send, "queue store busy: message not stored", now);
+        }
+    }
+
+    /// A queue SEND that cannot reach the store: ERROR to its sender, counted.
+    fn refuse_queue_send(
+        &mut self,
+        send: super::bridge::QueueSend,
+        why: &'static str,
+        now: Instant,
+    ) {
+        if let Some(up) = &self.cluster {
+            up.queue_failed();
+        }
+        self.verdict(Token(send.token), send.receipt, Some(why), now);
+    }
+
+    /// Queue SENDs held for the store: on to the bridge while it has room; those past their
+    /// time are refused.
+    fn flush_js_waiting(&mut self, now: Instant) {
+        while let Some((send, deadline)) = self.js_waiting.pop_front() {
+            if deadline <= now {
+                self.refuse_queue_send(send, "queue store did not take the message in time", now);
+                continue;
+            }
+            let Some(up) = &mut self.cluster else {
+                return;
+            };
+            if let Err(send) = up.queue_send(send) {
+                self.js_waiting.push_front((send, deadline));
+                break;
+            }
+        }
+    }
+
     /// Cluster mode, end of a turn: pass interest changes on and ring the bridge once.
     fn end_turn_cluster(&mut self) {
+        if !self.js_waiting.is_empty() {
+            self.flush_js_waiting(self.now);
+        }
         let Some(up) = &mut self.cluster else {
             return;
         };
@@ -322,6 +414,22 @@ impl Reactor {
                     if let Some(next) = self.with_conn(t, now, |c, _| c.auth_done(ok, delay, now)) {
                         self.after(t, next, false);
                     }
+                }
+                Mail::QueueVerdict(v) => self.verdict(Token(v.token), v.receipt, v.refused, now),
+                Mail::JsPulled { queue, msgs, asked } => {
+                    let msgs = msgs
+                        .into_iter()
+                        .map(|(payload, reply, redelivered)| {
+                            let msg = crate::router::QMsg {
+                                seq: self.router.next_seq(),
+                                payload,
+                                redelivered,
+                            };
+                            (msg, reply)
+                        })
+                        .collect();
+                    self.apply_queue_op(QueueOp::Pulled { queue, msgs, asked }, now);
+                    self.fan_out(now);
                 }
                 Mail::ClusterReady(token, receipt, upto) => {
                     self.router.cluster_confirmed(upto);
@@ -545,6 +653,7 @@ impl Reactor {
             auth: self.auth.as_ref(),
             peer: s.conn.admitted(),
             memory_alarm: self.memory_alarm,
+            queue_busy: self.queue_busy,
         };
         Some(f(&mut s.conn, &mut ctx))
     }
@@ -596,6 +705,18 @@ impl Reactor {
         }
         let mut ops = std::mem::take(&mut self.qops);
         for op in ops.drain(..) {
+            let op = match op {
+                QueueOp::Enqueue {
+                    queue,
+                    msg,
+                    origin,
+                    receipt,
+                } if self.router.js_queues() => {
+                    self.send_to_queue_store(&queue, &msg.payload.shared, origin, receipt, now);
+                    continue;
+                }
+                op => op,
+            };
             let home = self.router.home_of(op.queue());
             if home == self.id {
                 self.apply_queue_op(op, now);

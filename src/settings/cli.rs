@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, Settings, SlowConsumerPolicy};
+use super::{
+    Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, Settings, SlowConsumerPolicy,
+};
 
 /// A STOMP 1.0/1.1/1.2 broker over WebSocket and TCP.
 ///

@@ -182,7 +182,11 @@ impl Settings {
             );
         }
         v.range("queues.replicas", s.queues.replicas as u64, 1, 5);
-        v.duration("queues.ack_wait", s.queues.ack_wait, Duration::from_millis(100));
+        v.duration(
+            "queues.ack_wait",
+            s.queues.ack_wait,
+            Duration::from_millis(100),
+        );
         v.at_least(
             "cluster.max_pending_bytes",
             c.max_pending_bytes as u64,

@@ -89,7 +89,7 @@ proptest! {
                 match c {
                     Change::On(s) => prop_assert!(held.insert(s.to_string()), "asked twice for {}", s),
                     Change::Off(s) => prop_assert!(held.remove(&*s), "dropped {} it did not hold", s),
-                    Change::Ready { .. } => prop_assert!(false, "no receipt was asked for"),
+                    other => prop_assert!(false, "not asked for: {:?}", other),
                 }
             }
             prop_assert_eq!(&held, &needed(&active));

@@ -79,7 +79,12 @@ fn word() -> impl Strategy<Value = String> {
 
 fn dest() -> impl Strategy<Value = String> {
     (
-        prop_oneof![Just("/topic/"), Just("/user/u/queue/"), Just("/x/"), Just("/queue/")],
+        prop_oneof![
+            Just("/topic/"),
+            Just("/user/u/queue/"),
+            Just("/x/"),
+            Just("/queue/")
+        ],
         prop::collection::vec(word(), 1..5),
     )
         .prop_map(|(p, w)| format!("{p}{}", w.join(".")))

@@ -122,8 +122,14 @@ pub(super) fn stomp_input(
                 return (input.len(), Some(Flow::Close { error: true }));
             }
         };
-        if ctx.memory_alarm && frame.command == stomp::Command::Send && st.session.connected {
-            // Flow control: this SEND and what follows wait until memory falls.
+        let hold = ctx.memory_alarm
+            || (ctx.queue_busy
+                && frame
+                    .header("destination")
+                    .is_some_and(|d| kind(&d) == DestKind::Queue));
+        if hold && frame.command == stomp::Command::Send && st.session.connected {
+            // Flow control: this SEND and what follows wait until memory falls (or the queue
+            // store has room again).
             st.memory_blocked = true;
             ctx.counters.memory_blocked += 1;
             return (pos, flow);

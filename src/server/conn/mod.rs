@@ -162,6 +162,8 @@ pub struct Ctx<'a> {
     pub peer: Option<std::net::IpAddr>,
     /// Memory is above the high-water mark: publishers are not read from.
     pub memory_alarm: bool,
+    /// Queue SENDs are waiting for room at the JetStream store: queue publishers are not read.
+    pub queue_busy: bool,
 }
 
 impl Ctx<'_> {

@@ -169,11 +169,7 @@ fn every_option_has_a_flag() {
             r#""jetstream""#,
         ),
         ("queues.replicas", &["--queue-replicas", "3"], "3"),
-        (
-            "queues.ack_wait",
-            &["--queue-ack-wait", "9s"],
-            r#""9s""#,
-        ),
+        ("queues.ack_wait", &["--queue-ack-wait", "9s"], r#""9s""#),
         (
             "memory.high_watermark",
             &["--memory-high-watermark", "0"],

@@ -1,0 +1,242 @@
+//! Durable queues on NATS JetStream (issue 16), end to end: stompbox nodes with
+//! `queues.store = jetstream` and a real `nats-server -js` the tests start on free loopback
+//! ports with its store in a temp dir. Clients are the raw STOMP client of `common/stomp.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+#[path = "common/ops.rs"]
+mod ops;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::stomp::{frame, Client, Frame};
+use nats::Nats;
+use ops::{wait_for, Metrics, OpsClient};
+use stompbox::cluster::ClusterConfig;
+use stompbox::router::QueueStore;
+use stompbox::{Broker, BrokerBuilder, Config};
+
+const LONG: Duration = Duration::from_secs(15);
+
+/// A JetStream store directory of its own, removed at the end.
+struct StoreDir(PathBuf);
+
+impl StoreDir {
+    fn new(name: &str) -> StoreDir {
+        let d = std::env::temp_dir().join(format!("stompbox-js-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        StoreDir(d)
+    }
+
+    fn nats(&self) -> Nats {
+        Nats::start_with(&["-js", "-sd", self.0.to_str().unwrap()])
+    }
+}
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn node(nats: &Nats, name: &str, ack_wait: Duration) -> Broker {
+    let mut cfg = Config {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        close_timeout: Duration::from_millis(250),
+        shutdown_timeout: Duration::from_millis(500),
+        cluster: Some(ClusterConfig {
+            servers: vec![nats.url()],
+            node_name: name.into(),
+            ..ClusterConfig::default()
+        }),
+        ..Config::default()
+    };
+    cfg.queues.store = QueueStore::JetStream;
+    cfg.queues.ack_wait = ack_wait;
+    let b = BrokerBuilder::new(cfg).start().expect("node starts");
+    let up = wait_for(LONG, || {
+        (Metrics::parse(b.metrics()).u("stompbox_cluster_up") == 1).then_some(())
+    });
+    assert!(up.is_some(), "node never connected to NATS");
+    b
+}
+
+fn anon(b: &Broker) -> Client {
+    Client::stomp_tcp(b.tcp_addr().unwrap()).polling()
+}
+
+fn subscribe(c: &mut Client, dest: &str, id: &str, ack: &str, prefetch: usize) {
+    let p = prefetch.to_string();
+    let r = format!("sub-{id}");
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[
+            ("destination", dest),
+            ("id", id),
+            ("ack", ack),
+            ("prefetch-count", &p),
+            ("receipt", &r),
+        ],
+        b"",
+    ));
+    c.expect_receipt(&r);
+}
+
+/// SEND `n` numbered messages with receipts, waiting for each RECEIPT in the end.
+fn produce(c: &mut Client, dest: &str, from: u64, n: u64) {
+    for i in from..from + n {
+        let r = format!("p{i}");
+        c.send(&ops::send_frame(dest, &ops::numbered(i, 8), Some(&r)));
+    }
+    for i in from..from + n {
+        c.expect_receipt(&format!("p{i}"));
+    }
+}
+
+fn ack(c: &mut Client, f: &Frame) {
+    c.send(&frame("ACK", &[("id", f.h("ack"))], b""));
+}
+
+/// Messages JetStream holds in the queue stream.
+fn stored(n: &Nats) -> u64 {
+    let j = n.monitor("/jsz?streams=true");
+    let i = j.find("\"messages\":").expect("jsz shows messages");
+    j[i + 11..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_receipted_send_is_stored_and_each_message_is_delivered_once_then_acked_away() {
+    let dir = StoreDir::new("once");
+    let nats = dir.nats();
+    let a = node(&nats, "a", Duration::from_secs(30));
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/jobs", 0, 200);
+    // Stored before the RECEIPTs: all 200 are in JetStream, none consumed yet.
+    assert_eq!(stored(&nats), 200);
+    let mut c = anon(&a);
+    subscribe(&mut c, "/queue/jobs", "s", "client-individual", 10);
+    for i in 0..200 {
+        let f = c.msg();
+        assert_eq!(ops::number_of(&f), i, "{f:?}");
+        assert!(f.get("redelivered").is_none(), "{f:?}");
+        ack(&mut c, &f);
+    }
+    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
+    assert!(
+        gone.is_some(),
+        "acked messages leave JetStream: {}",
+        stored(&nats)
+    );
+    assert!(c.next_within(Duration::from_millis(300)).unwrap().is_none());
+    a.shutdown().unwrap();
+}
+
+#[test]
+fn queued_messages_survive_a_restart_of_every_node_and_nats() {
+    let dir = StoreDir::new("restart");
+    let mut nats = dir.nats();
+    let n = 10_000;
+    {
+        let a = node(&nats, "a", Duration::from_secs(30));
+        let mut p = anon(&a);
+        produce(&mut p, "/queue/durable", 0, n);
+        a.shutdown().unwrap();
+    }
+    nats.restart();
+    let b = node(&nats, "b", Duration::from_secs(30));
+    let mut c = anon(&b);
+    subscribe(&mut c, "/queue/durable", "s", "client", 500);
+    for i in 0..n {
+        let f = c.msg();
+        assert_eq!(ops::number_of(&f), i, "in order after the restart");
+        if i % 100 == 99 || i == n - 1 {
+            ack(&mut c, &f);
+        }
+    }
+    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
+    assert!(gone.is_some(), "{}", stored(&nats));
+    b.shutdown().unwrap();
+}
+
+#[test]
+fn consumers_on_two_nodes_share_a_queue_each_message_once() {
+    let dir = StoreDir::new("share");
+    let nats = dir.nats();
+    let (a, b) = (
+        node(&nats, "a", Duration::from_secs(30)),
+        node(&nats, "b", Duration::from_secs(30)),
+    );
+    let mut ca = anon(&a);
+    subscribe(&mut ca, "/queue/shared", "s", "auto", 5);
+    let mut cb = anon(&b);
+    subscribe(&mut cb, "/queue/shared", "s", "auto", 5);
+    let n = 400;
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/shared", 0, n);
+    let mut seen = HashSet::new();
+    let mut from = [0u64; 2];
+    while seen.len() < n as usize {
+        let mut any = false;
+        for (k, c) in [&mut ca, &mut cb].into_iter().enumerate() {
+            if let Ok(Some(f)) = c.next_within(Duration::from_millis(50)) {
+                assert!(seen.insert(ops::number_of(&f)), "delivered twice: {f:?}");
+                from[k] += 1;
+                any = true;
+            }
+        }
+        assert!(any || seen.len() == n as usize || wait_for(LONG, || Some(())).is_some());
+    }
+    assert!(from[0] > 0 && from[1] > 0, "both nodes consumed: {from:?}");
+    for c in [&mut ca, &mut cb] {
+        assert!(c.next_within(Duration::from_millis(300)).unwrap().is_none());
+    }
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn nacked_and_abandoned_messages_come_back_flagged_redelivered() {
+    let dir = StoreDir::new("nack");
+    let nats = dir.nats();
+    let a = node(&nats, "a", Duration::from_secs(30));
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/retry", 0, 3);
+    let mut c = anon(&a);
+    subscribe(&mut c, "/queue/retry", "s", "client-individual", 1);
+    let f = c.msg();
+    assert_eq!(ops::number_of(&f), 0);
+    c.send(&frame("NACK", &[("id", f.h("ack"))], b""));
+    let f = c.msg();
+    assert_eq!(ops::number_of(&f), 0, "NACKed: comes back");
+    assert_eq!(f.h("redelivered"), "true");
+    ack(&mut c, &f);
+    let f = c.msg();
+    assert_eq!(ops::number_of(&f), 1);
+    // Leave without acking: the next consumer gets it, flagged.
+    drop(c);
+    let mut d = anon(&a);
+    subscribe(&mut d, "/queue/retry", "s", "client-individual", 5);
+    let f = d.msg();
+    assert_eq!(ops::number_of(&f), 1, "{f:?}");
+    assert_eq!(f.h("redelivered"), "true", "{f:?}");
+    ack(&mut d, &f);
+    let f = d.msg();
+    assert_eq!(ops::number_of(&f), 2);
+    ack(&mut d, &f);
+    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
+    assert!(gone.is_some(), "{}", stored(&nats));
+    a.shutdown().unwrap();
+}
