@@ -240,3 +240,29 @@ fn nacked_and_abandoned_messages_come_back_flagged_redelivered() {
     assert!(gone.is_some(), "{}", stored(&nats));
     a.shutdown().unwrap();
 }
+
+#[test]
+fn a_message_held_longer_than_the_ack_wait_stays_with_its_consumer() {
+    let dir = StoreDir::new("held");
+    let nats = dir.nats();
+    let wait = Duration::from_millis(800);
+    let (a, b) = (node(&nats, "a", wait), node(&nats, "b", wait));
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/slow", 0, 1);
+    let mut slow = anon(&a);
+    subscribe(&mut slow, "/queue/slow", "s", "client-individual", 1);
+    let f = slow.msg();
+    assert_eq!(ops::number_of(&f), 0);
+    // Another node's consumer, idle: it must not get the message while `slow` holds it, for
+    // several ack waits (the holder's node says "in progress" to JetStream).
+    let mut other = anon(&b);
+    subscribe(&mut other, "/queue/slow", "s", "client-individual", 1);
+    let got = other.next_within(wait * 4).unwrap();
+    assert!(got.is_none(), "handed out again while held: {got:?}");
+    ack(&mut slow, &f);
+    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
+    assert!(gone.is_some(), "{}", stored(&nats));
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}

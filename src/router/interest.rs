@@ -44,6 +44,9 @@ pub enum Change {
     JsAck(Box<str>),
     /// ... or give it back to JetStream at once (no consumer here any more).
     JsNak(Box<str>),
+    /// ... or tell JetStream it is still being worked on (held here longer than its ack wait
+    /// would allow), so it is not handed to another node meanwhile.
+    JsProgress(Box<str>),
     /// This reactor (the queue's home here) can take `n` more messages of `queue`.
     JsPull { queue: Arc<str>, n: usize },
 }

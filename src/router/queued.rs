@@ -215,7 +215,6 @@ impl Router {
         result
     }
 
-    /// Most messages one pull asks JetStream for.
     /// A delivery from a queue's home to a consumer on this reactor. It is queued on the
     /// consumer's connection if that has room; otherwise a `Return` for the home goes to `ops`.
     /// A consumer that is gone needs nothing: its home requeues what it had in flight when the
@@ -344,6 +343,24 @@ pub(super) fn settle_unacked(
         unacked.remove(pos);
     }
     Ok(())
+}
+
+impl Router {
+    /// JetStream queue store: every message this reactor holds (waiting or delivered, not yet
+    /// acknowledged) is still being worked on; run more often than the ack wait.
+    pub fn js_keepalive(&mut self) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        for r in self.js_replies.values() {
+            c.push(interest::Change::JsProgress(r.clone()));
+        }
+    }
+
+    /// JetStream queue store: messages this reactor holds.
+    pub fn js_held(&self) -> usize {
+        self.js_replies.len()
+    }
 }
 
 /// Most messages one pull asks JetStream for.

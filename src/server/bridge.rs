@@ -526,6 +526,7 @@ impl Serve {
                     } => ready.push((c.reactor, token, receipt, upto)),
                     Change::JsAck(reply) => js_reply(&client, reply, "+ACK").await,
                     Change::JsNak(reply) => js_reply(&client, reply, "-NAK").await,
+                    Change::JsProgress(reply) => js_reply(&client, reply, "+WPI").await,
                     Change::JsPull { queue, n } => {
                         let Some(js) = &js else {
                             continue;

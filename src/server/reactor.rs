@@ -108,6 +108,8 @@ pub struct Reactor {
     js_waiting: std::collections::VecDeque<(super::bridge::QueueSend, Instant)>,
     /// Publishers were held for the queue store as of this turn.
     queue_busy: bool,
+    /// When the messages held for the JetStream store were last said to be in progress.
+    js_keepalive: Instant,
 }
 
 /// Queue SENDs a reactor holds for the store at most (past it they are refused at once).
@@ -189,6 +191,7 @@ impl Reactor {
             cluster_more: false,
             js_waiting: std::collections::VecDeque::new(),
             queue_busy: false,
+            js_keepalive: Instant::now(),
             cfg,
         }
     }
@@ -209,6 +212,10 @@ impl Reactor {
                         .timeout()
                         .map_or(CLUSTER_RETRY, |t| t.min(CLUSTER_RETRY)),
                 )
+            } else if self.router.js_held() > 0 {
+                // Wake for the keep-alive of held queue messages.
+                let every = self.cfg.queues.ack_wait / 4;
+                Some(self.wheel.timeout().map_or(every, |t| t.min(every)))
             } else {
                 self.wheel.timeout()
             };
@@ -361,6 +368,14 @@ impl Reactor {
     fn end_turn_cluster(&mut self) {
         if !self.js_waiting.is_empty() {
             self.flush_js_waiting(self.now);
+        }
+        // Held messages stay this node's: JetStream hears they are in progress twice per ack
+        // wait, however long a consumer takes (as with the in-memory queues).
+        if self.router.js_held() > 0
+            && self.now.duration_since(self.js_keepalive) >= self.cfg.queues.ack_wait / 2
+        {
+            self.router.js_keepalive();
+            self.js_keepalive = self.now;
         }
         let Some(up) = &mut self.cluster else {
             return;
