@@ -127,12 +127,28 @@ fn a_receipted_send_is_stored_and_each_message_is_delivered_once_then_acked_away
     assert_eq!(stored(&nats), 200);
     let mut c = anon(&a);
     subscribe(&mut c, "/queue/jobs", "s", "client-individual", 10);
+    let mut held = None;
     for i in 0..200 {
         let f = c.msg();
         assert_eq!(ops::number_of(&f), i, "{f:?}");
         assert!(f.get("redelivered").is_none(), "{f:?}");
-        ack(&mut c, &f);
+        if i == 199 {
+            held = Some(f);
+        } else {
+            ack(&mut c, &f);
+        }
     }
+    // The gauges: one consumer, one message delivered and not acked.
+    let m = wait_for(LONG, || {
+        let m = Metrics::parse(a.metrics());
+        (m.u("stompbox_queue_messages{state=\"unacked\"}") == 1).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("{}", a.metrics()));
+    assert_eq!(m.u("stompbox_queue_consumers"), 1);
+    assert_eq!(m.u("stompbox_queue_store_stored_total"), 200);
+    assert_eq!(m.u("stompbox_queue_store_pulled_total"), 200);
+    assert_eq!(m.u("stompbox_queue_store_failed_total"), 0);
+    ack(&mut c, &held.unwrap());
     let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
     assert!(
         gone.is_some(),

@@ -357,6 +357,18 @@ impl Router {
         }
     }
 
+    /// Over the queues homed here: (messages waiting, delivered and not yet acked, consumers).
+    /// A walk of the queues: for metrics, a few times a second, not per turn.
+    pub fn queue_gauges(&self) -> (usize, usize, usize) {
+        self.queues.values().fold((0, 0, 0), |(r, u, c), q| {
+            (
+                r + q.ready_len(),
+                u + q.inflight_len(),
+                c + q.consumer_count(),
+            )
+        })
+    }
+
     /// JetStream queue store: messages this reactor holds.
     pub fn js_held(&self) -> usize {
         self.js_replies.len()

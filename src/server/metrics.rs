@@ -37,6 +37,11 @@ pub struct Counters {
     pub app_busy: u64,
     pub queue_rejected: u64,
     pub queue_dropped: u64,
+    /// Queues homed on this reactor: messages waiting, delivered and not yet acked, consumers
+    /// (gauges, refreshed a few times a second).
+    pub queue_ready: u64,
+    pub queue_unacked: u64,
+    pub queue_consumers: u64,
     /// Times a connection's input was stopped by the memory alarm.
     pub memory_blocked: u64,
     /// STOMP errors by cause (the ERROR that ends a session), in `Cause::ALL` order.
@@ -120,6 +125,9 @@ stats!(
     app_busy,
     queue_rejected,
     queue_dropped,
+    queue_ready,
+    queue_unacked,
+    queue_consumers,
     memory_blocked,
     stomp_protocol,
     stomp_limit,
@@ -423,6 +431,22 @@ impl Stats {
             &[("", sum(|c| c.app_busy))],
         );
         metric(
+            "queue_messages",
+            "gauge",
+            "Messages in the queues homed on this node, by state (with the JetStream store: those \
+             this node has taken from JetStream).",
+            &[
+                ("state=\"ready\"", sum(|c| c.queue_ready)),
+                ("state=\"unacked\"", sum(|c| c.queue_unacked)),
+            ],
+        );
+        metric(
+            "queue_consumers",
+            "gauge",
+            "Consumers of the queues homed on this node.",
+            &[("", sum(|c| c.queue_consumers))],
+        );
+        metric(
             "errors_total",
             "counter",
             "Connections failed, by kind.",
@@ -487,6 +511,24 @@ impl Stats {
                 "counter",
                 "Topic messages that did not cross between nodes, by reason.",
                 &rows,
+            );
+            metric(
+                "queue_store_stored_total",
+                "counter",
+                "Queue messages JetStream acknowledged storing.",
+                &[("", g(&c.queue_stored))],
+            );
+            metric(
+                "queue_store_failed_total",
+                "counter",
+                "Queue SENDs that were not stored (refused, timed out, or the store busy).",
+                &[("", g(&c.queue_failed))],
+            );
+            metric(
+                "queue_store_pulled_total",
+                "counter",
+                "Queue messages this node took from JetStream for its consumers.",
+                &[("", g(&c.queue_pulled))],
             );
             metric(
                 "cluster_subscriptions",

@@ -110,7 +110,12 @@ pub struct Reactor {
     queue_busy: bool,
     /// When the messages held for the JetStream store were last said to be in progress.
     js_keepalive: Instant,
+    /// When the queue gauges were last computed.
+    gauges_at: Instant,
 }
+
+/// How often the queue gauges (a walk of the queues homed here) are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_millis(250);
 
 /// Queue SENDs a reactor holds for the store at most (past it they are refused at once).
 const JS_WAITING_MAX: usize = 65_536;
@@ -192,6 +197,7 @@ impl Reactor {
             js_waiting: std::collections::VecDeque::new(),
             queue_busy: false,
             js_keepalive: Instant::now(),
+            gauges_at: Instant::now(),
             cfg,
         }
     }
@@ -408,6 +414,12 @@ impl Reactor {
         c.subscriptions = subs as u64;
         (c.queue_rejected, c.queue_dropped) = self.router.queue_losses();
         c.destinations = dests as u64;
+        if self.now.duration_since(self.gauges_at) >= GAUGES_EVERY {
+            self.gauges_at = self.now;
+            let (ready, unacked, consumers) = self.router.queue_gauges();
+            (c.queue_ready, c.queue_unacked, c.queue_consumers) =
+                (ready as u64, unacked as u64, consumers as u64);
+        }
         self.stats.publish(c);
     }
 
