@@ -282,3 +282,157 @@ fn a_message_held_longer_than_the_ack_wait_stays_with_its_consumer() {
         x.shutdown().unwrap();
     }
 }
+
+/// One delivery a consumer saw: the message number, whether flagged redelivered, and when.
+type Seen = (u64, bool, std::time::Instant);
+
+/// A consumer on its own thread: acks everything it gets (client-individual), records it,
+/// until `stop` and idle, or its connection ends (its node was killed).
+fn consume(
+    mut c: Client,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Seen>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        loop {
+            match c.next_within(Duration::from_millis(100)) {
+                Ok(Some(f)) if f.command == "MESSAGE" => {
+                    seen.push((
+                        ops::number_of(&f),
+                        f.get("redelivered") == Some("true"),
+                        std::time::Instant::now(),
+                    ));
+                    if c.try_send(&frame("ACK", &[("id", f.h("ack"))], b""))
+                        .is_err()
+                    {
+                        return seen;
+                    }
+                }
+                Ok(Some(f)) => panic!("consumer got {f:?}"),
+                Ok(None) if stop.load(std::sync::atomic::Ordering::Acquire) => return seen,
+                Ok(None) => {}
+                Err(_) => return seen,
+            }
+        }
+    })
+}
+
+#[test]
+fn no_receipted_message_is_lost_when_a_node_is_killed_and_nats_restarts() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = StoreDir::new("kill");
+    let mut nats = dir.nats();
+    let wait = Duration::from_secs(2);
+    let (a, b) = (node(&nats, "a", wait), node(&nats, "b", wait));
+    let mut k = ops::Broker::spawn(
+        None,
+        &[
+            "--cluster".into(),
+            nats.url(),
+            "--node-name".into(),
+            "k".into(),
+            "--queue-store".into(),
+            "jetstream".into(),
+            "--queue-ack-wait".into(),
+            "2s".into(),
+        ],
+    );
+    let q = "/queue/work";
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for addr in [a.tcp_addr().unwrap(), b.tcp_addr().unwrap(), k.tcp] {
+        let mut c = Client::stomp_tcp(addr).polling();
+        subscribe(&mut c, q, "w", "client-individual", 20);
+        consumers.push(consume(c, Arc::clone(&stop)));
+    }
+    let n = 20_000u64;
+    let window = 200u64;
+    let mut confirmed = HashSet::new();
+    let mut p = anon(&a);
+    let (mut killed, mut restarted) = (false, false);
+    let mut i = 0;
+    while i < n {
+        let end = (i + window).min(n);
+        for j in i..end {
+            let r = format!("p{j}");
+            let _ = p.try_send(&ops::send_frame(q, &ops::numbered(j, 8), Some(&r)));
+        }
+        for _ in i..end {
+            match p.next_within(Duration::from_secs(10)) {
+                Ok(Some(f)) if f.command == "RECEIPT" => {
+                    let id = f.h("receipt-id");
+                    confirmed.insert(id[1..].parse::<u64>().unwrap());
+                }
+                // Not stored (NATS away): ERROR, and the connection ends; start another.
+                _ => {
+                    p = anon(&a);
+                    break;
+                }
+            }
+        }
+        i = end;
+        if !killed && confirmed.len() >= 5_000 {
+            k.child.kill().unwrap();
+            k.child.wait().unwrap();
+            killed = true;
+        }
+        if !restarted && confirmed.len() >= 10_000 {
+            // As an operator restarts it (SIGTERM). NATS 2.9 writes consumer state lazily: one
+            // killed with SIGKILL can forget recent deliveries and acks (see README).
+            nats.restart();
+            restarted = true;
+        }
+    }
+    assert!(killed && restarted);
+    assert!(
+        confirmed.len() as u64 > n / 2,
+        "most were stored: {}",
+        confirmed.len()
+    );
+    // Wait until JetStream holds nothing (everything acked), then stop the consumers.
+    let drained = wait_for(Duration::from_secs(60), || {
+        (stored(&nats) == 0).then_some(())
+    });
+    stop.store(true, Ordering::Release);
+    let mut seen: Vec<Seen> = consumers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    if drained.is_none() {
+        let q = |b: &Broker| -> String {
+            b.metrics()
+                .lines()
+                .filter(|l| l.contains("queue") && !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "JetStream still holds {}\nnode a:\n{}\nnode b:\n{}\njsz: {}",
+            stored(&nats),
+            q(&a),
+            q(&b),
+            nats.monitor("/jsz?consumers=true")
+        );
+    }
+    seen.sort_by_key(|s| s.2);
+    let mut first = HashSet::new();
+    for (m, redelivered, _) in &seen {
+        if !first.insert(*m) {
+            assert!(
+                *redelivered,
+                "message {m} repeated without redelivered:true"
+            );
+        }
+    }
+    let lost: Vec<&u64> = confirmed.iter().filter(|m| !first.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} receipted messages never delivered: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    for x in [a, b] {
+        x.shutdown().unwrap();
+    }
+}

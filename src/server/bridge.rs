@@ -857,7 +857,14 @@ async fn pull(
             std::mem::take(&mut state.wanted)
         };
         let mut msgs = Vec::new();
-        let got = fetch(&js, &consumers, &queue, n, &cx, &mut msgs).await;
+        // A pull whose request died with the connection would wait forever for an answer that
+        // cannot come: the bridge gives up on its own after the pull's time and a margin.
+        let got = tokio::time::timeout(
+            JS_PULL_WAIT + Duration::from_secs(3),
+            fetch(&js, &consumers, &queue, n, &cx, &mut msgs),
+        )
+        .await
+        .unwrap_or_else(|_| Err("pull timed out".into()));
         if let Err(e) = got {
             log::debug!("cluster: pull from JetStream for {queue}: {e}");
             // Not a busy loop when JetStream is away: the home asks again after this.

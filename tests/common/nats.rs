@@ -147,9 +147,22 @@ impl Nats {
         }
     }
 
-    /// Start it again on the same ports.
+    /// Stop the server as an operator would (SIGTERM: it finishes writing its state).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop it (SIGTERM) and start it again on the same ports and store.
     pub fn restart(&mut self) {
-        self.kill();
+        self.stop();
         self.spawn();
     }
 
