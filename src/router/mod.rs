@@ -328,6 +328,8 @@ pub struct Router {
     /// subject that acknowledges it; and per queue, messages asked for and not yet arrived.
     js_replies: HashMap<u64, Box<str>>,
     js_asked: HashMap<Arc<str>, usize>,
+    /// Queues homed here that lost their last consumer with messages waiting, and since when.
+    js_orphaned: HashMap<Arc<str>, std::time::Instant>,
 }
 
 /// Destinations cached without local subscribers before the cache is pruned.
@@ -363,6 +365,7 @@ impl Router {
             queue_dropped: 0,
             js_replies: HashMap::new(),
             js_asked: HashMap::new(),
+            js_orphaned: HashMap::new(),
         }
     }
 

@@ -369,6 +369,33 @@ impl Router {
         })
     }
 
+    /// JetStream queue store: queues homed here whose last consumer left with messages still
+    /// waiting give them back to JetStream (for consumers on other nodes) once that is older
+    /// than `grace`. `now` is the caller's clock.
+    pub fn js_release(&mut self, now: std::time::Instant, grace: std::time::Duration) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let replies = &mut self.js_replies;
+        self.queues.retain(|name, q| {
+            if q.consumer_count() > 0 || q.ready_len() == 0 {
+                self.js_orphaned.remove(name);
+                return !q.is_idle();
+            }
+            let since = *self.js_orphaned.entry(Arc::clone(name)).or_insert(now);
+            if now.duration_since(since) < grace {
+                return true;
+            }
+            for m in q.drain_ready() {
+                if let Some(r) = replies.remove(&m.seq) {
+                    c.push(interest::Change::JsNak(r));
+                }
+            }
+            self.js_orphaned.remove(name);
+            false
+        });
+    }
+
     /// JetStream queue store: messages this reactor holds.
     pub fn js_held(&self) -> usize {
         self.js_replies.len()
@@ -397,11 +424,8 @@ fn js_settle(
         }
     }
     if q.consumer_count() == 0 {
-        for m in q.drain_ready() {
-            if let Some(r) = replies.remove(&m.seq) {
-                bridge.push(interest::Change::JsNak(r));
-            }
-        }
+        // Kept a while for a consumer of this node to come back (order and the redelivered
+        // flag as with the in-memory store); then given back ([`Router::js_release`]).
         return;
     }
     let pending = asked.get(name).copied().unwrap_or(0);

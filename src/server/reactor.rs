@@ -119,6 +119,9 @@ const GAUGES_EVERY: Duration = Duration::from_millis(250);
 
 /// Queue SENDs a reactor holds for the store at most (past it they are refused at once).
 const JS_WAITING_MAX: usize = 65_536;
+/// How long messages taken from JetStream wait on a node whose last consumer of their queue
+/// left, for one to come back, before they are given back to JetStream.
+const JS_ORPHAN_GRACE: Duration = Duration::from_secs(5);
 /// How long a queue SEND may wait for room at the store before it is refused.
 const JS_WAITING_WAIT: Duration = Duration::from_secs(5);
 
@@ -378,9 +381,11 @@ impl Reactor {
         // Held messages stay this node's: JetStream hears they are in progress twice per ack
         // wait, however long a consumer takes (as with the in-memory queues).
         if self.router.js_held() > 0
-            && self.now.duration_since(self.js_keepalive) >= self.cfg.queues.ack_wait / 2
+            && self.now.duration_since(self.js_keepalive) >= self.cfg.queues.ack_wait / 4
         {
             self.router.js_keepalive();
+            let grace = (self.cfg.queues.ack_wait / 2).min(JS_ORPHAN_GRACE);
+            self.router.js_release(self.now, grace);
             self.js_keepalive = self.now;
         }
         let Some(up) = &mut self.cluster else {

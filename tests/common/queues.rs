@@ -29,18 +29,59 @@ pub struct Srv {
     pub h: ServerHandle,
     pub a: Addrs,
     pub reactors: usize,
+    /// With the JetStream store: its NATS server (and store directory), stopped with the
+    /// server.
+    pub store: Option<(nats::Nats, std::path::PathBuf)>,
+}
+
+#[path = "nats.rs"]
+pub mod nats;
+
+/// `STOMPBOX_TEST_QUEUE_STORE=jetstream`: the queue tests run against the JetStream store (a
+/// `nats-server -js` of their own per server); otherwise the in-memory store.
+pub fn jetstream() -> bool {
+    std::env::var("STOMPBOX_TEST_QUEUE_STORE").is_ok_and(|s| s == "jetstream")
 }
 
 pub fn server(reactors: usize, f: impl FnOnce(&mut stompbox::Config)) -> Srv {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let store = jetstream().then(|| {
+        let dir = std::env::temp_dir().join(format!(
+            "stompbox-queues-js-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let n = nats::Nats::start_with(&["-js", "-sd", dir.to_str().expect("utf-8 path")]);
+        (n, dir)
+    });
     let (h, ws) = crate::common::server_with(|c| {
         c.reactors = reactors;
+        if let Some((n, _)) = &store {
+            c.cluster = Some(stompbox::cluster::ClusterConfig {
+                servers: vec![n.url()],
+                node_name: "queues".into(),
+                ..Default::default()
+            });
+            c.queues.store = stompbox::router::QueueStore::JetStream;
+        }
         f(c);
     });
+    if store.is_some() {
+        // Connected before the test starts (a SEND before that would wait for it).
+        let end = Instant::now() + TIMEOUT;
+        while !h.metrics().contains("stompbox_cluster_up 1") {
+            assert!(Instant::now() < end, "never connected to NATS");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let tcp = h.tcp_addr().expect("tcp listener");
     Srv {
         h,
         a: Addrs { ws, tcp },
         reactors,
+        store,
     }
 }
 
@@ -76,6 +117,10 @@ impl Srv {
     /// Shut down and check every server thread ended cleanly (none panicked).
     pub fn stop(self) {
         self.h.shutdown().expect("server threads end cleanly");
+        if let Some((n, dir)) = self.store {
+            drop(n);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
