@@ -195,6 +195,10 @@ pub struct QueueArgs {
     /// `prefetch-count` sent with SUBSCRIBE (RabbitMQ's per-consumer credit; 0: none).
     #[arg(long, default_value_t = 200)]
     pub prefetch: u32,
+    /// Send with `persistent:true` (RabbitMQ then writes each message to disk; stompbox's
+    /// JetStream store stores every queue message anyway).
+    #[arg(long)]
+    pub persistent: bool,
 }
 
 #[derive(Debug, Clone, Args)]

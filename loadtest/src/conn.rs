@@ -429,6 +429,9 @@ impl Conn {
             frame.clear();
             frame.extend_from_slice(b"SEND\ndestination:");
             frame.extend_from_slice(ctx.plan.dests.get(d).map_or("", |s| s).as_bytes());
+            if ctx.plan.persistent {
+                frame.extend_from_slice(b"\npersistent:true");
+            }
             frame.extend_from_slice(b"\ncontent-length:");
             stomp::push_usize(&mut frame, ctx.plan.body_size);
             frame.extend_from_slice(b"\n\n");

@@ -82,6 +82,8 @@ pub struct Plan {
     /// (0: no window).
     pub window: u64,
     pub body_size: usize,
+    /// SENDs carry `persistent:true`.
+    pub persistent: bool,
     /// Queue consumers NACK every Nth first delivery (0: never).
     pub nack_every: u64,
     /// Broker processes to measure (memory, CPU); with several targets, one per target.

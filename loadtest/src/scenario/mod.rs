@@ -84,6 +84,7 @@ pub fn base_plan(c: &Common, mode: Mode) -> Result<Plan, String> {
         keepalive: secs(c.keepalive),
         window: 0,
         body_size: 64,
+        persistent: false,
         nack_every: 0,
         server_pids: c.server_pid.clone(),
         progress: !c.quiet,

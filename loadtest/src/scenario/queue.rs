@@ -32,6 +32,7 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
     plan.body_size = a.body_size.max(body::MIN_BODY);
     plan.window = a.window;
     plan.nack_every = a.nack_every;
+    plan.persistent = a.persistent;
     if a.nack_every > 0 && ack != Ack::ClientIndividual {
         return Err("--nack-every needs --ack client-individual".into());
     }
@@ -77,6 +78,9 @@ pub fn run(a: &QueueArgs) -> Result<Report, String> {
     r.param("consumers", consumers);
     r.param("ack", ack.as_str());
     r.param("prefetch", a.prefetch);
+    if a.persistent {
+        r.param("persistent", true);
+    }
     if a.nack_every > 0 {
         r.param("nack_every", a.nack_every);
     }
