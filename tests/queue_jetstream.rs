@@ -172,6 +172,12 @@ fn queued_messages_survive_a_restart_of_every_node_and_nats() {
     }
     nats.restart();
     let b = node(&nats, "b", Duration::from_secs(30));
+    // The depth JetStream reports, in the node's metrics.
+    let depth = wait_for(LONG, || {
+        let m = Metrics::parse(b.metrics());
+        (m.u("stompbox_queue_store_messages") == n).then_some(())
+    });
+    assert!(depth.is_some(), "{}", b.metrics());
     let mut c = anon(&b);
     subscribe(&mut c, "/queue/durable", "s", "client", 500);
     for i in 0..n {

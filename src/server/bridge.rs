@@ -105,6 +105,8 @@ pub struct ClusterStats {
     pub queue_stored: AtomicU64,
     pub queue_failed: AtomicU64,
     pub queue_pulled: AtomicU64,
+    /// Messages in the queue stream (all queues, all nodes), as JetStream last said.
+    pub queue_depth: AtomicU64,
 }
 
 impl ClusterStats {
@@ -501,6 +503,7 @@ impl Serve {
         let js = (self.queues.store == crate::router::QueueStore::JetStream)
             .then(|| async_nats::jetstream::new(client.clone()));
         let mut stream_ready = false;
+        let mut depth_at = std::time::Instant::now();
         let inflight = Rc::new(Cell::new(0usize));
         let consumers: Rc<RefCell<HashMap<Arc<str>, PullConsumer>>> = Rc::default();
         let pulls: Pulls = Rc::default();
@@ -554,10 +557,18 @@ impl Serve {
                 self.answer_ready(&client, ready).await;
             }
             if let Some(js) = &js {
-                if !stream_ready
-                    && client.connection_state() == async_nats::connection::State::Connected
-                {
+                let connected =
+                    client.connection_state() == async_nats::connection::State::Connected;
+                if !stream_ready && connected {
                     stream_ready = self.ensure_stream(js).await;
+                }
+                if stream_ready && connected && depth_at.elapsed() >= DEPTH_EVERY {
+                    depth_at = std::time::Instant::now();
+                    tokio::task::spawn_local(depth(
+                        js.clone(),
+                        stream_name(&self.cfg.subject_prefix),
+                        Arc::clone(&self.stats),
+                    ));
                 }
                 // Queue SENDs, as many as may be in flight.
                 while inflight.get() < JS_INFLIGHT {
@@ -760,6 +771,21 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// How often the queue stream's depth is asked for (for `/metrics`).
+const DEPTH_EVERY: Duration = Duration::from_secs(1);
+
+/// Ask JetStream how many messages the queue stream holds.
+async fn depth(js: async_nats::jetstream::Context, name: String, stats: Arc<ClusterStats>) {
+    let info = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut s = js.get_stream(&name).await.ok()?;
+        s.info().await.ok().map(|i| i.state.messages)
+    })
+    .await;
+    if let Ok(Some(n)) = info {
+        stats.queue_depth.store(n, Ordering::Relaxed);
+    }
 }
 
 /// Acknowledge (or give back) a message JetStream handed to this node.

@@ -513,6 +513,12 @@ impl Stats {
                 &rows,
             );
             metric(
+                "queue_store_messages",
+                "gauge",
+                "Messages in the JetStream queue stream (every queue, every node; asked each second).",
+                &[("", g(&c.queue_depth))],
+            );
+            metric(
                 "queue_store_stored_total",
                 "counter",
                 "Queue messages JetStream acknowledged storing.",
