@@ -442,3 +442,46 @@ fn no_receipted_message_is_lost_when_a_node_is_killed_and_nats_restarts() {
         x.shutdown().unwrap();
     }
 }
+
+#[test]
+fn with_jetstream_away_a_queue_send_waits_a_bounded_time_then_gets_an_error() {
+    let dir = StoreDir::new("away");
+    let mut nats = dir.nats();
+    let a = node(&nats, "a", Duration::from_secs(30));
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/away", 0, 1);
+    nats.stop();
+    let down = wait_for(LONG, || {
+        (Metrics::parse(a.metrics()).u("stompbox_cluster_up") == 0).then_some(())
+    });
+    assert!(down.is_some());
+    let started = std::time::Instant::now();
+    p.send(&ops::send_frame("/queue/away", b"lost?", Some("r1")));
+    let f = p
+        .next_within(Duration::from_secs(20))
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(f.command, "ERROR", "{f:?}");
+    assert_eq!(f.h("receipt-id"), "r1", "{f:?}");
+    assert!(f.h("message").contains("not stored"), "{f:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = Metrics::parse(a.metrics());
+    assert!(m.u("stompbox_queue_store_failed_total") >= 1, "{}", m.text);
+    // Back: SENDs are stored again, and what was stored before is still there.
+    nats.restart();
+    let up = wait_for(LONG, || {
+        (Metrics::parse(a.metrics()).u("stompbox_cluster_up") == 1).then_some(())
+    });
+    assert!(up.is_some());
+    let mut p = anon(&a);
+    produce(&mut p, "/queue/away", 1, 1);
+    let mut c = anon(&a);
+    subscribe(&mut c, "/queue/away", "s", "auto", 10);
+    assert_eq!(ops::number_of(&c.msg()), 0);
+    assert_eq!(ops::number_of(&c.msg()), 1);
+    a.shutdown().unwrap();
+}

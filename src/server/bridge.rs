@@ -578,6 +578,7 @@ impl Serve {
                     inflight.set(inflight.get() + 1);
                     tokio::task::spawn_local(store(
                         js.clone(),
+                        connected,
                         send,
                         Rc::clone(&inflight),
                         Rc::clone(&self.downlinks),
@@ -803,6 +804,7 @@ async fn js_reply(client: &async_nats::Client, reply: Box<str>, what: &'static s
 /// ERROR (with or without a receipt asked for: a SEND that was not stored is never silent).
 async fn store(
     js: async_nats::jetstream::Context,
+    connected: bool,
     send: QueueSend,
     inflight: Rc<Cell<usize>>,
     downlinks: Rc<Vec<Downlink>>,
@@ -817,13 +819,20 @@ async fn store(
         receipt,
     } = send;
     let payload = bytes::Bytes::from_owner(ArcBytes(payload));
-    let stored = tokio::time::timeout(JS_PUBLISH_WAIT, async {
-        js.publish(async_nats::Subject::from(&*subject), payload)
-            .await?
-            .await
-            .map_err(async_nats::Error::from)
-    })
-    .await;
+    // Without a connection nothing is sent (the client would buffer it and store it after the
+    // sender was told it failed): the SEND fails, certainly not stored.
+    let stored = if connected {
+        tokio::time::timeout(JS_PUBLISH_WAIT, async {
+            js.publish(async_nats::Subject::from(&*subject), payload)
+                .await?
+                .await
+                .map_err(async_nats::Error::from)
+        })
+        .await
+        .map_err(|_| "queue store did not confirm the message in time (it may be stored)")
+    } else {
+        Err("queue store unavailable: message not stored")
+    };
     let refused = match stored {
         Ok(Ok(_)) => {
             stats.queue_stored.fetch_add(1, Ordering::Relaxed);
@@ -831,9 +840,9 @@ async fn store(
         }
         Ok(Err(e)) => {
             log::debug!("cluster: JetStream did not store a queue message: {e}");
-            Some("queue store unavailable: message not stored")
+            Some("queue store refused the message: not stored")
         }
-        Err(_) => Some("queue store did not answer in time: message not stored"),
+        Err(why) => Some(why),
     };
     if refused.is_some() {
         stats.queue_failed.fetch_add(1, Ordering::Relaxed);

@@ -106,6 +106,8 @@ pub struct Reactor {
     /// with the time it gives up. While any wait, connections whose next frame is a queue SEND
     /// are not read (flow control, as for the memory mark).
     js_waiting: std::collections::VecDeque<(super::bridge::QueueSend, Instant)>,
+    /// Bytes of the messages in `js_waiting`.
+    js_waiting_bytes: usize,
     /// Publishers were held for the queue store as of this turn.
     queue_busy: bool,
     /// When the messages held for the JetStream store were last said to be in progress.
@@ -117,8 +119,10 @@ pub struct Reactor {
 /// How often the queue gauges (a walk of the queues homed here) are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_millis(250);
 
-/// Queue SENDs a reactor holds for the store at most (past it they are refused at once).
+/// Queue SENDs a reactor holds for the store at most, in number and in bytes (past either they
+/// are refused at once).
 const JS_WAITING_MAX: usize = 65_536;
+const JS_WAITING_MAX_BYTES: usize = 64 << 20;
 /// How long messages taken from JetStream wait on a node whose last consumer of their queue
 /// left, for one to come back, before they are given back to JetStream.
 const JS_ORPHAN_GRACE: Duration = Duration::from_secs(5);
@@ -198,6 +202,7 @@ impl Reactor {
             cluster: shared.cluster,
             cluster_more: false,
             js_waiting: std::collections::VecDeque::new(),
+            js_waiting_bytes: 0,
             queue_busy: false,
             js_keepalive: Instant::now(),
             gauges_at: Instant::now(),
@@ -333,9 +338,15 @@ impl Reactor {
             };
             match up.queue_send(send) {
                 Ok(()) => {}
-                Err(send) => self.js_waiting.push_back((send, now + JS_WAITING_WAIT)),
+                Err(send) => {
+                    self.js_waiting_bytes += send.payload.len();
+                    self.js_waiting.push_back((send, now + JS_WAITING_WAIT));
+                }
             }
-        } else if self.js_waiting.len() < JS_WAITING_MAX {
+        } else if self.js_waiting.len() < JS_WAITING_MAX
+            && self.js_waiting_bytes + send.payload.len() <= JS_WAITING_MAX_BYTES
+        {
+            self.js_waiting_bytes += send.payload.len();
             self.js_waiting.push_back((send, now + JS_WAITING_WAIT));
         } else {
             self.refuse_queue_send(send, "queue store busy: message not stored", now);
@@ -359,6 +370,7 @@ impl Reactor {
     /// time are refused.
     fn flush_js_waiting(&mut self, now: Instant) {
         while let Some((send, deadline)) = self.js_waiting.pop_front() {
+            self.js_waiting_bytes = self.js_waiting_bytes.saturating_sub(send.payload.len());
             if deadline <= now {
                 self.refuse_queue_send(send, "queue store did not take the message in time", now);
                 continue;
@@ -367,6 +379,7 @@ impl Reactor {
                 return;
             };
             if let Err(send) = up.queue_send(send) {
+                self.js_waiting_bytes += send.payload.len();
                 self.js_waiting.push_front((send, deadline));
                 break;
             }
