@@ -774,6 +774,9 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
+/// A queue's durable consumer idle this long is removed by JetStream.
+const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
+
 /// How often the queue stream's depth is asked for (for `/metrics`).
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
@@ -943,6 +946,10 @@ async fn fetch(
                 ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: cx.ack_wait,
                 max_ack_pending: 65_536,
+                // A queue nobody has pulled from for an hour loses its consumer (its messages
+                // stay in the stream; the next SUBSCRIBE makes the consumer again), so queue
+                // names a client makes up do not pile up consumers in JetStream.
+                inactive_threshold: CONSUMER_IDLE,
                 ..Default::default()
             };
             let c: PullConsumer = stream
