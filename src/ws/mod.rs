@@ -7,9 +7,11 @@
 //! - [`utf8`]: incremental UTF-8 validation.
 //! - [`decoder`]: frames to messages, with every RFC MUST and size limit.
 //! - [`error`]: why a connection fails, and the close code for each cause.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation (not yet used by the handshake).
 
 pub mod client;
 pub mod decoder;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
