@@ -115,3 +115,18 @@ fn whole_server() {
         panic!("{e}");
     }
 }
+
+/// A script the fuzzer found (2026-12-05): a session floods SENDs with receipts while not
+/// reading, the server ends it with an ERROR over its outbound bound, and the session, reading
+/// the replies back slowly, still sending, was reset by the close after 300 ms of lingering
+/// before it had read the ERROR. The fuzz server lingers 1.5 s now; this replays it each run.
+#[test]
+fn regression_a_slow_reader_after_a_flood_gets_its_error() {
+    if std::env::var_os("STOMPBOX_FUZZ_REPLAY").is_some() {
+        return;
+    }
+    replay(
+        "35880a0007ec7e1d5d50540000000000213c29000000000249003000000000001200000006000f02ff\
+         5287a3585556d7e7eafdf998cd59655dcd8b1771eb0633",
+    );
+}
