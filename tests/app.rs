@@ -26,14 +26,7 @@ use stompbox::Config;
 use stompbox::{Broker, BrokerBuilder};
 
 fn config() -> Config {
-    Config {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        reactors: 2,
-        close_timeout: Duration::from_millis(250),
-        shutdown_timeout: Duration::from_millis(500),
-        ..Config::default()
-    }
+    common::test_config()
 }
 
 fn builder() -> BrokerBuilder {

@@ -25,17 +25,8 @@ const LONG: Duration = Duration::from_secs(15);
 
 fn config(servers: &[String], name: &str) -> Config {
     Config {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        reactors: 2,
-        close_timeout: Duration::from_millis(250),
-        shutdown_timeout: Duration::from_millis(500),
-        cluster: Some(ClusterConfig {
-            servers: servers.to_vec(),
-            node_name: name.into(),
-            ..ClusterConfig::default()
-        }),
-        ..Config::default()
+        cluster: Some(nats::joined(servers, name)),
+        ..common::test_config()
     }
 }
 

@@ -16,7 +16,6 @@ use std::time::Duration;
 use common::stomp::{frame, Client, Frame};
 use nats::Nats;
 use ops::{wait_for, Metrics, OpsClient};
-use stompbox::cluster::ClusterConfig;
 use stompbox::router::QueueStore;
 use stompbox::{Broker, BrokerBuilder, Config};
 
@@ -46,17 +45,8 @@ impl Drop for StoreDir {
 
 fn node(nats: &Nats, name: &str, ack_wait: Duration) -> Broker {
     let mut cfg = Config {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        reactors: 2,
-        close_timeout: Duration::from_millis(250),
-        shutdown_timeout: Duration::from_millis(500),
-        cluster: Some(ClusterConfig {
-            servers: vec![nats.url()],
-            node_name: name.into(),
-            ..ClusterConfig::default()
-        }),
-        ..Config::default()
+        cluster: Some(nats::joined(&[nats.url()], name)),
+        ..common::test_config()
     };
     cfg.queues.store = QueueStore::JetStream;
     cfg.queues.ack_wait = ack_wait;

@@ -128,10 +128,14 @@ pub enum DestKind {
 /// Which of `n` places (reactors, workers) a name goes to: FNV-1a of its bytes, so the answer
 /// is the same on every thread and every run.
 pub fn spread(name: &str, n: usize) -> usize {
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    (fnv1a(name) % n.max(1) as u64) as usize
+}
+
+/// FNV-1a of a name's bytes: the same on every thread, run and node.
+pub fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (h % n.max(1) as u64) as usize
+    })
 }
 
 /// A connection anywhere in the broker: its reactor and its token there (what an answer from

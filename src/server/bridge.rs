@@ -340,7 +340,7 @@ pub fn start(
             rung: false,
         });
     }
-    let run = Run {
+    let serve = Serve {
         queues: *queues,
         jsq: jsq_rx,
         cfg: cfg.clone(),
@@ -348,12 +348,12 @@ pub fn start(
         notify: Arc::clone(&notify),
         up: up_rx,
         control: control_rx,
-        downlinks,
+        downlinks: Arc::new(downlinks),
         shutdown,
     };
     let thread = std::thread::Builder::new()
         .name("cluster".into())
-        .spawn(move || run.run())?;
+        .spawn(move || serve.run())?;
     Ok((
         Bridge {
             stats,
@@ -362,18 +362,6 @@ pub fn start(
         },
         uplinks,
     ))
-}
-
-struct Run {
-    queues: crate::router::QueueConfig,
-    jsq: Receiver<QueueSend>,
-    cfg: ClusterConfig,
-    stats: Arc<ClusterStats>,
-    notify: Arc<Notify>,
-    up: Receiver<Up>,
-    control: Receiver<Control>,
-    downlinks: Vec<Downlink>,
-    shutdown: Arc<AtomicBool>,
 }
 
 /// The bridge inside its runtime.
@@ -385,7 +373,7 @@ struct Serve {
     notify: Arc<Notify>,
     up: Receiver<Up>,
     control: Receiver<Control>,
-    downlinks: Rc<Vec<Downlink>>,
+    downlinks: Arc<Vec<Downlink>>,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -395,35 +383,14 @@ struct Sub {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Run {
+impl Serve {
+    /// The thread's body: a current-thread runtime that lives only here.
     fn run(self) -> io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let local = tokio::task::LocalSet::new();
-        let Run {
-            queues,
-            jsq,
-            cfg,
-            stats,
-            notify,
-            up,
-            control,
-            downlinks,
-            shutdown,
-        } = self;
-        let serve = Serve {
-            queues,
-            jsq,
-            cfg,
-            stats,
-            notify,
-            up,
-            control,
-            downlinks: Rc::new(downlinks),
-            shutdown,
-        };
-        local.block_on(&rt, serve.serve())
+        local.block_on(&rt, self.serve())
     }
 }
 
@@ -581,7 +548,7 @@ impl Serve {
                         connected,
                         send,
                         Rc::clone(&inflight),
-                        Rc::clone(&self.downlinks),
+                        Arc::clone(&self.downlinks),
                         Arc::clone(&self.stats),
                         Arc::clone(&self.notify),
                     ));
@@ -657,7 +624,7 @@ impl Serve {
             Arc::clone(&subject),
             Rc::clone(&mask),
             self.cfg.subject_prefix.clone(),
-            Rc::clone(&self.downlinks),
+            Arc::clone(&self.downlinks),
             Arc::clone(&self.stats),
             self.cfg.max_pending_bytes,
         ));
@@ -730,7 +697,7 @@ impl Serve {
             prefix: self.cfg.subject_prefix.clone(),
             stream: stream_name(&self.cfg.subject_prefix),
             ack_wait: self.queues.ack_wait,
-            downlinks: Rc::clone(&self.downlinks),
+            downlinks: Arc::clone(&self.downlinks),
             stats: Arc::clone(&self.stats),
         }
     }
@@ -754,7 +721,7 @@ struct FetchContext {
     prefix: String,
     stream: String,
     ack_wait: Duration,
-    downlinks: Rc<Vec<Downlink>>,
+    downlinks: Arc<Vec<Downlink>>,
     stats: Arc<ClusterStats>,
 }
 
@@ -765,13 +732,7 @@ pub fn stream_name(prefix: &str) -> String {
 
 /// A queue's durable consumer, shared by every node: `q_` and a hash of the queue's name.
 pub fn consumer_name(queue: &str) -> String {
-    format!("q_{:016x}", fnv(queue))
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    format!("q_{:016x}", crate::router::fnv1a(queue))
 }
 
 /// A queue's durable consumer idle this long is removed by JetStream.
@@ -810,7 +771,7 @@ async fn store(
     connected: bool,
     send: QueueSend,
     inflight: Rc<Cell<usize>>,
-    downlinks: Rc<Vec<Downlink>>,
+    downlinks: Arc<Vec<Downlink>>,
     stats: Arc<ClusterStats>,
     notify: Arc<Notify>,
 ) {
@@ -1016,7 +977,7 @@ async fn read_subscription(
     via: Arc<str>,
     mask: Rc<Cell<u64>>,
     prefix: String,
-    downlinks: Rc<Vec<Downlink>>,
+    downlinks: Arc<Vec<Downlink>>,
     stats: Arc<ClusterStats>,
     max_bytes: usize,
 ) {

@@ -332,18 +332,15 @@ impl Reactor {
             token: origin.token,
             receipt,
         };
-        if self.js_waiting.is_empty() {
-            let Some(up) = &mut self.cluster else {
-                return;
-            };
-            match up.queue_send(send) {
-                Ok(()) => {}
-                Err(send) => {
-                    self.js_waiting_bytes += send.payload.len();
-                    self.js_waiting.push_back((send, now + JS_WAITING_WAIT));
-                }
-            }
-        } else if self.js_waiting.len() < JS_WAITING_MAX
+        // Straight on when nothing waits (in order: never past what does).
+        let send = match (&mut self.cluster, self.js_waiting.is_empty()) {
+            (Some(up), true) => match up.queue_send(send) {
+                Ok(()) => return,
+                Err(send) => send,
+            },
+            _ => send,
+        };
+        if self.js_waiting.len() < JS_WAITING_MAX
             && self.js_waiting_bytes + send.payload.len() <= JS_WAITING_MAX_BYTES
         {
             self.js_waiting_bytes += send.payload.len();
@@ -391,8 +388,9 @@ impl Reactor {
         if !self.js_waiting.is_empty() {
             self.flush_js_waiting(self.now);
         }
-        // Held messages stay this node's: JetStream hears they are in progress twice per ack
-        // wait, however long a consumer takes (as with the in-memory queues).
+        // Held messages stay this node's: JetStream hears they are in progress four times per
+        // ack wait, however long a consumer takes (as with the in-memory queues); a queue left
+        // without local consumers gives back what it holds after a grace.
         if self.router.js_held() > 0
             && self.now.duration_since(self.js_keepalive) >= self.cfg.queues.ack_wait / 4
         {

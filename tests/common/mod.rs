@@ -12,17 +12,25 @@ use std::time::Duration;
 
 use stompbox::{Config, ServerHandle};
 
-pub fn server_with(f: impl FnOnce(&mut Config)) -> (ServerHandle, SocketAddr) {
-    let mut cfg = Config {
+/// A server's configuration for tests: both listeners on 127.0.0.1:0, two reactors, short
+/// close and shutdown timeouts.
+pub fn test_config() -> Config {
+    Config {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         reactors: 2,
-        echo: true,
         // Short: tests end sessions and servers all the time, and a client that does not
         // answer a close costs the whole timeout (the timeouts themselves have their own tests).
         close_timeout: Duration::from_millis(250),
         shutdown_timeout: Duration::from_millis(500),
         ..Config::default()
+    }
+}
+
+pub fn server_with(f: impl FnOnce(&mut Config)) -> (ServerHandle, SocketAddr) {
+    let mut cfg = Config {
+        echo: true,
+        ..test_config()
     };
     f(&mut cfg);
     let h = stompbox::start(cfg).expect("server starts");

@@ -203,6 +203,15 @@ pub fn json_string(subject: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// A node's cluster settings: these NATS servers, this name, defaults otherwise.
+pub fn joined(servers: &[String], name: &str) -> stompbox::cluster::ClusterConfig {
+    stompbox::cluster::ClusterConfig {
+        servers: servers.to_vec(),
+        node_name: name.into(),
+        ..Default::default()
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();

@@ -59,11 +59,7 @@ pub fn server(reactors: usize, f: impl FnOnce(&mut stompbox::Config)) -> Srv {
     let (h, ws) = crate::common::server_with(|c| {
         c.reactors = reactors;
         if let Some((n, _)) = &store {
-            c.cluster = Some(stompbox::cluster::ClusterConfig {
-                servers: vec![n.url()],
-                node_name: "queues".into(),
-                ..Default::default()
-            });
+            c.cluster = Some(nats::joined(&[n.url()], "queues"));
             c.queues.store = stompbox::router::QueueStore::JetStream;
         }
         f(c);
