@@ -47,8 +47,11 @@ pub struct Config {
     pub max_frame_size: u64,
     /// Largest WebSocket message accepted, over all its fragments.
     pub max_message_size: u64,
-    /// Opening handshake limits, subprotocols and origin allowlist.
+    /// Opening handshake limits, subprotocols and origin allowlist, and permessage-deflate's
+    /// offer (`handshake.deflate`; `None`: compression off).
     pub handshake: HandshakeConfig,
+    /// How sessions that agreed to permessage-deflate are sent compressed messages.
+    pub compression: crate::server::compress::CompressionConfig,
     /// A handshake not complete within this is closed.
     pub handshake_timeout: Duration,
     /// After a Close is sent, how long to wait for the peer's Close or EOF.
@@ -111,6 +114,7 @@ impl Default for Config {
             max_frame_size: 5 * 1024 * 1024,
             max_message_size: 5 * 1024 * 1024,
             handshake: HandshakeConfig::default(),
+            compression: Default::default(),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),

@@ -113,6 +113,48 @@ pub struct WebSocketSettings {
     pub subprotocols: Vec<String>,
     /// `Origin` values allowed to connect; empty: any origin.
     pub allowed_origins: Vec<String>,
+    /// permessage-deflate (RFC 7692).
+    pub compression: CompressionSettings,
+}
+
+/// `[websocket.compression]`: permessage-deflate (RFC 7692). Off by default: it costs CPU per
+/// message sent (once per message and reactor, not per subscriber) and per message received,
+/// and memory per session that keeps the client's context (see README).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionSettings {
+    /// Offer permessage-deflate to clients that ask for it.
+    pub enabled: bool,
+    /// Messages smaller than this (bytes, the part after the per-subscriber head) go
+    /// uncompressed.
+    pub min_size: usize,
+    /// DEFLATE level, 0 (none) to 9 (smallest, slowest).
+    pub level: u32,
+    /// The largest window the server compresses with, 9 to 15 bits.
+    pub server_max_window_bits: u8,
+    /// The largest window clients are asked to compress with (when they allow it), 8 to 15.
+    pub client_max_window_bits: u8,
+    /// Tell clients the server keeps no context between messages (it never does).
+    pub server_no_context_takeover: bool,
+    /// Ask clients to compress each message on its own, so no session holds an inflater's
+    /// window between messages.
+    pub client_no_context_takeover: bool,
+}
+
+impl Default for CompressionSettings {
+    fn default() -> Self {
+        let d = crate::ws::deflate::DeflateConfig::default();
+        let c = crate::server::compress::CompressionConfig::default();
+        CompressionSettings {
+            enabled: false,
+            min_size: c.min_size,
+            level: c.level,
+            server_max_window_bits: d.server_max_window_bits,
+            client_max_window_bits: d.client_max_window_bits,
+            server_no_context_takeover: d.server_no_context_takeover,
+            client_no_context_takeover: d.client_no_context_takeover,
+        }
+    }
 }
 
 /// `[stomp]`: frame limits.

@@ -62,6 +62,7 @@ impl Tally {
                 p
             }
             Event::Close(_) => panic!("unexpected close"),
+            Event::Compressed { .. } => panic!("compressed without permessage-deflate"),
         };
         self.payload_bytes += p.len();
         for (i, b) in p.iter().enumerate() {

@@ -1,9 +1,11 @@
 //! The server-side frame decoder on arbitrary bytes, with small limits: never panics, never
 //! consumes more than it was given, never hands out more than the limits allow, and always makes
-//! progress or asks for more input.
+//! progress or asks for more input. With permessage-deflate (the cut byte's top bit), compressed
+//! messages inflate within the message limit or fail.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use stompbox::ws::deflate::Inflater;
 use stompbox::ws::{Decoder, DecoderConfig, Event};
 
 const MAX_FRAME: u64 = 256;
@@ -16,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let read = usize::from(cut % 64) + 1;
     let mut buf = rest.to_vec();
-    let mut dec = Decoder::new(DecoderConfig::server(MAX_FRAME, MAX_MESSAGE));
+    let deflate = cut & 0x80 != 0;
+    let mut dec = Decoder::new(DecoderConfig {
+        deflate,
+        ..DecoderConfig::server(MAX_FRAME, MAX_MESSAGE)
+    });
+    let mut inflater = Inflater::new(cut & 0x40 != 0);
     let (mut pos, mut avail) = (0, 0);
     while pos < buf.len() {
         avail = (avail + read).min(buf.len());
@@ -40,6 +47,15 @@ fuzz_target!(|data: &[u8]| {
                     assert!(payload.len() as u64 <= MAX_MESSAGE);
                     if text {
                         assert!(std::str::from_utf8(payload).is_ok());
+                    }
+                }
+                Some(Event::Compressed { payload, .. }) => {
+                    assert!(deflate);
+                    let mut out = Vec::new();
+                    if inflater.inflate(payload, &mut out, MAX_MESSAGE as usize).is_ok() {
+                        assert!(out.len() as u64 <= MAX_MESSAGE);
+                    } else {
+                        return;
                     }
                 }
                 Some(Event::Ping(p) | Event::Pong(p)) => assert!(p.len() <= 125),

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(cfg.protocols.iter().any(|s| s.eq_ignore_ascii_case(p)));
             }
             let mut out = Vec::new();
-            write_accept(&mut out, up.key, up.protocol);
+            write_accept(&mut out, up.key, up.protocol, None);
             assert!(out.ends_with(b"\r\n\r\n"));
         }
         Ok(Status::Partial) => assert!(data.len() < cfg.max_request_bytes),

@@ -356,6 +356,10 @@ impl Conn {
                     ws::write_frame(&mut p.wbuf, true, Opcode::Pong, data, Some(mask));
                 }
                 Some(Event::Pong(_)) => {}
+                // The decoder reports these only with permessage-deflate, never offered here.
+                Some(Event::Compressed { .. }) => {
+                    return Err("websocket: a compressed message".into());
+                }
                 Some(Event::Close(c)) => {
                     let clean = matches!(p.state, State::Disconnecting | State::WsClosing);
                     if p.state != State::WsClosing {

@@ -19,6 +19,7 @@ pub mod apps;
 pub mod authpool;
 pub mod bridge;
 pub mod buf;
+pub mod compress;
 mod conn;
 pub mod mailbox;
 pub mod metrics;

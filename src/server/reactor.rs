@@ -51,6 +51,7 @@ macro_rules! conn_sink {
             max_outbound: $r.cfg.max_outbound,
             drop_policy: $r.cfg.slow_consumer == SlowConsumer::Drop,
             counters: &mut $r.counters,
+            zip: &mut $r.zip,
         }
     };
 }
@@ -91,6 +92,8 @@ pub struct Reactor {
     /// (ACL generation, users generation) the live sessions were last checked against.
     access_gen: (u64, u64),
     counters: Counters,
+    /// permessage-deflate: compressors, segments of the messages being fanned out, inflater.
+    zip: super::compress::Compression,
     stats: Arc<ReactorStats>,
     limits: Arc<ConnLimits>,
     workers: Option<super::apps::Pool>,
@@ -193,6 +196,7 @@ impl Reactor {
             fanning: false,
             access_gen: access_generation(&cfg),
             counters: Counters::default(),
+            zip: super::compress::Compression::new(cfg.compression),
             stats: shared.stats,
             limits: shared.limits,
             workers: shared.pool,
@@ -277,6 +281,8 @@ impl Reactor {
                 self.close_all(now);
             }
             self.send_batches();
+            // The cached segments hold their messages: let them go with the turn.
+            self.zip.clear();
             self.end_turn_cluster();
             self.handle_overflow(now);
             self.flush_dirty(now);
@@ -692,6 +698,7 @@ impl Reactor {
             seq: &mut self.seq,
             sessions: &mut self.sessions,
             counters: &mut self.counters,
+            zip: &mut self.zip,
             workers: self.workers.as_ref(),
             auth: self.auth.as_ref(),
             peer: s.conn.admitted(),

@@ -7,6 +7,7 @@ use mio::Token;
 use slab::Slab;
 
 use super::buf::BufPool;
+use super::compress::Compression;
 use super::conn::{Conn, TopicDelivery};
 use super::metrics::Counters;
 use crate::router::{Queued, Sink};
@@ -45,6 +46,34 @@ pub struct ConnSink<'a> {
     /// closing it. Queue deliveries are never dropped.
     pub drop_policy: bool,
     pub counters: &'a mut Counters,
+    /// Compressed deliveries for sessions with permessage-deflate.
+    pub zip: &'a mut Compression,
+}
+
+/// Run `queue` with `head` and `shared` as they go to a connection: compressed for a session
+/// that agreed to permessage-deflate with window `bits` (when worth it), else as they are.
+/// `head[0]` of a WebSocket delivery is its frame header ([`crate::router::frame_head`]).
+#[inline]
+fn with_compression<R>(
+    zip: &mut Compression,
+    bits: Option<u8>,
+    head: &[&[u8]],
+    shared: &Arc<[u8]>,
+    queue: impl FnOnce(&[&[u8]], &Arc<[u8]>) -> R,
+) -> R {
+    let Some(z) = bits.and_then(|b| zip.compress(head, shared, b)) else {
+        return queue(head, shared);
+    };
+    let mut parts: [&[u8]; 8] = [&[]; 8];
+    let rest = head.get(1..).unwrap_or_default();
+    let [a, b, tail @ ..] = &mut parts;
+    *a = z.header.get(..z.header_len).unwrap_or_default();
+    *b = &z.stored;
+    for (d, s) in tail.iter_mut().zip(rest) {
+        *d = s;
+    }
+    let n = (rest.len() + 2).min(parts.len());
+    queue(parts.get(..n).unwrap_or_default(), &z.segment)
 }
 
 impl Sink for ConnSink<'_> {
@@ -53,10 +82,12 @@ impl Sink for ConnSink<'_> {
         let Some(s) = live(self.conns, Token(conn)) else {
             return;
         };
-        match s
-            .conn
-            .deliver_topic(self.pool, head, shared, self.max_outbound, self.drop_policy)
-        {
+        let (pool, max, drop) = (&mut *self.pool, self.max_outbound, self.drop_policy);
+        let bits = s.conn.deflate_bits();
+        let delivery = with_compression(self.zip, bits, head, shared, |h, sh| {
+            s.conn.deliver_topic(pool, h, sh, max, drop)
+        });
+        match delivery {
             TopicDelivery::Skipped => {}
             TopicDelivery::Dropped => self.counters.slow_drops += 1,
             TopicDelivery::Queued { first, overflowed } => {
@@ -80,9 +111,11 @@ impl Sink for ConnSink<'_> {
         let Some(s) = live(self.conns, Token(conn)) else {
             return Queued::Gone;
         };
-        let (queued, first) = s
-            .conn
-            .deliver_from_queue(self.pool, head, shared, self.max_outbound);
+        let (pool, max) = (&mut *self.pool, self.max_outbound);
+        let bits = s.conn.deflate_bits();
+        let (queued, first) = with_compression(self.zip, bits, head, shared, |h, sh| {
+            s.conn.deliver_from_queue(pool, h, sh, max)
+        });
         if first {
             self.dirty.push(Token(conn));
         }

@@ -177,6 +177,32 @@ pub struct Cli {
         help_heading = "WebSocket"
     )]
     pub allow_origin: Option<Vec<String>>,
+    /// Offer permessage-deflate (RFC 7692) [file: websocket.compression.enabled]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "WebSocket")]
+    pub compression: Option<bool>,
+    /// Messages smaller than this go uncompressed, bytes [file: websocket.compression.min_size]
+    #[arg(long, value_name = "BYTES", help_heading = "WebSocket")]
+    pub compression_min_size: Option<usize>,
+    /// DEFLATE level, 0-9 [file: websocket.compression.level]
+    #[arg(long, value_name = "N", help_heading = "WebSocket")]
+    pub compression_level: Option<u32>,
+    /// Largest window the server compresses with, 9-15 bits
+    /// [file: websocket.compression.server_max_window_bits]
+    #[arg(long, value_name = "BITS", help_heading = "WebSocket")]
+    pub compression_server_max_window_bits: Option<u8>,
+    /// Largest window clients are asked to use, 8-15 bits
+    /// [file: websocket.compression.client_max_window_bits]
+    #[arg(long, value_name = "BITS", help_heading = "WebSocket")]
+    pub compression_client_max_window_bits: Option<u8>,
+    /// Announce that the server keeps no context between messages
+    /// [file: websocket.compression.server_no_context_takeover]
+    #[arg(long, value_name = "BOOL", help_heading = "WebSocket")]
+    pub compression_server_no_context_takeover: Option<bool>,
+    /// Ask clients to compress each message on its own
+    /// [file: websocket.compression.client_no_context_takeover]
+    #[arg(long, value_name = "BOOL", help_heading = "WebSocket")]
+    pub compression_client_no_context_takeover: Option<bool>,
 
     /// Heart-beat the server can send, e.g. 10s; 0: never [file: heartbeat.send]
     #[arg(
@@ -325,6 +351,26 @@ impl Cli {
         set(&mut s.websocket.max_frame_size, c.max_frame_size);
         set(&mut s.websocket.max_message_size, c.max_message_size);
         set(&mut s.websocket.max_handshake_size, c.max_handshake_size);
+        let z = &mut s.websocket.compression;
+        set(&mut z.enabled, c.compression);
+        set(&mut z.min_size, c.compression_min_size);
+        set(&mut z.level, c.compression_level);
+        set(
+            &mut z.server_max_window_bits,
+            c.compression_server_max_window_bits,
+        );
+        set(
+            &mut z.client_max_window_bits,
+            c.compression_client_max_window_bits,
+        );
+        set(
+            &mut z.server_no_context_takeover,
+            c.compression_server_no_context_takeover,
+        );
+        set(
+            &mut z.client_no_context_takeover,
+            c.compression_client_no_context_takeover,
+        );
         set(&mut s.stomp.max_headers, c.max_headers);
         set(&mut s.stomp.max_header_line, c.max_header_line);
         set(&mut s.stomp.max_body, c.max_body);

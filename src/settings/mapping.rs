@@ -19,6 +19,7 @@ impl Settings {
             max_frame_size,
             max_message_size,
             handshake,
+            compression,
             handshake_timeout,
             close_timeout,
             shutdown_timeout,
@@ -49,8 +50,10 @@ impl Settings {
             max_request_bytes,
             protocols,
             allowed_origins,
+            deflate,
             ..
         } = handshake;
+        let d = deflate.unwrap_or_default();
         let Limits {
             max_headers,
             max_header_line,
@@ -99,6 +102,15 @@ impl Settings {
                 max_handshake_size: *max_request_bytes,
                 subprotocols: protocols.clone(),
                 allowed_origins: allowed_origins.clone().unwrap_or_default(),
+                compression: CompressionSettings {
+                    enabled: deflate.is_some(),
+                    min_size: compression.min_size,
+                    level: compression.level,
+                    server_max_window_bits: d.server_max_window_bits,
+                    client_max_window_bits: d.client_max_window_bits,
+                    server_no_context_takeover: d.server_no_context_takeover,
+                    client_no_context_takeover: d.client_no_context_takeover,
+                },
             },
             stomp: StompSettings {
                 max_headers: *max_headers,
@@ -253,7 +265,19 @@ impl Settings {
                 } else {
                     Some(s.websocket.allowed_origins.clone())
                 },
-                ..HandshakeConfig::default()
+                deflate: {
+                    let c = &s.websocket.compression;
+                    c.enabled.then_some(crate::ws::deflate::DeflateConfig {
+                        server_max_window_bits: c.server_max_window_bits,
+                        client_max_window_bits: c.client_max_window_bits,
+                        server_no_context_takeover: c.server_no_context_takeover,
+                        client_no_context_takeover: c.client_no_context_takeover,
+                    })
+                },
+            },
+            compression: crate::server::compress::CompressionConfig {
+                level: s.websocket.compression.level,
+                min_size: s.websocket.compression.min_size,
             },
             handshake_timeout: s.timeouts.handshake.get(),
             close_timeout: s.timeouts.close.get(),

@@ -61,6 +61,21 @@ impl Settings {
                 ),
             );
         }
+        let z = &s.websocket.compression;
+        v.range("websocket.compression.level", u64::from(z.level), 0, 9);
+        // zlib cannot make an 8-bit-window stream (it silently uses 9).
+        v.range(
+            "websocket.compression.server_max_window_bits",
+            u64::from(z.server_max_window_bits),
+            9,
+            15,
+        );
+        v.range(
+            "websocket.compression.client_max_window_bits",
+            u64::from(z.client_max_window_bits),
+            8,
+            15,
+        );
         for p in &s.websocket.subprotocols {
             if p.is_empty() || !p.bytes().all(is_tchar) {
                 v.fail(

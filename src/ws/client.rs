@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(u.consumed, out.len());
         // And its answer passes the client's checks.
         let mut resp = Vec::new();
-        write_accept(&mut resp, u.key, u.protocol);
+        write_accept(&mut resp, u.key, u.protocol, None);
         let Ok(Status::Complete(a)) = parse_response(&resp, KEY, req.protocols, 8192) else {
             panic!("client side refused")
         };

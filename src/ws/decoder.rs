@@ -31,6 +31,9 @@ pub struct DecoderConfig {
     /// (zero copy, no allocation); larger ones are streamed into the reassembly buffer. Must
     /// not exceed what the caller's buffer holds, less a frame header.
     pub max_inline: u64,
+    /// permessage-deflate was negotiated: the first frame of a data message may set RSV1, and
+    /// such a message comes out as [`Event::Compressed`] (UTF-8 is checked after inflating).
+    pub deflate: bool,
 }
 
 impl DecoderConfig {
@@ -40,6 +43,7 @@ impl DecoderConfig {
             max_frame_size,
             max_message_size,
             max_inline: DEFAULT_INLINE,
+            deflate: false,
         }
     }
 
@@ -66,6 +70,12 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// A Close frame: its status code and reason, both already validated.
     Close(Option<(u16, &'a str)>),
+    /// A compressed message (RSV1, with permessage-deflate): the raw DEFLATE payload, to be
+    /// inflated (and, for text, checked as UTF-8) by the caller; see [`super::deflate::Inflater`].
+    Compressed {
+        text: bool,
+        payload: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +93,8 @@ pub struct Decoder {
     streaming: Option<Streaming>,
     /// A message in progress (text or not) once its first frame has been seen.
     message: Option<bool>,
+    /// The message in progress is compressed (its first frame set RSV1).
+    compressed: bool,
     assembly: Vec<u8>,
     utf8: Utf8Validator,
     assembly_done: bool,
@@ -97,6 +109,7 @@ impl Decoder {
             cfg,
             streaming: None,
             message: None,
+            compressed: false,
             assembly: Vec::new(),
             utf8: Utf8Validator::new(),
             assembly_done: false,
@@ -128,7 +141,7 @@ impl Decoder {
             if let Some(m) = s.mask {
                 apply_mask(chunk, m, s.offset);
             }
-            if self.message == Some(true) {
+            if self.message == Some(true) && !self.compressed {
                 self.utf8.feed(chunk).map_err(|_| WsError::InvalidUtf8)?;
             }
             self.assembly.extend_from_slice(chunk);
@@ -148,6 +161,12 @@ impl Decoder {
         let Some(h) = parse_header(input)? else {
             return Ok((0, None));
         };
+        // RFC 7692 §6: RSV1 marks the first frame of a compressed message, nothing else.
+        if h.rsv1
+            && (!self.cfg.deflate || h.opcode.is_control() || h.opcode == Opcode::Continuation)
+        {
+            return Err(WsError::ReservedBits);
+        }
         match (self.cfg.role, h.mask.is_some()) {
             (Role::Server, false) => return Err(WsError::UnmaskedFrame),
             (Role::Client, true) => return Err(WsError::MaskedFrame),
@@ -164,7 +183,20 @@ impl Decoder {
         if h.payload_len > self.cfg.max_frame_size {
             return Err(WsError::FrameTooBig);
         }
-        if (self.assembly.len() as u64).saturating_add(h.payload_len) > self.cfg.max_message_size {
+        // A compressed message is held to the limit once inflated; its compressed form may be a
+        // little larger than the limit (DEFLATE's stored blocks add 5 bytes in 65,535).
+        let compressed = if h.opcode == Opcode::Continuation {
+            self.compressed
+        } else {
+            h.rsv1
+        };
+        let max_raw = if compressed {
+            let m = self.cfg.max_message_size;
+            m.saturating_add(m / 8192 + 64)
+        } else {
+            self.cfg.max_message_size
+        };
+        if (self.assembly.len() as u64).saturating_add(h.payload_len) > max_raw {
             return Err(WsError::MessageTooBig);
         }
         let text = h.opcode == Opcode::Text;
@@ -185,6 +217,13 @@ impl Decoder {
                 apply_mask(payload.get_mut(done..).unwrap_or_default(), m, done);
             }
             let payload: &[u8] = payload;
+            if compressed {
+                if avail as u64 == h.payload_len {
+                    return Ok((total as usize, Some(Event::Compressed { text, payload })));
+                }
+                self.in_place = avail;
+                return Ok((0, None));
+            }
             let fresh = payload.get(done..).unwrap_or_default();
             if avail as u64 == h.payload_len {
                 if text {
@@ -207,6 +246,7 @@ impl Decoder {
         }
         if h.opcode != Opcode::Continuation {
             self.message = Some(text);
+            self.compressed = compressed;
             self.utf8.reset();
         }
         if h.payload_len == 0 {
@@ -227,10 +267,19 @@ impl Decoder {
 
     fn complete(&mut self, used: usize) -> Result<(usize, Option<Event<'_>>), WsError> {
         let text = self.message.take() == Some(true);
+        self.assembly_done = true;
+        if std::mem::take(&mut self.compressed) {
+            return Ok((
+                used,
+                Some(Event::Compressed {
+                    text,
+                    payload: &self.assembly,
+                }),
+            ));
+        }
         if text {
             self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
         }
-        self.assembly_done = true;
         Ok((
             used,
             Some(Event::Message {
@@ -326,6 +375,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<(u16, String)>),
+        Zip(bool, Vec<u8>),
     }
 
     fn own(e: Event<'_>) -> Owned {
@@ -334,6 +384,7 @@ mod tests {
             Event::Ping(p) => Owned::Ping(p.to_vec()),
             Event::Pong(p) => Owned::Pong(p.to_vec()),
             Event::Close(c) => Owned::Close(c.map(|(c, r)| (c, r.to_string()))),
+            Event::Compressed { text, payload } => Owned::Zip(text, payload.to_vec()),
         }
     }
 
@@ -358,6 +409,69 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    /// A frame with RSV1 set.
+    fn rsv1_frame(fin: bool, op: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut w = Vec::new();
+        write_frame(&mut w, fin, op, payload, MASK);
+        w[0] |= 0x40;
+        w
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_when_deflate_was_agreed() {
+        let deflating = || {
+            Decoder::new(DecoderConfig {
+                deflate: true,
+                max_inline: 64,
+                ..DecoderConfig::server(1 << 20, 1 << 20)
+            })
+        };
+        // RFC 7692 §7.2.3.1 "Hello", whole; and the same bytes in fragments, the first
+        // with RSV1, split at every byte. Not UTF-8: not checked before inflating.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let w = rsv1_frame(true, Opcode::Text, &hello);
+        assert_eq!(
+            run(&mut deflating(), &w, &[]).unwrap(),
+            [Owned::Zip(true, hello.to_vec())]
+        );
+        let mut w = rsv1_frame(false, Opcode::Binary, &hello[..3]);
+        write_frame(&mut w, true, Opcode::Ping, b"p", MASK);
+        write_frame(&mut w, true, Opcode::Continuation, &hello[3..], MASK);
+        let cuts: Vec<usize> = (1..w.len()).collect();
+        assert_eq!(
+            run(&mut deflating(), &w, &cuts).unwrap(),
+            [
+                Owned::Ping(b"p".to_vec()),
+                Owned::Zip(false, hello.to_vec())
+            ]
+        );
+        // A large one streams into the assembly buffer.
+        let big = vec![0xffu8; 1000];
+        let w = rsv1_frame(true, Opcode::Text, &big);
+        assert_eq!(
+            run(&mut deflating(), &w, &[3, 500]).unwrap(),
+            [Owned::Zip(true, big.clone())]
+        );
+        // An uncompressed message after it is checked as UTF-8 as usual.
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, &[0xff], MASK);
+        assert_eq!(run(&mut deflating(), &w, &[]), Err(WsError::InvalidUtf8));
+        // RSV1: without deflate, on a continuation, on a control frame: refused.
+        let w = rsv1_frame(true, Opcode::Text, &hello);
+        assert_eq!(run(&mut server(), &w, &[]), Err(WsError::ReservedBits));
+        let mut w = Vec::new();
+        write_frame(&mut w, false, Opcode::Text, b"a", MASK);
+        w.extend(rsv1_frame(true, Opcode::Continuation, b"b"));
+        assert_eq!(run(&mut deflating(), &w, &[]), Err(WsError::ReservedBits));
+        let w = rsv1_frame(true, Opcode::Ping, b"");
+        assert_eq!(run(&mut deflating(), &w, &[]), Err(WsError::ReservedBits));
+        // RSV2 and RSV3 are never allowed.
+        let mut w = Vec::new();
+        write_frame(&mut w, true, Opcode::Text, b"a", MASK);
+        w[0] |= 0x20;
+        assert_eq!(run(&mut deflating(), &w, &[]), Err(WsError::ReservedBits));
     }
 
     #[test]

@@ -56,15 +56,18 @@ pub enum WsError {
     InvalidUtf8,
     /// A frame larger than the configured frame limit.
     FrameTooBig,
-    /// A message larger than the configured message limit.
+    /// A message larger than the configured message limit (for a compressed message: once
+    /// inflated).
     MessageTooBig,
+    /// RFC 7692 §7.2.2: a compressed message that does not inflate.
+    InvalidCompressed,
 }
 
 impl WsError {
     /// The close code to send for this error.
     pub fn close_code(self) -> u16 {
         match self {
-            WsError::InvalidUtf8 => code::INVALID_PAYLOAD,
+            WsError::InvalidUtf8 | WsError::InvalidCompressed => code::INVALID_PAYLOAD,
             WsError::FrameTooBig | WsError::MessageTooBig => code::TOO_BIG,
             _ => code::PROTOCOL_ERROR,
         }
@@ -87,6 +90,7 @@ impl WsError {
             WsError::InvalidUtf8 => "invalid UTF-8",
             WsError::FrameTooBig => "frame too big",
             WsError::MessageTooBig => "message too big",
+            WsError::InvalidCompressed => "invalid compressed data",
         }
     }
 }

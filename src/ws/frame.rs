@@ -46,6 +46,9 @@ impl Opcode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: the message is compressed, when permessage-deflate was negotiated (RFC 7692 §6).
+    /// Whether it may be set is the decoder's call; RSV2 and RSV3 are always refused.
+    pub rsv1: bool,
     pub opcode: Opcode,
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
@@ -64,7 +67,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, WsError> {
         [b0, b1, ..] => (*b0, *b1),
         _ => return Ok(None),
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(WsError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
@@ -111,6 +114,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, WsError> {
     };
     Ok(Some(FrameHeader {
         fin,
+        rsv1: b0 & 0x40 != 0,
         opcode,
         mask,
         payload_len,
@@ -232,7 +236,11 @@ mod tests {
 
     #[test]
     fn header_errors() {
-        assert_eq!(parse_header(&[0xC1, 0x00]), Err(WsError::ReservedBits));
+        // RSV1 is the decoder's to judge (permessage-deflate); RSV2 and RSV3 are refused here.
+        assert!(parse_header(&[0xC1, 0x00]).unwrap().unwrap().rsv1);
+        assert!(!parse_header(&[0x81, 0x00]).unwrap().unwrap().rsv1);
+        assert_eq!(parse_header(&[0xA1, 0x00]), Err(WsError::ReservedBits));
+        assert_eq!(parse_header(&[0x91, 0x00]), Err(WsError::ReservedBits));
         assert_eq!(parse_header(&[0x83, 0x00]), Err(WsError::ReservedOpcode));
         assert_eq!(parse_header(&[0x8B, 0x00]), Err(WsError::ReservedOpcode));
         assert_eq!(

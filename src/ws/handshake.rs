@@ -20,6 +20,9 @@ pub struct HandshakeConfig {
     pub protocols: Vec<String>,
     /// When set, a request whose `Origin` is not listed is refused with 403.
     pub allowed_origins: Option<Vec<String>>,
+    /// permessage-deflate (RFC 7692) on offer; `None`: every extension is declined and the
+    /// `Sec-WebSocket-Extensions` header is not even parsed.
+    pub deflate: Option<super::deflate::DeflateConfig>,
 }
 
 impl Default for HandshakeConfig {
@@ -28,6 +31,7 @@ impl Default for HandshakeConfig {
             max_request_bytes: 8 * 1024,
             protocols: vec!["v12.stomp".into(), "v11.stomp".into(), "v10.stomp".into()],
             allowed_origins: None,
+            deflate: None,
         }
     }
 }
@@ -39,6 +43,8 @@ pub struct Upgrade<'a> {
     pub key: &'a str,
     /// The subprotocol chosen (from the server's list), if the client offered one we speak.
     pub protocol: Option<&'a str>,
+    /// permessage-deflate as agreed, when the server offers it and the client asked for it.
+    pub deflate: Option<super::deflate::Agreed>,
     /// Bytes of the request; anything after them already belongs to the frame layer.
     pub consumed: usize,
 }
@@ -153,6 +159,9 @@ pub fn parse_request<'a>(
     let mut origin = None;
     let mut offered: [Option<&'a [u8]>; 8] = [None; 8];
     let mut n_offered = 0;
+    let mut extensions: [&'a str; 8] = [""; 8];
+    let mut n_extensions = 0;
+    let mut extensions_bad = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -167,6 +176,17 @@ pub fn parse_request<'a>(
             key.get_or_insert(h.value);
         } else if name.eq_ignore_ascii_case("origin") {
             origin.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            match (
+                extensions.get_mut(n_extensions),
+                std::str::from_utf8(h.value),
+            ) {
+                (Some(slot), Ok(v)) => {
+                    *slot = v;
+                    n_extensions += 1;
+                }
+                _ => extensions_bad = true,
+            }
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             if let Some(slot) = offered.get_mut(n_offered) {
                 *slot = Some(h.value);
@@ -215,10 +235,23 @@ pub fn parse_request<'a>(
                     .and_then(|t| std::str::from_utf8(t).ok())
             })
         });
+    // RFC 7692 §5.1 / RFC 6455 §9.1: a malformed extension header fails the handshake.
+    let deflate = match &cfg.deflate {
+        None => None,
+        Some(_) if extensions_bad => {
+            return Err(Refusal::new(
+                400,
+                "Sec-WebSocket-Extensions: too many or not text",
+            ))
+        }
+        Some(d) => super::deflate::negotiate(extensions.get(..n_extensions).unwrap_or_default(), d)
+            .map_err(|m| Refusal::new(400, m.0))?,
+    };
     Ok(Status::Complete(Upgrade {
         path,
         key,
         protocol,
+        deflate,
         consumed,
     }))
 }
@@ -248,7 +281,12 @@ impl Upgrade<'_> {
 }
 
 /// Append the `101 Switching Protocols` response.
-pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
+pub fn write_accept(
+    out: &mut Vec<u8>,
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -256,6 +294,10 @@ pub fn write_accept(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
     if let Some(p) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -340,10 +382,50 @@ mod tests {
         };
         assert_eq!(u.protocol, Some("v11.stomp"));
         let mut out = Vec::new();
-        write_accept(&mut out, u.key, u.protocol);
+        write_accept(&mut out, u.key, u.protocol, None);
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(s.ends_with("Sec-WebSocket-Protocol: v11.stomp\r\n\r\n"));
+    }
+
+    #[test]
+    fn permessage_deflate_is_negotiated_only_when_offered_by_both() {
+        let req = GOOD.replace(
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Extensions: x-foo, permessage-deflate; client_max_window_bits\r\nSec-WebSocket-Version",
+        );
+        // Off: the header is not looked at.
+        let Ok(Status::Complete(u)) = parse(&req) else {
+            panic!()
+        };
+        assert_eq!(u.deflate, None);
+        let on = HandshakeConfig {
+            deflate: Some(crate::ws::deflate::DeflateConfig::default()),
+            ..HandshakeConfig::default()
+        };
+        let Ok(Status::Complete(u)) = parse_request(req.as_bytes(), &on) else {
+            panic!()
+        };
+        let agreed = u.deflate.expect("agreed");
+        let mut out = Vec::new();
+        write_accept(&mut out, u.key, u.protocol, Some(&agreed.response()));
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.ends_with("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n\r\n"),
+            "{s}"
+        );
+        // Not offered by the client: nothing agreed.
+        let Ok(Status::Complete(u)) = parse_request(GOOD.as_bytes(), &on) else {
+            panic!()
+        };
+        assert_eq!(u.deflate, None);
+        // A malformed header fails the handshake when compression is on, and only then.
+        let bad = GOOD.replace(
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Extensions: permessage-deflate; a=\"b\r\nSec-WebSocket-Version",
+        );
+        assert_eq!(parse_request(bad.as_bytes(), &on).unwrap_err().status, 400);
+        assert!(parse(&bad).is_ok());
     }
 
     #[test]

@@ -108,6 +108,12 @@ impl Raw {
 
     /// Next frame from the server: (fin, opcode, payload). None on EOF.
     pub fn frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+        self.frame_b0()
+            .map(|(b0, payload)| (b0 & 0x80 != 0, b0 & 0x0f, payload))
+    }
+
+    /// Next frame from the server: its first byte (FIN, RSV bits, opcode) and payload.
+    pub fn frame_b0(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if self.buf.len() >= 2 {
                 let b0 = self.buf[0];
@@ -128,7 +134,7 @@ impl Raw {
                 if len != usize::MAX && self.buf.len() >= hl + len {
                     let payload = self.buf[hl..hl + len].to_vec();
                     self.buf.drain(..hl + len);
-                    return Some((b0 & 0x80 != 0, b0 & 0x0f, payload));
+                    return Some((b0, payload));
                 }
             }
             if !self.fill() {

@@ -79,6 +79,19 @@ impl Conn {
         dropped
     }
 
+    /// The window bits the server compresses with, if the session agreed to permessage-deflate.
+    #[inline]
+    pub fn deflate_bits(&self) -> Option<u8> {
+        match &self.phase {
+            Phase::Open { ws: Some(w), .. } => w
+                .codec
+                .deflate
+                .as_ref()
+                .map(|d| d.agreed.server_max_window_bits),
+            _ => None,
+        }
+    }
+
     /// The socket, for the poll's (re/de)registration.
     pub fn socket(&mut self) -> &mut TcpStream {
         &mut self.sock

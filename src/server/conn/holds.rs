@@ -38,7 +38,7 @@ impl Conn {
         let unread = self.rbuf.len().saturating_sub(self.rstart);
         let (ws, stash) = match &self.phase {
             Phase::Open { ws, app } => (
-                ws.as_ref().map_or(0, |w| w.decoder.buffered()),
+                ws.as_ref().map_or(0, |w| w.codec.decoder.buffered()),
                 match app {
                     App::Stomp(st) => st.stash.len(),
                     App::Echo => 0,

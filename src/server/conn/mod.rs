@@ -78,9 +78,45 @@ pub enum Kind {
 
 #[derive(Debug)]
 struct WsState {
-    decoder: Box<Decoder>,
+    codec: Box<WsCodec>,
     /// Our Close is queued; we wait for the peer's.
     close_sent: bool,
+}
+
+/// A WebSocket session's codec state, boxed to keep the slab entry small (the deflate pointer
+/// fits the decoder's allocation size class, so it costs no memory).
+#[derive(Debug)]
+struct WsCodec {
+    decoder: Decoder,
+    /// permessage-deflate, when agreed in the handshake.
+    deflate: Option<Box<WsDeflate>>,
+}
+
+/// A session's side of permessage-deflate. The server keeps no compressor state (see
+/// [`crate::ws::deflate`]); the inflater is the session's own only with client context takeover
+/// (made at its first compressed message), else the reactor's shared one.
+#[derive(Debug)]
+struct WsDeflate {
+    agreed: crate::ws::deflate::Agreed,
+    inflater: Option<Box<crate::ws::deflate::Inflater>>,
+}
+
+impl WsDeflate {
+    /// Inflate one compressed message onto `out` (at most `limit` bytes).
+    fn inflate(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+        zip: &mut crate::server::compress::Compression,
+    ) -> Result<(), ws::WsError> {
+        if self.agreed.client_no_context_takeover {
+            return zip.shared_inflater().inflate(payload, out, limit);
+        }
+        self.inflater
+            .get_or_insert_with(|| Box::new(crate::ws::deflate::Inflater::new(true)))
+            .inflate(payload, out, limit)
+    }
 }
 
 #[derive(Debug)]
@@ -154,6 +190,8 @@ pub struct Ctx<'a> {
     pub sessions: &'a mut u64,
     /// The reactor's metrics.
     pub counters: &'a mut Counters,
+    /// The reactor's permessage-deflate state.
+    pub zip: &'a mut crate::server::compress::Compression,
     /// The application worker pool.
     pub workers: Option<&'a crate::server::apps::Pool>,
     /// Where slow credential checks run.

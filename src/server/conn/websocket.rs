@@ -24,9 +24,10 @@ impl Conn {
                     App::Echo => None,
                     App::Stomp(_) => up.protocol,
                 };
+                let extensions = up.deflate.map(|d| d.response());
                 let buf = self.out.own_buf(ctx.pool);
                 let before = buf.len();
-                ws::write_accept(buf, up.key, protocol);
+                ws::write_accept(buf, up.key, protocol, extensions.as_deref());
                 self.out.commit(before);
                 self.rstart += up.consumed;
                 // STOMP clients get the handshake timeout again to send CONNECT.
@@ -36,14 +37,23 @@ impl Conn {
                 };
                 self.phase = Phase::Open {
                     ws: Some(WsState {
-                        decoder: Box::new(Decoder::new(DecoderConfig {
-                            max_inline: (ctx.cfg.read_buffer_size - ws::frame::MAX_HEADER_LEN)
-                                as u64,
-                            ..DecoderConfig::server(
-                                ctx.cfg.max_frame_size,
-                                ctx.cfg.max_message_size,
-                            )
-                        })),
+                        codec: Box::new(WsCodec {
+                            decoder: Decoder::new(DecoderConfig {
+                                max_inline: (ctx.cfg.read_buffer_size - ws::frame::MAX_HEADER_LEN)
+                                    as u64,
+                                deflate: up.deflate.is_some(),
+                                ..DecoderConfig::server(
+                                    ctx.cfg.max_frame_size,
+                                    ctx.cfg.max_message_size,
+                                )
+                            }),
+                            deflate: up.deflate.map(|agreed| {
+                                Box::new(WsDeflate {
+                                    agreed,
+                                    inflater: None,
+                                })
+                            }),
+                        }),
                         close_sent: false,
                     }),
                     app,
@@ -97,24 +107,11 @@ impl Conn {
         let Phase::Open { ws: Some(wss), app } = &mut self.phase else {
             return false;
         };
-        let (used, ev) = match wss.decoder.decode(input) {
+        let (used, ev) = match wss.codec.decoder.decode(input) {
             Ok(r) => r,
             Err(e) => {
-                ctx.counters.errors_ws += 1;
-                if !wss.close_sent {
-                    if let App::Stomp(st) = app {
-                        let err = StompError::new(e.reason());
-                        write_error(
-                            &mut self.out,
-                            ctx,
-                            st.session.version,
-                            &err,
-                            Framing::WebSocket,
-                        );
-                    }
-                    write_close(&mut self.out, ctx.pool, e.close_code(), e.reason());
-                }
-                self.linger(ctx);
+                let close_sent = wss.close_sent;
+                self.ws_fail(ctx, e, close_sent);
                 return false;
             }
         };
@@ -129,16 +126,48 @@ impl Conn {
                 if wss.close_sent {
                     return true;
                 }
-                match app {
-                    App::Echo => {
-                        let op = if text { Opcode::Text } else { Opcode::Binary };
-                        let buf = self.out.own_buf(ctx.pool);
-                        let before = buf.len();
-                        ws::write_frame(buf, true, op, payload, None);
-                        self.out.commit(before);
+                flow = ws_message(
+                    app,
+                    text,
+                    payload,
+                    wss.codec.deflate.as_deref(),
+                    ctx,
+                    &mut self.out,
+                );
+            }
+            Event::Compressed { text, payload } => {
+                if wss.close_sent {
+                    return true;
+                }
+                let mut inflated = ctx.pool.get();
+                let limit = usize::try_from(ctx.cfg.max_message_size).unwrap_or(usize::MAX);
+                let r = match wss.codec.deflate.as_mut() {
+                    Some(d) => d.inflate(payload, &mut inflated, limit, ctx.zip),
+                    // The decoder reports compressed messages only when deflate was agreed.
+                    None => Err(ws::WsError::ReservedBits),
+                }
+                .and_then(|()| {
+                    match text && std::str::from_utf8(&inflated).is_err() {
+                        true => Err(ws::WsError::InvalidUtf8),
+                        false => Ok(()),
                     }
-                    App::Stomp(st) => {
-                        flow = stomp_ws_message(st, payload, ctx, &mut self.out);
+                });
+                match r {
+                    Ok(()) => {
+                        flow = ws_message(
+                            app,
+                            text,
+                            &inflated,
+                            wss.codec.deflate.as_deref(),
+                            ctx,
+                            &mut self.out,
+                        );
+                        ctx.pool.put(inflated);
+                    }
+                    Err(e) => {
+                        ctx.pool.put(inflated);
+                        self.ws_fail(ctx, e, false);
+                        return false;
                     }
                 }
             }
@@ -171,5 +200,64 @@ impl Conn {
         }
         self.pause_if_over(ctx);
         true
+    }
+
+    /// The peer broke the WebSocket protocol (or a limit): a STOMP ERROR (for a STOMP session),
+    /// our Close with the error's code (unless one was sent), then linger.
+    fn ws_fail(&mut self, ctx: &mut Ctx<'_>, e: ws::WsError, close_sent: bool) {
+        ctx.counters.errors_ws += 1;
+        if !close_sent {
+            if let Phase::Open {
+                app: App::Stomp(st),
+                ..
+            } = &self.phase
+            {
+                let err = StompError::new(e.reason());
+                write_error(
+                    &mut self.out,
+                    ctx,
+                    st.session.version,
+                    &err,
+                    Framing::WebSocket,
+                );
+            }
+            write_close(&mut self.out, ctx.pool, e.close_code(), e.reason());
+        }
+        self.linger(ctx);
+    }
+}
+
+/// A whole data message: echoed (compressed when the session agreed to it and it is worth it),
+/// or STOMP bytes.
+fn ws_message(
+    app: &mut App,
+    text: bool,
+    payload: &[u8],
+    deflate: Option<&WsDeflate>,
+    ctx: &mut Ctx<'_>,
+    out: &mut OutQueue,
+) -> Option<Flow> {
+    match app {
+        App::Echo => {
+            let op = if text { Opcode::Text } else { Opcode::Binary };
+            let buf = out.own_buf(ctx.pool);
+            let before = buf.len();
+            let mut compressed = ctx.pool.get();
+            let bits = deflate.map(|d| d.agreed.server_max_window_bits);
+            match bits.filter(|b| ctx.zip.compress_whole(payload, *b, &mut compressed)) {
+                Some(_) => {
+                    ws::write_frame(buf, true, op, &compressed, None);
+                    // RSV1 on the frame just written: compressed.
+                    if let Some(b0) = buf.get_mut(before) {
+                        *b0 |= 0x40;
+                    }
+                }
+                None => ws::write_frame(buf, true, op, payload, None),
+            }
+            ctx.pool.put(compressed);
+            out.commit(before);
+            None
+        }
+        App::Stomp(st) => stomp_ws_message(st, payload, ctx, out),
     }
 }

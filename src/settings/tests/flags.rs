@@ -123,6 +123,37 @@ fn every_option_has_a_flag() {
             ],
             r#"["https://a.example", "https://b.example"]"#,
         ),
+        ("websocket.compression.enabled", &["--compression"], "true"),
+        (
+            "websocket.compression.min_size",
+            &["--compression-min-size", "17"],
+            "17",
+        ),
+        (
+            "websocket.compression.level",
+            &["--compression-level", "8"],
+            "8",
+        ),
+        (
+            "websocket.compression.server_max_window_bits",
+            &["--compression-server-max-window-bits", "11"],
+            "11",
+        ),
+        (
+            "websocket.compression.client_max_window_bits",
+            &["--compression-client-max-window-bits", "9"],
+            "9",
+        ),
+        (
+            "websocket.compression.server_no_context_takeover",
+            &["--compression-server-no-context-takeover", "false"],
+            "false",
+        ),
+        (
+            "websocket.compression.client_no_context_takeover",
+            &["--compression-client-no-context-takeover", "false"],
+            "false",
+        ),
         ("stomp.max_headers", &["--max-headers", "13"], "13"),
         (
             "stomp.max_header_line",

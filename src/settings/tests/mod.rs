@@ -36,6 +36,15 @@ max_handshake_size = 4096
 subprotocols = ["v12.stomp"]
 allowed_origins = ["https://app.example.com", "http://localhost:3000"]
 
+[websocket.compression]
+enabled = true
+min_size = 100
+level = 6
+server_max_window_bits = 12
+client_max_window_bits = 10
+server_no_context_takeover = false
+client_no_context_takeover = false
+
 [stomp]
 max_headers = 32
 max_header_line = 2048
@@ -170,6 +179,15 @@ fn full() -> Settings {
                 "https://app.example.com".into(),
                 "http://localhost:3000".into(),
             ],
+            compression: CompressionSettings {
+                enabled: true,
+                min_size: 100,
+                level: 6,
+                server_max_window_bits: 12,
+                client_max_window_bits: 10,
+                server_no_context_takeover: false,
+                client_no_context_takeover: false,
+            },
         },
         stomp: StompSettings {
             max_headers: 32,
@@ -277,15 +295,20 @@ fn temp_file(text: &str) -> PathBuf {
 fn flatten(s: &Settings) -> BTreeMap<String, toml::Value> {
     let table: toml::Table = toml::from_str(&s.to_toml().unwrap()).unwrap();
     let mut out = BTreeMap::new();
-    for (k, v) in table {
-        match v {
-            toml::Value::Table(t) => {
-                for (k2, v2) in t {
-                    out.insert(format!("{k}.{k2}"), v2);
+    // Tables nest (`websocket.compression.level`): walk them with a stack, not recursion.
+    let mut stack: Vec<(String, toml::Table)> = vec![(String::new(), table)];
+    while let Some((prefix, t)) = stack.pop() {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => stack.push((key, t)),
+                v => {
+                    out.insert(key, v);
                 }
-            }
-            v => {
-                out.insert(k, v);
             }
         }
     }

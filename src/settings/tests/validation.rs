@@ -28,6 +28,9 @@ fn each_invalid_value_is_named() {
         (|s| s.websocket.max_frame_size = (1 << 30) + 1, "websocket.max_frame_size: must be between 125 and 1073741824"),
         (|s| s.websocket.max_message_size = 0, "websocket.max_message_size: must be between 1 and 1073741824"),
         (|s| s.websocket.max_handshake_size = 100, "websocket.max_handshake_size: must be at least 256"),
+        (|s| s.websocket.compression.level = 10, "websocket.compression.level: must be between 0 and 9"),
+        (|s| s.websocket.compression.server_max_window_bits = 8, "websocket.compression.server_max_window_bits: must be between 9 and 15"),
+        (|s| s.websocket.compression.client_max_window_bits = 16, "websocket.compression.client_max_window_bits: must be between 8 and 15"),
         (
             |s| s.websocket.max_handshake_size = 32768,
             "websocket.max_handshake_size: must not exceed buffers.read_buffer_size (16384): the request is read into one buffer",
