@@ -1,8 +1,10 @@
 //! The chat-room flow, end to end.
 //!
 //! ```sh
-//! cargo run --release --example chat -- --listen 127.0.0.1:8080
+//! cargo run --release --example chat -- --listen 127.0.0.1:8080 [--compression]
 //! ```
+//!
+//! `--compression` offers permessage-deflate (RFC 7692) to the browser.
 //!
 //! Then open http://127.0.0.1:8080/?room=5&name=alice in a browser (and another tab as bob).
 //!
@@ -47,8 +49,13 @@ fn json_str(s: &str) -> String {
 
 fn main() -> ExitCode {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let mut compression = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--compression" {
+            compression = true;
+            continue;
+        }
         match (a.as_str(), args.next()) {
             ("--listen", Some(v)) => match v.parse() {
                 Ok(addr) => listen = addr,
@@ -58,18 +65,21 @@ fn main() -> ExitCode {
                 }
             },
             _ => {
-                eprintln!("usage: chat [--listen ADDR]");
+                eprintln!("usage: chat [--listen ADDR] [--compression]");
                 return ExitCode::from(2);
             }
         }
     }
     let rooms: Arc<Mutex<HashMap<String, VecDeque<String>>>> = Arc::default();
     let for_send = Arc::clone(&rooms);
-    let config = Config {
+    let mut config = Config {
         listen: Some(listen),
         tcp_listen: None,
         ..Config::default()
     };
+    if compression {
+        config.handshake.deflate = Some(stompbox::ws::deflate::DeflateConfig::default());
+    }
     let broker = BrokerBuilder::new(config)
         .handler("/chat/{room}", move |req, ctx| {
             let room = req.var("room").unwrap_or("lobby");

@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/ops.rs"]
+#[allow(dead_code, unused_imports)]
+mod ops;
 
 use common::stomp::{frame, parse_frame, Esc, Frame};
 use common::{raw_frame, upgrade_request, Raw};
@@ -167,7 +170,11 @@ fn json(n: usize) -> Vec<u8> {
 
 #[test]
 fn compressed_deliveries_inflate_to_what_plain_subscribers_get() {
-    let (_h, addr) = server(|_| {});
+    let (h, addr) = server(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        // One reactor: every subscriber shares its segments.
+        c.reactors = 1;
+    });
     let mut a = Zc::open(addr, "permessage-deflate; client_max_window_bits");
     assert_eq!(
         a.agreed,
@@ -235,6 +242,21 @@ fn compressed_deliveries_inflate_to_what_plain_subscribers_get() {
             assert_eq!(z.stomp().1.body, big);
         }
     }
+    // Per compressed message, one segment per window size (a: 15 bits, b: 10), however many
+    // subscribers: 3 rounds x 2 compressible bodies x 2 window sizes, and 2 x 2 for the
+    // compressed SENDs delivered back.
+    let m = ops::scrape(h.metrics_addr().expect("metrics listener"));
+    assert_eq!(
+        m.u("stompbox_deflate_segments_total"),
+        3 * 2 * 2 + 2 * 2,
+        "{}",
+        m.text
+    );
+    assert!(
+        m.u("stompbox_deflate_bytes_total{stage=\"after\"}") * 3
+            < m.u("stompbox_deflate_bytes_total{stage=\"before\"}")
+    );
+    assert_eq!(m.u("stompbox_inflated_total"), 2);
 }
 
 #[test]

@@ -187,6 +187,32 @@ impl Compression {
     }
 }
 
+/// Run `queue` with `head` and `shared` as they go to a connection: compressed for a session
+/// that agreed to permessage-deflate with window `bits` (when worth it), else as they are.
+/// `head[0]` of a WebSocket delivery is its frame header ([`crate::router::frame_head`]).
+#[inline]
+pub fn with_compression<R>(
+    zip: &mut Compression,
+    bits: Option<u8>,
+    head: &[&[u8]],
+    shared: &Arc<[u8]>,
+    queue: impl FnOnce(&[&[u8]], &Arc<[u8]>) -> R,
+) -> R {
+    let Some(z) = bits.and_then(|b| zip.compress(head, shared, b)) else {
+        return queue(head, shared);
+    };
+    let mut parts: [&[u8]; 8] = [&[]; 8];
+    let rest = head.get(1..).unwrap_or_default();
+    let [a, b, tail @ ..] = &mut parts;
+    *a = z.header.get(..z.header_len).unwrap_or_default();
+    *b = &z.stored;
+    for (d, s) in tail.iter_mut().zip(rest) {
+        *d = s;
+    }
+    let n = (rest.len() + 2).min(parts.len());
+    queue(parts.get(..n).unwrap_or_default(), &z.segment)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

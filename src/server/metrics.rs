@@ -53,6 +53,12 @@ pub struct Counters {
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
+    /// permessage-deflate: shared segments made, their bytes before and after, and compressed
+    /// messages received (inflated).
+    pub deflate_segments: u64,
+    pub deflate_bytes_in: u64,
+    pub deflate_bytes_out: u64,
+    pub inflated: u64,
 }
 
 impl Counters {
@@ -137,6 +143,10 @@ stats!(
     loop_turns,
     loop_nanos,
     loop_max_nanos,
+    deflate_segments,
+    deflate_bytes_in,
+    deflate_bytes_out,
+    inflated,
 );
 
 /// Connections refused before reaching a reactor, by reason.
@@ -354,6 +364,27 @@ impl Stats {
             "counter",
             "Messages delivered (MESSAGE frames queued to subscribers).",
             &[("", sum(|c| c.messages_out))],
+        );
+        metric(
+            "deflate_segments_total",
+            "counter",
+            "permessage-deflate: messages compressed for sending (once per message, reactor and window size, whatever the number of subscribers).",
+            &[("", sum(|c| c.deflate_segments))],
+        );
+        metric(
+            "deflate_bytes_total",
+            "counter",
+            "permessage-deflate: bytes of the messages compressed for sending, before and after.",
+            &[
+                ("stage=\"before\"", sum(|c| c.deflate_bytes_in)),
+                ("stage=\"after\"", sum(|c| c.deflate_bytes_out)),
+            ],
+        );
+        metric(
+            "inflated_total",
+            "counter",
+            "permessage-deflate: compressed messages received and inflated.",
+            &[("", sum(|c| c.inflated))],
         );
         metric(
             "bytes_in_total",

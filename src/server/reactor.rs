@@ -436,6 +436,8 @@ impl Reactor {
         c.subscriptions = subs as u64;
         (c.queue_rejected, c.queue_dropped) = self.router.queue_losses();
         c.destinations = dests as u64;
+        (c.deflate_segments, c.deflate_bytes_in, c.deflate_bytes_out) =
+            (self.zip.segments, self.zip.bytes_in, self.zip.bytes_out);
         if self.now.duration_since(self.gauges_at) >= GAUGES_EVERY {
             self.gauges_at = self.now;
             let (ready, unacked, consumers) = self.router.queue_gauges();

@@ -7,7 +7,7 @@ use mio::Token;
 use slab::Slab;
 
 use super::buf::BufPool;
-use super::compress::Compression;
+use super::compress::{with_compression, Compression};
 use super::conn::{Conn, TopicDelivery};
 use super::metrics::Counters;
 use crate::router::{Queued, Sink};
@@ -48,32 +48,6 @@ pub struct ConnSink<'a> {
     pub counters: &'a mut Counters,
     /// Compressed deliveries for sessions with permessage-deflate.
     pub zip: &'a mut Compression,
-}
-
-/// Run `queue` with `head` and `shared` as they go to a connection: compressed for a session
-/// that agreed to permessage-deflate with window `bits` (when worth it), else as they are.
-/// `head[0]` of a WebSocket delivery is its frame header ([`crate::router::frame_head`]).
-#[inline]
-fn with_compression<R>(
-    zip: &mut Compression,
-    bits: Option<u8>,
-    head: &[&[u8]],
-    shared: &Arc<[u8]>,
-    queue: impl FnOnce(&[&[u8]], &Arc<[u8]>) -> R,
-) -> R {
-    let Some(z) = bits.and_then(|b| zip.compress(head, shared, b)) else {
-        return queue(head, shared);
-    };
-    let mut parts: [&[u8]; 8] = [&[]; 8];
-    let rest = head.get(1..).unwrap_or_default();
-    let [a, b, tail @ ..] = &mut parts;
-    *a = z.header.get(..z.header_len).unwrap_or_default();
-    *b = &z.stored;
-    for (d, s) in tail.iter_mut().zip(rest) {
-        *d = s;
-    }
-    let n = (rest.len() + 2).min(parts.len());
-    queue(parts.get(..n).unwrap_or_default(), &z.segment)
 }
 
 impl Sink for ConnSink<'_> {

@@ -154,6 +154,7 @@ impl Conn {
                 });
                 match r {
                     Ok(()) => {
+                        ctx.counters.inflated += 1;
                         flow = ws_message(
                             app,
                             text,
