@@ -7,7 +7,6 @@
 
 mod common;
 #[path = "common/ops.rs"]
-#[allow(dead_code, unused_imports)]
 mod ops;
 
 use common::stomp::{frame, parse_frame, Esc, Frame};
