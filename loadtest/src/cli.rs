@@ -60,6 +60,10 @@ pub struct Common {
     /// Highest STOMP version offered (1.0, 1.1 or 1.2).
     #[arg(long, default_value = "1.2")]
     pub stomp_version: String,
+    /// Offer permessage-deflate (RFC 7692) as a browser does; where the broker agrees, every
+    /// STOMP frame sent is compressed and compressed messages are inflated.
+    #[arg(long)]
+    pub compression: bool,
     /// Reactor threads in this process.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

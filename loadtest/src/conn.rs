@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 use stompbox::stomp::{self, Command, FrameRef, Header, Parsed, Version};
+use stompbox::ws::deflate::{self, Deflater, Inflater};
 use stompbox::ws::{self, client, Decoder, DecoderConfig, Event, Opcode, Status};
 
 use crate::body;
@@ -131,6 +132,16 @@ struct Proto {
     wrote: bool,
     became_ready: bool,
     closed_clean: bool,
+    /// permessage-deflate, when the broker agreed to it.
+    deflate: Option<Box<Deflate>>,
+}
+
+/// A session's permessage-deflate: frames sent are compressed each on its own; messages
+/// received are inflated (keeping the window unless the server said it keeps none).
+struct Deflate {
+    deflater: Deflater,
+    inflater: Inflater,
+    buf: Vec<u8>,
 }
 
 pub struct Publisher {
@@ -177,6 +188,7 @@ impl Conn {
                 wrote: false,
                 became_ready: false,
                 closed_clean: false,
+                deflate: None,
             },
             spec,
             started_ns: now_ns,
@@ -232,6 +244,11 @@ impl Conn {
                 host: &t.authority,
                 path: &t.path,
                 protocols: &ctx.plan.stomp.protocols,
+                extensions: ctx
+                    .plan
+                    .stomp
+                    .deflate
+                    .then_some("permessage-deflate; client_max_window_bits"),
             };
             client::write_request(&mut self.p.wbuf, &req, &self.key);
             self.p.state = State::Upgrading;
@@ -334,10 +351,23 @@ impl Conn {
         let mut pos = 0;
         if self.p.state == State::Upgrading {
             let head = tb.get(..end).unwrap_or_default();
-            match client::parse_response(head, &self.key, &ctx.plan.stomp.protocols, MAX_RESPONSE) {
+            let offered = &ctx.plan.stomp.protocols;
+            let deflate = ctx.plan.stomp.deflate;
+            match client::parse_response_with(head, &self.key, offered, deflate, MAX_RESPONSE) {
                 Ok(Status::Partial) => return Ok(0),
                 Ok(Status::Complete(a)) => {
                     pos = a.consumed;
+                    if let Some(agreed) = a.deflate {
+                        self.dec = Decoder::new(DecoderConfig {
+                            deflate: true,
+                            ..DecoderConfig::client(1 << 24, 1 << 24)
+                        });
+                        self.p.deflate = Some(Box::new(Deflate {
+                            deflater: Deflater::new(1, agreed.client_max_window_bits.max(9)),
+                            inflater: Inflater::new(!agreed.server_no_context_takeover),
+                            buf: Vec::new(),
+                        }));
+                    }
                     ctx.upgraded(self.started_ns);
                     self.p.state = State::StompConnecting;
                     self.p.send_connect(ctx);
@@ -357,8 +387,20 @@ impl Conn {
                 }
                 Some(Event::Pong(_)) => {}
                 // The decoder reports these only with permessage-deflate, never offered here.
-                Some(Event::Compressed { .. }) => {
-                    return Err("websocket: a compressed message".into());
+                Some(Event::Compressed { payload, .. }) => {
+                    let Some(d) = p.deflate.as_mut() else {
+                        return Err("websocket: a compressed message".into());
+                    };
+                    let mut out = std::mem::take(&mut d.buf);
+                    out.clear();
+                    d.inflater
+                        .inflate(payload, &mut out, 1 << 24)
+                        .map_err(|e| format!("websocket: {e}"))?;
+                    let r = p.on_payload(&out, ctx);
+                    if let Some(d) = p.deflate.as_mut() {
+                        d.buf = out;
+                    }
+                    r?
                 }
                 Some(Event::Close(c)) => {
                     let clean = matches!(p.state, State::Disconnecting | State::WsClosing);
@@ -464,6 +506,18 @@ impl Publisher {
 impl Proto {
     fn send_stomp(&mut self, frame: &[u8], ctx: &mut Ctx<'_>) {
         let mask = ctx.mask();
+        if let Some(d) = self.deflate.as_mut() {
+            d.buf.clear();
+            // As a browser with context takeover off would: each message on its own.
+            if deflate::compress_message(&mut d.deflater, b"", frame, &mut d.buf) {
+                let at = self.wbuf.len();
+                ws::write_frame(&mut self.wbuf, true, Opcode::Text, &d.buf, Some(mask));
+                if let Some(b0) = self.wbuf.get_mut(at) {
+                    *b0 |= 0x40; // RSV1: compressed
+                }
+                return;
+            }
+        }
         ws::write_frame(&mut self.wbuf, true, Opcode::Text, frame, Some(mask));
     }
 

@@ -55,6 +55,8 @@ pub struct StompOpts {
     pub accept_version: &'static str,
     /// WebSocket subprotocols offered.
     pub protocols: Vec<&'static str>,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
 }
 
 /// Everything a run needs.

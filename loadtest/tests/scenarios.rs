@@ -241,3 +241,69 @@ fn a_wrong_path_fails_the_handshake_with_its_status() {
     assert!(e.contains("HTTP status 404"), "{e}");
     h.shutdown().unwrap();
 }
+
+/// `--compression`: against a broker that agrees to permessage-deflate every frame is sent
+/// compressed and the deliveries come back compressed (the broker's counters say so); against
+/// one that does not, the same run works uncompressed.
+#[test]
+fn compression_is_used_where_the_broker_agrees() {
+    let h = stompbox::start(stompbox::Config {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: None,
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        reactors: 2,
+        handshake: stompbox::ws::HandshakeConfig {
+            deflate: Some(stompbox::ws::deflate::DeflateConfig::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("stompbox starts");
+    let addr = h.ws_addr().unwrap();
+    let r = run(
+        "fanout -p 1 -s 10 -b 2000 --duration 1 --rate 500 --compression",
+        addr,
+    );
+    assert_eq!(m(&r, "sessions_failed"), 0.0, "{:?}", r.failures);
+    assert_eq!(m(&r, "loss"), 0.0);
+    assert!(m(&r, "delivered") >= 10.0 * 400.0);
+    let metrics = http_get(h.metrics_addr().unwrap(), "/metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    // Each message compressed once per reactor, whatever the number of subscribers; each SEND
+    // (and CONNECT, SUBSCRIBE, DISCONNECT) inflated.
+    let segments = value("stompbox_deflate_segments_total");
+    let published = m(&r, "published");
+    assert!(
+        segments >= published && segments <= 2.0 * published + 10.0,
+        "{segments} {published}"
+    );
+    assert!(value("stompbox_inflated_total") >= published);
+    h.shutdown().unwrap();
+    // Not agreed: plain frames.
+    let (h, addr) = server();
+    let r = run(
+        "fanout -p 1 -s 5 --duration 0.5 --rate 200 --compression",
+        addr,
+    );
+    assert_eq!(m(&r, "sessions_failed"), 0.0, "{:?}", r.failures);
+    assert_eq!(m(&r, "loss"), 0.0);
+    h.shutdown().unwrap();
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

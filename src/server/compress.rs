@@ -183,7 +183,13 @@ impl Compression {
             return false;
         };
         let (head, rest) = payload.split_at(payload.len().min(16));
-        ws::deflate::compress_message(d, head, rest, out)
+        let start = out.len();
+        if ws::deflate::compress_message(d, head, rest, out) && out.len() - start < payload.len() {
+            return true;
+        }
+        // Not smaller compressed: it goes as it is.
+        out.truncate(start);
+        false
     }
 }
 

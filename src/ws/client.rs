@@ -24,6 +24,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Subprotocols offered, in the client's order of preference (may be empty).
     pub protocols: &'a [&'a str],
+    /// `Sec-WebSocket-Extensions` offered (e.g. `permessage-deflate`), if any.
+    pub extensions: Option<&'a str>,
 }
 
 /// The `Sec-WebSocket-Key` for a 16-byte nonce (§4.1: "a randomly selected 16-byte value that
@@ -67,6 +69,10 @@ pub fn write_request(out: &mut Vec<u8>, req: &Request<'_>, key: &str) {
             out.extend_from_slice(p.as_bytes());
         }
     }
+    if let Some(e) = req.extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
+    }
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -75,6 +81,8 @@ pub fn write_request(out: &mut Vec<u8>, req: &Request<'_>, key: &str) {
 pub struct Accepted<'a> {
     /// The subprotocol the server chose (one of those offered), if any.
     pub protocol: Option<&'a str>,
+    /// permessage-deflate as the server agreed to it (only when the request offered it).
+    pub deflate: Option<crate::ws::deflate::Agreed>,
     /// Bytes of the response; anything after them is already WebSocket frames.
     pub consumed: usize,
 }
@@ -141,6 +149,18 @@ pub fn parse_response<'a>(
     offered: &[&str],
     max_bytes: usize,
 ) -> Result<Status<Accepted<'a>>, ClientError> {
+    parse_response_with(buf, key, offered, false, max_bytes)
+}
+
+/// [`parse_response`] for a request that offered permessage-deflate (`deflate_offered`): the
+/// server's answer, if any, must be one permessage-deflate response (RFC 7692 §5.1).
+pub fn parse_response_with<'a>(
+    buf: &'a [u8],
+    key: &str,
+    offered: &[&str],
+    deflate_offered: bool,
+    max_bytes: usize,
+) -> Result<Status<Accepted<'a>>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let consumed = match resp.parse(buf) {
@@ -163,6 +183,7 @@ pub fn parse_response<'a>(
         None => return Err(ClientError::Malformed),
     }
     let (mut upgrade, mut connection, mut accept, mut protocol) = (false, false, None, None);
+    let mut deflate = None;
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("upgrade") {
@@ -180,7 +201,19 @@ pub fn parse_response<'a>(
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions")
             && !h.value.trim_ascii().is_empty()
         {
-            return Err(ClientError::UnexpectedExtension);
+            // The server's response is itself a valid offer, and the server's parameters are
+            // whatever it says: read them back as an offer to a server that allows anything.
+            let v = std::str::from_utf8(h.value).map_err(|_| ClientError::UnexpectedExtension)?;
+            let any = crate::ws::deflate::DeflateConfig {
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+                server_no_context_takeover: false,
+                client_no_context_takeover: false,
+            };
+            match crate::ws::deflate::negotiate(&[v], &any) {
+                Ok(Some(a)) if deflate_offered && deflate.is_none() => deflate = Some(a),
+                _ => return Err(ClientError::UnexpectedExtension),
+            }
         }
     }
     if !upgrade {
@@ -202,7 +235,11 @@ pub fn parse_response<'a>(
             Some(p)
         }
     };
-    Ok(Status::Complete(Accepted { protocol, consumed }))
+    Ok(Status::Complete(Accepted {
+        protocol,
+        deflate,
+        consumed,
+    }))
 }
 
 #[cfg(test)]
@@ -240,6 +277,7 @@ mod tests {
             host: "127.0.0.1:61614",
             path: "/ws",
             protocols: &["v10.stomp", "v12.stomp"],
+            extensions: None,
         };
         write_request(&mut out, &req, KEY);
         let Ok(Status::Complete(u)) = parse_request(&out, &HandshakeConfig::default()) else {

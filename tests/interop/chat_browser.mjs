@@ -1,12 +1,16 @@
 // The chat example's page in headless Chromium (Debian `chromium`), driven by playwright-core.
 //
 //   node chat_browser.mjs --chat PATH/TO/examples/chat [--chromium /usr/bin/chromium] [--shots DIR]
+//                         [--compression]
 //
 // Starts the chat example on a free loopback port (it prints the address it bound), opens
 // /?room=7&name=alice and /?room=7&name=bob in two tabs, chats from each tab by typing into the
 // form and checks the line appears in both; a tab opened later (carol) gets the room's history;
 // a tab in room 8 sees nothing of room 7. Saves a screenshot to DIR (default: a temp dir) and
 // prints its path. Stops the example with SIGTERM and expects exit 0.
+// Each tab's WebSocket is kept (window.WebSocket wrapped before the page's scripts run): its
+// negotiated `extensions` must be empty, or with --compression (passed on to the example) name
+// permessage-deflate; then a ~2 KB line (compressed both ways) also reaches every tab of the room.
 // Exit 0 on success, 1 with an "assertion failed: ..." line otherwise. Every wait is bounded.
 
 import { spawn } from 'node:child_process';
@@ -30,14 +34,16 @@ function arg(name, dflt) {
 const CHAT = arg('--chat');
 const CHROMIUM = arg('--chromium', '/usr/bin/chromium');
 const SHOTS = arg('--shots') || mkdtempSync(join(tmpdir(), 'stompbox-chat-'));
+const COMPRESSION = process.argv.includes('--compression');
 if (!CHAT) {
-  console.error('usage: node chat_browser.mjs --chat PATH [--chromium PATH] [--shots DIR]');
+  console.error('usage: node chat_browser.mjs --chat PATH [--chromium PATH] [--shots DIR] [--compression]');
   process.exit(2);
 }
 
 /** Start the example on 127.0.0.1:0; resolves to its host:port (from its log line). */
 function startChat() {
-  const proc = spawn(CHAT, ['--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = ['--listen', '127.0.0.1:0', ...(COMPRESSION ? ['--compression'] : [])];
+  const proc = spawn(CHAT, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const addr = new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Fail(`chat printed no address in ${WAIT} ms: ${log}`)), WAIT);
@@ -77,8 +83,32 @@ async function waitForLines(page, n, who) {
   return lines(page);
 }
 
+/** Runs in the page before its scripts: every WebSocket it makes is kept in window.__sockets. */
+function keepSockets() {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__sockets.push(this);
+    }
+  };
+}
+
+/** The page's WebSockets: url, readyState, negotiated protocol and extensions. */
+const sockets = (page) =>
+  page.evaluate(() =>
+    (window.__sockets ?? []).map((s) => ({
+      url: s.url,
+      readyState: s.readyState,
+      protocol: s.protocol,
+      extensions: s.extensions,
+    })),
+  );
+
 async function open(browser, base, query, who) {
   const page = await browser.newPage();
+  await page.addInitScript(keepSockets);
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   // The broker answers paths it does not serve (the browser's /favicon.ico) with 426.
@@ -94,6 +124,16 @@ async function open(browser, base, query, who) {
     throw new Fail(`${who}: window.chatReady not set in ${WAIT} ms (status: ${status}; errors: ${errors})`);
   }
   check((await page.textContent('#status')) === 'connected', `${who}: status not "connected"`);
+  const socks = await sockets(page);
+  const live = socks.filter((s) => s.readyState === 1);
+  check(live.length === 1 && live[0].url.endsWith('/ws'), `${who}: want one open WebSocket to /ws: ${JSON.stringify(socks)}`);
+  const ext = live[0].extensions;
+  if (COMPRESSION) {
+    check(/(^|,)\s*permessage-deflate\s*(;|,|$)/.test(ext), `${who}: the page's WebSocket negotiated ${JSON.stringify(ext)}, want permessage-deflate`);
+  } else {
+    check(ext === '', `${who}: the page's WebSocket negotiated ${JSON.stringify(ext)} from a chat without --compression`);
+  }
+  page.ws = live[0];
   page.errors = errors;
   return page;
 }
@@ -173,10 +213,31 @@ async function main() {
     check((await lines(alice)).length === 3, 'room 8 line reached room 7');
     console.log('ok: rooms are separate');
 
+    if (COMPRESSION) {
+      console.log(`ok: the tabs' WebSockets negotiated ${JSON.stringify(alice.ws.extensions)}`);
+      // A line long enough to be compressed by Chromium (its SEND) and by the broker (the
+      // MESSAGE, past its 256-byte minimum) reaches every tab of room 7 intact.
+      let long = '';
+      for (let i = 0; long.length < 2000; i++) long += `${i} κόσμε 😀 <i>deflate</i> & `;
+      await say(alice, long);
+      want.push({ from: 'alice', text: long });
+      for (const [p, who] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol']]) {
+        got = await waitForLines(p, 4, who);
+        check(same(got, want), `${who} sees ${JSON.stringify(got).slice(0, 500)}`);
+      }
+      check((await lines(other)).length === 1, 'the long line reached room 8');
+      // A tab opened now gets the history (over 2 KB) compressed, and its socket too agreed.
+      const erin = await open(browser, base, '?room=7&name=erin', 'erin');
+      got = await waitForLines(erin, 4, 'erin');
+      check(same(got, want), `erin's history: ${JSON.stringify(got).slice(0, 500)}`);
+      check(erin.errors.length === 0, `erin: page errors: ${erin.errors.join('; ')}`);
+      console.log(`ok: a ${long.length}-character line and a history of it over permessage-deflate`);
+    }
+
     for (const [p, who] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol'], [other, 'dave']]) {
       check(p.errors.length === 0, `${who}: page errors: ${p.errors.join('; ')}`);
     }
-    const shot = join(SHOTS, 'chat-carol.png');
+    const shot = join(SHOTS, COMPRESSION ? 'chat-carol-deflate.png' : 'chat-carol.png');
     await carol.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
     exitCode = 0;

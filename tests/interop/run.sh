@@ -7,11 +7,15 @@
 #   the chat example's page in headless Chromium (Debian `chromium`, installed with apt-get if
 #   missing) driven by playwright-core (npm, pinned; it never downloads a browser), and a
 #   loadtest HTML report from a short run against the broker, opened in the same Chromium.
+#   permessage-deflate (RFC 7692): a second broker started with --compression --echo, to which
+#   stompjs + ws and PyPI websockets (pinned in requirements.txt; STOMP frames by hand, and the
+#   /echo endpoint) talk compressed and uncompressed, and the chat example with --compression in
+#   Chromium (js-ws-deflate, py-ws-deflate, chat-browser-deflate).
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
-# builds target/release/stompbox, the chat example and loadtest, runs the broker on free loopback ports
-# and runs every scenario with a time limit. Ends with "interop: N passed, M failed" and exits
-# non-zero if any failed.
+# builds target/release/stompbox, the chat example and loadtest, runs the broker (and the
+# compressing one) on free loopback ports and runs every scenario with a time limit. Ends with
+# "interop: N passed, M failed" and exits non-zero if any failed.
 #
 # Env: INTEROP_ONLY="name ..." runs only those scenarios; INTEROP_SKIP_BUILD=1 uses the binary as is.
 set -euo pipefail
@@ -50,9 +54,9 @@ fi
 
 py_stamp="$(hash_of requirements.txt)"
 if [ -x .venv/bin/python ] && [ "$(cat .venv/.interop-stamp 2>/dev/null)" = "$py_stamp" ]; then
-  log "reusing .venv ($(.venv/bin/python -c 'import stomp; print("stomp.py", stomp.__version__)'))"
+  log "reusing .venv ($(.venv/bin/python -c 'import stomp, websockets; print("stomp.py", stomp.__version__, "websockets", websockets.__version__)'))"
 else
-  log "installing stomp.py into .venv"
+  log "installing stomp.py and websockets into .venv"
   [ -x .venv/bin/python ] || timeout "$INSTALL_TIMEOUT" python3 -m venv .venv
   timeout "$INSTALL_TIMEOUT" .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -r requirements.txt
@@ -85,12 +89,18 @@ T_BUILD=$((SECONDS - T0 - T_INSTALL))
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/stompbox-interop.XXXXXX")"
 BROKER_PID=""
-cleanup() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
+DEFLATE_PID=""
+stop_broker() {  # pid: SIGTERM, then SIGKILL after 5 s
+  local pid=$1
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
   fi
+}
+cleanup() {
+  stop_broker "$BROKER_PID"
+  stop_broker "$DEFLATE_PID"
   # Scenario processes still running (only after an interrupt): end them by their ids.
   for pid in "${SCEN_PIDS[@]:-}"; do
     [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
@@ -101,10 +111,11 @@ SCEN_PIDS=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Two free loopback ports (bound together so they differ; released just before the broker binds).
-read -r WS_PORT TCP_PORT < <(python3 - <<'EOF'
+# Four free loopback ports (bound together so they differ; released just before the brokers
+# bind): WebSocket and TCP of the broker, and of the one with permessage-deflate.
+read -r WS_PORT TCP_PORT DWS_PORT DTCP_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(2)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -116,27 +127,40 @@ EOF
 "$BIN" --listen "127.0.0.1:$WS_PORT" --tcp-listen "127.0.0.1:$TCP_PORT" --reactors 2 \
   >"$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
+# The second broker offers permessage-deflate and serves /echo (no metrics listener: the first
+# one has the default port).
+"$BIN" --listen "127.0.0.1:$DWS_PORT" --tcp-listen "127.0.0.1:$DTCP_PORT" --no-metrics --reactors 2 \
+  --compression --echo >"$WORK/broker-deflate.log" 2>&1 &
+DEFLATE_PID=$!
 
-listening=0
-for _ in $(seq 100); do   # up to 10 s
-  kill -0 "$BROKER_PID" 2>/dev/null || break
-  if python3 - "$WS_PORT" "$TCP_PORT" <<'EOF'
+wait_listening() {  # pid log ports... -> dies unless the broker listens on them within 10 s
+  local pid=$1 logf=$2 listening=0
+  shift 2
+  for _ in $(seq 100); do   # up to 10 s
+    kill -0 "$pid" 2>/dev/null || break
+    if python3 - "$@" <<'EOF'
 import socket, sys
 for p in sys.argv[1:]:
     socket.create_connection(("127.0.0.1", int(p)), timeout=1).close()
 EOF
-  then listening=1; break; fi
-  sleep 0.1
-done
-if [ "$listening" != 1 ]; then
-  cat "$WORK/broker.log" >&2
-  die "stompbox did not start listening on 127.0.0.1:$WS_PORT/$TCP_PORT within 10 s"
-fi
+    then listening=1; break; fi
+    sleep 0.1
+  done
+  if [ "$listening" != 1 ]; then
+    cat "$logf" >&2
+    die "stompbox did not start listening on 127.0.0.1:$(IFS=/; echo "$*") within 10 s"
+  fi
+}
+wait_listening "$BROKER_PID" "$WORK/broker.log" "$WS_PORT" "$TCP_PORT"
 log "stompbox pid $BROKER_PID: ws://127.0.0.1:$WS_PORT/ws, tcp 127.0.0.1:$TCP_PORT"
+wait_listening "$DEFLATE_PID" "$WORK/broker-deflate.log" "$DWS_PORT" "$DTCP_PORT"
+log "stompbox --compression --echo pid $DEFLATE_PID: ws://127.0.0.1:$DWS_PORT/ws and /echo, tcp 127.0.0.1:$DTCP_PORT"
 
 # ---- scenarios ----------------------------------------------------------------------------
 PY=("$HERE/.venv/bin/python" "$HERE/stomp_py_test.py" --tcp "$TCP_PORT" --ws "$WS_PORT")
 JS=(node "$HERE/stompjs_test.mjs")
+# PyPI websockets against the compressing broker (and, declining, the plain one).
+DEFLATE_PY=("$HERE/.venv/bin/python" "$HERE/deflate_py_test.py" --ws "$DWS_PORT" --tcp "$DTCP_PORT" --plain-ws "$WS_PORT")
 
 declare -A CMD
 ORDER=()
@@ -158,8 +182,13 @@ add py-tcp-queue-nack       "$(q "${PY[@]}" py-tcp-queue-nack)"
 add py-tcp-hostile         "$(q "${PY[@]}" py-tcp-hostile)"
 add cross-stompjs-to-py     "$(q "${PY[@]}" cross-stompjs-to-py)"
 add cross-py-to-stompjs     "$(q "${PY[@]}" cross-py-to-stompjs)"
+# permessage-deflate, against the second broker (started with --compression --echo).
+add js-ws-deflate           "$(q "${JS[@]}" js-ws-deflate --ws "$DWS_PORT")"
+add py-ws-deflate           "$(q "${DEFLATE_PY[@]}" py-ws-deflate)"
 # The chat example (its own process, on its own free port) and its page in two Chromium tabs.
 add chat-browser            "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK")"
+# The same with the example offering permessage-deflate: the page's WebSocket must agree to it.
+add chat-browser-deflate    "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK" --compression)"
 # A loadtest HTML report (from a short run against this broker) opened in Chromium.
 add loadtest-report-browser "$(q node "$HERE/report_browser.mjs" --loadtest "$LOADTEST_BIN" --ws "$WS_PORT" --chromium "$CHROMIUM" --shots "$WORK")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)
@@ -210,27 +239,32 @@ for name in "${ORDER[@]}"; do
 done
 for name in "${PARALLEL[@]}"; do selected "$name" && finish "$name"; done
 
-# The broker must have survived all of it, and must stop cleanly on SIGTERM.
+# Both brokers must have survived all of it, and must stop cleanly on SIGTERM.
+sigterm_check() {  # label pid -> 0 if it is still up and exits 0 within 10 s of SIGTERM
+  local label=$1 pid=$2 rc=0 stopped=0
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" || rc=$?
+    echo "$label died during the scenarios (exit $rc)" >>"$WORK/broker-sigterm.out"
+    return 1
+  fi
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+  if [ "$stopped" != 1 ]; then
+    echo "$label still running 10 s after SIGTERM" >>"$WORK/broker-sigterm.out"
+    return 1
+  fi
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ] || { echo "$label exited $rc on SIGTERM" >>"$WORK/broker-sigterm.out"; return 1; }
+}
 if selected broker-sigterm; then
   STARTED[broker-sigterm]=$SECONDS
   rc=0
-  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-    wait "$BROKER_PID" || rc=$?
-    echo "stompbox died during the scenarios (exit $rc)" >"$WORK/broker-sigterm.out"
-    rc=1
-  else
-    kill -TERM "$BROKER_PID"
-    stopped=0
-    for _ in $(seq 100); do kill -0 "$BROKER_PID" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
-    if [ "$stopped" = 1 ]; then
-      wait "$BROKER_PID" || rc=$?
-      [ "$rc" = 0 ] || echo "stompbox exited $rc on SIGTERM" >"$WORK/broker-sigterm.out"
-    else
-      echo "stompbox still running 10 s after SIGTERM" >"$WORK/broker-sigterm.out"
-      rc=1
-    fi
-    BROKER_PID=""
-  fi
+  : >"$WORK/broker-sigterm.out"
+  sigterm_check stompbox "$BROKER_PID" || rc=1
+  sigterm_check "stompbox --compression" "$DEFLATE_PID" || rc=1
+  # (one still running is killed by cleanup)
+  kill -0 "$BROKER_PID" 2>/dev/null || BROKER_PID=""
+  kill -0 "$DEFLATE_PID" 2>/dev/null || DEFLATE_PID=""
   (exit "$rc") &
   echo "$!" >"$WORK/broker-sigterm.pid"
   finish broker-sigterm
@@ -239,6 +273,8 @@ fi
 if [ "$FAILED" != 0 ]; then
   log "broker log (last 30 lines):"
   tail -n 30 "$WORK/broker.log" | sed 's/^/    | /'
+  log "compressing broker log (last 30 lines):"
+  tail -n 30 "$WORK/broker-deflate.log" | sed 's/^/    | /'
   log "failed: ${FAILED_NAMES[*]}"
 fi
 log "install ${T_INSTALL}s, build ${T_BUILD}s, scenarios $((SECONDS - T_RUN0))s, total $((SECONDS - T0))s"

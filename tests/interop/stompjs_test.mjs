@@ -2,7 +2,8 @@
 //
 //   node stompjs_test.mjs SCENARIO --ws PORT [DEST]
 //
-// Scenarios: js-ws-basic, js-ws-heartbeat, js-ws-large-split.
+// Scenarios: js-ws-basic, js-ws-heartbeat, js-ws-large-split, js-ws-transaction, and
+// js-ws-deflate (its PORT is a broker started with --compression).
 // Helper modes for stomp_py_test.py's cross-client scenarios: `publish DEST`, `receive DEST`.
 // Exit 0 on success, 1 with an "assertion failed: ..." line otherwise. Every wait is bounded.
 
@@ -51,6 +52,8 @@ const url = () => `ws://127.0.0.1:${PORT}/ws`;
 
 /** A connected stompjs client plus everything it saw. */
 async function connect(name, opts = {}) {
+  // wsOptions: the `ws` package's options (its perMessageDeflate offer is on unless told).
+  const { wsOptions, ...clientOpts } = opts;
   const st = {
     name,
     errors: [],
@@ -60,10 +63,16 @@ async function connect(name, opts = {}) {
     log: [],
     connected: null,
     disconnectReceipt: null,
+    extensionsHeader: undefined,
   };
   ALL.push(st);
   const client = new Client({
-    webSocketFactory: () => new WebSocket(url(), ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+    webSocketFactory: () => {
+      const ws = new WebSocket(url(), ['v12.stomp', 'v11.stomp', 'v10.stomp'], wsOptions);
+      // The handshake's answer (ws.extensions has the extension names only).
+      ws.on('upgrade', (res) => (st.extensionsHeader = res.headers['sec-websocket-extensions'] ?? null));
+      return ws;
+    },
     reconnectDelay: 0,
     heartbeatIncoming: 0,
     heartbeatOutgoing: 0,
@@ -72,7 +81,7 @@ async function connect(name, opts = {}) {
       st.log.push(m.length > 300 ? m.slice(0, 300) + '…' : m);
       if (st.log.length > 60) st.log.shift();
     },
-    ...opts,
+    ...clientOpts,
   });
   client.onStompError = (f) => st.errors.push(f);
   client.onWebSocketClose = (e) => st.closes.push({ code: e.code, reason: String(e.reason ?? '') });
@@ -316,6 +325,104 @@ const SCENARIOS = {
       for (const c of [big, tiny, sub]) await disconnect(c);
     } finally {
       for (const c of [big, tiny, sub]) c.client.forceDisconnect();
+    }
+  },
+
+  async 'js-ws-deflate'() {
+    // Against a broker started with --compression: stompjs over `ws` with permessage-deflate
+    // negotiates it; JSON, a 100 KiB repetitive text, a small text and a 64 KiB binary body
+    // from a compressing and from a plain publisher reach a compressing subscriber, one with
+    // 10-bit windows and a plain one byte-exact, headers intact; the big text travels
+    // compressed both ways (bytes on the TCP sockets) where deflate was agreed, whole elsewhere.
+    const dest = `/topic/interop.jsdeflate.${process.pid}`;
+    const Z = { wsOptions: { perMessageDeflate: true } };
+    const Z10 = { wsOptions: { perMessageDeflate: { serverMaxWindowBits: 10, clientMaxWindowBits: 10 } } };
+    const PLAIN = { wsOptions: { perMessageDeflate: false } };
+    const subs = [await connect('sub-deflate', Z), await connect('sub-deflate-w10', Z10), await connect('sub-plain', PLAIN)];
+    const pubZ = await connect('pub-deflate', Z);
+    const pubPlain = await connect('pub-plain', PLAIN);
+    const all = [...subs, pubZ, pubPlain];
+    const deflate = (c) => /(^|,)\s*permessage-deflate\s*(;|,|$)/.test(c.client.webSocket.extensions);
+    const sock = (c) => c.client.webSocket._socket; // ws's net.Socket: bytesRead, bytesWritten
+    try {
+      for (const c of [subs[0], subs[1], pubZ]) {
+        check(deflate(c), `${c.st.name}: negotiated extensions ${JSON.stringify(c.client.webSocket.extensions)}, want permessage-deflate`);
+      }
+      check(/server_max_window_bits=10\b/.test(subs[1].st.extensionsHeader),
+        `sub-deflate-w10: Sec-WebSocket-Extensions ${JSON.stringify(subs[1].st.extensionsHeader)} does not grant server_max_window_bits=10`);
+      for (const c of [subs[2], pubPlain]) {
+        check(c.client.webSocket.extensions === '' && c.st.extensionsHeader === null,
+          `${c.st.name}: extensions ${JSON.stringify(c.client.webSocket.extensions)} / ${JSON.stringify(c.st.extensionsHeader)} without an offer`);
+      }
+      console.log(`ok: negotiated ${JSON.stringify(subs[0].st.extensionsHeader)}; 10-bit: ${JSON.stringify(subs[1].st.extensionsHeader)}`);
+      const inboxes = [];
+      for (const [i, c] of subs.entries()) inboxes.push(await subscribe(c, dest, `s${i}`));
+
+      const items = [];
+      let json = '';
+      for (let n = 0; json.length < 1024; n++) {
+        items.push({ sku: `A-${n}`, qty: (n % 7) + 1, price: 9.99 + n / 2, note: 'κόσμε' });
+        json = JSON.stringify({ order: 4711, from: UTF8_TEXT, items });
+      }
+      let big = '';
+      for (let i = 0; enc.encode(big).length < 100 * 1024; i++) {
+        big += `${String(i).padStart(6, '0')} stompbox permessage-deflate κόσμε 😀 the quick brown fox\n`;
+      }
+      const small = `small: ${UTF8_TEXT}`;
+      const bin = new Uint8Array(64 * 1024);
+      for (let i = 0; i < bin.length; i++) bin[i] = i % 3 ? (i * 7919) % 251 : 0;
+      const bigBytes = enc.encode(big).length;
+      const bodies = [
+        ['json', { body: json, headers: { 'content-type': 'application/json' } }, json],
+        ['text-100k', { body: big }, big],
+        ['small', { body: small }, small],
+        ['binary-64k', { binaryBody: bin, headers: { 'content-type': 'application/octet-stream' } }, bin],
+      ];
+      const xh = { 'x-colon': 'a:b', 'x-utf8': 'κόσμε', 'x-bs': 'c\\d' };
+      let n = 0;
+      const report = [];
+      for (const pub of [pubZ, pubPlain]) {
+        for (const [label, args, want] of bodies) {
+          const rid = `r-${pub.st.name}-${label}`;
+          const extra = { ...(args.headers ?? {}), ...xh, 'x-from': pub.st.name, 'x-kind': label };
+          const read0 = subs.map((c) => sock(c).bytesRead);
+          const written0 = sock(pub).bytesWritten;
+          await withReceipt(pub, rid, () =>
+            pub.client.publish({ destination: dest, ...args, headers: { ...extra, receipt: rid } }),
+          );
+          const written = sock(pub).bytesWritten - written0;
+          n++;
+          const read = [];
+          for (const [i, c] of subs.entries()) {
+            const m = (await inboxes[i].take(n, 10000))[n - 1];
+            try {
+              checkMessage(m, dest, want, `s${i}`, extra);
+            } catch (e) {
+              throw new Fail(`${c.st.name}, ${pub.st.name} ${label}: ${e.message}`);
+            }
+            read.push(sock(c).bytesRead - read0[i]);
+          }
+          if (label !== 'text-100k') continue;
+          // The 100 KiB text: compressed on the wire to and from compressing peers only.
+          report.push(`${pub.st.name} wrote ${written}, ${subs.map((c, i) => `${c.st.name} read ${read[i]}`).join(', ')}`);
+          if (deflate(pub)) check(written < bigBytes / 10, `${pub.st.name} wrote ${written} bytes for the ${bigBytes}-byte text: not compressed`);
+          else check(written >= bigBytes, `${pub.st.name} wrote only ${written} bytes for a ${bigBytes}-byte body uncompressed`);
+          for (const [i, c] of subs.entries()) {
+            if (deflate(c)) check(read[i] < bigBytes / 10, `${c.st.name} read ${read[i]} bytes for the ${bigBytes}-byte text from ${pub.st.name}: not compressed`);
+            else check(read[i] >= bigBytes, `${c.st.name} read only ${read[i]} bytes for a ${bigBytes}-byte body uncompressed`);
+          }
+        }
+      }
+      console.log(`ok: the ${bigBytes}-byte text on the wire: ${report.join('; ')}`);
+      await sleep(200);
+      for (const [i, c] of subs.entries()) {
+        check(inboxes[i].messages.length === n, `${c.st.name}: ${inboxes[i].messages.length} messages, want ${n}`);
+      }
+      for (const c of all) noErrors(c);
+      console.log(`ok: ${n} messages byte-exact to ${subs.length} subscribers`);
+      for (const c of all) await disconnect(c);
+    } finally {
+      for (const c of all) c.client.forceDisconnect();
     }
   },
 

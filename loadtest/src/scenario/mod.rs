@@ -36,6 +36,7 @@ fn stomp_opts(c: &Common) -> Result<StompOpts, String> {
         host: c.host.clone(),
         accept_version,
         protocols,
+        deflate: c.compression,
     })
 }
 
