@@ -364,3 +364,82 @@ fn the_echo_endpoint_answers_compressed() {
     z.send_plain(b"tiny");
     assert_eq!(z.message(), (false, b"tiny".to_vec()));
 }
+
+/// An independent RFC 7692 implementation (ratchet, with its deflate extension) as publisher
+/// and subscriber: compressed SENDs in, compressed MESSAGEs out, bodies intact.
+#[test]
+fn an_independent_deflate_client_publishes_and_subscribes() {
+    use bytes::BytesMut;
+    use ratchet_rs::deflate::DeflateExtProvider;
+    use ratchet_rs::{Message, PayloadType, SubprotocolRegistry, WebSocketConfig};
+
+    let (h, addr) = server(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = json(40);
+    let received = rt.block_on(async {
+        let open = || async {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            ratchet_rs::subscribe_with(
+                WebSocketConfig::default(),
+                s,
+                format!("ws://{addr}/ws"),
+                &DeflateExtProvider::default(),
+                SubprotocolRegistry::new(["v12.stomp"]).unwrap(),
+            )
+            .await
+            .unwrap()
+            .into_websocket()
+        };
+        let mut sub = open().await;
+        let mut publ = open().await;
+        let mut buf = BytesMut::new();
+        let connect = frame("CONNECT", &[("accept-version", "1.2"), ("host", "/")], b"");
+        for ws in [&mut sub, &mut publ] {
+            ws.write(&connect, PayloadType::Text).await.unwrap();
+            buf.clear();
+            assert!(matches!(ws.read(&mut buf).await.unwrap(), Message::Text));
+            assert!(buf.starts_with(b"CONNECTED\n"));
+        }
+        sub.write(
+            &frame(
+                "SUBSCRIBE",
+                &[("id", "1"), ("destination", "/topic/r"), ("receipt", "s")],
+                b"",
+            ),
+            PayloadType::Text,
+        )
+        .await
+        .unwrap();
+        buf.clear();
+        sub.read(&mut buf).await.unwrap();
+        assert!(buf.starts_with(b"RECEIPT\n"));
+        let mut got = Vec::new();
+        for i in 0..3 {
+            let mut b = body.clone();
+            b.extend_from_slice(format!(" #{i}").as_bytes());
+            publ.write(
+                &frame("SEND", &[("destination", "/topic/r")], &b),
+                PayloadType::Text,
+            )
+            .await
+            .unwrap();
+            buf.clear();
+            assert!(matches!(sub.read(&mut buf).await.unwrap(), Message::Text));
+            let (f, _) = parse_frame(&buf, Esc::V12).expect("a MESSAGE");
+            got.push((f.command, f.body, b));
+        }
+        got
+    });
+    for (command, got, sent) in received {
+        assert_eq!(command, "MESSAGE");
+        assert_eq!(got, sent);
+    }
+    // It was compressed both ways: the CONNECTs, SUBSCRIBE and SENDs inflated, the three
+    // MESSAGEs deflated.
+    let m = ops::scrape(h.metrics_addr().expect("metrics"));
+    assert!(m.u("stompbox_inflated_total") >= 6, "{}", m.text);
+    assert_eq!(m.u("stompbox_deflate_segments_total"), 3);
+}

@@ -264,8 +264,15 @@ impl std::fmt::Debug for Inflater {
 impl Inflater {
     /// An inflater with a 32 KiB window (enough for any window the client may use).
     pub fn new(keep_context: bool) -> Self {
+        Inflater::with_window(keep_context, 15)
+    }
+
+    /// An inflater with a window of `bits` (9-15, clamped): enough for a client that agreed to
+    /// `client_max_window_bits` of at most `bits` (an 8-bit window fits a 9-bit one). A kept
+    /// context's memory is mostly this window.
+    pub fn with_window(keep_context: bool, bits: u8) -> Self {
         Inflater {
-            z: Decompress::new_with_window_bits(false, 15),
+            z: Decompress::new_with_window_bits(false, bits.clamp(9, 15)),
             keep: keep_context,
         }
     }
@@ -598,7 +605,8 @@ mod tests {
                 assert_eq!(&out[head.len()..], body, "{i}");
             }
         }
-        // compress_message builds the same, and small windows work too.
+        // compress_message builds the same, and small windows work too, inflated with a
+        // window as small.
         for bits in 9..=15 {
             let mut msg = Vec::new();
             assert!(compress_message(
@@ -608,7 +616,7 @@ mod tests {
                 &mut msg
             ));
             let mut out = Vec::new();
-            Inflater::new(true)
+            Inflater::with_window(true, bits)
                 .inflate(&msg, &mut out, 1 << 20)
                 .unwrap();
             assert_eq!(out, [&b"head\n"[..], body].concat());

@@ -113,8 +113,9 @@ impl WsDeflate {
         if self.agreed.client_no_context_takeover {
             return zip.shared_inflater().inflate(payload, out, limit);
         }
+        let bits = self.agreed.client_max_window_bits;
         self.inflater
-            .get_or_insert_with(|| Box::new(crate::ws::deflate::Inflater::new(true)))
+            .get_or_insert_with(|| Box::new(crate::ws::deflate::Inflater::with_window(true, bits)))
             .inflate(payload, out, limit)
     }
 }
