@@ -61,11 +61,12 @@ pub struct Compression {
 
 /// A delivery's parts, compressed: the new frame header and stored-block header, to go before
 /// the head's other parts, and the segment that replaces the shared part.
-pub struct Compressed {
+pub struct Compressed<'a> {
     pub header: [u8; ws::frame::MAX_HEADER_LEN],
     pub header_len: usize,
     pub stored: [u8; 5],
-    pub segment: Arc<[u8]>,
+    /// In the cache (borrowed: the queue takes the one reference it needs).
+    pub segment: &'a Arc<[u8]>,
 }
 
 impl Compression {
@@ -91,7 +92,12 @@ impl Compression {
     /// The compressed form of a WebSocket delivery `head` (`head[0]` is its frame header, the
     /// rest the STOMP head) + `shared`, for a session that compresses with `bits` window bits;
     /// `None` to send it as it is (small, a head over 64 KiB, or not smaller compressed).
-    pub fn compress(&mut self, head: &[&[u8]], shared: &Arc<[u8]>, bits: u8) -> Option<Compressed> {
+    pub fn compress(
+        &mut self,
+        head: &[&[u8]],
+        shared: &Arc<[u8]>,
+        bits: u8,
+    ) -> Option<Compressed<'_>> {
         if shared.len() < self.cfg.min_size {
             return None;
         }
@@ -103,7 +109,8 @@ impl Compression {
         };
         let head_len: usize = rest.iter().map(|p| p.len()).sum();
         let stored_len = u16::try_from(head_len).ok()?;
-        let segment = self.segment(shared, bits)?;
+        let slot = self.segment(shared, bits)?;
+        let segment = self.cache.get(slot)?.as_ref()?.segment.as_ref()?;
         let len = 5 + head_len + segment.len();
         let mut header = [0u8; ws::frame::MAX_HEADER_LEN];
         let header_len = ws::encode_header(&mut header, true, opcode, len as u64, None);
@@ -118,16 +125,14 @@ impl Compression {
         })
     }
 
-    /// The segment of `shared` for `bits`, from the cache or made now.
-    fn segment(&mut self, shared: &Arc<[u8]>, bits: u8) -> Option<Arc<[u8]>> {
+    /// The cache slot of the segment of `shared` for `bits`, found or made now.
+    fn segment(&mut self, shared: &Arc<[u8]>, bits: u8) -> Option<usize> {
         let bits = bits.clamp(9, 15);
-        if let Some(c) = self
-            .cache
-            .iter()
-            .flatten()
-            .find(|c| c.bits == bits && Arc::ptr_eq(&c.src, shared))
-        {
-            return c.segment.clone();
+        if let Some(i) = self.cache.iter().position(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.bits == bits && Arc::ptr_eq(&c.src, shared))
+        }) {
+            return Some(i);
         }
         let level = self.cfg.level;
         let d = self
@@ -149,14 +154,12 @@ impl Compression {
         }
         let slot = self.next % CACHED;
         self.next = self.next.wrapping_add(1);
-        if let Some(c) = self.cache.get_mut(slot) {
-            *c = Some(Cached {
-                src: shared.clone(),
-                bits,
-                segment: segment.clone(),
-            });
-        }
-        segment
+        *self.cache.get_mut(slot)? = Some(Cached {
+            src: shared.clone(),
+            bits,
+            segment,
+        });
+        Some(slot)
     }
 
     /// Forget the cached segments (end of a fan-out: the messages they belong to may go).
@@ -216,7 +219,7 @@ pub fn with_compression<R>(
         *d = s;
     }
     let n = (rest.len() + 2).min(parts.len());
-    queue(parts.get(..n).unwrap_or_default(), &z.segment)
+    queue(parts.get(..n).unwrap_or_default(), z.segment)
 }
 
 #[cfg(test)]
@@ -237,21 +240,17 @@ mod tests {
         let n = ws::encode_header(&mut h, true, Opcode::Text, 999, None);
         let head: [&[u8]; 2] = [&h[..n], b"MESSAGE\nsubscription:1\n"];
         let a = c.compress(&head, &shared, 15).unwrap();
-        let b = c.compress(&head, &shared, 15).unwrap();
-        assert!(Arc::ptr_eq(&a.segment, &b.segment));
+        let (a_header, a_len, a_seg) = (a.header, a.header_len, a.segment.clone());
+        let b = c.compress(&head, &shared, 15).unwrap().segment.clone();
+        assert!(Arc::ptr_eq(&a_seg, &b));
         assert_eq!(c.segments, 1);
-        let d = c.compress(&head, &shared, 10).unwrap();
-        assert!(!Arc::ptr_eq(&a.segment, &d.segment));
+        let d = c.compress(&head, &shared, 10).unwrap().segment.clone();
+        assert!(!Arc::ptr_eq(&a_seg, &d));
         assert_eq!(c.segments, 2);
         // The frame: RSV1 and a length covering the stored block and the segment.
-        let hdr = ws::parse_header(&a.header[..a.header_len])
-            .unwrap()
-            .unwrap();
+        let hdr = ws::parse_header(&a_header[..a_len]).unwrap().unwrap();
         assert!(hdr.rsv1 && hdr.fin && hdr.opcode == Opcode::Text);
-        assert_eq!(
-            hdr.payload_len as usize,
-            5 + head[1].len() + a.segment.len()
-        );
+        assert_eq!(hdr.payload_len as usize, 5 + head[1].len() + a_seg.len());
         // Small parts and incompressible ones go as they are.
         let small: Arc<[u8]> = Arc::from(&b"tiny"[..]);
         assert!(c.compress(&head, &small, 15).is_none());
