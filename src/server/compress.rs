@@ -33,6 +33,10 @@ impl Default for CompressionConfig {
 /// Segments cached at once: a message's encodings (1.0, 1.1, 1.2) times window sizes in use.
 const CACHED: usize = 4;
 
+/// Most parts the STOMP head of a delivery may have to be compressed (a queue delivery's has
+/// eight, after its frame header); a head of more goes uncompressed.
+pub const MAX_HEAD_PARTS: usize = 14;
+
 #[derive(Debug)]
 struct Cached {
     /// The shared part this is the segment of (held, so its address is not reused meanwhile).
@@ -102,6 +106,10 @@ impl Compression {
             return None;
         }
         let (wsh, rest) = head.split_first()?;
+        // The compressed head is the new frame header, the stored block's, and these parts.
+        if rest.len() > MAX_HEAD_PARTS {
+            return None;
+        }
         let opcode = match wsh.first().map(|b| b & 0x0F) {
             Some(0x1) => Opcode::Text,
             Some(0x2) => Opcode::Binary,
@@ -210,7 +218,8 @@ pub fn with_compression<R>(
     let Some(z) = bits.and_then(|b| zip.compress(head, shared, b)) else {
         return queue(head, shared);
     };
-    let mut parts: [&[u8]; 8] = [&[]; 8];
+    // `compress` took only heads whose parts all fit here (every byte the lengths count).
+    let mut parts: [&[u8]; MAX_HEAD_PARTS + 2] = [&[]; MAX_HEAD_PARTS + 2];
     let rest = head.get(1..).unwrap_or_default();
     let [a, b, tail @ ..] = &mut parts;
     *a = z.header.get(..z.header_len).unwrap_or_default();
@@ -218,8 +227,7 @@ pub fn with_compression<R>(
     for (d, s) in tail.iter_mut().zip(rest) {
         *d = s;
     }
-    let n = (rest.len() + 2).min(parts.len());
-    queue(parts.get(..n).unwrap_or_default(), z.segment)
+    queue(parts.get(..rest.len() + 2).unwrap_or_default(), z.segment)
 }
 
 #[cfg(test)]
@@ -251,6 +259,31 @@ mod tests {
         let hdr = ws::parse_header(&a_header[..a_len]).unwrap().unwrap();
         assert!(hdr.rsv1 && hdr.fin && hdr.opcode == Opcode::Text);
         assert_eq!(hdr.payload_len as usize, 5 + head[1].len() + a_seg.len());
+        // A head of many parts (a queue delivery has nine with the frame header): all of them
+        // go out, and the lengths count exactly those bytes; past the bound, uncompressed.
+        let many: Vec<&[u8]> = std::iter::once(&h[..n])
+            .chain((0..MAX_HEAD_PARTS).map(|_| &b"k:v\n"[..]))
+            .collect();
+        let mut queued = Vec::new();
+        with_compression(&mut c, Some(15), &many, &shared, |parts, seg| {
+            queued = parts.concat();
+            queued.extend_from_slice(seg);
+        });
+        let hdr = ws::parse_header(&queued).unwrap().unwrap();
+        assert!(hdr.rsv1);
+        assert_eq!(hdr.header_len + hdr.payload_len as usize, queued.len());
+        let mut out = Vec::new();
+        ws::deflate::Inflater::new(false)
+            .inflate(&queued[hdr.header_len..], &mut out, 1 << 20)
+            .unwrap();
+        assert_eq!(
+            out,
+            [b"k:v\n".repeat(MAX_HEAD_PARTS), shared.to_vec()].concat()
+        );
+        let too_many: Vec<&[u8]> = std::iter::once(&h[..n])
+            .chain((0..=MAX_HEAD_PARTS).map(|_| &b"k:v\n"[..]))
+            .collect();
+        assert!(c.compress(&too_many, &shared, 15).is_none());
         // Small parts and incompressible ones go as they are.
         let small: Arc<[u8]> = Arc::from(&b"tiny"[..]);
         assert!(c.compress(&head, &small, 15).is_none());

@@ -114,6 +114,9 @@ pub fn start_server() -> Server {
         // its kernel drop the unread ERROR (the default is 5 s; 300 ms lost one here).
         c.close_timeout = Duration::from_millis(1500);
         c.handshake_timeout = Duration::from_secs(3);
+        // permessage-deflate for the sessions that offer it, most deliveries compressed.
+        c.handshake.deflate = Some(stompbox::ws::deflate::DeflateConfig::default());
+        c.compression.min_size = 32;
     });
     let tcp = h.tcp_addr().expect("tcp listener");
     Server {
@@ -245,7 +248,8 @@ fn probe(server: &Server) -> Result<(), String> {
     for i in 0..=REACTORS {
         let ws = i % 2 == 1;
         let addr = if ws { server.ws } else { server.tcp };
-        let mut c = wire::Conn::open(addr, ws).map_err(|e| format!("probe {i}: {e}"))?;
+        // The WebSocket probes offer permessage-deflate (the scripts use both kinds).
+        let mut c = wire::Conn::open(addr, ws, ws).map_err(|e| format!("probe {i}: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut rng = Rng(i as u64);
         c.write(

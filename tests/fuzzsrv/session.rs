@@ -144,7 +144,8 @@ impl Driver {
     pub fn open(&mut self, slot: usize, ws: bool) -> Option<usize> {
         let addr = if ws { self.wsa } else { self.tcp };
         let id = self.incs.len();
-        match Conn::open(addr, ws) {
+        // Every other WebSocket session uses permessage-deflate.
+        match Conn::open(addr, ws, ws && self.incs.len() % 2 == 1) {
             Ok(conn) => {
                 self.incs.push(Inc {
                     id,

@@ -31,8 +31,20 @@ pub enum Ev {
     },
 }
 
+/// permessage-deflate on a session (zlib as a browser uses it): what the session sends is
+/// compressed on its own, message by message; what it receives is inflated with one window kept
+/// for the session (valid whatever the server announced).
+pub struct Zip {
+    inflate: flate2::Decompress,
+    deflate: flate2::Compress,
+}
+
 pub struct Conn {
     pub ws: bool,
+    /// permessage-deflate agreed.
+    zip: Option<Box<Zip>>,
+    /// The message being assembled is compressed (its first frame had RSV1).
+    msg_compressed: bool,
     s: TcpStream,
     /// Bytes read but not decoded yet (read while a write was blocked).
     raw: Vec<u8>,
@@ -56,7 +68,7 @@ fn io_err(e: std::io::Error) -> String {
 impl Conn {
     /// Connect (small receive buffer, so a client that stops reading backs the server up
     /// quickly) and, for WebSocket, upgrade on `/ws`.
-    pub fn open(addr: SocketAddr, ws: bool) -> Result<Conn, String> {
+    pub fn open(addr: SocketAddr, ws: bool, deflate: bool) -> Result<Conn, String> {
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .map_err(io_err)?;
         sock.set_recv_buffer_size(32 * 1024).map_err(io_err)?;
@@ -66,6 +78,8 @@ impl Conn {
         s.set_nodelay(true).map_err(io_err)?;
         let mut c = Conn {
             ws,
+            zip: None,
+            msg_compressed: false,
             s,
             raw: Vec::new(),
             wbuf: Vec::new(),
@@ -79,9 +93,14 @@ impl Conn {
         if ws {
             c.s.set_read_timeout(Some(Duration::from_secs(2)))
                 .map_err(io_err)?;
+            let offer = if deflate {
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            } else {
+                ""
+            };
             let req = crate::common::upgrade_request(
                 "/ws",
-                "Sec-WebSocket-Protocol: v12.stomp, v11.stomp, v10.stomp\r\n",
+                &format!("Sec-WebSocket-Protocol: v12.stomp, v11.stomp, v10.stomp\r\n{offer}"),
             );
             c.s.write_all(req.as_bytes()).map_err(io_err)?;
             let mut head = Vec::new();
@@ -100,6 +119,17 @@ impl Conn {
             if !text.starts_with("HTTP/1.1 101 ") || !text.contains("v12.stomp") {
                 return Err(format!("upgrade refused: {text:?}"));
             }
+            if text.contains("permessage-deflate") != deflate {
+                return Err(format!(
+                    "permessage-deflate offered: {deflate}, answer: {text:?}"
+                ));
+            }
+            if deflate {
+                c.zip = Some(Box::new(Zip {
+                    inflate: flate2::Decompress::new_with_window_bits(false, 15),
+                    deflate: flate2::Compress::new(flate2::Compression::fast(), false),
+                }));
+            }
             c.raw.extend_from_slice(&head[end..]);
         }
         c.s.set_nonblocking(true).map_err(io_err)?;
@@ -114,7 +144,7 @@ impl Conn {
 
     /// The bytes a write of `stomp` puts on the wire: as is on TCP; on WebSocket one or more
     /// masked messages (cut at random points when `split`), some fragmented.
-    fn encode(&self, stomp: &[u8], split: bool, rng: &mut Rng) -> Vec<u8> {
+    fn encode(&mut self, stomp: &[u8], split: bool, rng: &mut Rng) -> Vec<u8> {
         if !self.ws {
             return stomp.to_vec();
         }
@@ -125,6 +155,18 @@ impl Conn {
             } else {
                 2
             };
+            // With permessage-deflate, most messages go compressed (RSV1 on the first frame).
+            if let Some(z) = self.zip.as_mut().filter(|_| rng.below(4) != 0) {
+                let data = compress(&mut z.deflate, part);
+                if split && data.len() > 1 && rng.below(3) == 0 {
+                    let k = 1 + rng.below(data.len() as u64 - 1) as usize;
+                    out.extend(raw_frame(0x40 | op, &data[..k], Some([7, 8, 9, 10])));
+                    out.extend(masked(true, 0, &data[k..]));
+                } else {
+                    out.extend(raw_frame(0xC0 | op, &data, Some([7, 8, 9, 10])));
+                }
+                continue;
+            }
             if split && part.len() > 1 && rng.below(3) == 0 {
                 let k = 1 + rng.below(part.len() as u64 - 1) as usize;
                 out.extend(masked(false, op, &part[..k]));
@@ -250,7 +292,9 @@ impl Conn {
             if b1 & 0x80 != 0 {
                 return Err("server sent a masked WebSocket frame".into());
             }
-            if b0 & 0x70 != 0 {
+            // RSV1 only with permessage-deflate, on the first frame of a data message.
+            let rsv1_ok = self.zip.is_some() && matches!(b0 & 0x0f, 1 | 2);
+            if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && !rsv1_ok) {
                 return Err(format!("server frame with RSV bits set: {b0:#x}"));
             }
             let (len, hl) = match b1 & 0x7f {
@@ -309,11 +353,16 @@ impl Conn {
                         return Err("new data frame inside a fragmented message".into());
                     }
                     self.msg = Some((op == 1, payload));
+                    self.msg_compressed = b0 & 0x40 != 0;
                 }
                 _ => return Err(format!("reserved opcode {op}")),
             }
             if fin && op < 8 {
-                if let Some((text, m)) = self.msg.take() {
+                if let Some((text, mut m)) = self.msg.take() {
+                    if std::mem::take(&mut self.msg_compressed) {
+                        let z = self.zip.as_mut().ok_or("RSV1 without deflate")?;
+                        m = inflate(&mut z.inflate, &m)?;
+                    }
                     if text && std::str::from_utf8(&m).is_err() {
                         return Err("text message is not UTF-8".into());
                     }
@@ -389,6 +438,55 @@ fn cut<'a>(b: &'a [u8], split: bool, rng: &mut Rng) -> Vec<&'a [u8]> {
     }
     out.push(&b[at..]);
     out
+}
+
+/// `data` compressed as one permessage-deflate message on its own (RFC 7692 §7.2.1).
+fn compress(z: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
+    z.reset();
+    let mut out = Vec::with_capacity(data.len() + 64);
+    let mut input = data;
+    loop {
+        out.reserve(256);
+        let before = z.total_in();
+        if z.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .is_err()
+        {
+            break;
+        }
+        input = input
+            .get((z.total_in() - before) as usize..)
+            .unwrap_or_default();
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    if out.ends_with(&[0, 0, 0xff, 0xff]) {
+        out.truncate(out.len() - 4);
+    }
+    out
+}
+
+/// A compressed message from the server, inflated (with the session's window).
+fn inflate(z: &mut flate2::Decompress, data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(data.len() * 4 + 256);
+    let mut rest: &[u8] = &input;
+    loop {
+        let before = z.total_in();
+        z.decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
+            .map_err(|e| format!("server's compressed message does not inflate: {e}"))?;
+        rest = rest
+            .get((z.total_in() - before) as usize..)
+            .unwrap_or_default();
+        if rest.is_empty() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+        if out.len() > 64 << 20 {
+            return Err("server's compressed message inflates past 64 MiB".into());
+        }
+        out.reserve(out.capacity().max(1024));
+    }
 }
 
 /// An unmasked client frame: a WebSocket protocol error the server must answer with a Close.
