@@ -131,6 +131,10 @@ pub struct ConnectArgs {
     /// Seconds to hold them open before closing.
     #[arg(long, default_value_t = 2.0)]
     pub hold: f64,
+    /// Destinations the sessions subscribe to: 1 (every session on `/topic/PREFIX-connect`),
+    /// or T: session i on `/topic/PREFIX/room/NNNN` with NNNN = i mod T (T = N: one each).
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub topics: usize,
 }
 
 #[derive(Debug, Clone, Args)]

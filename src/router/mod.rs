@@ -39,33 +39,55 @@ pub enum Framing {
 pub struct Subscriber {
     /// The connection (reactor-local token).
     pub conn: usize,
-    /// Raw STOMP id.
-    pub id: Box<str>,
     pub ack: AckMode,
     pub version: Version,
     /// How frames travel to it.
     pub framing: Framing,
-    /// `MESSAGE\nsubscription:<id>\n`, encoded once at subscribe time.
+    /// `MESSAGE\nsubscription:<id>\n`, encoded once at subscribe time: the only copy of the
+    /// id the router keeps (see [`Subscriber::is`]).
     pub prefix: Box<[u8]>,
 }
 
+/// What every subscriber's prefix starts with.
+const PREFIX_HEAD: &[u8] = b"MESSAGE\nsubscription:";
+
 impl Subscriber {
     pub fn new(conn: usize, id: &str, ack: AckMode, version: Version, framing: Framing) -> Self {
-        let mut p = b"MESSAGE\nsubscription:".to_vec();
-        if version == Version::V1_0 {
-            p.extend_from_slice(id.as_bytes());
-        } else {
-            escape::escape_into(&mut p, id.as_bytes());
-        }
+        let mut p = Vec::with_capacity(PREFIX_HEAD.len() + id.len() + 1);
+        p.extend_from_slice(PREFIX_HEAD);
+        encode_id(&mut p, id, version);
         p.push(b'\n');
         Subscriber {
             conn,
-            id: id.into(),
             ack,
             version,
             framing,
             prefix: p.into_boxed_slice(),
         }
+    }
+
+    /// Is this `conn`'s subscription `id`? (Read back from the prefix; unsubscribing is rare
+    /// enough to encode the id again for it.)
+    pub fn is(&self, conn: usize, id: &str) -> bool {
+        if self.conn != conn {
+            return false;
+        }
+        let mut want = Vec::with_capacity(id.len() + 4);
+        encode_id(&mut want, id, self.version);
+        let stored = self
+            .prefix
+            .get(PREFIX_HEAD.len()..self.prefix.len().saturating_sub(1))
+            .unwrap_or_default();
+        stored == want.as_slice()
+    }
+}
+
+/// A subscription id as its MESSAGE header value: raw for 1.0, escaped for 1.1 and 1.2.
+fn encode_id(out: &mut Vec<u8>, id: &str, version: Version) {
+    if version == Version::V1_0 {
+        out.extend_from_slice(id.as_bytes());
+    } else {
+        escape::escape_into(out, id.as_bytes());
     }
 }
 
@@ -485,6 +507,10 @@ impl Router {
                 c.add(s);
             }
         }
+        if d.subs.is_empty() {
+            // Many destinations have one subscriber: room for one, not four.
+            d.subs.reserve_exact(1);
+        }
         d.subs.push(sub);
         self.topic_sub_count += 1;
     }
@@ -495,7 +521,7 @@ impl Router {
         if kind(destination) == DestKind::Pattern {
             if let Some(p) = self.patterns.get_mut(destination) {
                 let before = p.subs.len();
-                p.subs.retain(|s| !(s.conn == conn && *s.id == *id));
+                p.subs.retain(|s| !s.is(conn, id));
                 self.pattern_sub_count -= before - p.subs.len();
                 if p.subs.is_empty() {
                     if let Some(p) = self.patterns.remove(destination) {
@@ -511,7 +537,7 @@ impl Router {
             return;
         }
         if let Some(d) = self.dests.get_mut(destination) {
-            if let Some(i) = d.subs.iter().position(|s| s.conn == conn && *s.id == *id) {
+            if let Some(i) = d.subs.iter().position(|s| s.is(conn, id)) {
                 // Keep the order of the remaining subscribers.
                 d.subs.remove(i);
                 self.topic_sub_count -= 1;

@@ -14,7 +14,7 @@ const MAX_IOV: usize = 64;
 /// A run of queued bytes; `end` marks the last segment of a frame (a STOMP frame, or any
 /// whole WebSocket frame or HTTP response), so the queue can be cut back to a frame boundary.
 #[derive(Debug)]
-enum Seg {
+pub(super) enum Seg {
     /// The next `len` bytes of `own`.
     Own(usize, bool),
     /// A shared chunk, from `off`.
@@ -90,6 +90,10 @@ impl OutQueue {
     pub fn own_buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.own.capacity() == 0 {
             self.own = pool.get();
+            // Every frame starts here: the segment list comes from the pool with the buffer.
+            if self.segs.capacity() == 0 {
+                self.segs = pool.get_segs();
+            }
         }
         &mut self.own
     }
@@ -285,14 +289,14 @@ impl OutQueue {
         self.mid_frame = false;
     }
 
-    /// Give an empty queue's buffer back to the pool.
+    /// Give an empty queue's buffer and segment list back to the pool.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.len == 0 && self.own.capacity() > 0 {
             self.head = 0;
             pool.put(std::mem::take(&mut self.own));
-            if self.segs.capacity() > 64 {
-                self.segs = VecDeque::new();
-            }
+        }
+        if self.len == 0 && self.segs.capacity() > 0 {
+            pool.put_segs(std::mem::take(&mut self.segs));
         }
     }
 }

@@ -103,3 +103,8 @@ impl Sink for NaiveDeflateSink {
             .deliver(conn, &[h.get(..n).unwrap_or_default()], &z);
     }
 }
+
+/// Bytes of one entry in a reactor's connection slab (for the memory tests and the byte table).
+pub fn slot_size() -> usize {
+    std::mem::size_of::<super::slots::Slot>()
+}

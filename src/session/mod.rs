@@ -266,7 +266,7 @@ impl StompError {
 /// ready to route, an acknowledgement): the session holds it until COMMIT or ABORT.
 #[derive(Debug)]
 pub struct Session<T = ()> {
-    pub id: String,
+    pub id: SessionId,
     pub version: Version,
     pub connected: bool,
     pub login: Option<String>,
@@ -287,10 +287,92 @@ struct Transaction<T> {
     ops: Vec<T>,
 }
 
+/// A session's id (`s<reactor>-<n>`), held inline: no heap block per session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    buf: [u8; SessionId::MAX],
+    len: u8,
+}
+
+impl SessionId {
+    /// The longest id kept (longer ones are cut at a character boundary): `s63-` and 19
+    /// digits fit, and the whole id is as small as a `String`'s pointer, length and capacity.
+    pub const MAX: usize = 23;
+
+    /// `s<reactor>-<n>`, written in place.
+    pub fn numbered(reactor: usize, n: u64) -> SessionId {
+        let mut id = SessionId {
+            buf: [0; SessionId::MAX],
+            len: 0,
+        };
+        let mut tmp = [0u8; 20];
+        id.push(b"s");
+        id.push(crate::stomp::usize_digits(reactor, &mut tmp));
+        id.push(b"-");
+        id.push(crate::stomp::usize_digits(n as usize, &mut tmp));
+        id
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len as usize) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        let b = self.buf.get(..self.len as usize).unwrap_or_default();
+        match std::str::from_utf8(b) {
+            Ok(s) => s,
+            // Cut inside a character: the valid part.
+            Err(e) => std::str::from_utf8(b.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(s: &str) -> SessionId {
+        let mut id = SessionId {
+            buf: [0; SessionId::MAX],
+            len: 0,
+        };
+        id.push(s.as_bytes());
+        id
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(s: String) -> SessionId {
+        SessionId::from(s.as_str())
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl<T> Session<T> {
-    pub fn new(id: String) -> Self {
+    pub fn new(id: impl Into<SessionId>) -> Self {
         Session {
-            id,
+            id: id.into(),
             version: Version::V1_2,
             connected: false,
             login: None,
@@ -581,6 +663,11 @@ impl<T> Session<T> {
         }
         if self.subs.len() >= cfg.max_subscriptions {
             return Err(StompError::new("too many subscriptions").because(Cause::Limit));
+        }
+        if self.subs.is_empty() {
+            // Most sessions hold one subscription: room for one, not the four a first push
+            // makes room for.
+            self.subs.reserve_exact(1);
         }
         self.subs.push(Subscription {
             id: id.into(),

@@ -17,7 +17,7 @@ fn run(s: &mut Session, wire: &[u8]) -> (Result<String, StompError>, String) {
 
 #[test]
 fn connect_negotiates_version_and_heartbeat() {
-    let mut s: Session = Session::new("s1".into());
+    let mut s: Session = Session::new("s1");
     let (r, out) = run(
         &mut s,
         b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:h\nheart-beat:5000,20000\n\n\0",
@@ -32,19 +32,19 @@ fn connect_negotiates_version_and_heartbeat() {
     assert_eq!(s.version, Version::V1_2);
 
     // A client asking for beats every 2 s gets them every 2 s.
-    let mut s: Session = Session::new("s1b".into());
+    let mut s: Session = Session::new("s1b");
     let (_, out) = run(
         &mut s,
         b"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:1000,2000\n\n\0",
     );
     assert!(out.contains("heart-beat:2000,10000\n"), "{out}");
 
-    let mut s: Session = Session::new("s2".into());
+    let mut s: Session = Session::new("s2");
     let (_, out) = run(&mut s, b"CONNECT\n\n\0");
     assert!(out.contains("version:1.0\n"));
     assert!(!out.contains("heart-beat"));
 
-    let mut s: Session = Session::new("s3".into());
+    let mut s: Session = Session::new("s3");
     let (r, _) = run(&mut s, b"CONNECT\naccept-version:2.0\n\n\0");
     assert!(r
         .unwrap_err()
@@ -68,7 +68,7 @@ fn the_authenticator_decides() {
         ..SessionConfig::default()
     };
     let attempt = |wire: &[u8]| {
-        let mut s: Session = Session::new("s".into());
+        let mut s: Session = Session::new("s");
         let mut hs = [Header::default(); 8];
         let Ok(Parsed::Frame(f, _)) = parse(wire, &mut hs, s.version, &Limits::default()) else {
             panic!("parse")
@@ -88,7 +88,7 @@ fn the_authenticator_decides() {
 
 #[test]
 fn errors_carry_receipt_ids() {
-    let mut s: Session = Session::new("s".into());
+    let mut s: Session = Session::new("s");
     let (r, _) = run(&mut s, b"SEND\ndestination:/topic/a\nreceipt:77\n\n\0");
     let e = r.unwrap_err();
     assert_eq!(e.message, "expected CONNECT or STOMP frame");
@@ -130,7 +130,7 @@ fn errors_carry_receipt_ids() {
 
 #[test]
 fn receipts_follow_accepted_frames() {
-    let mut s: Session = Session::new("s".into());
+    let mut s: Session = Session::new("s");
     run(&mut s, b"CONNECT\naccept-version:1.2\n\n\0").0.unwrap();
     let (r, out) = run(
         &mut s,
@@ -165,7 +165,7 @@ fn transactions_hold_what_the_server_buffers() {
         max_tx_bytes: 200,
         ..SessionConfig::default()
     };
-    let mut s: Session<&'static str> = Session::new("s".into());
+    let mut s: Session<&'static str> = Session::new("s");
     go(&mut s, b"CONNECT\naccept-version:1.2\n\n\0", &cfg).unwrap();
     go(&mut s, b"BEGIN\ntransaction:t\n\n\0", &cfg).unwrap();
     go(&mut s, b"BEGIN\ntransaction:u\n\n\0", &cfg).unwrap();

@@ -10,12 +10,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Blocks and bytes (as requested) allocated and not yet freed, by every thread, always.
+static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static ALL_THREADS: AtomicBool = AtomicBool::new(false);
 static MEASURING: Mutex<()> = Mutex::new(());
 
@@ -35,26 +38,44 @@ fn note() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
+        live(1, layout.size() as isize);
         // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
+        live(1, layout.size() as isize);
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note();
+        live(0, new_size as isize - layout.size() as isize);
         // SAFETY: `ptr` and `layout` came from this allocator, which is `System` underneath.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live(-1, -(layout.size() as isize));
         // SAFETY: as for `realloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
+}
+
+fn live(blocks: isize, bytes: isize) {
+    LIVE_BLOCKS.fetch_add(blocks, Ordering::Relaxed);
+    LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Heap blocks and bytes (as requested, without the allocator's own overhead) in use now, over
+/// every thread.
+pub fn live_heap() -> (isize, isize) {
+    (
+        LIVE_BLOCKS.load(Ordering::Relaxed),
+        LIVE_BYTES.load(Ordering::Relaxed),
+    )
 }
 
 #[global_allocator]

@@ -13,26 +13,33 @@ pub fn run(a: &ConnectArgs) -> Result<Report, String> {
     let mut plan = base_plan(c, Mode::Connect)?;
     let (n, clamp) = fit_connections(a.sessions, c.processes);
     plan.hold = secs(a.hold);
-    plan.dests = vec![format!("/topic/{}-connect", c.prefix)];
-    plan.specs = super::repeat(
-        ConnSpec {
+    let topics = a.topics.clamp(1, n.max(1));
+    plan.dests = if topics == 1 {
+        vec![format!("/topic/{}-connect", c.prefix)]
+    } else {
+        (0..topics)
+            .map(|i| format!("/topic/{}/room/{i:04}", c.prefix))
+            .collect()
+    };
+    plan.specs = (0..n)
+        .map(|i| ConnSpec {
             sub: Some(SubSpec {
-                dest: 0,
+                dest: i % topics,
                 ack: Ack::Auto,
                 prefetch: 0,
             }),
             publ: None,
             src: None,
             target: 0,
-        },
-        n,
-    );
+        })
+        .collect();
     super::place(&mut plan, c);
     let sources = assign_sources(&mut plan, c);
     let o = super::execute(&plan, c)?;
     let mut r = Report::new("connect", &c.url.join(","));
     r.param("sessions", a.sessions);
     r.param("hold_s", a.hold);
+    r.param("topics", topics);
     if let Some(s) = &sources {
         r.param("sources", s);
     }

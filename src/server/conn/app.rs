@@ -6,7 +6,7 @@ use super::*;
 
 pub(super) fn session_info<T>(s: &Session<T>) -> SessionInfo {
     SessionInfo {
-        id: s.id.clone(),
+        id: s.id.to_string(),
         login: s.login.clone(),
     }
 }

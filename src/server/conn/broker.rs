@@ -9,7 +9,7 @@ use super::*;
 pub(super) fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
     *sessions += 1;
     Box::new(StompState {
-        session: Session::new(format!("s{reactor}-{sessions}")),
+        session: Session::new(SessionId::numbered(reactor, *sessions)),
         stash: Vec::new(),
         auth_pending: false,
         auth_hold: None,

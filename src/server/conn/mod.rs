@@ -49,7 +49,7 @@ use crate::router::{
     encode_shared_as, kind, ConsumerKey, DestKind, Framing, Published, QMsg, QueueOp, Router,
     Subscriber,
 };
-use crate::session::{Action, Cause, Due, Liveness, Session, StompError, Subscription};
+use crate::session::{Action, Cause, Due, Liveness, Session, SessionId, StompError, Subscription};
 use crate::stomp::{self, Header, ParseError, Parsed, Version};
 use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
