@@ -331,7 +331,8 @@ pub struct Router {
     reactor: usize,
     reactors: usize,
     directory: Arc<Directory>,
-    dests: HashMap<Box<str>, Dest>,
+    /// By name; the names are shared with the sessions subscribed (see [`Router::subscribe`]).
+    dests: HashMap<Arc<str>, Dest>,
     patterns: Trie<PatternSubs>,
     /// Cluster mode: the NATS subjects this reactor's subscribers need.
     cluster: Option<interest::Interest>,
@@ -482,7 +483,10 @@ impl Router {
     /// Add a topic subscriber (exact or wildcard). The directory knows this reactor has
     /// subscribers before this returns, so a publish that starts afterwards on any reactor
     /// reaches it.
-    pub fn subscribe(&mut self, destination: &str, sub: Subscriber) {
+    /// Add a topic subscription. For an exact destination, returns the router's copy of its
+    /// name, for the session to keep instead of one of its own (one string for every
+    /// subscriber of a destination).
+    pub fn subscribe(&mut self, destination: &str, sub: Subscriber) -> Option<Arc<str>> {
         let bit = self.bit();
         if kind(destination) == DestKind::Pattern {
             let p = self.patterns.entry(destination, PatternSubs::default);
@@ -497,7 +501,7 @@ impl Router {
             }
             p.subs.push(sub);
             self.pattern_sub_count += 1;
-            return;
+            return None;
         }
         let d = dest_in(&mut self.dests, &self.directory, &self.cluster, destination);
         if d.subs.is_empty() {
@@ -513,6 +517,9 @@ impl Router {
         }
         d.subs.push(sub);
         self.topic_sub_count += 1;
+        self.dests
+            .get_key_value(destination)
+            .map(|(name, _)| Arc::clone(name))
     }
 
     /// Remove one topic subscription of `conn` by id.
@@ -655,7 +662,7 @@ impl Router {
 
 /// The cached entry of a destination, created (with its directory cell) if missing.
 fn dest_in<'a>(
-    dests: &'a mut HashMap<Box<str>, Dest>,
+    dests: &'a mut HashMap<Arc<str>, Dest>,
     directory: &Directory,
     cluster: &Option<interest::Interest>,
     destination: &str,

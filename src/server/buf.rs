@@ -2,8 +2,11 @@
 //! back as soon as it is empty, so an idle connection holds no buffer at all. Running out is not
 //! an error: past the pool's bound buffers are simply allocated and freed.
 //!
-//! The pool also keeps the outbound queues' segment lists (see [`super::outq`]): an idle
-//! connection holds none of those either.
+//! Outbound buffers are pooled apart and start small ([`OUT_SIZE`]): they hold frame heads and
+//! replies (published bodies are referenced, not copied), and a broadcast takes one per
+//! subscriber at once, so 10,000 subscribers in one turn take 10,000 of them. The pool also
+//! keeps the outbound queues' segment lists (see [`super::outq`]): an idle connection holds
+//! none of those either.
 
 use std::collections::VecDeque;
 
@@ -15,7 +18,15 @@ pub struct BufPool {
     size: usize,
     max_free: usize,
     segs: Vec<VecDeque<Seg>>,
+    out: Vec<Vec<u8>>,
 }
+
+/// An outbound buffer's first capacity: a few MESSAGE heads, a RECEIPT, a CONNECTED. It grows
+/// for a connection that is sent more in one turn.
+pub const OUT_SIZE: usize = 512;
+
+/// Outbound buffers that grew past this are freed rather than kept in the pool.
+const OUT_KEEP: usize = 64 * 1024;
 
 impl BufPool {
     pub fn new(size: usize, max_free: usize) -> Self {
@@ -24,6 +35,22 @@ impl BufPool {
             size,
             max_free,
             segs: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// An empty outbound buffer (see [`OUT_SIZE`]).
+    pub fn get_out(&mut self) -> Vec<u8> {
+        self.out
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(OUT_SIZE))
+    }
+
+    /// Give back an outbound buffer.
+    pub fn put_out(&mut self, mut buf: Vec<u8>) {
+        if self.out.len() < self.max_free && buf.capacity() <= OUT_KEEP {
+            buf.clear();
+            self.out.push(buf);
         }
     }
 

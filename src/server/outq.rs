@@ -89,7 +89,7 @@ impl OutQueue {
     /// [`OutQueue::commit`] after appending.
     pub fn own_buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.own.capacity() == 0 {
-            self.own = pool.get();
+            self.own = pool.get_out();
             // Every frame starts here: the segment list comes from the pool with the buffer.
             if self.segs.capacity() == 0 {
                 self.segs = pool.get_segs();
@@ -293,7 +293,7 @@ impl OutQueue {
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.len == 0 && self.own.capacity() > 0 {
             self.head = 0;
-            pool.put(std::mem::take(&mut self.own));
+            pool.put_out(std::mem::take(&mut self.own));
         }
         if self.len == 0 && self.segs.capacity() > 0 {
             pool.put_segs(std::mem::take(&mut self.segs));

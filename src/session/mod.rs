@@ -131,7 +131,8 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub id: Box<str>,
-    pub destination: Box<str>,
+    /// Shared with the router once it routes the subscription (one string per destination).
+    pub destination: Arc<str>,
     pub ack: AckMode,
     /// Unacked messages a queue may have in flight to this subscription.
     pub prefetch: usize,
@@ -671,7 +672,7 @@ impl<T> Session<T> {
         }
         self.subs.push(Subscription {
             id: id.into(),
-            destination: destination.into(),
+            destination: Arc::from(destination.as_ref()),
             ack,
             prefetch,
             handle: None,

@@ -285,7 +285,10 @@ pub(super) fn apply_action(
                         prefetch: sub.prefetch,
                     });
                 } else {
-                    ctx.router.subscribe(&sub.destination, s);
+                    // Keep the router's copy of the name, not one per session.
+                    if let Some(name) = ctx.router.subscribe(&sub.destination, s) {
+                        sub.destination = name;
+                    }
                     defer_receipt(&sub.destination, frame, ctx, reply);
                 }
             }
