@@ -41,8 +41,9 @@ fn masked(out: &mut [u8], payload: &[u8]) -> usize {
     n + payload.len()
 }
 
-/// Upgrade, CONNECT and SUBSCRIBE to `dest` with a receipt; returns once the RECEIPT is in.
-fn session(addr: SocketAddr, dest: &str) -> TcpStream {
+/// Upgrade, CONNECT, and `subs` SUBSCRIBEs (ids `sub-0`.., destinations `dest` then
+/// `dest-1`..; the last one with a receipt); returns once the RECEIPT is in.
+fn session_with(addr: SocketAddr, dest: &str, subs: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 1024];
@@ -57,17 +58,25 @@ fn session(addr: SocketAddr, dest: &str) -> TcpStream {
     let n = w.position() as usize;
     s.write_all(&buf[..n]).unwrap();
     let mut frames = [0u8; 512];
-    let mut at = masked(&mut frames, b"CONNECT\naccept-version:1.2\nhost:/\n\n\0");
-    let mut stomp = [0u8; 256];
-    let mut w = std::io::Cursor::new(&mut stomp[..]);
-    write!(
-        w,
-        "SUBSCRIBE\nid:sub-0\ndestination:{dest}\nreceipt:r\n\n\0"
-    )
-    .unwrap();
-    let k = w.position() as usize;
-    at += masked(&mut frames[at..], &stomp[..k]);
+    let at = masked(&mut frames, b"CONNECT\naccept-version:1.2\nhost:/\n\n\0");
     s.write_all(&frames[..at]).unwrap();
+    for j in 0..subs {
+        let mut stomp = [0u8; 256];
+        let mut w = std::io::Cursor::new(&mut stomp[..]);
+        let receipt = if j + 1 == subs { "receipt:r\n" } else { "" };
+        if j == 0 {
+            write!(w, "SUBSCRIBE\nid:sub-0\ndestination:{dest}\n{receipt}\n\0").unwrap();
+        } else {
+            write!(
+                w,
+                "SUBSCRIBE\nid:sub-{j}\ndestination:{dest}-{j}\n{receipt}\n\0"
+            )
+            .unwrap();
+        }
+        let k = w.position() as usize;
+        let at = masked(&mut frames, &stomp[..k]);
+        s.write_all(&frames[..at]).unwrap();
+    }
     // Read until the RECEIPT: its frame is the last one the server sends.
     let mut got = [0u8; 2048];
     let mut len = 0;
@@ -87,6 +96,11 @@ fn settle() -> (isize, isize) {
 
 /// Heap blocks and bytes per session for `dests(i)` as session i's destination.
 fn per_session(dests: impl Fn(usize) -> String) -> (f64, f64) {
+    per_session_with(N, 1, dests)
+}
+
+/// [`per_session`] for `n` sessions of `subs` subscriptions each.
+fn per_session_with(n: usize, subs: usize, dests: impl Fn(usize) -> String) -> (f64, f64) {
     let h = stompbox::start(stompbox::Config {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: None,
@@ -96,23 +110,23 @@ fn per_session(dests: impl Fn(usize) -> String) -> (f64, f64) {
     })
     .expect("server starts");
     let addr = h.ws_addr().unwrap();
-    let mut socks: Vec<TcpStream> = Vec::with_capacity(2 * N);
+    let mut socks: Vec<TcpStream> = Vec::with_capacity(2 * n);
     // Warm up: the slab, pools and maps grow, then the sessions go.
-    for i in 0..N {
-        socks.push(session(addr, &dests(N + i)));
+    for i in 0..n {
+        socks.push(session_with(addr, &dests(n + i), subs));
     }
     socks.clear();
     std::thread::sleep(Duration::from_millis(500));
     let (b0, bytes0) = settle();
-    for i in 0..N {
-        socks.push(session(addr, &dests(i)));
+    for i in 0..n {
+        socks.push(session_with(addr, &dests(i), subs));
     }
     let (b1, bytes1) = settle();
     drop(socks);
     h.shutdown().unwrap();
     (
-        (b1 - b0) as f64 / N as f64,
-        (bytes1 - bytes0) as f64 / N as f64,
+        (b1 - b0) as f64 / n as f64,
+        (bytes1 - bytes0) as f64 / n as f64,
     )
 }
 
@@ -122,7 +136,15 @@ fn an_idle_subscribed_session_holds_few_blocks() {
     let subscriber = std::mem::size_of::<stompbox::router::Subscriber>();
     let (shared_blocks, shared_bytes) = per_session(|_| "/topic/chat/room/0001".to_string());
     let (own_blocks, own_bytes) = per_session(|i| format!("/topic/chat/room/{:04}", i % 10_000));
+    // 100 subscriptions a session, on destinations shared by every session: per subscription.
+    let (many_blocks, many_bytes) =
+        per_session_with(200, 100, |_| "/topic/chat/room/0001".to_string());
+    let per_sub_blocks = (many_blocks - shared_blocks) / 99.0;
+    let per_sub_bytes = (many_bytes - shared_bytes) / 99.0 + subscriber as f64;
     println!("slab entry {slot} B, subscriber entry {subscriber} B");
+    println!(
+        "100 subscriptions a session: {per_sub_blocks:.2} blocks, {per_sub_bytes:.0} B per extra subscription (heap + subscriber entry)"
+    );
     println!(
         "shared destination: {shared_blocks:.2} blocks, {:.0} B per session (heap {shared_bytes:.0} + slot + subscriber entry)",
         shared_bytes + (slot + subscriber) as f64
@@ -133,7 +155,7 @@ fn an_idle_subscribed_session_holds_few_blocks() {
     );
     // Issue 21's figures (BENCHMARKS.md, "Memory per session"): 6 blocks per session on a
     // shared destination (WebSocket codec, STOMP state, the subscription list, its id and
-    // destination, the router's MESSAGE prefix), 4 more for a destination of its own; 9 and 13
+    // destination, the router's MESSAGE prefix), 4 more for a destination of its own (its name shared by the router and the directory); 9 and 13
     // before. A regression past them fails here.
     assert!(shared_blocks < 6.5, "{shared_blocks} blocks per session");
     assert!(own_blocks < 10.5, "{own_blocks} blocks per session");
@@ -142,5 +164,9 @@ fn an_idle_subscribed_session_holds_few_blocks() {
         "{shared_bytes} heap bytes per session"
     );
     assert!(slot <= 320, "slab entry {slot} B");
+    assert!(
+        per_sub_blocks < 3.5,
+        "{per_sub_blocks} blocks per subscription"
+    );
     assert!(subscriber <= 32, "subscriber entry {subscriber} B");
 }

@@ -20,7 +20,8 @@ pub const MAX_REACTORS: usize = 64;
 /// while no wildcard subscription exists.
 #[derive(Debug, Default)]
 pub struct Directory {
-    map: Mutex<HashMap<Box<str>, Arc<AtomicU64>>>,
+    /// Keyed by the name the first reactor made (shared with its destination entry).
+    map: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
     patterns: RwLock<Trie<u64>>,
     pattern_gen: AtomicU64,
     pattern_count: AtomicUsize,
@@ -95,12 +96,12 @@ impl Directory {
     }
 
     /// The mask cell for a destination, created empty if new.
-    pub fn entry(&self, destination: &str) -> Arc<AtomicU64> {
+    pub fn entry(&self, destination: &Arc<str>) -> Arc<AtomicU64> {
         let mut map = match self.map.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(e) = map.get(destination) {
+        if let Some(e) = map.get(&**destination) {
             return Arc::clone(e);
         }
         // Drop cells nobody holds any more before growing.
@@ -108,7 +109,7 @@ impl Directory {
             map.retain(|_, v| Arc::strong_count(v) > 1);
         }
         let e = Arc::new(AtomicU64::new(0));
-        map.insert(destination.into(), Arc::clone(&e));
+        map.insert(Arc::clone(destination), Arc::clone(&e));
         e
     }
 }

@@ -671,9 +671,11 @@ fn dest_in<'a>(
         if dests.len() >= MAX_CACHED {
             dests.retain(|_, d| !d.subs.is_empty());
         }
-        let mask = directory.entry(destination);
+        // One copy of the name for this entry and the directory's key.
+        let name: Arc<str> = Arc::from(destination);
+        let mask = directory.entry(&name);
         dests.insert(
-            destination.into(),
+            name,
             Dest {
                 subs: Vec::new(),
                 subject: cluster.as_ref().and_then(|c| c.subject(destination)),
