@@ -701,6 +701,7 @@ impl Reactor {
             sessions: &mut self.sessions,
             counters: &mut self.counters,
             zip: &mut self.zip,
+            inflated: 0,
             workers: self.workers.as_ref(),
             auth: self.auth.as_ref(),
             peer: s.conn.admitted(),

@@ -193,6 +193,10 @@ pub struct Ctx<'a> {
     pub counters: &'a mut Counters,
     /// The reactor's permessage-deflate state.
     pub zip: &'a mut crate::server::compress::Compression,
+    /// Bytes inflated from this connection's compressed messages since the read budget last
+    /// counted them: they count against it like bytes read, so a client whose small messages
+    /// inflate to large ones gets no longer turns than one sending them as they are.
+    pub inflated: usize,
     /// The application worker pool.
     pub workers: Option<&'a crate::server::apps::Pool>,
     /// Where slow credential checks run.
@@ -372,6 +376,9 @@ impl Conn {
             // Bytes left over from before a pause.
             self.process(ctx);
             self.recycle(ctx);
+            if let Some(next) = self.inflated_a_budget(ctx) {
+                return next;
+            }
         }
         loop {
             if self.fan_out_first() {
@@ -433,7 +440,12 @@ impl Conn {
             ctx.counters.bytes_in += n as u64;
             self.process(ctx);
             self.recycle(ctx);
-            budget = budget.saturating_sub(n);
+            if let Some(next) = self.inflated_a_budget(ctx) {
+                return next;
+            }
+            budget = budget
+                .saturating_sub(n)
+                .saturating_sub(std::mem::take(&mut ctx.inflated));
             if budget == 0 {
                 return match self.after_io(ctx) {
                     Next::Idle => Next::ReadAgain,
@@ -441,6 +453,20 @@ impl Conn {
                 };
             }
         }
+    }
+
+    /// Compressed messages inflated to a whole read budget: processing stopped with frames left
+    /// in the buffer, and nothing more is read until they are handled, on a later turn (as a
+    /// budget run out does).
+    fn inflated_a_budget(&mut self, ctx: &mut Ctx<'_>) -> Option<Next> {
+        if ctx.inflated < ctx.cfg.read_budget {
+            return None;
+        }
+        ctx.inflated = 0;
+        Some(match self.after_io(ctx) {
+            Next::Idle => Next::ReadAgain,
+            other => other,
+        })
     }
 
     /// Give the read buffer back when it is empty; otherwise move the unread tail to the front.

@@ -155,6 +155,7 @@ impl Conn {
                 match r {
                     Ok(()) => {
                         ctx.counters.inflated += 1;
+                        ctx.inflated += inflated.len();
                         flow = ws_message(
                             app,
                             text,
@@ -200,7 +201,9 @@ impl Conn {
             self.apply_flow(ctx, f);
         }
         self.pause_if_over(ctx);
-        true
+        // Inflated messages worth a read budget: the rest of the buffer waits for the
+        // connection's next turn (the budget charges them, see `on_readable`).
+        ctx.inflated < ctx.cfg.read_budget
     }
 
     /// The peer broke the WebSocket protocol (or a limit): a STOMP ERROR (for a STOMP session),
