@@ -10,11 +10,9 @@ mod common;
 mod ops;
 
 use common::stomp::{frame, parse_frame, Esc, Frame};
-use common::{raw_frame, upgrade_request, Raw};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use common::{raw_frame, upgrade_request, zlib, Raw};
+use flate2::{Compress, Compression, Decompress};
 use std::net::SocketAddr;
-
-const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
 /// A client of its own: raw frames, zlib both ways as RFC 7692 describes, one inflater for the
 /// session (it never resets: valid whatever the server announced).
@@ -58,22 +56,7 @@ impl Zc {
         if self.reset {
             self.deflate.reset();
         }
-        let mut out = Vec::with_capacity(data.len() + 64);
-        let mut input = data;
-        loop {
-            out.reserve(1024);
-            let before = self.deflate.total_in();
-            self.deflate
-                .compress_vec(input, &mut out, FlushCompress::Sync)
-                .unwrap();
-            input = &input[(self.deflate.total_in() - before) as usize..];
-            if input.is_empty() && out.capacity() > out.len() {
-                break;
-            }
-        }
-        assert!(out.ends_with(&TAIL));
-        out.truncate(out.len() - 4);
-        out
+        zlib::compress(&mut self.deflate, data)
     }
 
     /// Send a STOMP frame as one compressed text message in `pieces` fragments.
@@ -103,20 +86,7 @@ impl Zc {
                     if b0 & 0x40 == 0 {
                         return (false, payload);
                     }
-                    let mut input = payload;
-                    input.extend_from_slice(&TAIL);
-                    let mut out = Vec::with_capacity(input.len() * 8 + 1024);
-                    loop {
-                        let before = self.inflate.total_in();
-                        self.inflate
-                            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
-                            .unwrap();
-                        input.drain(..(self.inflate.total_in() - before) as usize);
-                        if input.is_empty() && out.len() < out.capacity() {
-                            break;
-                        }
-                        out.reserve(out.capacity());
-                    }
+                    let out = zlib::inflate(&mut self.inflate, &payload).unwrap();
                     return (true, out);
                 }
                 0x9 | 0xA => continue,
@@ -131,13 +101,18 @@ impl Zc {
         (z, f)
     }
 
-    fn connect_and_subscribe(&mut self, dest: &str) {
+    /// CONNECT (STOMP 1.2), sent as it is; CONNECTED expected.
+    fn connect(&mut self) {
         self.send_plain(&frame(
             "CONNECT",
             &[("accept-version", "1.2"), ("host", "/")],
             b"",
         ));
         assert_eq!(self.stomp().1.command, "CONNECTED");
+    }
+
+    fn connect_and_subscribe(&mut self, dest: &str) {
+        self.connect();
         self.send_plain(&frame(
             "SUBSCRIBE",
             &[("id", "s1"), ("destination", dest), ("receipt", "r1")],
@@ -471,12 +446,7 @@ fn an_independent_deflate_client_publishes_and_subscribes() {
 fn queue_deliveries_are_compressed_with_their_whole_head() {
     let (_h, addr) = server(|_| {});
     let mut a = Zc::open(addr, "permessage-deflate");
-    a.send_plain(&frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("host", "/")],
-        b"",
-    ));
-    assert_eq!(a.stomp().1.command, "CONNECTED");
+    a.connect();
     a.send_plain(&frame(
         "SUBSCRIBE",
         &[
@@ -489,12 +459,7 @@ fn queue_deliveries_are_compressed_with_their_whole_head() {
     ));
     assert_eq!(a.stomp().1.command, "RECEIPT");
     let mut p = Zc::open(addr, "");
-    p.send_plain(&frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("host", "/")],
-        b"",
-    ));
-    assert_eq!(p.stomp().1.command, "CONNECTED");
+    p.connect();
     let body = json(20);
     p.send_plain(&frame("SEND", &[("destination", "/queue/z")], &body));
     let (z, m) = a.stomp();
@@ -531,12 +496,7 @@ fn inflated_bytes_count_against_the_read_budget() {
     let mut sub = Zc::open(addr, "");
     sub.connect_and_subscribe("/topic/big");
     let mut p = Zc::open(addr, "permessage-deflate");
-    p.send_plain(&frame(
-        "CONNECT",
-        &[("accept-version", "1.2"), ("host", "/")],
-        b"",
-    ));
-    assert_eq!(p.stomp().1.command, "CONNECTED");
+    p.connect();
     // 20 SENDs of ~100 KiB each (a few hundred bytes compressed), in one write.
     let mut burst = Vec::new();
     for i in 0..20 {

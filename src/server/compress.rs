@@ -142,11 +142,7 @@ impl Compression {
         }) {
             return Some(i);
         }
-        let level = self.cfg.level;
-        let d = self
-            .deflaters
-            .get_mut(usize::from(bits - 9))?
-            .get_or_insert_with(|| Deflater::new(level, bits));
+        let d = deflater(&mut self.deflaters, self.cfg.level, bits)?;
         self.scratch.clear();
         let made = d.segment(shared, &mut self.scratch);
         // Worth it only if the stored-block header and the segment are smaller than the part.
@@ -184,13 +180,7 @@ impl Compression {
         if payload.len() < self.cfg.min_size {
             return false;
         }
-        let bits = bits.clamp(9, 15);
-        let level = self.cfg.level;
-        let Some(d) = self
-            .deflaters
-            .get_mut(usize::from(bits - 9))
-            .map(|d| d.get_or_insert_with(|| Deflater::new(level, bits)))
-        else {
+        let Some(d) = deflater(&mut self.deflaters, self.cfg.level, bits) else {
             return false;
         };
         let (head, rest) = payload.split_at(payload.len().min(16));
@@ -202,6 +192,13 @@ impl Compression {
         out.truncate(start);
         false
     }
+}
+
+/// The compressor for a window of `bits` (9-15, clamped), made when first needed.
+fn deflater(deflaters: &mut [Option<Deflater>; 7], level: u32, bits: u8) -> Option<&mut Deflater> {
+    let bits = bits.clamp(9, 15);
+    let d = deflaters.get_mut(usize::from(bits - 9))?;
+    Some(d.get_or_insert_with(|| Deflater::new(level, bits)))
 }
 
 /// Run `queue` with `head` and `shared` as they go to a connection: compressed for a session

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::common::stomp::{parse_frame, Esc, Frame};
-use crate::common::{masked, raw_frame};
+use crate::common::{masked, raw_frame, zlib};
 
 use super::Rng;
 
@@ -157,7 +157,9 @@ impl Conn {
             };
             // With permessage-deflate, most messages go compressed (RSV1 on the first frame).
             if let Some(z) = self.zip.as_mut().filter(|_| rng.below(4) != 0) {
-                let data = compress(&mut z.deflate, part);
+                // Each message on its own, as a client without context takeover sends it.
+                z.deflate.reset();
+                let data = zlib::compress(&mut z.deflate, part);
                 if split && data.len() > 1 && rng.below(3) == 0 {
                     let k = 1 + rng.below(data.len() as u64 - 1) as usize;
                     out.extend(raw_frame(0x40 | op, &data[..k], Some([7, 8, 9, 10])));
@@ -361,7 +363,8 @@ impl Conn {
                 if let Some((text, mut m)) = self.msg.take() {
                     if std::mem::take(&mut self.msg_compressed) {
                         let z = self.zip.as_mut().ok_or("RSV1 without deflate")?;
-                        m = inflate(&mut z.inflate, &m)?;
+                        m = zlib::inflate(&mut z.inflate, &m)
+                            .map_err(|e| format!("server's {e}"))?;
                     }
                     if text && std::str::from_utf8(&m).is_err() {
                         return Err("text message is not UTF-8".into());
@@ -438,55 +441,6 @@ fn cut<'a>(b: &'a [u8], split: bool, rng: &mut Rng) -> Vec<&'a [u8]> {
     }
     out.push(&b[at..]);
     out
-}
-
-/// `data` compressed as one permessage-deflate message on its own (RFC 7692 §7.2.1).
-fn compress(z: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
-    z.reset();
-    let mut out = Vec::with_capacity(data.len() + 64);
-    let mut input = data;
-    loop {
-        out.reserve(256);
-        let before = z.total_in();
-        if z.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
-            .is_err()
-        {
-            break;
-        }
-        input = input
-            .get((z.total_in() - before) as usize..)
-            .unwrap_or_default();
-        if input.is_empty() && out.len() < out.capacity() {
-            break;
-        }
-    }
-    if out.ends_with(&[0, 0, 0xff, 0xff]) {
-        out.truncate(out.len() - 4);
-    }
-    out
-}
-
-/// A compressed message from the server, inflated (with the session's window).
-fn inflate(z: &mut flate2::Decompress, data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut input = data.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::with_capacity(data.len() * 4 + 256);
-    let mut rest: &[u8] = &input;
-    loop {
-        let before = z.total_in();
-        z.decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
-            .map_err(|e| format!("server's compressed message does not inflate: {e}"))?;
-        rest = rest
-            .get((z.total_in() - before) as usize..)
-            .unwrap_or_default();
-        if rest.is_empty() && out.len() < out.capacity() {
-            return Ok(out);
-        }
-        if out.len() > 64 << 20 {
-            return Err("server's compressed message inflates past 64 MiB".into());
-        }
-        out.reserve(out.capacity().max(1024));
-    }
 }
 
 /// An unmasked client frame: a WebSocket protocol error the server must answer with a Close.
