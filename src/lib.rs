@@ -28,6 +28,7 @@
 //!
 //! - [`ws`]: sans-IO WebSocket: handshake, frames, masking, UTF-8, close codes.
 //! - [`stomp`]: sans-IO STOMP codec: zero-copy parser, encoder, escaping, heart-beats.
+//! - [`sockjs`]: sans-IO SockJS 0.3.3 (the HTTP fallback): routes, frames, transports' wires.
 //! - [`session`]: one STOMP session's protocol state machine.
 //! - [`router`]: destinations, subscriptions, the cross-reactor directory, fan-out, queues,
 //!   wildcards.
@@ -53,6 +54,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod sockjs;
 pub mod stomp;
 pub mod ws;
 
