@@ -52,6 +52,9 @@ pub struct Config {
     pub handshake: HandshakeConfig,
     /// How sessions that agreed to permessage-deflate are sent compressed messages.
     pub compression: crate::server::compress::CompressionConfig,
+    /// The SockJS endpoint (HTTP fallback for clients without WebSocket) on the WebSocket
+    /// listener; `None`: off.
+    pub sockjs: Option<crate::sockjs::SockjsConfig>,
     /// A handshake not complete within this is closed.
     pub handshake_timeout: Duration,
     /// After a Close is sent, how long to wait for the peer's Close or EOF.
@@ -115,6 +118,7 @@ impl Default for Config {
             max_message_size: 5 * 1024 * 1024,
             handshake: HandshakeConfig::default(),
             compression: Default::default(),
+            sockjs: Some(Default::default()),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),

@@ -75,6 +75,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub auth: AuthSettings,
     pub cluster: ClusterSettings,
+    pub sockjs: SockjsSettings,
 }
 
 /// `[listen]`: where to accept, each an address or `off`.
@@ -233,6 +234,33 @@ pub struct QueueSettings {
     /// JetStream: how long a delivered message may stay unacknowledged before it is handed
     /// out again.
     pub ack_wait: Dur,
+}
+
+/// `[sockjs]`: the SockJS 0.3.3 endpoint (HTTP streaming and polling for clients that cannot
+/// open a WebSocket) on the WebSocket listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SockjsSettings {
+    /// Serve SockJS at `prefix`.
+    pub enabled: bool,
+    /// The endpoint's path prefix (SockJS clients connect to `http://host:port/<prefix>`).
+    pub prefix: String,
+    /// A receiving request silent this long gets a heart-beat frame.
+    pub heartbeat: Dur,
+    /// A session with no receiving request for this long is closed.
+    pub disconnect_delay: Dur,
+    /// A streaming response ends after this many bytes (the client opens another), bytes.
+    pub response_limit: usize,
+    /// Largest request body (`xhr_send`), bytes.
+    pub max_body: usize,
+    /// Sessions open at once (each also counts as a connection).
+    pub max_sessions: usize,
+    /// Offer the `websocket` transport.
+    pub websocket: bool,
+    /// Set a `JSESSIONID` cookie (for load balancers with sticky sessions).
+    pub cookie_needed: bool,
+    /// Where the iframe page loads sockjs-client from.
+    pub client_url: String,
 }
 
 /// `[cluster]`: several nodes as one broker, through NATS (no `nats` URL: standalone).
@@ -421,6 +449,7 @@ section_defaults! {
     MemorySettings => memory,
     BufferSettings => buffers,
     TimeoutSettings => timeouts,
+    SockjsSettings => sockjs,
     TlsSettings => tls,
     AuthSettings => auth,
     ClusterSettings => cluster,

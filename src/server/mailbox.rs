@@ -18,6 +18,9 @@ pub enum Mail {
     /// A new connection; `admitted` is its peer IP when it counts against the limits, `None`
     /// when it must be refused as over them.
     Accepted(TcpStream, Kind, Option<std::net::IpAddr>),
+    /// A connection whose SockJS request names a session homed on this reactor, moved here
+    /// with its request unread.
+    Adopt(Box<super::conn::Conn>),
     /// Everything one reactor had for another in one loop turn.
     Batch(Batch),
     /// Messages from outside the reactors (the embedding API, application handlers).

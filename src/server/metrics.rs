@@ -19,8 +19,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 pub struct Counters {
     pub conns_ws: u64,
     pub conns_tcp: u64,
+    /// SockJS sessions (their HTTP requests are counted as `ws` connections).
+    pub conns_sockjs: u64,
     pub accepted_ws: u64,
     pub accepted_tcp: u64,
+    pub accepted_sockjs: u64,
     pub subscriptions: u64,
     pub destinations: u64,
     pub messages_in: u64,
@@ -113,8 +116,10 @@ macro_rules! stats {
 stats!(
     conns_ws,
     conns_tcp,
+    conns_sockjs,
     accepted_ws,
     accepted_tcp,
+    accepted_sockjs,
     subscriptions,
     destinations,
     messages_in,
@@ -169,6 +174,8 @@ pub struct ConnLimits {
     /// metrics listener and the like is set aside.
     sockets: AtomicU64,
     fd_cap: AtomicU64,
+    /// SockJS sessions open (each also counts in `live` and against its address).
+    sjs_sessions: AtomicU64,
 }
 
 /// Why a connection is refused at accept time.
@@ -189,6 +196,7 @@ impl ConnLimits {
             per_ip: Mutex::new(Default::default()),
             sockets: AtomicU64::new(0),
             fd_cap: AtomicU64::new(u64::MAX),
+            sjs_sessions: AtomicU64::new(0),
         }
     }
 
@@ -233,6 +241,46 @@ impl ConnLimits {
         }
         self.live.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Admit a SockJS session from `ip` (no socket of its own: it counts as a connection,
+    /// against the address's limit, and against `max_sessions`).
+    pub fn admit_session(&self, ip: IpAddr, max_sessions: usize) -> Result<(), Refused> {
+        let taken = self
+            .sjs_sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max_sessions as u64).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            return Err(Refused::Limit);
+        }
+        let refused = if self.live.load(Ordering::Acquire) >= self.max as u64 {
+            Some(Refused::Limit)
+        } else if self.max_per_ip > 0 {
+            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n as usize >= self.max_per_ip {
+                Some(Refused::PerIp)
+            } else {
+                *n += 1;
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(r) = refused {
+            self.sjs_sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err(r);
+        }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// A session admitted by [`ConnLimits::admit_session`] ended.
+    pub fn release_session(&self, ip: IpAddr) {
+        self.sjs_sessions.fetch_sub(1, Ordering::AcqRel);
+        self.release(ip);
     }
 
     /// A connection admitted by [`ConnLimits::admit`] closed.
@@ -313,6 +361,7 @@ impl Stats {
             &[
                 ("transport=\"ws\"", sum(|c| c.conns_ws)),
                 ("transport=\"tcp\"", sum(|c| c.conns_tcp)),
+                ("transport=\"sockjs\"", sum(|c| c.conns_sockjs)),
             ],
         );
         metric(
@@ -322,6 +371,7 @@ impl Stats {
             &[
                 ("transport=\"ws\"", sum(|c| c.accepted_ws)),
                 ("transport=\"tcp\"", sum(|c| c.accepted_tcp)),
+                ("transport=\"sockjs\"", sum(|c| c.accepted_sockjs)),
             ],
         );
         let a = &self.accept;

@@ -236,6 +236,46 @@ impl OutQueue {
         Ok(true)
     }
 
+    /// Take whole frames off the front for a transport that frames them anew (SockJS): each
+    /// frame's bytes are gathered into `scratch` and handed to `each`; taking stops after the
+    /// frame that reaches `max` bytes. The bytes taken count as written. Returns them.
+    pub fn take_frames(
+        &mut self,
+        pool: &mut BufPool,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        mut each: impl FnMut(&[u8]),
+    ) -> usize {
+        let mut taken = 0;
+        let mut pos = self.head;
+        scratch.clear();
+        for seg in &self.segs {
+            let (bytes, end): (&[u8], bool) = match seg {
+                Seg::Own(n, end) => {
+                    let s = self.own.get(pos..pos + n).unwrap_or_default();
+                    pos += n;
+                    (s, *end)
+                }
+                Seg::Shared(c, off, end) => (c.get(*off..).unwrap_or_default(), *end),
+            };
+            scratch.extend_from_slice(bytes);
+            if end {
+                taken += scratch.len();
+                each(scratch);
+                scratch.clear();
+                if taken >= max {
+                    break;
+                }
+            }
+        }
+        scratch.clear();
+        self.advance(taken);
+        if self.len == 0 {
+            self.release(pool);
+        }
+        taken
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         self.written_total += n as u64;

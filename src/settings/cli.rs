@@ -204,6 +204,38 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", help_heading = "WebSocket")]
     pub compression_client_no_context_takeover: Option<bool>,
 
+    /// Serve SockJS on the WebSocket listener [file: sockjs.enabled]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "SockJS")]
+    pub sockjs: Option<bool>,
+    /// SockJS path prefix, e.g. /sockjs [file: sockjs.prefix]
+    #[arg(long, value_name = "PATH", help_heading = "SockJS")]
+    pub sockjs_prefix: Option<String>,
+    /// Heart-beat frame on a silent receiving request, e.g. 25s [file: sockjs.heartbeat]
+    #[arg(long, value_name = "DURATION", help_heading = "SockJS")]
+    pub sockjs_heartbeat: Option<Dur>,
+    /// A session with no receiving request this long is closed [file: sockjs.disconnect_delay]
+    #[arg(long, value_name = "DURATION", help_heading = "SockJS")]
+    pub sockjs_disconnect_delay: Option<Dur>,
+    /// A streaming response ends after this many bytes [file: sockjs.response_limit]
+    #[arg(long, value_name = "BYTES", help_heading = "SockJS")]
+    pub sockjs_response_limit: Option<usize>,
+    /// Largest xhr_send body, bytes [file: sockjs.max_body]
+    #[arg(long, value_name = "BYTES", help_heading = "SockJS")]
+    pub sockjs_max_body: Option<usize>,
+    /// SockJS sessions open at once [file: sockjs.max_sessions]
+    #[arg(long, value_name = "N", help_heading = "SockJS")]
+    pub sockjs_max_sessions: Option<usize>,
+    /// Offer SockJS's websocket transport [file: sockjs.websocket]
+    #[arg(long, value_name = "BOOL", help_heading = "SockJS")]
+    pub sockjs_websocket: Option<bool>,
+    /// Set a JSESSIONID cookie for sticky load balancers [file: sockjs.cookie_needed]
+    #[arg(long, value_name = "BOOL", help_heading = "SockJS")]
+    pub sockjs_cookie_needed: Option<bool>,
+    /// Where the iframe page loads sockjs-client from [file: sockjs.client_url]
+    #[arg(long, value_name = "URL", help_heading = "SockJS")]
+    pub sockjs_client_url: Option<String>,
+
     /// Heart-beat the server can send, e.g. 10s; 0: never [file: heartbeat.send]
     #[arg(
         long,
@@ -371,6 +403,17 @@ impl Cli {
             &mut z.client_no_context_takeover,
             c.compression_client_no_context_takeover,
         );
+        let j = &mut s.sockjs;
+        set(&mut j.enabled, c.sockjs);
+        set(&mut j.prefix, c.sockjs_prefix);
+        set(&mut j.heartbeat, c.sockjs_heartbeat);
+        set(&mut j.disconnect_delay, c.sockjs_disconnect_delay);
+        set(&mut j.response_limit, c.sockjs_response_limit);
+        set(&mut j.max_body, c.sockjs_max_body);
+        set(&mut j.max_sessions, c.sockjs_max_sessions);
+        set(&mut j.websocket, c.sockjs_websocket);
+        set(&mut j.cookie_needed, c.sockjs_cookie_needed);
+        set(&mut j.client_url, c.sockjs_client_url);
         set(&mut s.stomp.max_headers, c.max_headers);
         set(&mut s.stomp.max_header_line, c.max_header_line);
         set(&mut s.stomp.max_body, c.max_body);

@@ -37,6 +37,7 @@ impl Settings {
             auth_pending_per_ip,
             memory_high_watermark,
             cluster,
+            sockjs,
             ..
         } = cfg;
         let cluster_default = crate::cluster::ClusterConfig {
@@ -181,6 +182,21 @@ impl Settings {
                 workers: *auth_workers,
                 max_pending_per_ip: *auth_pending_per_ip,
                 max_hash_memory: crate::auth::DEFAULT_MAX_HASH_MEMORY_KIB,
+            },
+            sockjs: {
+                let j = sockjs.clone().unwrap_or_default();
+                SockjsSettings {
+                    enabled: sockjs.is_some(),
+                    prefix: j.prefix,
+                    heartbeat: Dur::from_duration(j.heartbeat),
+                    disconnect_delay: Dur::from_duration(j.disconnect_delay),
+                    response_limit: j.response_limit,
+                    max_body: j.max_body,
+                    max_sessions: j.max_sessions,
+                    websocket: j.websocket,
+                    cookie_needed: j.cookie_needed,
+                    client_url: j.client_url,
+                }
             },
             cluster: ClusterSettings {
                 nats: c.servers.clone(),
@@ -333,6 +349,17 @@ impl Settings {
             auth_pending_per_ip: s.auth.max_pending_per_ip,
             memory_high_watermark: s.memory.high_watermark as usize,
             cluster: s.cluster_config(),
+            sockjs: s.sockjs.enabled.then(|| crate::sockjs::SockjsConfig {
+                prefix: s.sockjs.prefix.clone(),
+                heartbeat: s.sockjs.heartbeat.get(),
+                disconnect_delay: s.sockjs.disconnect_delay.get(),
+                response_limit: s.sockjs.response_limit,
+                max_body: s.sockjs.max_body,
+                max_sessions: s.sockjs.max_sessions,
+                websocket: s.sockjs.websocket,
+                cookie_needed: s.sockjs.cookie_needed,
+                client_url: s.sockjs.client_url.clone(),
+            }),
             ..Config::default()
         };
         Ok(Built { config, users })

@@ -61,6 +61,36 @@ impl Settings {
                 ),
             );
         }
+        let j = &s.sockjs;
+        if j.enabled {
+            let p = &j.prefix;
+            let ok = p.starts_with('/')
+                && p.len() > 1
+                && !p.ends_with('/')
+                && p.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+            if !ok {
+                v.fail(
+                    "sockjs.prefix",
+                    "must be a path like /sockjs: starting with /, not ending with /, no spaces, ? or #",
+                );
+            }
+            if ["/ws", "/stomp", "/echo"].contains(&p.as_str()) {
+                v.fail(
+                    "sockjs.prefix",
+                    format!("{p} is the WebSocket endpoint's path"),
+                );
+            }
+            v.at_least("sockjs.response_limit", j.response_limit as u64, 1024);
+            v.range("sockjs.max_body", j.max_body as u64, 1024, MAX_BYTES);
+            v.at_least("sockjs.max_sessions", j.max_sessions as u64, 1);
+            if j.heartbeat.millis() < 100 {
+                v.fail("sockjs.heartbeat", "must be at least 100ms");
+            }
+            if j.disconnect_delay.millis() < 100 {
+                v.fail("sockjs.disconnect_delay", "must be at least 100ms");
+            }
+        }
         let z = &s.websocket.compression;
         v.range("websocket.compression.level", u64::from(z.level), 0, 9);
         // zlib cannot make an 8-bit-window stream (it silently uses 9).

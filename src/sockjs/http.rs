@@ -48,7 +48,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// The whole request's length (head and body).
-    pub fn len(&self) -> usize {
+    pub fn total_len(&self) -> usize {
         self.head_len + self.body_len
     }
 
@@ -234,7 +234,12 @@ impl<'o> Head<'o> {
 
     /// End the head: the body's framing and the connection's fate.
     pub fn finish(self, body: Body, keep_alive: bool) {
-        let out = self.out;
+        Head::finish_raw(self.out, body, keep_alive);
+    }
+
+    /// [`Head::finish`] on a head written earlier into `out` (a poll's head waits for its
+    /// frame to know its length).
+    pub fn finish_raw(out: &mut Vec<u8>, body: Body, keep_alive: bool) {
         match body {
             Body::Length(n) => {
                 out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
@@ -291,7 +296,7 @@ mod tests {
             (r.origin, r.jsessionid, r.request_headers),
             (Some("http://a"), Some("xyz"), Some("a, b"))
         );
-        assert_eq!(r.len(), raw.len());
+        assert_eq!(r.total_len(), raw.len());
     }
 
     #[test]

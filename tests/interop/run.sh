@@ -11,6 +11,9 @@
 #   stompjs + ws and PyPI websockets (pinned in requirements.txt; STOMP frames by hand, and the
 #   /echo endpoint) talk compressed and uncompressed, and the chat example with --compression in
 #   Chromium (js-ws-deflate, py-ws-deflate, chat-browser-deflate).
+#   SockJS: sockjs-client (npm, pinned) + stompjs in Chromium on the broker's /sockjs endpoint,
+#   forced to xhr-streaming, xhr-polling and eventsource, exchanging messages with stompjs on /ws
+#   (sockjs-browser).
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
 # builds target/release/stompbox, the chat example and loadtest, runs the broker (and the
@@ -41,7 +44,7 @@ command -v npm >/dev/null || die "npm not found"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || die "node >= 20 needed, found $(node --version)"
 
-# The chat page's browser: Debian's chromium. Without it only the chat-browser scenario fails.
+# The browser scenarios' Chromium: Debian's chromium. Without it only those scenarios fail.
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$CHROMIUM" ] && command -v apt-get >/dev/null; then
   log "installing chromium (apt-get)"
@@ -49,7 +52,7 @@ if [ ! -x "$CHROMIUM" ] && command -v apt-get >/dev/null; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   { timeout "$INSTALL_TIMEOUT" $SUDO apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive timeout "$INSTALL_TIMEOUT" $SUDO apt-get install -y -qq chromium; } \
-    >/dev/null 2>&1 || log "could not install chromium: chat-browser will fail"
+    >/dev/null 2>&1 || log "could not install chromium: the browser scenarios will fail"
 fi
 
 py_stamp="$(hash_of requirements.txt)"
@@ -66,10 +69,10 @@ fi
 js_stamp="$(hash_of package.json package-lock.json)"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1   # playwright-core drives the system chromium
 if [ -d node_modules/@stomp/stompjs ] && [ -d node_modules/ws ] && [ -d node_modules/playwright-core ] &&
-  [ "$(cat node_modules/.interop-stamp 2>/dev/null)" = "$js_stamp" ]; then
+  [ -d node_modules/sockjs-client ] && [ "$(cat node_modules/.interop-stamp 2>/dev/null)" = "$js_stamp" ]; then
   log "reusing node_modules (@stomp/stompjs $(node -p 'require("./node_modules/@stomp/stompjs/package.json").version'))"
 else
-  log "installing @stomp/stompjs, ws and playwright-core into node_modules"
+  log "installing @stomp/stompjs, ws, playwright-core and sockjs-client into node_modules"
   timeout "$INSTALL_TIMEOUT" npm ci --no-audit --no-fund --loglevel=error
   echo "$js_stamp" > node_modules/.interop-stamp
 fi
@@ -189,6 +192,10 @@ add py-ws-deflate           "$(q "${DEFLATE_PY[@]}" py-ws-deflate)"
 add chat-browser            "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK")"
 # The same with the example offering permessage-deflate: the page's WebSocket must agree to it.
 add chat-browser-deflate    "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN" --chromium "$CHROMIUM" --shots "$WORK" --compression)"
+# SockJS (/sockjs on the WebSocket listener): sockjs-client + stompjs in Chromium, a page served
+# from another loopback port (CORS), each of xhr-streaming, xhr-polling and eventsource, talking
+# with stompjs over /ws.
+add sockjs-browser          "$(q node "$HERE/sockjs_browser.mjs" --ws "$WS_PORT" --chromium "$CHROMIUM")"
 # A loadtest HTML report (from a short run against this broker) opened in Chromium.
 add loadtest-report-browser "$(q node "$HERE/report_browser.mjs" --loadtest "$LOADTEST_BIN" --ws "$WS_PORT" --chromium "$CHROMIUM" --shots "$WORK")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)

@@ -34,12 +34,23 @@ pub(super) fn stomp_ws_message(
     ctx: &mut Ctx<'_>,
     out: &mut OutQueue,
 ) -> Option<Flow> {
+    stomp_message(st, payload, ctx, out, Framing::WebSocket)
+}
+
+/// [`stomp_ws_message`] for any framing of the replies (SockJS sessions queue raw frames).
+pub(super) fn stomp_message(
+    st: &mut StompState,
+    payload: &[u8],
+    ctx: &mut Ctx<'_>,
+    out: &mut OutQueue,
+    framing: Framing,
+) -> Option<Flow> {
     if st.auth_pending {
         st.stash.extend_from_slice(payload);
         return None;
     }
     if st.stash.is_empty() {
-        let (used, flow) = stomp_input(st, payload, ctx, out, Framing::WebSocket);
+        let (used, flow) = stomp_input(st, payload, ctx, out, framing);
         if !matches!(flow, Some(Flow::Close { .. })) {
             st.stash
                 .extend_from_slice(payload.get(used..).unwrap_or_default());
@@ -48,7 +59,7 @@ pub(super) fn stomp_ws_message(
     }
     let mut stash = std::mem::take(&mut st.stash);
     stash.extend_from_slice(payload);
-    let (used, flow) = stomp_input(st, &stash, ctx, out, Framing::WebSocket);
+    let (used, flow) = stomp_input(st, &stash, ctx, out, framing);
     stash.drain(..used.min(stash.len()));
     if stash.is_empty() {
         // An idle connection holds no buffer.
@@ -197,7 +208,7 @@ pub(super) fn stomp_input(
 
 /// A buffered frame of an open transaction.
 #[derive(Debug)]
-pub(crate) enum TxOp {
+pub enum TxOp {
     Publish(Published),
     Ack { id: String, nack: bool },
 }

@@ -93,8 +93,8 @@ impl Conn {
     }
 
     /// The socket, for the poll's (re/de)registration.
-    pub fn socket(&mut self) -> &mut TcpStream {
-        &mut self.sock
+    pub fn socket(&mut self) -> Option<&mut TcpStream> {
+        self.sock.as_mut()
     }
 
     pub fn kind(&self) -> Kind {

@@ -58,6 +58,7 @@ mod broker;
 mod deliver;
 mod holds;
 mod reply;
+mod sockjs;
 mod websocket;
 
 pub use app::encode_outgoing;
@@ -66,6 +67,7 @@ pub use broker::drop_subscription;
 use broker::*;
 pub use deliver::TopicDelivery;
 use reply::*;
+pub use sockjs::{SjsAnswer, SjsCall, SjsCtx, SjsFrame, SjsSession};
 
 /// Which listener accepted the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,9 @@ pub enum Kind {
     Ws,
     /// STOMP straight away.
     Tcp,
+    /// A SockJS session: no socket of its own; its frames travel on its carriers (the
+    /// WebSocket listener's HTTP connections).
+    Sockjs,
 }
 
 #[derive(Debug)]
@@ -155,6 +160,8 @@ enum Phase {
     Open { ws: Option<WsState>, app: App },
     /// Nothing more to say: flush, half-close, discard input until EOF or the deadline.
     Linger,
+    /// A SockJS receiving request attached to its session (`sockjs.rs`).
+    Carrier(Box<sockjs::Carrier>),
 }
 
 /// What the reactor should do next with the connection.
@@ -201,6 +208,8 @@ pub struct Ctx<'a> {
     pub workers: Option<&'a crate::server::apps::Pool>,
     /// Where slow credential checks run.
     pub auth: Option<&'a crate::server::authpool::AuthPool>,
+    /// SockJS: the mounts, and what a request asks of the reactor.
+    pub sjs: &'a mut SjsCtx,
     /// The peer's address (for failed-login slow-down).
     pub peer: Option<std::net::IpAddr>,
     /// Memory is above the high-water mark: publishers are not read from.
@@ -221,7 +230,8 @@ impl Ctx<'_> {
 
 #[derive(Debug)]
 pub struct Conn {
-    sock: TcpStream,
+    /// `None` for a SockJS session (its carriers hold the sockets).
+    sock: Option<TcpStream>,
     kind: Kind,
     /// TLS state when the listener serves TLS.
     tls: Option<Box<rustls::ServerConnection>>,
@@ -248,6 +258,8 @@ pub struct Conn {
     write_closed: bool,
     /// Heart-beats: when the client last spoke, when we last wrote, what is due.
     live: Liveness,
+    /// A SockJS session's state.
+    sjs: Option<Box<SjsSession>>,
 }
 
 impl Conn {
@@ -262,7 +274,7 @@ impl Conn {
     ) -> Self {
         let (phase, deadline) = match kind {
             Kind::Ws => (Phase::Handshake, Some(now + cfg.handshake_timeout)),
-            Kind::Tcp => (
+            Kind::Tcp | Kind::Sockjs => (
                 Phase::Open {
                     ws: None,
                     app: App::Stomp(new_stomp(sessions, reactor)),
@@ -275,6 +287,7 @@ impl Conn {
             let on = match kind {
                 Kind::Ws => t.ws,
                 Kind::Tcp => t.tcp,
+                Kind::Sockjs => false,
             };
             on.then(|| rustls::ServerConnection::new(Arc::clone(&t.server)))
         });
@@ -286,7 +299,7 @@ impl Conn {
             Some(Err(_)) => (None, Phase::Linger, Some(now)),
         };
         Conn {
-            sock,
+            sock: Some(sock),
             kind,
             tls,
             admitted,
@@ -303,6 +316,7 @@ impl Conn {
             read_closed: false,
             write_closed: false,
             live: Liveness::new(now),
+            sjs: None,
         }
     }
 
@@ -327,7 +341,9 @@ impl Conn {
 
     /// Anything to write: queued frames, or TLS records (handshake, alerts).
     pub fn wants_flush(&self) -> bool {
-        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        !self.out.is_empty()
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
+            || self.sjs_pending()
     }
 
     /// How this connection's STOMP frames travel.
@@ -342,7 +358,7 @@ impl Conn {
     pub fn next_deadline(&self, grace: u32) -> Option<Instant> {
         let beats = self.live.next_deadline(grace);
         let held = self.stomp().and_then(|s| s.auth_hold);
-        [self.phase_deadline, beats, held]
+        [self.phase_deadline, beats, held, self.sjs_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -353,6 +369,9 @@ impl Conn {
         let mut budget = ctx.cfg.read_budget;
         if self.auth_pending() || self.memory_blocked() {
             return Next::Idle;
+        }
+        if self.sock.is_none() {
+            return self.sjs_readable(ctx);
         }
         if let Phase::Open {
             ws,
@@ -408,9 +427,12 @@ impl Conn {
             let cap = self.rbuf.capacity();
             self.rbuf.resize(cap, 0);
             let buf = self.rbuf.get_mut(filled..).unwrap_or_default();
+            let Some(sock) = self.sock.as_mut() else {
+                return Next::Idle;
+            };
             let res = match &mut self.tls {
-                Some(t) => super::tls::read(t, &mut self.sock, buf),
-                None => self.sock.read(buf),
+                Some(t) => super::tls::read(t, sock, buf),
+                None => sock.read(buf),
             };
             let n = match res {
                 Ok(n) => n,
@@ -489,7 +511,12 @@ impl Conn {
             return Next::ReadAgain;
         }
         let done = matches!(self.phase, Phase::Linger) || self.read_closed;
-        if done && !self.wants_flush() {
+        let flushed = !self.wants_flush();
+        let Some(sock) = self.sock.as_mut() else {
+            // A SockJS session stays until its disconnect delay.
+            return Next::Idle;
+        };
+        if done && flushed {
             if self.read_closed {
                 return Next::Close;
             }
@@ -497,9 +524,9 @@ impl Conn {
                 self.write_closed = true;
                 if let Some(t) = &mut self.tls {
                     t.send_close_notify();
-                    let _ = t.write_tls(&mut self.sock);
+                    let _ = t.write_tls(sock);
                 }
-                let _ = self.sock.shutdown(Shutdown::Write);
+                let _ = sock.shutdown(Shutdown::Write);
                 self.phase_deadline = Some(ctx.now + ctx.cfg.close_timeout);
             }
         }
@@ -509,11 +536,14 @@ impl Conn {
     /// Flush queued output. Called once per loop turn for each connection with output.
     pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> io::Result<Next> {
         let written_before = self.out.written_total();
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(self.after_io(ctx));
+        };
         if let Some(t) = &mut self.tls {
             if !self.write_blocked && (!self.out.is_empty() || t.wants_write()) {
                 let done = super::tls::flush(
                     t,
-                    &mut self.sock,
+                    sock,
                     &mut self.out,
                     ctx.pool,
                     &mut ctx.counters.bytes_out,
@@ -523,7 +553,7 @@ impl Conn {
             }
         } else if !self.out.is_empty() && !self.write_blocked {
             let before = self.out.len();
-            let done = self.out.write_to(&mut self.sock, ctx.pool)?;
+            let done = self.out.write_to(sock, ctx.pool)?;
             ctx.counters.bytes_out += (before - self.out.len()) as u64;
             self.write_blocked = !done;
             self.live.wrote(ctx.now);
@@ -560,6 +590,9 @@ impl Conn {
         let now = ctx.now;
         if self.phase_deadline.is_some_and(|d| d <= now) {
             return Next::Close;
+        }
+        if let Some(next) = self.sjs_timer(now) {
+            return next;
         }
         if let Some(next) = self.release_auth(now) {
             return next;
@@ -615,8 +648,9 @@ impl Conn {
                     self.rstart = self.rbuf.len();
                     false
                 }
+                Phase::Carrier(_) => self.carrier_input(ctx),
             };
-            if !go_on {
+            if !go_on || ctx.sjs.call.is_some() {
                 return;
             }
         }
@@ -663,14 +697,20 @@ impl Conn {
     /// [`Conn::linger`]; with `written`, auto-mode queue deliveries already queued count as
     /// written (see [`drop_subscription`]).
     fn linger_settling(&mut self, ctx: &mut Ctx<'_>, written: bool) {
-        if self.queue_pending && self.tls.is_none() && !self.write_blocked {
+        if let (Some(sock), true) = (
+            self.sock.as_mut(),
+            self.queue_pending && self.tls.is_none() && !self.write_blocked,
+        ) {
             // Write what is queued now: auto-mode queue deliveries that reach the socket before
             // the close are done; the rest go back to their queues (redelivered).
             let before = self.out.len();
-            if self.out.write_to(&mut self.sock, ctx.pool).is_ok() {
+            if self.out.write_to(sock, ctx.pool).is_ok() {
                 ctx.counters.bytes_out += (before - self.out.len()) as u64;
             }
             self.queue_written(ctx);
+        }
+        if let Phase::Carrier(c) = &self.phase {
+            ctx.sjs.lost.push((c.session(), ctx.token));
         }
         self.rstart = self.rbuf.len();
         self.live.stop();
@@ -688,6 +728,7 @@ impl Conn {
             }
             _ => Phase::Linger,
         };
+        self.sjs_closing(ctx);
     }
 
     fn push_stomp(&mut self, ctx: &mut Ctx<'_>, bytes: &[u8], framing: Framing) {
@@ -710,7 +751,7 @@ impl Conn {
         let reason = "too many connections";
         match self.kind {
             Kind::Ws => self.refuse(ctx, Refusal::unavailable(reason)),
-            Kind::Tcp => {
+            Kind::Tcp | Kind::Sockjs => {
                 let err = StompError::new(reason);
                 write_error(&mut self.out, ctx, Version::V1_2, &err, Framing::Tcp);
                 self.linger(ctx);
@@ -745,6 +786,7 @@ impl Conn {
                 }
             }
             Phase::Linger => {}
+            Phase::Carrier(_) => self.carry_end(ctx),
             Phase::Handshake => self.refuse(ctx, Refusal::unavailable("server shutting down")),
         }
     }

@@ -8,6 +8,9 @@ impl Conn {
     /// The HTTP request of a WebSocket connection: upgrade (`/ws`, `/stomp`, `/echo`), a static
     /// file of the application's, or a refusal. `true` when frames may follow in the buffer.
     pub(super) fn handshake(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if let Some(go_on) = self.sockjs_http(ctx) {
+            return go_on;
+        }
         let input = self.rbuf.get_mut(self.rstart..).unwrap_or_default();
         match ws::parse_request(input, &ctx.cfg.handshake) {
             Ok(Status::Partial) => false,
@@ -24,40 +27,9 @@ impl Conn {
                     App::Echo => None,
                     App::Stomp(_) => up.protocol,
                 };
-                let extensions = up.deflate.map(|d| d.response());
-                let buf = self.out.own_buf(ctx.pool);
-                let before = buf.len();
-                ws::write_accept(buf, up.key, protocol, extensions.as_deref());
-                self.out.commit(before);
-                self.rstart += up.consumed;
-                // STOMP clients get the handshake timeout again to send CONNECT.
-                self.phase_deadline = match app {
-                    App::Echo => None,
-                    App::Stomp(_) => Some(ctx.now + ctx.cfg.handshake_timeout),
-                };
-                self.phase = Phase::Open {
-                    ws: Some(WsState {
-                        codec: Box::new(WsCodec {
-                            decoder: Decoder::new(DecoderConfig {
-                                max_inline: (ctx.cfg.read_buffer_size - ws::frame::MAX_HEADER_LEN)
-                                    as u64,
-                                deflate: up.deflate.is_some(),
-                                ..DecoderConfig::server(
-                                    ctx.cfg.max_frame_size,
-                                    ctx.cfg.max_message_size,
-                                )
-                            }),
-                            deflate: up.deflate.map(|agreed| {
-                                Box::new(WsDeflate {
-                                    agreed,
-                                    inflater: None,
-                                })
-                            }),
-                        }),
-                        close_sent: false,
-                    }),
-                    app,
-                };
+                let (key, protocol) = (up.key.to_string(), protocol.map(str::to_string));
+                let (deflate, consumed) = (up.deflate, up.consumed);
+                self.upgrade(ctx, &key, protocol.as_deref(), deflate, consumed, app);
                 true
             }
             Err(refusal) => {
@@ -98,6 +70,48 @@ impl Conn {
                 false
             }
         }
+    }
+
+    /// Answer an upgrade request (`consumed` bytes) with 101 and open the WebSocket for `app`.
+    pub(super) fn upgrade(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        protocol: Option<&str>,
+        deflate: Option<crate::ws::deflate::Agreed>,
+        consumed: usize,
+        app: App,
+    ) {
+        let extensions = deflate.map(|d| d.response());
+        let buf = self.out.own_buf(ctx.pool);
+        let before = buf.len();
+        ws::write_accept(buf, key, protocol, extensions.as_deref());
+        self.out.commit(before);
+        self.rstart += consumed;
+        // STOMP clients get the handshake timeout again to send CONNECT.
+        self.phase_deadline = match app {
+            App::Echo => None,
+            App::Stomp(_) => Some(ctx.now + ctx.cfg.handshake_timeout),
+        };
+        self.phase = Phase::Open {
+            ws: Some(WsState {
+                codec: Box::new(WsCodec {
+                    decoder: Decoder::new(DecoderConfig {
+                        max_inline: (ctx.cfg.read_buffer_size - ws::frame::MAX_HEADER_LEN) as u64,
+                        deflate: deflate.is_some(),
+                        ..DecoderConfig::server(ctx.cfg.max_frame_size, ctx.cfg.max_message_size)
+                    }),
+                    deflate: deflate.map(|agreed| {
+                        Box::new(WsDeflate {
+                            agreed,
+                            inflater: None,
+                        })
+                    }),
+                }),
+                close_sent: false,
+            }),
+            app,
+        };
     }
 
     /// One WebSocket frame or message from the buffer: STOMP bytes or an echo, and the control

@@ -80,7 +80,15 @@ fn full_file_maps_onto_config() {
     back.tls.cert = full().tls.cert;
     back.tls.key = full().tls.key;
     back.auth = full().auth;
+    // A SockJS endpoint that is off keeps no settings in `Config`: checked on below.
+    back.sockjs = full().sockjs;
     assert_eq!(back, full());
+    let mut on = full();
+    on.sockjs.enabled = true;
+    let c = on.to_config().unwrap();
+    let j = c.sockjs.as_ref().unwrap();
+    assert_eq!((j.prefix.as_str(), j.response_limit, j.max_body), ("/fallback", 65536, 4096));
+    assert_eq!(Settings::from_config(&c).sockjs, on.sockjs);
 }
 
 #[test]

@@ -154,6 +154,32 @@ fn every_option_has_a_flag() {
             &["--compression-client-no-context-takeover", "false"],
             "false",
         ),
+        ("sockjs.enabled", &["--sockjs=false"], "false"),
+        ("sockjs.prefix", &["--sockjs-prefix", "/fb"], r#""/fb""#),
+        ("sockjs.heartbeat", &["--sockjs-heartbeat", "3s"], r#""3s""#),
+        (
+            "sockjs.disconnect_delay",
+            &["--sockjs-disconnect-delay", "2s"],
+            r#""2s""#,
+        ),
+        (
+            "sockjs.response_limit",
+            &["--sockjs-response-limit", "4096"],
+            "4096",
+        ),
+        ("sockjs.max_body", &["--sockjs-max-body", "2048"], "2048"),
+        ("sockjs.max_sessions", &["--sockjs-max-sessions", "7"], "7"),
+        ("sockjs.websocket", &["--sockjs-websocket", "false"], "false"),
+        (
+            "sockjs.cookie_needed",
+            &["--sockjs-cookie-needed", "true"],
+            "true",
+        ),
+        (
+            "sockjs.client_url",
+            &["--sockjs-client-url", "/s.js"],
+            r#""/s.js""#,
+        ),
         ("stomp.max_headers", &["--max-headers", "13"], "13"),
         (
             "stomp.max_header_line",

@@ -59,6 +59,7 @@ const MAPPED: &[&str] = &[
     "auth_workers",
     "auth_pending_per_ip",
     "cluster",
+    "sockjs",
 ];
 
 /// `field` or `struct.field` -> its value, read from `Config`'s pretty `Debug` output.

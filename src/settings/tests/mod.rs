@@ -120,6 +120,18 @@ tls_key = "node.key"
 require_tls = true
 max_pending = 1000
 max_pending_bytes = 1048576
+
+[sockjs]
+enabled = false
+prefix = "/fallback"
+heartbeat = "20s"
+disconnect_delay = "7s"
+response_limit = 65536
+max_body = 4096
+max_sessions = 999
+websocket = false
+cookie_needed = true
+client_url = "/js/sockjs.min.js"
 "#;
 
 /// A users file (alice, passcode "secret") and an ACL file, written once per test run.
@@ -267,6 +279,18 @@ fn full() -> Settings {
             require_tls: true,
             max_pending: 1000,
             max_pending_bytes: 1 << 20,
+        },
+        sockjs: SockjsSettings {
+            enabled: false,
+            prefix: "/fallback".into(),
+            heartbeat: Dur::from_millis(20_000),
+            disconnect_delay: Dur::from_millis(7_000),
+            response_limit: 65536,
+            max_body: 4096,
+            max_sessions: 999,
+            websocket: false,
+            cookie_needed: true,
+            client_url: "/js/sockjs.min.js".into(),
         },
     }
 }
