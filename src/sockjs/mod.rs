@@ -275,8 +275,18 @@ impl Wire {
                 out.push(b'\n');
             }
             Wire::EventSource => {
+                // sockjs-client URI-decodes each data line: `%` goes as `%25`. (CR, LF and NUL
+                // never appear raw: frames are JSON, where they are escaped.)
                 out.extend_from_slice(b"data: ");
-                out.extend_from_slice(frame);
+                for part in frame.split_inclusive(|b| *b == b'%') {
+                    match part.strip_suffix(b"%") {
+                        Some(p) => {
+                            out.extend_from_slice(p);
+                            out.extend_from_slice(b"%25");
+                        }
+                        None => out.extend_from_slice(part),
+                    }
+                }
                 out.extend_from_slice(b"\r\n\r\n");
             }
             Wire::HtmlFile => {
@@ -465,6 +475,9 @@ mod tests {
         let mut out = Vec::new();
         Wire::EventSource.write(&mut out, b"o");
         assert_eq!(out, b"data: o\r\n\r\n");
+        let mut out = Vec::new();
+        Wire::EventSource.write(&mut out, br#"a["100% %41"]"#);
+        assert_eq!(out, b"data: a[\"100%25 %2541\"]\r\n\r\n");
         let mut c = Vec::new();
         write_close(&mut c, 3000, "Go away!");
         assert_eq!(c, br#"c[3000,"Go away!"]"#);

@@ -634,12 +634,11 @@ impl Conn {
         let streaming = transport != Transport::Xhr;
         let chunked = streaming && req.http11;
         let mut head = Vec::new();
+        // CORS on every transport: an EventSource from another origin needs it too.
         let mut h = http::Head::new(&mut head, req.http11, 200)
             .header("Content-Type", ctype)
-            .no_cache();
-        if transport.xhr() {
-            h = h.cors(req);
-        }
+            .no_cache()
+            .cors(req);
         let cookie;
         if mount.cookie_needed {
             cookie = format!("JSESSIONID={}; path=/", req.jsessionid.unwrap_or("dummy"));
@@ -783,6 +782,11 @@ impl Conn {
             return;
         }
         self.end_carried(ctx, &mut c);
+    }
+
+    /// Frames are queued (not counting heart-beats or close frames).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Room on the carrier for more of its session's frames.

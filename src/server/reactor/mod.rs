@@ -305,7 +305,12 @@ impl Reactor {
             self.flush_dirty(now);
             self.publish_stats(now);
             if let Some(d) = shutdown_deadline {
-                if self.conns.is_empty() || now >= d {
+                // SockJS sessions with nothing left to say wait for no one.
+                let idle_sessions = self
+                    .conns
+                    .iter()
+                    .all(|(_, s)| s.conn.kind() == Kind::Sockjs && !s.conn.wants_flush());
+                if self.conns.is_empty() || idle_sessions || now >= d {
                     return Ok(());
                 }
             }

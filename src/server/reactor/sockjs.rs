@@ -208,8 +208,11 @@ impl Reactor {
                 return;
             }
         }
-        let closed =
-            live(&mut self.conns, s).and_then(|x| x.conn.sjs().and_then(|j| j.closed.clone()));
+        // A closed session answers with its close frame, once what it still had to say is
+        // said (a DISCONNECT's RECEIPT comes first).
+        let closed = live(&mut self.conns, s)
+            .filter(|x| !x.conn.has_output())
+            .and_then(|x| x.conn.sjs().and_then(|j| j.closed.clone()));
         if let (Some(frame), false) = (closed, open) {
             self.sjs_answer(t, SjsAnswer::Frame(&frame), now);
             return;

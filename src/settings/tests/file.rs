@@ -87,7 +87,10 @@ fn full_file_maps_onto_config() {
     on.sockjs.enabled = true;
     let c = on.to_config().unwrap();
     let j = c.sockjs.as_ref().unwrap();
-    assert_eq!((j.prefix.as_str(), j.response_limit, j.max_body), ("/fallback", 65536, 4096));
+    assert_eq!(
+        (j.prefix.as_str(), j.response_limit, j.max_body),
+        ("/fallback", 65536, 4096)
+    );
     assert_eq!(Settings::from_config(&c).sockjs, on.sockjs);
 }
 

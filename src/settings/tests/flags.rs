@@ -169,7 +169,11 @@ fn every_option_has_a_flag() {
         ),
         ("sockjs.max_body", &["--sockjs-max-body", "2048"], "2048"),
         ("sockjs.max_sessions", &["--sockjs-max-sessions", "7"], "7"),
-        ("sockjs.websocket", &["--sockjs-websocket", "false"], "false"),
+        (
+            "sockjs.websocket",
+            &["--sockjs-websocket", "false"],
+            "false",
+        ),
         (
             "sockjs.cookie_needed",
             &["--sockjs-cookie-needed", "true"],
