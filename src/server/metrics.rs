@@ -635,7 +635,7 @@ impl Stats {
                 .collect()
         };
         let rows = |v: &Vec<(String, u64)>| -> Vec<(String, u64)> { v.clone() };
-        let conns = per(|c| c.conns_ws + c.conns_tcp);
+        let conns = per(|c| c.conns_ws + c.conns_tcp + c.conns_sockjs);
         let turns = per(|c| c.loop_turns);
         let nanos = per(|c| c.loop_nanos);
         let max = per(|c| c.loop_max_nanos);

@@ -422,6 +422,8 @@ impl Conn {
         self.out.push(ctx.pool, bytes);
         self.rstart += req.total_len();
         self.sjs_request_done(ctx, req.keep_alive);
+        // Pipelined requests whose answers are not read: no more is read until they are.
+        self.pause_if_over(ctx);
     }
 
     fn sjs_request_done(&mut self, ctx: &mut Ctx<'_>, keep_alive: bool) {
