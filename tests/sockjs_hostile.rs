@@ -220,11 +220,12 @@ fn step(addr: SocketAddr, r: &mut Rng, open: &mut Vec<Open>) {
         7 => {
             // The WebSocket transport with junk or STOMP in its messages.
             let url = format!("ws://{addr}/sockjs/000/{id}/websocket");
-            let sock = connect(addr).map(|s| {
+            let sock = connect(addr);
+            if let Some(s) = &sock {
                 let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                s
-            });
-            if let Some(Ok((mut ws, _))) = sock.map(|s| tungstenite::client(url, s)) {
+            }
+            let handshake = sock.map(|s| tungstenite::client(url, s).map_err(|_| ()));
+            if let Some(Ok((mut ws, _))) = handshake {
                 let _ = ws
                     .get_mut()
                     .set_read_timeout(Some(Duration::from_millis(5)));
