@@ -834,6 +834,33 @@ fn sessions_are_bounded_and_count_as_connections() {
 }
 
 #[test]
+fn cookie_needed_sets_jsessionid_and_says_so_in_info() {
+    let (_h, addr) = server(|j| j.cookie_needed = true);
+    let r = call(addr, "GET", "/sockjs/info", "", b"");
+    let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(info["cookie_needed"], true);
+    assert_eq!(r.h("set-cookie"), None);
+    let r = call(addr, "POST", "/sockjs/000/ck/xhr", "", b"");
+    assert_eq!(r.h("set-cookie"), Some("JSESSIONID=dummy; path=/"));
+    let r = call(
+        addr,
+        "POST",
+        "/sockjs/000/ck2/xhr",
+        "Cookie: a=1; JSESSIONID=abc\r\n",
+        b"",
+    );
+    assert_eq!(r.h("set-cookie"), Some("JSESSIONID=abc; path=/"));
+    let r = call(
+        addr,
+        "POST",
+        "/sockjs/000/ck3/xhr",
+        "Cookie: JSESSIONID=a,Domain=x\r\n",
+        b"",
+    );
+    assert_eq!(r.h("set-cookie"), Some("JSESSIONID=dummy; path=/"));
+}
+
+#[test]
 fn the_sockjs_endpoint_can_be_turned_off() {
     let (_h, addr) = common::server_with(|c| c.sockjs = None);
     let r = call(addr, "GET", "/sockjs/info", "", b"");

@@ -643,7 +643,18 @@ impl Conn {
             .cors(req);
         let cookie;
         if mount.cookie_needed {
-            cookie = format!("JSESSIONID={}; path=/", req.jsessionid.unwrap_or("dummy"));
+            // The client's own id, when it is a plain token (nothing else goes back into a
+            // header).
+            let id = req
+                .jsessionid
+                .filter(|v| {
+                    !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                })
+                .unwrap_or("dummy");
+            cookie = format!("JSESSIONID={id}; path=/");
             h = h.header("Set-Cookie", &cookie);
         }
         let _ = h;
@@ -690,9 +701,10 @@ impl Conn {
         }
         c.sent += body.len();
         if c.chunked {
-            let mut chunk = Vec::with_capacity(body.len() + 12);
-            http::write_chunk(&mut chunk, &body);
-            self.out.push(ctx.pool, &chunk);
+            let buf = self.out.own_buf(ctx.pool);
+            let before = buf.len();
+            http::write_chunk(buf, &body);
+            self.out.commit(before);
         } else {
             self.out.push(ctx.pool, &body);
         }
