@@ -243,6 +243,8 @@ struct Shared {
     messages: u64,
     delivered: u64,
     first_send: Option<Instant>,
+    /// Messages the publisher wrote.
+    sent: u64,
     last_delivery: Option<Instant>,
     publisher_ready: bool,
     publisher_failed: Option<String>,
@@ -631,7 +633,13 @@ impl Conn {
                     sh.sends.push_front(p);
                     Ok(After::Gone)
                 }
-                Some(p) => Err(format!("xhr_send for session {}: connection closed", p.sub)),
+                Some(p) => {
+                    sh.fail(
+                        p.sub,
+                        "xhr_send: connection closed before the answer".into(),
+                    );
+                    Ok(After::Gone)
+                }
                 None => Ok(After::Gone),
             },
         }
@@ -1094,6 +1102,7 @@ impl Driver {
                 messages,
                 delivered: 0,
                 first_send: None,
+                sent: 0,
                 last_delivery: None,
                 publisher_ready: false,
                 publisher_failed: None,
@@ -1419,6 +1428,7 @@ impl Driver {
             let mask = self.sh.mask();
             ws::write_frame(&mut c.wbuf, true, Opcode::Text, &frame, Some(mask));
             w.seq += 1;
+            self.sh.sent = w.seq;
             if self.sh.first_send.is_none() {
                 self.sh.first_send = Some(Instant::now());
             }
@@ -1483,13 +1493,15 @@ fn json_str(s: &str) -> String {
 fn run_idle(o: Opts, pid: Option<u32>) -> Result<bool, String> {
     let n = o.n;
     let transport = o.transport;
-    let hold = o.hold;
+    let mut hold = o.hold;
     let mut d = Driver::new(o)?;
     let rss_before = pid.and_then(sys::rss_bytes);
     let setup = d.setup()?;
     d.close_senders();
     if d.ready_count() > 0 {
         d.serve_for(hold)?;
+    } else {
+        hold = Duration::ZERO;
     }
     let rss_after = pid.and_then(sys::rss_bytes);
     let ready = d.ready_count();
@@ -1577,9 +1589,10 @@ fn run_fanout(o: Opts, pid: Option<u32>) -> Result<bool, String> {
     let deadline = t0 + secs;
     let mut timed_out = false;
     loop {
-        d.publish(window)?;
-        if let Some(e) = &d.sh.publisher_failed {
-            eprintln!("sockjs-bench: publisher failed: {e}");
+        if let Err(e) = d.publish(window) {
+            d.sh.publisher_failed = Some(e);
+        }
+        if d.sh.publisher_failed.is_some() {
             break;
         }
         let live = d.sh.subs.iter().filter(|s| s.failed.is_none()).count() as u64;
@@ -1599,12 +1612,7 @@ fn run_fanout(o: Opts, pid: Option<u32>) -> Result<bool, String> {
         _ => None,
     };
     let rss = pid.and_then(sys::rss_bytes);
-    let sent = match d.conns.get(d.pub_tok) {
-        Some(Some(Conn {
-            kind: Kind::Ws(w), ..
-        })) => w.seq,
-        _ => 0,
-    };
+    let sent = d.sh.sent;
     let expected = n as u64 * m;
     let delivered = d.sh.delivered;
     let elapsed = match (d.sh.first_send, d.sh.last_delivery) {
@@ -1626,7 +1634,7 @@ fn run_fanout(o: Opts, pid: Option<u32>) -> Result<bool, String> {
     let misordered: u64 = d.sh.subs.iter().map(|s| s.misordered).sum();
     let responses: u64 = d.sh.subs.iter().map(|s| s.responses).sum();
     let (failed, causes) = d.failures();
-    let ok = complete == n && misordered == 0 && failed == 0;
+    let ok = complete == n && misordered == 0 && failed == 0 && d.sh.publisher_failed.is_none();
     let verdict = if ok {
         "every subscriber got all M".to_string()
     } else {
@@ -1642,6 +1650,9 @@ fn run_fanout(o: Opts, pid: Option<u32>) -> Result<bool, String> {
         }
         if failed > 0 {
             v += &format!(", {failed} failed ({causes})");
+        }
+        if let Some(e) = &d.sh.publisher_failed {
+            v += &format!(", the publisher failed ({e})");
         }
         if timed_out {
             v += &format!(", timed out after {:.1} s", secs.as_secs_f64());
@@ -1680,11 +1691,15 @@ fn run_fanout(o: Opts, pid: Option<u32>) -> Result<bool, String> {
         cpu.as_secs_f64(),
         bcpu.map_or("null".to_string(), |c| format!("{:.3}", c.as_secs_f64())),
         opt(rss),
-        if failed > 0 {
-            format!(",\"failures\":{}", json_str(&causes))
-        } else {
-            String::new()
-        }
+        [
+            (failed > 0).then(|| format!(",\"failures\":{}", json_str(&causes))),
+            d.sh.publisher_failed
+                .as_ref()
+                .map(|e| format!(",\"publisher_error\":{}", json_str(e))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>()
     );
     Ok(ok)
 }

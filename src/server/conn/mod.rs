@@ -5,7 +5,8 @@
 //! This file is the transport: reading, flushing (TLS included), timers, pausing and the close.
 //! Beside it: `websocket.rs` (the upgrade request and WebSocket frames), `broker.rs` (STOMP
 //! frames and what they do), `app.rs` (application and user destinations), `holds.rs` (what
-//! holds input back, and what ends a session from outside), `reply.rs` (RECEIPT, ERROR, Close).
+//! holds input back, and what ends a session from outside), `reply.rs` (RECEIPT, ERROR, Close),
+//! `sockjs.rs` (SockJS requests, sessions and the requests that carry their frames).
 //!
 //! # Lifecycle
 //!
@@ -28,6 +29,10 @@
 //! - `Linger`: nothing more will be said; queued output is flushed, the write side shut, input
 //!   discarded until EOF or `timeouts.close`. Entered only through [`Conn::linger`] (from an
 //!   ERROR's close flow, a WebSocket close either way, EOF, a refusal or shutdown).
+//! - `Carrier`: a SockJS receiving request attached to its session (see `sockjs.rs`: a
+//!   SockJS session is a connection without a socket, in `Open` or, once closed, `Linger`
+//!   until its disconnect delay; its HTTP requests are `Handshake` connections answered with
+//!   keep-alive, one of which at a time carries its frames).
 //! - Only the connection moves itself between phases; the reactor asks through
 //!   [`Conn::start_close`] (shutdown), [`Conn::stomp_fail`] (slow consumer) and
 //!   [`Conn::recheck_access`], and removes the connection when a call returns `Next::Close`.

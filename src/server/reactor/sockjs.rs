@@ -84,9 +84,14 @@ impl Reactor {
         }
         self.counters.conns_ws += u64::from(conn.admitted().is_some());
         conn.writable();
+        // Answers to its earlier requests may still be queued: flushed here.
+        let output = conn.wants_flush();
         entry.insert(Slot { conn: *conn, gen });
         self.rearm_timer(tok);
         self.ready_again.push(tok);
+        if output {
+            self.dirty.push(tok);
+        }
         let _ = now;
     }
 
@@ -170,9 +175,15 @@ impl Reactor {
             return;
         };
         let r = Token(r);
+        // The receiver is told the session is gone (its close frame, or "Go away!" for a
+        // session ended by a timeout), and its response ends.
+        let frame = conn.sjs().and_then(|j| j.closed.clone());
         if let Some(out) = self.with_conn(r, now, |c, ctx| {
             if c.carrier_of() == Some(t.0) {
-                c.carry_end(ctx);
+                let f = frame.as_deref().unwrap_or(b"c[3000,\"Go away!\"]");
+                if c.carry(ctx, f) {
+                    c.carry_end(ctx);
+                }
             }
             c.wants_flush()
         }) {
@@ -359,7 +370,10 @@ impl Reactor {
                 })
                 .unwrap_or(false);
             self.dirty.push(r);
-            self.ready_again.push(r);
+            if !go_on {
+                // The response ended: a request pipelined behind it is read now.
+                self.ready_again.push(r);
+            }
             self.fan_out(now);
             if let Some(out) = self.with_conn(s, now, |c, ctx| {
                 c.sjs_wrote(now, beat);
