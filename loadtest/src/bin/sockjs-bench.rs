@@ -1381,7 +1381,7 @@ impl Driver {
             }
         }
         let n = by_cause.iter().map(|(_, n)| n).sum();
-        by_cause.sort_by(|a, b| b.1.cmp(&a.1));
+        by_cause.sort_by_key(|c| std::cmp::Reverse(c.1));
         let text = by_cause
             .iter()
             .take(4)
