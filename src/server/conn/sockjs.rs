@@ -529,6 +529,13 @@ impl Conn {
     /// The reactor's answer to this connection's [`SjsCall`]: the request still at the
     /// front of the buffer is answered (and consumed). Returns `true` if it is now attached.
     pub fn sjs_answer(&mut self, ctx: &mut Ctx<'_>, answer: SjsAnswer<'_>) -> Next {
+        let next = self.sjs_answer_request(ctx, answer);
+        // The request is consumed: an attached receiver holds no read buffer while it waits.
+        self.recycle(ctx);
+        next
+    }
+
+    fn sjs_answer_request(&mut self, ctx: &mut Ctx<'_>, answer: SjsAnswer<'_>) -> Next {
         let input = self.rbuf.get(self.rstart..).unwrap_or_default();
         let scfg = cfg_of(ctx);
         let max_head = ctx.cfg.handshake.max_request_bytes;
