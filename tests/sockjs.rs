@@ -833,6 +833,50 @@ fn sessions_are_bounded_and_count_as_connections() {
     assert_eq!(m.get("stompbox_connections{transport=\"sockjs\"}"), 3.0);
 }
 
+/// A SockJS session is a STOMP session like any: the users file's password check (answered
+/// off the reactor, the CONNECT held meanwhile) and the ACL apply.
+#[test]
+fn logins_and_the_acl_apply_to_sockjs_sessions() {
+    use stompbox::auth::{hash_password, Acl, AclHandle, PasswordAuth};
+    let mut users = std::collections::HashMap::new();
+    users.insert("alice".to_string(), hash_password("secret").unwrap());
+    let acl = Acl::parse("alice read /topic/ok\nalice write /topic/ok\n").unwrap();
+    let (_h, addr) = common::server_with(|c| {
+        c.session.authenticator = std::sync::Arc::new(PasswordAuth::new(users, false));
+        c.acl = Some(std::sync::Arc::new(AclHandle::new(acl)));
+    });
+    let login = |l: &str, p: &str| {
+        frame(
+            "CONNECT",
+            &[
+                ("accept-version", "1.2"),
+                ("host", "/"),
+                ("login", l),
+                ("passcode", p),
+            ],
+            b"",
+        )
+    };
+    let mut bad = Poller::open(addr, "/sockjs", "auth-bad");
+    bad.send(&[&login("alice", "wrong")]);
+    assert_eq!(bad.recv().command, "ERROR");
+    let mut good = Poller::open(addr, "/sockjs", "auth-good");
+    good.send(&[&login("alice", "secret")]);
+    assert_eq!(good.recv().command, "CONNECTED");
+    good.send(&[&frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "1"),
+            ("destination", "/topic/secret"),
+            ("receipt", "r"),
+        ],
+        b"",
+    )]);
+    let e = good.recv();
+    assert_eq!(e.command, "ERROR", "{e:?}");
+    assert_eq!(good.poll(), b"c[3000,\"Go away!\"]\n");
+}
+
 #[test]
 fn cookie_needed_sets_jsessionid_and_says_so_in_info() {
     let (_h, addr) = server(|j| j.cookie_needed = true);

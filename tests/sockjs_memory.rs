@@ -24,7 +24,11 @@ fn read_until(s: &mut TcpStream, buf: &mut [u8], mut len: usize, needle: &[u8]) 
         let n = s.read(&mut buf[len..]).unwrap();
         assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&buf[..len]));
         len += n;
-        assert!(len < buf.len(), "{:?}", String::from_utf8_lossy(&buf[..len]));
+        assert!(
+            len < buf.len(),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..len])
+        );
     }
     len
 }
@@ -45,7 +49,8 @@ fn session(addr: SocketAddr, i: usize) -> TcpStream {
     let mut got = [0u8; 4096];
     read_until(&mut s, &mut got, 0, b"\r\no\n\r\n");
     let mut send = TcpStream::connect(addr).unwrap();
-    send.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    send.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let body = r#"["CONNECT\naccept-version:1.2\nhost:/\n\n\u0000","SUBSCRIBE\nid:0\ndestination:/topic/chat/room/0001\nreceipt:r\n\n\u0000"]"#;
     let mut w = std::io::Cursor::new(&mut req[..]);
     write!(
