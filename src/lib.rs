@@ -58,6 +58,9 @@ pub mod sockjs;
 pub mod stomp;
 pub mod ws;
 
+/// The version and the git revision it was built from: `0.1.0 (1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILD_REVISION"), ")");
+
 pub use config::Config;
 pub use embed::{Broker, BrokerBuilder};
 pub use server::{start, ServerHandle};

@@ -42,23 +42,46 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let (settings, Built { config: cfg, users }) =
-        match settings::load(&cli, rust_log.as_deref()).and_then(|s| s.build().map(|b| (s, b))) {
-            Ok(v) => v,
-            Err(e) => {
-                for line in e.to_string().lines() {
-                    eprintln!("stompbox: {line}");
-                }
-                return ExitCode::from(EXIT_CONFIG);
+    // STOMPBOX_* variables (not valid UTF-8: reported as naming no option).
+    let mut odd = Vec::new();
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            if !k.starts_with(settings::ENV_PREFIX) {
+                return None;
             }
-        };
+            match v.into_string() {
+                Ok(v) => Some((k, v)),
+                Err(_) => {
+                    odd.push(k);
+                    None
+                }
+            }
+        })
+        .collect();
+    let loaded = settings::load_with_env(&cli, rust_log.as_deref(), env);
+    let (settings, Built { config: cfg, users }) = match loaded.and_then(|(s, unknown)| {
+        for name in unknown.iter().chain(&odd) {
+            eprintln!("stompbox: ignoring {name}: it names no option (or is not UTF-8)");
+        }
+        s.build().map(|b| (s, b))
+    }) {
+        Ok(v) => v,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("stompbox: {line}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if cli.print_config {
         return print_config(&settings);
     }
-    if let Err(e) = logger::init(settings.log_level.clone()) {
+    if let Err(e) = init_logging(&settings.log_level, settings.log_format) {
         eprintln!("stompbox: cannot install the logger: {e}");
         return ExitCode::FAILURE;
     }
+    open_files(cfg.max_connections);
     info!(
         "stompbox {} starting: {} reactors, configuration from {}",
         env!("CARGO_PKG_VERSION"),
@@ -77,6 +100,7 @@ fn main() -> ExitCode {
         Err(e) => return fatal(format_args!("cannot install signal handlers: {e}")),
     };
     let echo = cfg.echo;
+    let sockjs = cfg.sockjs.as_ref().map(|j| j.prefix.clone());
     let (ws_tls, tcp_tls) = cfg.tls.as_ref().map_or((false, false), |t| (t.ws, t.tcp));
     let server = match stompbox::start(cfg) {
         Ok(s) => s,
@@ -87,6 +111,10 @@ fn main() -> ExitCode {
         info!("STOMP over WebSocket on {scheme}://{a}/ws");
         if echo {
             info!("WebSocket echo on {scheme}://{a}/echo");
+        }
+        if let Some(prefix) = &sockjs {
+            let http = if ws_tls { "https" } else { "http" };
+            info!("SockJS on {http}://{a}{prefix}");
         }
     }
     if let Some(a) = server.tcp_addr() {
@@ -120,6 +148,43 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fatal(format_args!("{e}")),
+    }
+}
+
+/// Descriptors the server needs besides client sockets (listeners, polls, wakers, files).
+const FD_OVERHEAD: u64 = 64;
+
+/// Raise the soft open-file limit to the hard one (as NATS does: the usual soft limit of 1024
+/// would cap the broker at about 1,000 sessions), log the limit it runs with, and warn when
+/// `connections.max` is more than it allows.
+fn open_files(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        log::warn!("cannot read the open-file limit");
+        return;
+    };
+    let now = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                info!("open-file limit raised from {soft} to {hard} (the hard limit)");
+                hard
+            }
+            Err(e) => {
+                log::warn!("open-file limit {soft}: cannot raise it to {hard}: {e}");
+                soft
+            }
+        }
+    } else {
+        info!("open-file limit {soft}");
+        soft
+    };
+    let sockets = now.saturating_sub(FD_OVERHEAD);
+    if max_connections as u64 > sockets {
+        log::warn!(
+            "connections.max is {max_connections} but the open-file limit ({now}) allows about \
+             {sockets} connections: past that they are refused; raise the limit (ulimit -n, \
+             systemd LimitNOFILE=, docker --ulimit nofile=) or lower connections.max"
+        );
     }
 }
 
@@ -179,8 +244,8 @@ fn print_config(settings: &Settings) -> ExitCode {
     match settings.to_toml() {
         Ok(text) => {
             println!(
-                "# stompbox {}: effective configuration (defaults, --config, RUST_LOG, flags)",
-                env!("CARGO_PKG_VERSION")
+                "# stompbox {}: effective configuration (defaults, --config, STOMPBOX_* variables, RUST_LOG, flags)",
+                stompbox::VERSION
             );
             print!("{text}");
             ExitCode::SUCCESS
@@ -202,89 +267,21 @@ fn fatal(msg: std::fmt::Arguments<'_>) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// A `log` backend: one line per record on stderr, written whole (lines from different threads
-/// never interleave): `2026-01-02T03:04:05.678Z INFO  [reactor-0] stompbox::server: text`.
-mod logger {
-    use std::io::Write;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use log::{Log, Metadata, Record, SetLoggerError};
-    use stompbox::settings::LogFilter;
-
-    struct Stderr {
-        filter: LogFilter,
-    }
-
-    pub fn init(filter: LogFilter) -> Result<(), SetLoggerError> {
-        let max = filter.max_level();
-        log::set_logger(Box::leak(Box::new(Stderr { filter })))?;
-        log::set_max_level(max);
-        Ok(())
-    }
-
-    impl Log for Stderr {
-        fn enabled(&self, m: &Metadata<'_>) -> bool {
-            m.level() <= self.filter.level_for(m.target())
-        }
-
-        fn log(&self, r: &Record<'_>) {
-            if !self.enabled(r.metadata()) {
-                return;
-            }
-            let ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            let thread = std::thread::current();
-            let line = format!(
-                "{} {:<5} [{}] {}: {}\n",
-                utc(ms),
-                r.level(),
-                thread.name().unwrap_or("-"),
-                r.target(),
-                r.args()
-            );
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        }
-
-        fn flush(&self) {
-            let _ = std::io::stderr().flush();
-        }
-    }
-
-    /// RFC 3339 UTC with milliseconds, from milliseconds since the Unix epoch.
-    pub fn utc(ms: u64) -> String {
-        let (secs, milli) = (ms / 1000, ms % 1000);
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        // Days to a civil date (H. Hinnant's algorithm), valid for any date after 1970.
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z % 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
-        format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::utc;
-
-        #[test]
-        fn timestamps_are_utc_rfc3339() {
-            assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
-            assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-            assert_eq!(utc(951_868_799_999), "2000-02-29T23:59:59.999Z");
-            assert_eq!(utc(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
-            assert_eq!(utc(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
-            assert_eq!(utc(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
-        }
+/// Log lines on stderr through tracing-subscriber (the library logs with the `log` macros,
+/// bridged by tracing-log): text, `2026-01-02T03:04:05.678901Z  INFO main stompbox: ...`, or
+/// one JSON object per line (`--log-format json`).
+fn init_logging(
+    filter: &settings::LogFilter,
+    format: settings::LogFormat,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter.env_filter())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_thread_names(true)
+        .with_target(true);
+    match format {
+        settings::LogFormat::Text => b.try_init(),
+        settings::LogFormat::Json => b.json().flatten_event(true).try_init(),
     }
 }

@@ -15,6 +15,7 @@
 //! `Config` cannot silently stay unconfigurable.
 
 mod cli;
+mod env;
 mod mapping;
 mod validate;
 mod values;
@@ -36,7 +37,9 @@ use crate::stomp::Limits;
 use crate::ws::HandshakeConfig;
 
 pub use cli::Cli;
-pub use values::{Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, SlowConsumerPolicy};
+pub use values::{
+    Dur, Listener, LogFilter, LogFormat, QueueOverflow, QueueStoreKind, SlowConsumerPolicy,
+};
 
 /// The binary's default metrics listener (`Config::default()` has none, for embedded servers).
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
@@ -57,6 +60,8 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 pub struct Settings {
     /// Log filter (`RUST_LOG` overrides the file; `--log-level` overrides both).
     pub log_level: LogFilter,
+    /// How log lines are written: `text` or `json` (one object per line).
+    pub log_format: LogFormat,
     /// Reactor threads (default: available cores, at most 64).
     pub reactors: usize,
     /// Serve a WebSocket echo endpoint at `/echo`.
@@ -528,6 +533,17 @@ impl Settings {
             )
         })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
+            let first = Settings::first_problem(text, source, e);
+            env::every_problem(text, first)
+        })
+    }
+
+    fn first_problem(
+        text: &str,
+        source: &str,
+        e: serde_path_to_error::Error<toml::de::Error>,
+    ) -> ConfigError {
+        {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let msg = inner.message().trim_end();
@@ -543,7 +559,7 @@ impl Settings {
                     None => msg.to_owned(),
                 },
             )
-        })
+        }
     }
 
     /// Read a TOML file.
@@ -560,13 +576,26 @@ impl Settings {
     }
 }
 
+pub use env::ENV_PREFIX;
+
 /// Defaults, then the `--config` file, then `rust_log` (the `RUST_LOG` variable, for the log
 /// filter), then the flags; checked. Use [`Settings::to_config`] for the server's [`Config`].
 pub fn load(cli: &Cli, rust_log: Option<&str>) -> Result<Settings, ConfigError> {
+    load_with_env(cli, rust_log, []).map(|(s, _)| s)
+}
+
+/// [`load`] with the environment's `STOMPBOX_*` variables between the file and `RUST_LOG` and
+/// the flags. Also returns the `STOMPBOX_*` variables that name no option.
+pub fn load_with_env(
+    cli: &Cli,
+    rust_log: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Settings, Vec<String>), ConfigError> {
     let mut s = match &cli.config {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
+    let unknown = s.apply_env(env)?;
     if let Some(filter) = rust_log.filter(|v| !v.trim().is_empty()) {
         s.log_level = filter
             .parse()
@@ -574,7 +603,7 @@ pub fn load(cli: &Cli, rust_log: Option<&str>) -> Result<Settings, ConfigError> 
     }
     cli.apply(&mut s);
     s.validate()?;
-    Ok(s)
+    Ok((s, unknown))
 }
 
 #[cfg(test)]

@@ -163,7 +163,9 @@ fn an_idle_subscribed_session_holds_few_blocks() {
         shared_bytes < 460.0,
         "{shared_bytes} heap bytes per session"
     );
-    assert!(slot <= 320, "slab entry {slot} B");
+    // mio's TcpStream carries its selector's id in debug builds (12 bytes more than release).
+    let slot_limit = if cfg!(debug_assertions) { 328 } else { 320 };
+    assert!(slot <= slot_limit, "slab entry {slot} B");
     assert!(
         per_sub_blocks < 3.5,
         "{per_sub_blocks} blocks per subscription"

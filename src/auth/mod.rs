@@ -35,7 +35,6 @@ use std::cell::RefCell;
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use sha1::{Digest, Sha1};
 
 use crate::session::{AuthCheck, Authenticator};
 
@@ -168,9 +167,11 @@ const FAILURES_MAX: usize = 65_536;
 pub struct PasswordAuth {
     users: RwLock<HashMap<String, String>>,
     anonymous: bool,
-    /// SHA-1 of (secret, login, passcode) for logins verified since the last reload.
-    verified: Mutex<std::collections::HashSet<[u8; 20]>>,
-    secret: [u8; 16],
+    /// The MAC of (login, passcode) under `key` ([`PasswordAuth::key`]) for logins verified
+    /// since the last reload.
+    verified: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// The process's random MAC key (never leaves memory).
+    secret: [u8; 64],
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Bumped by every change of the users.
     generation: AtomicU64,
@@ -190,8 +191,7 @@ impl fmt::Debug for PasswordAuth {
 
 impl PasswordAuth {
     pub fn new(users: HashMap<String, String>, anonymous: bool) -> Self {
-        let mut secret = [0u8; 16];
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
+        let secret = random_key();
         PasswordAuth {
             users: RwLock::new(users),
             anonymous,
@@ -243,14 +243,40 @@ impl PasswordAuth {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn key(&self, login: &str, passcode: &str) -> [u8; 20] {
-        let mut h = Sha1::new();
-        h.update(self.secret);
-        h.update(login.as_bytes());
-        h.update([0]);
-        h.update(passcode.as_bytes());
-        h.finalize().into()
+    /// The cache key of a login: keyed BLAKE2b-256 (a MAC, RFC 7693 §2.9) of the login's
+    /// length, the login and the passcode, under the process's random key. Without the key,
+    /// nothing about a passcode can be learnt or forged from the cache; the length prefix
+    /// keeps `("ab", "c")` and `("a", "bc")` apart.
+    fn key(&self, login: &str, passcode: &str) -> [u8; 32] {
+        mac_of(&self.secret, login, passcode)
     }
+}
+
+fn mac_of(key: &[u8; 64], login: &str, passcode: &str) -> [u8; 32] {
+    use blake2::digest::{consts::U32, FixedOutput, KeyInit, Update};
+    let mut m = blake2::Blake2bMac::<U32>::new(key.into());
+    m.update(&(login.len() as u64).to_be_bytes());
+    m.update(login.as_bytes());
+    m.update(passcode.as_bytes());
+    m.finalize_fixed().into()
+}
+
+/// 64 random bytes from the kernel; if it cannot be read, the standard library's per-process
+/// random hasher keys stretched over them (never a constant key).
+fn random_key() -> [u8; 64] {
+    let mut key = [0u8; 64];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .is_err()
+    {
+        use std::hash::{BuildHasher, Hasher};
+        for (i, chunk) in key.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    key
 }
 
 impl Authenticator for PasswordAuth {
@@ -353,6 +379,30 @@ impl Authenticator for PasswordAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache key is keyed BLAKE2b-256 (RFC 7693) of the login's length, login and
+    /// passcode: known-answer check against the RFC's keyed construction computed here with
+    /// the streaming API in one call, and different keys give unrelated MACs.
+    #[test]
+    fn the_login_cache_key_is_a_keyed_blake2b_mac() {
+        use blake2::digest::{consts::U32, Mac};
+        let key = [7u8; 64];
+        let mut whole = b"\0\0\0\0\0\0\0\x05alice".to_vec();
+        whole.extend_from_slice(b"secret");
+        let want = blake2::Blake2bMac::<U32>::new_from_slice(&key)
+            .unwrap()
+            .chain_update(&whole)
+            .finalize()
+            .into_bytes();
+        assert_eq!(mac_of(&key, "alice", "secret").as_slice(), want.as_slice());
+        assert_ne!(mac_of(&key, "ab", "c"), mac_of(&key, "a", "bc"));
+        assert_ne!(
+            mac_of(&key, "alice", "secret"),
+            mac_of(&[8u8; 64], "alice", "secret")
+        );
+        // Not the old construction (SHA-1 over a secret prefix).
+        assert_eq!(mac_of(&key, "alice", "secret").len(), 32);
+    }
 
     #[test]
     fn users_file_and_verification() {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -45,6 +45,36 @@ fn spare() -> Option<File> {
     File::open("/dev/null").ok()
 }
 
+/// How often a kind of refusal is logged at most (the counters count every one).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Refusals of one kind, logged at most every [`REFUSAL_LOG_EVERY`] with how many there were.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, why: std::fmt::Arguments<'_>) {
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        log::warn!(
+            "refusing connections: {why} ({} refused since the last report; the \
+             stompbox_connections_refused_total counter has them all)",
+            self.unlogged
+        );
+        self.unlogged = 0;
+        self.last = Some(now);
+    }
+}
+
 impl Acceptor {
     pub fn run(mut self) -> io::Result<()> {
         for (i, (l, _)) in self.listeners.iter_mut().enumerate() {
@@ -56,6 +86,8 @@ impl Acceptor {
         let mut next = 0usize;
         let mut backoff = false;
         let mut reserve = spare();
+        let (mut log_limit, mut log_per_ip, mut log_fds) = Default::default();
+        let (max, per_ip) = (self.limits.max(), self.limits.max_per_ip());
         loop {
             let timeout = backoff.then_some(BACKOFF);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -83,15 +115,33 @@ impl Acceptor {
                                 Ok(()) => Some(peer.ip()),
                                 Err(Refused::Limit) => {
                                     self.stats.refused_limit.fetch_add(1, Ordering::Relaxed);
+                                    RefusalLog::note(
+                                        &mut log_limit,
+                                        format_args!("connections.max ({max}) reached"),
+                                    );
                                     None
                                 }
                                 Err(Refused::PerIp) => {
                                     self.stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                                    RefusalLog::note(
+                                        &mut log_per_ip,
+                                        format_args!(
+                                            "connections.max_per_ip ({per_ip}) reached by {}",
+                                            peer.ip()
+                                        ),
+                                    );
                                     None
                                 }
                                 Err(Refused::FdLimit) => {
                                     // The reserve stays free: closed now, unanswered.
                                     self.stats.refused_fd_limit.fetch_add(1, Ordering::Relaxed);
+                                    RefusalLog::note(
+                                        &mut log_fds,
+                                        format_args!(
+                                            "the open-file limit leaves no descriptor for \
+                                             another socket (closed unanswered)"
+                                        ),
+                                    );
                                     drop(sock);
                                     continue;
                                 }

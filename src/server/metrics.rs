@@ -297,6 +297,16 @@ impl ConnLimits {
         }
     }
 
+    /// `connections.max`.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// `connections.max_per_ip` (0: none).
+    pub fn max_per_ip(&self) -> usize {
+        self.max_per_ip
+    }
+
     pub fn live(&self) -> u64 {
         self.live.load(Ordering::Acquire)
     }
@@ -702,7 +712,8 @@ impl MetricsServer {
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<(Self, Arc<Waker>, SocketAddr)> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
+        let mut listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen.metrics {addr}: {e}")))?;
         let local = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;

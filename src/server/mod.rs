@@ -180,6 +180,12 @@ impl ShutdownTrigger {
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Bind a non-blocking listener with a backlog for connection storms (std and mio use 128).
+/// [`bind`], an error naming the listener's option and address ("listen.tcp
+/// 0.0.0.0:61613: Address already in use").
+fn bind_named(option: &str, addr: SocketAddr) -> io::Result<TcpListener> {
+    bind(addr).map_err(|e| io::Error::new(e.kind(), format!("{option} {addr}: {e}")))
+}
+
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let std = std::net::TcpListener::bind(addr)?;
     let sock = socket2::Socket::from(std);
@@ -217,12 +223,12 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let mut ws_addr = None;
     let mut tcp_addr = None;
     if let Some(addr) = cfg.listen {
-        let l = bind(addr)?;
+        let l = bind_named("listen.websocket", addr)?;
         ws_addr = Some(l.local_addr()?);
         listeners.push((l, Kind::Ws));
     }
     if let Some(addr) = cfg.tcp_listen {
-        let l = bind(addr)?;
+        let l = bind_named("listen.tcp", addr)?;
         tcp_addr = Some(l.local_addr()?);
         listeners.push((l, Kind::Tcp));
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::{
-    Dur, Listener, LogFilter, QueueOverflow, QueueStoreKind, Settings, SlowConsumerPolicy,
+    Dur, Listener, LogFilter, LogFormat, QueueOverflow, QueueStoreKind, Settings,
+    SlowConsumerPolicy,
 };
 
 /// A STOMP 1.0/1.1/1.2 broker over WebSocket and TCP.
@@ -14,7 +15,7 @@ use super::{
 /// only), then these flags. Each flag names its key in the file. `--print-config` prints the
 /// effective configuration as a file.
 #[derive(Debug, Default, Clone, Parser)]
-#[command(name = "stompbox", version, about, long_about = None)]
+#[command(name = "stompbox", version = crate::VERSION, about, long_about = None)]
 pub struct Cli {
     /// Read options from this TOML file (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -26,6 +27,9 @@ pub struct Cli {
     /// directives; overrides RUST_LOG [file: log_level]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<LogFilter>,
+    /// Log lines as text or JSON (one object per line) [file: log_format]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Reactor threads, 1 to 64 (default: available cores) [file: reactors]
     #[arg(long, value_name = "N")]
     pub reactors: Option<usize>,
@@ -369,6 +373,7 @@ impl Cli {
     pub fn apply(&self, s: &mut Settings) {
         let c = self.clone();
         set(&mut s.log_level, c.log_level);
+        set(&mut s.log_format, c.log_format);
         set(&mut s.reactors, c.reactors);
         let non_empty = |v: Vec<String>| v.into_iter().filter(|x| !x.is_empty()).collect();
         set(&mut s.echo, c.echo);

@@ -86,6 +86,7 @@ impl Settings {
         } = queues;
         Settings {
             log_level: LogFilter::default(),
+            log_format: LogFormat::default(),
             reactors: *reactors,
             echo: *echo,
             listen: ListenSettings {

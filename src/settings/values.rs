@@ -94,26 +94,22 @@ impl Dur {
 impl FromStr for Dur {
     type Err = String;
 
+    /// `humantime`'s grammar: `250ms`, `10s`, `5m`, `1h`, `1h 30m`, `2days`; `0` alone too.
+    /// Whole milliseconds only.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let bad =
-            || format!("`{s}` is not a duration: write a number and a unit (250ms, 10s, 5m, 1h)");
         if s == "0" {
             return Ok(Dur::from_millis(0));
         }
-        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let scale: u64 = match unit.trim() {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(bad()),
-        };
-        n.checked_mul(scale)
+        let d = humantime::parse_duration(s).map_err(|_| {
+            format!("`{s}` is not a duration: write a number and a unit (250ms, 10s, 5m, 1h)")
+        })?;
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            return Err(format!("`{s}`: durations are whole milliseconds"));
+        }
+        u64::try_from(d.as_millis())
             .map(Dur::from_millis)
-            .ok_or_else(|| format!("`{s}` is too long"))
+            .map_err(|_| format!("`{s}` is too long"))
     }
 }
 
@@ -180,42 +176,21 @@ pub enum QueueStoreKind {
 }
 
 /// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace` or `off`), optionally with
-/// `target=level` directives, as in `RUST_LOG`: `info,stompbox::server=debug`.
+/// `target=level` directives, as in `RUST_LOG`: `info,stompbox::server=debug`. Read and
+/// applied by tracing-subscriber's `EnvFilter`; a bare word must be a level, so a typo
+/// (`loud`) is refused rather than taken for a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct LogFilter {
-    default: LevelFilter,
-    /// (module path prefix, level); the longest matching prefix wins.
-    directives: Vec<(String, LevelFilter)>,
-}
+pub struct LogFilter(String);
 
 impl LogFilter {
     pub fn new(level: LevelFilter) -> Self {
-        LogFilter {
-            default: level,
-            directives: Vec::new(),
-        }
+        LogFilter(level.as_str().to_ascii_lowercase())
     }
 
-    /// The most verbose level any target may log at (for `log::set_max_level`).
-    pub fn max_level(&self) -> LevelFilter {
-        self.directives
-            .iter()
-            .map(|d| d.1)
-            .fold(self.default, Ord::max)
-    }
-
-    /// The level for a record's target (a module path such as `stompbox::server::conn`).
-    pub fn level_for(&self, target: &str) -> LevelFilter {
-        self.directives
-            .iter()
-            .filter(|(prefix, _)| {
-                target == prefix
-                    || (target.starts_with(prefix.as_str())
-                        && target[prefix.len()..].starts_with("::"))
-            })
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map_or(self.default, |d| d.1)
+    /// The filter for tracing-subscriber (checked when this was made).
+    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::builder().parse_lossy(&self.0)
     }
 }
 
@@ -234,32 +209,34 @@ impl FromStr for LogFilter {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut filter = LogFilter::default();
+        let mut parts = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.split_once('=') {
+            parts.push(match part.split_once('=') {
                 Some((target, level)) => {
                     let target = target.trim();
                     if target.is_empty() || target.contains(char::is_whitespace) {
                         return Err(format!("`{part}`: expected TARGET=LEVEL"));
                     }
                     let level = parse_level(level.trim())?;
-                    filter.directives.retain(|d| d.0 != target);
-                    filter.directives.push((target.to_owned(), level));
+                    format!("{target}={}", level.as_str().to_ascii_lowercase())
                 }
-                None => filter.default = parse_level(part)?,
-            }
+                None => parse_level(part)?.as_str().to_ascii_lowercase(),
+            });
         }
-        Ok(filter)
+        if parts.is_empty() {
+            return Ok(LogFilter::default());
+        }
+        let text = parts.join(",");
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&text)
+            .map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(LogFilter(text))
     }
 }
 
 impl fmt::Display for LogFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.default.as_str().to_ascii_lowercase())?;
-        for (target, level) in &self.directives {
-            write!(f, ",{target}={}", level.as_str().to_ascii_lowercase())?;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
@@ -272,6 +249,15 @@ impl TryFrom<String> for LogFilter {
 
 impl From<LogFilter> for String {
     fn from(l: LogFilter) -> String {
-        l.to_string()
+        l.0
     }
+}
+
+/// How log lines are written: one line of text, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }

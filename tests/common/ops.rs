@@ -369,6 +369,12 @@ impl Broker {
     /// Start the binary with 2 reactors on fresh loopback ports, under `ulimit -n nofile` if
     /// given, with `extra` flags, and wait until its listeners answer.
     pub fn spawn(nofile: Option<u32>, extra: &[String]) -> Broker {
+        Broker::spawn_under(nofile.map(|n| format!("ulimit -n {n}")), extra)
+    }
+
+    /// [`Broker::spawn`] under a shell `ulimit` command (e.g. `ulimit -Sn 512`: the soft
+    /// limit only).
+    pub fn spawn_under(ulimit: Option<String>, extra: &[String]) -> Broker {
         let bin = env!("CARGO_BIN_EXE_stompbox");
         let mut last_log = String::new();
         for _ in 0..3 {
@@ -396,11 +402,11 @@ impl Broker {
                 LOGS.fetch_add(1, Ordering::Relaxed)
             ));
             let err = std::fs::File::create(&log).expect("log file");
-            let mut cmd = match nofile {
-                Some(n) => {
+            let mut cmd = match &ulimit {
+                Some(u) => {
                     let mut c = Command::new("sh");
                     c.arg("-c")
-                        .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                        .arg(format!("{u} && exec \"$0\" \"$@\""))
                         .arg(bin);
                     c
                 }

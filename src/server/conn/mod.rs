@@ -86,6 +86,16 @@ pub enum Kind {
     Sockjs,
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Ws => "WebSocket",
+            Kind::Tcp => "TCP",
+            Kind::Sockjs => "SockJS",
+        })
+    }
+}
+
 #[derive(Debug)]
 struct WsState {
     codec: Box<WsCodec>,

@@ -673,12 +673,13 @@ impl Reactor {
             dropped(&self.limits);
             return;
         }
-        log::debug!(
-            "reactor {}: connection {:?} ({kind:?}) from {:?}",
-            self.id,
-            tok,
-            conn.socket().and_then(|s| s.peer_addr().ok())
-        );
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!(
+                "reactor {}: {kind} connection from {}",
+                self.id,
+                peer_of(&mut conn)
+            );
+        }
         // A connection refused by the limits is answered and closed, but it is not open in
         // the gauges (nor counted against the limits it was refused by).
         let open = u64::from(admitted.is_some());
@@ -989,6 +990,21 @@ impl Reactor {
         if self.conns.get(idx).is_none_or(|s| s.gen != gen) {
             return;
         }
+        // For the log: who it was (the session's id is gone with its subscriptions).
+        let gone = log::log_enabled!(log::Level::Debug)
+            .then(|| live(&mut self.conns, t))
+            .flatten()
+            .map(|s| {
+                let who = match s.conn.stomp() {
+                    Some(st) => format!(" (session {})", st.session.id),
+                    None => String::new(),
+                };
+                format!(
+                    "{} connection from {}{who}",
+                    s.conn.kind(),
+                    peer_of(&mut s.conn)
+                )
+            });
         // Subscriptions go first (queue consumers' unacked messages are requeued).
         let now = self.now;
         self.with_conn(t, now, |c, ctx| c.drop_session(ctx));
@@ -1019,7 +1035,21 @@ impl Reactor {
                 self.sjs_settle(t, now);
             }
         }
-        log::debug!("reactor {}: connection {:?} closed", self.id, t);
+        if let Some(line) = gone {
+            log::debug!("reactor {}: {line} closed", self.id);
+        }
+    }
+}
+
+/// A connection's peer for the log: its address, or what it is when it has none.
+fn peer_of(conn: &mut Conn) -> String {
+    match conn.socket().map(|s| s.peer_addr()) {
+        Some(Ok(a)) => a.to_string(),
+        Some(Err(_)) => "a peer gone".to_string(),
+        None => match conn.admitted() {
+            Some(ip) => format!("{ip} (SockJS session)"),
+            None => "a SockJS session".to_string(),
+        },
     }
 }
 

@@ -77,6 +77,7 @@ fn full_file_maps_onto_config() {
     // Back again: nothing lost.
     let mut back = Settings::from_config(&c);
     back.log_level = full().log_level;
+    back.log_format = full().log_format;
     back.tls.cert = full().tls.cert;
     back.tls.key = full().tls.key;
     back.auth = full().auth;
@@ -285,6 +286,31 @@ fn auth_files_are_read_and_named() {
         "{err}"
     );
     std::fs::remove_file(junk).unwrap();
+}
+
+/// The README's example file holds the defaults (`--print-config`'s output), but for the two
+/// the machine decides (reactors: its cores; the memory mark: 40 % of its RAM).
+#[test]
+fn readme_example_file_is_the_default_configuration() {
+    let readme = include_str!("../../../README.md");
+    let options = &readme[readme.find("## Options").unwrap()..];
+    let start = options.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &options[start..start + options[start..].find("```").unwrap()];
+    let s = parse(example).unwrap();
+    let mut defaults = Settings {
+        reactors: s.reactors,
+        ..Settings::default()
+    };
+    defaults.memory.high_watermark = s.memory.high_watermark;
+    let (readme_keys, default_keys) = (flatten(&s), flatten(&defaults));
+    for (key, value) in &default_keys {
+        assert_eq!(
+            readme_keys.get(key),
+            Some(value),
+            "README's example file: `{key}` is not the default"
+        );
+    }
+    assert_eq!(s, defaults);
 }
 
 #[test]

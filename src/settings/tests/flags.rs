@@ -154,6 +154,7 @@ fn every_option_has_a_flag() {
             &["--compression-client-no-context-takeover", "false"],
             "false",
         ),
+        ("log_format", &["--log-format", "json"], r#""json""#),
         ("sockjs.enabled", &["--sockjs=false"], "false"),
         ("sockjs.prefix", &["--sockjs-prefix", "/fb"], r#""/fb""#),
         ("sockjs.heartbeat", &["--sockjs-heartbeat", "3s"], r#""3s""#),

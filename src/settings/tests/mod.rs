@@ -17,6 +17,7 @@ mod values;
 /// Every option, none at its default.
 const FULL: &str = r#"
 log_level = "warn,stompbox::server=debug"
+log_format = "json"
 reactors = 3
 echo = true
 
@@ -171,6 +172,7 @@ fn full_text() -> String {
 fn full() -> Settings {
     Settings {
         log_level: "warn,stompbox::server=debug".parse().unwrap(),
+        log_format: LogFormat::Json,
         reactors: 3,
         echo: true,
         listen: ListenSettings {

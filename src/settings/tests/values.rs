@@ -15,7 +15,12 @@ fn durations_parse_and_print() {
         ("5m", 300_000, "5m"),
         ("5min", 300_000, "5m"),
         ("1h", 3_600_000, "1h"),
-        (" 2 s ", 2000, "2s"),
+        (" 2s ", 2000, "2s"),
+        // humantime's grammar: compound and long units.
+        ("1h 30m", 5_400_000, "90m"),
+        ("1m30s", 90_000, "90s"),
+        ("2days", 172_800_000, "48h"),
+        ("10 sec", 10_000, "10s"),
     ] {
         let d: Dur = text.parse().unwrap();
         assert_eq!(d.millis(), ms, "{text}");
@@ -26,9 +31,9 @@ fn durations_parse_and_print() {
         "",
         "10",
         "s",
-        "1.5s",
         "-1s",
-        "10 sec",
+        "ten seconds",
+        "1us",
         "99999999999999999999h",
     ] {
         assert!(bad.parse::<Dur>().is_err(), "{bad}");
@@ -48,31 +53,20 @@ fn listeners_parse_and_print() {
 }
 
 #[test]
-fn log_filters_choose_the_longest_matching_target() {
-    let f: LogFilter = "warn, stompbox::server=debug,stompbox::server::conn=trace,mio=off"
+fn log_filters_are_checked_and_normalized() {
+    let f: LogFilter = "WARN, stompbox::server=DEBUG,stompbox::server::conn=trace,mio=off"
         .parse()
         .unwrap();
-    assert_eq!(f.level_for("stompbox"), LevelFilter::Warn);
-    assert_eq!(f.level_for("stompbox::server"), LevelFilter::Debug);
-    assert_eq!(f.level_for("stompbox::server::reactor"), LevelFilter::Debug);
-    assert_eq!(f.level_for("stompbox::server::conn"), LevelFilter::Trace);
-    assert_eq!(f.level_for("stompbox::serverless"), LevelFilter::Warn);
-    assert_eq!(f.level_for("mio::poll"), LevelFilter::Off);
-    assert_eq!(f.max_level(), LevelFilter::Trace);
     assert_eq!(
         f.to_string(),
         "warn,stompbox::server=debug,stompbox::server::conn=trace,mio=off"
     );
     assert_eq!(f.to_string().parse::<LogFilter>().unwrap(), f);
-
-    let f: LogFilter = "DEBUG".parse().unwrap();
-    assert_eq!(
-        (f.to_string().as_str(), f.max_level()),
-        ("debug", LevelFilter::Debug)
-    );
-    let f: LogFilter = "stompbox=trace".parse().unwrap();
-    assert_eq!(f.level_for("other"), LevelFilter::Info);
-    assert_eq!(f.level_for("stompbox::x"), LevelFilter::Trace);
+    assert_eq!("".parse::<LogFilter>().unwrap(), LogFilter::default());
+    assert_eq!(LogFilter::default().to_string(), "info");
+    // The filter tracing-subscriber gets says the same (its own rendering of the directives).
+    let shown = f.env_filter().to_string();
+    assert!(shown.contains("stompbox::server::conn=trace"), "{shown}");
     for bad in ["loud", "=debug", "stompbox=loud", "a b=info"] {
         assert!(bad.parse::<LogFilter>().is_err(), "{bad}");
     }
