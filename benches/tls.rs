@@ -48,7 +48,7 @@ fn setup(tls: bool) -> Setup {
     roots.add(cert).unwrap();
     let client_cfg = Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -24,7 +24,7 @@ fn certs() -> Tls {
     let server = TlsConfig::from_der(vec![cert.clone()], key).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
