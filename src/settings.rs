@@ -239,6 +239,8 @@ pub struct QueueSettings {
     /// JetStream: how long a delivered message may stay unacknowledged before it is handed
     /// out again.
     pub ack_wait: Dur,
+    /// `/metrics` reports this many queues by name at most (the deepest).
+    pub metrics_labels: usize,
 }
 
 /// `[sockjs]`: the SockJS 0.3.3 endpoint (HTTP streaming and polling for clients that cannot

@@ -99,8 +99,8 @@ fn metrics_after_a_known_scenario() {
     let want: &[(&str, u64)] = &[
         ("stompbox_connections{transport=\"ws\"}", 3),
         ("stompbox_connections{transport=\"tcp\"}", 2),
-        ("stompbox_connections_total{transport=\"ws\"}", 3),
-        ("stompbox_connections_total{transport=\"tcp\"}", 2),
+        ("stompbox_connections_accepted_total{transport=\"ws\"}", 3),
+        ("stompbox_connections_accepted_total{transport=\"tcp\"}", 2),
         ("stompbox_subscriptions", 4),
         ("stompbox_messages_in_total", 10),
         ("stompbox_messages_out_total", 30),
@@ -138,7 +138,7 @@ fn metrics_after_a_known_scenario() {
             )) > 0.0
         );
     }
-    let dests = m.u("stompbox_destinations");
+    let dests = m.u("stompbox_destinations{kind=\"topic\"}");
     assert!(
         dests >= 2,
         "two destinations have subscribers: {dests}\n{}",
@@ -147,12 +147,18 @@ fn metrics_after_a_known_scenario() {
     // Bytes: at least the 10 SEND bodies in, 30 MESSAGE bodies out.
     assert!(m.u("stompbox_bytes_in_total") >= 10 * 41, "{}", m.text);
     assert!(m.u("stompbox_bytes_out_total") >= 30 * 41, "{}", m.text);
-    // Every metric has HELP and TYPE lines.
+    // Every sample belongs to a family with HELP and TYPE lines (OpenMetrics: a counter's
+    // samples end in _total, a histogram's in _bucket, _count and _sum, an info's in _info).
     for line in m.text.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_total", "_bucket", "_count", "_sum", "_info", ""]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find(|f| m.text.contains(&format!("# TYPE {f} ")));
+        let family = family.unwrap_or_else(|| panic!("no TYPE for {name}"));
         assert!(
-            m.text.contains(&format!("# TYPE {name} ")),
-            "no TYPE for {name}"
+            m.text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}"
         );
     }
     // The in-process view and the scrape agree.

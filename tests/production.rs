@@ -272,3 +272,179 @@ fn logs_are_text_or_json_lines_and_name_peers() {
     );
     assert!(serde_json::from_str::<serde_json::Value>(&first).is_err());
 }
+
+/// `/metrics` follows the conventions tools check: one family per name (no gauge `x` beside a
+/// counter `x_total`), `_total` only on counters, `_seconds`/`_bytes` units, and what operators
+/// look for: build info, process metrics, histograms. (The interop script also parses it with
+/// the Prometheus project's own OpenMetrics and text parsers.)
+#[test]
+fn metrics_follow_the_naming_conventions() {
+    let _g = shared();
+    let (h, ws) = common::server_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
+    let addr = h.metrics_addr().unwrap();
+    // A handshake, so the histograms have something.
+    let _c = Client::connect_ws(ws);
+    let m = wait_for(TIMEOUT, || {
+        let m = scrape(addr);
+        (m.get("stompbox_handshake_seconds_count") >= 1.0).then_some(m)
+    })
+    .expect("the handshake histogram counts the handshake");
+    assert!(m.text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let mut families: Vec<(String, String)> = Vec::new();
+    for line in m.text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(
+                !families.iter().any(|(n, _)| n == name),
+                "family {name} declared twice"
+            );
+            families.push((name.to_string(), kind.to_string()));
+        }
+    }
+    for (name, kind) in &families {
+        assert!(
+            !name.ends_with("_total"),
+            "{name}: the family name carries no _total"
+        );
+        // A sample of another family must not take this family's names.
+        for (other, _) in families.iter().filter(|(o, _)| o != name) {
+            for suffix in ["_total", "_bucket", "_count", "_sum", "_info", "_created"] {
+                assert_ne!(
+                    format!("{name}{suffix}"),
+                    *other,
+                    "{other} clashes with {name} ({kind})"
+                );
+            }
+        }
+    }
+    let kind = |n: &str| {
+        families
+            .iter()
+            .find(|(f, _)| f == n)
+            .map(|(_, k)| k.as_str())
+    };
+    assert_eq!(kind("stompbox_connections"), Some("gauge"));
+    assert_eq!(kind("stompbox_connections_accepted"), Some("counter"));
+    assert_eq!(kind("stompbox_build"), Some("info"));
+    assert_eq!(
+        kind("stompbox_reactor_loop_turn_seconds"),
+        Some("histogram")
+    );
+    assert_eq!(kind("process_resident_memory_bytes"), Some("gauge"));
+    assert_eq!(kind("process_cpu_seconds"), Some("counter"));
+    assert!(m.get("process_open_fds") > 0.0 && m.get("process_max_fds") > 0.0);
+    assert!(m.get("process_resident_memory_bytes") > 1e6);
+    let build = m
+        .values
+        .keys()
+        .find(|k| k.starts_with("stompbox_build_info{"))
+        .expect("build info");
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(m.get("stompbox_reactor_loop_turn_seconds_count") > 0.0);
+    assert_eq!(
+        m.get("stompbox_reactor_loop_turn_seconds_bucket{le=\"+Inf\"}"),
+        m.get("stompbox_reactor_loop_turn_seconds_count")
+    );
+}
+
+/// One scraper that connects and never sends its request does not hold the others.
+#[test]
+fn a_stalled_scraper_does_not_hold_the_others() {
+    let _g = shared();
+    let (h, _) = common::server_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
+    let addr = h.metrics_addr().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metr").unwrap();
+        stalled.push(s);
+    }
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (status, _) = http_get(addr, "/healthz");
+        assert_eq!(status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "a scrape waited {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+/// `/readyz`: ready when every reactor turns (they are woken and must answer) and, in cluster
+/// mode, the NATS link is up.
+#[test]
+fn readyz_says_whether_the_node_can_serve() {
+    let _g = shared();
+    let (h, _) = common::server_with(|c| {
+        c.reactors = 3;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let (status, body) = http_get(h.metrics_addr().unwrap(), "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    // Cluster mode with no NATS to join: alive, not ready.
+    let (h, _) = common::server_with(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.cluster = Some(stompbox::cluster::ClusterConfig {
+            servers: vec![format!("nats://127.0.0.1:{}", free_port())],
+            ..Default::default()
+        });
+    });
+    let addr = h.metrics_addr().unwrap();
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    let (status, body) = http_get(addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("NATS link is down"), "{body}");
+}
+
+/// Queues by name, the deepest `queues.metrics_labels` of them (label cardinality bounded
+/// whatever clients name), and destinations by kind.
+#[test]
+fn the_deepest_queues_are_reported_by_name_within_the_bound() {
+    let _g = shared();
+    let (h, _) = common::server_with(|c| {
+        c.queues.metrics_labels = 2;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let mut p = Client::connect_tcp(h.tcp_addr().unwrap());
+    p.connected(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0");
+    for (q, n) in [
+        ("/queue/deep", 5),
+        ("/queue/middle", 3),
+        ("/queue/shallow", 1),
+    ] {
+        for i in 0..n {
+            let last = i + 1 == n;
+            let receipt = if last { "receipt:r\n" } else { "" };
+            p.send(format!("SEND\ndestination:{q}\n{receipt}\nm\0").as_bytes());
+            if last {
+                p.expect_receipt("r");
+            }
+        }
+    }
+    let addr = h.metrics_addr().unwrap();
+    let m = wait_for(TIMEOUT, || {
+        let m = scrape(addr);
+        let depth = |q: &str| {
+            m.values
+                .get(&format!("stompbox_queue_depth{{queue=\"{q}\"}}"))
+                .copied()
+        };
+        (depth("/queue/middle") == Some(3.0) && depth("/queue/deep") == Some(5.0)).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("{}", scrape(addr).text));
+    assert_eq!(m.get("stompbox_queue_depth{queue=\"/queue/deep\"}"), 5.0);
+    assert!(
+        !m.text.contains("/queue/shallow"),
+        "bounded to 2 queues:\n{}",
+        m.text
+    );
+    assert_eq!(
+        m.get("stompbox_queue_consumer_count{queue=\"/queue/deep\"}"),
+        0.0
+    );
+    assert_eq!(m.get("stompbox_destinations{kind=\"queue\"}"), 3.0);
+}

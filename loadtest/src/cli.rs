@@ -14,6 +14,11 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Exit 1 if this holds after the run: METRIC<OP>NUMBER, e.g. `sessions_failed>0`,
+    /// `p99_ms>50`, `delivered_per_s<1e6` (repeatable; OP: > < >= <= == !=). A run where most
+    /// sessions failed exits 1 anyway.
+    #[arg(long = "fail-if", value_name = "COND", global = true)]
+    pub fail_if: Vec<crate::verdict::Condition>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -230,6 +235,10 @@ pub struct SweepArgs {
     /// Write an HTML report.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Runs per setting, each against a fresh broker: the table shows their median and spread,
+    /// and a setting is named best only if it wins by more than the spread.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
     /// The scenario and its options, after `--` (default: fanout -s 100 --duration 3).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub scenario: Vec<String>,

@@ -873,6 +873,9 @@ pub struct Outcome {
     pub ready_subs: u64,
     /// Per-second (published, delivered, ready) over the measured window.
     pub series: Vec<(f64, f64, u64)>,
+    /// With `--server-pid`: per second, at the same points, the brokers' CPU (% of one core)
+    /// and resident memory (MiB), summed over them.
+    pub broker_series: Vec<(f64, f64)>,
     /// Tool CPU over the measured window (connect: over setup), % of one core.
     pub cpu_pct: f64,
     pub max_thread_pct: f64,
@@ -1076,6 +1079,16 @@ pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, Stri
     }
 
     let mut series = Vec::new();
+    let mut broker_series = Vec::new();
+    // The brokers' CPU at the last sample (for the per-second CPU share).
+    let broker_cpu = || -> Option<Duration> {
+        pids.iter()
+            .map(|&p| sys::process_cpu_of(p))
+            .sum::<Option<Duration>>()
+    };
+    let broker_rss =
+        || -> Option<u64> { pids.iter().map(|&p| sys::rss_bytes(p)).sum::<Option<u64>>() };
+    let mut broker_prev = (Instant::now(), broker_cpu());
     let mut at_start = after_setup;
     let mut at_end = after_setup;
     let mut nodes_start = nodes_setup.clone();
@@ -1113,6 +1126,19 @@ pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, Stri
                 );
                 if now >= next_sample {
                     series.push((r.0, r.1, s.ready - s.dropped));
+                    if !pids.is_empty() {
+                        let cpu = broker_cpu();
+                        let pct = match (cpu, broker_prev.1) {
+                            (Some(c), Some(p)) => {
+                                let dt = now.duration_since(broker_prev.0).as_secs_f64().max(1e-3);
+                                c.saturating_sub(p).as_secs_f64() / dt * 100.0
+                            }
+                            _ => f64::NAN,
+                        };
+                        let rss = broker_rss().map_or(f64::NAN, |b| b as f64 / 1048576.0);
+                        broker_series.push((pct, rss));
+                        broker_prev = (now, cpu);
+                    }
                     last_rates = Some(r);
                     prev = s;
                     next_sample += Duration::from_secs(1);
@@ -1205,6 +1231,7 @@ pub fn run(plan: Plan, mut link: Option<&mut ChildLink>) -> Result<Outcome, Stri
         threads: ThreadOut::default(),
         ready_subs,
         series,
+        broker_series,
         ..Outcome::default()
     };
     for h in handles {

@@ -25,6 +25,7 @@ pub mod scenario;
 pub mod stats;
 pub mod sys;
 pub mod target;
+pub mod verdict;
 
 use cli::{Cli, Cmd, Common};
 use report::Report;

@@ -44,5 +44,13 @@ fn main() -> ExitCode {
         eprintln!("loadtest: {e}");
         return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+    let failed = loadtest::verdict::failures(&r, &cli.fail_if);
+    for why in &failed {
+        eprintln!("loadtest: FAILED: {why}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

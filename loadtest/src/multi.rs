@@ -335,6 +335,7 @@ pub fn to_json(o: &Outcome) -> Value {
         "nodes_last": nodes_json(&o.nodes_last),
         "ready_subs": o.ready_subs,
         "series": o.series.iter().map(|(p, d, s)| json!([p, d, s])).collect::<Vec<_>>(),
+        "broker_series": o.broker_series.iter().map(|(c, r)| json!([c, r])).collect::<Vec<_>>(),
         "cpu_pct": o.cpu_pct,
         "max_thread_pct": o.max_thread_pct,
         "warnings": o.warnings,
@@ -398,6 +399,18 @@ pub fn from_json(s: &str) -> Result<Outcome, String> {
         drained: true,
         threads,
         ready_subs: v.get("ready_subs").and_then(Value::as_u64).unwrap_or(0),
+        broker_series: v
+            .get("broker_series")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        let g = |i: usize| x.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                        (g(0), g(1))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         series: v
             .get("series")
             .and_then(Value::as_array)
@@ -473,6 +486,10 @@ pub fn merge(outs: Vec<Outcome>) -> Outcome {
         add_nodes(&mut m.nodes_end, &o.nodes_end);
         add_nodes(&mut m.nodes_last, &o.nodes_last);
         m.ready_subs += o.ready_subs;
+        // Every process watched the same brokers: one process's view is the brokers'.
+        if m.broker_series.is_empty() {
+            m.broker_series = o.broker_series.clone();
+        }
         for (a, b) in m.series.iter_mut().zip(&o.series) {
             a.0 += b.0;
             a.1 += b.1;

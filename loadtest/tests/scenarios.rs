@@ -173,13 +173,15 @@ fn queue_nacks_are_redelivered_once_and_nothing_is_lost() {
 }
 
 #[test]
-fn sweep_runs_each_setting_in_process_and_names_the_best() {
+fn sweep_repeats_each_setting_and_reports_median_and_spread() {
     let cli = Cli::try_parse_from([
         "loadtest",
         "sweep",
         "--stompbox",
         "inproc",
         "--max-reactors",
+        "2",
+        "--repeats",
         "2",
         "--",
         "fanout",
@@ -195,11 +197,72 @@ fn sweep_runs_each_setting_in_process_and_names_the_best() {
     let r = loadtest::run_scenario(&cli).unwrap();
     println!("{}", r.human());
     let (head, rows) = r.table.as_ref().unwrap();
-    assert_eq!(head[1], "delivered_per_s");
+    assert_eq!(head[1], "delivered_per_s (median)");
+    assert_eq!(head[2], "spread (min – max)");
     assert_eq!(rows.len(), 2);
-    let best = m(&r, "best_reactors");
-    assert!(best == 1.0 || best == 2.0);
     assert!(m(&r, "reactors_1") > 0.0 && m(&r, "reactors_2") > 0.0);
+    assert!(m(&r, "spread_reactors_1") >= 0.0);
+    // Either a best setting (past the spread) or a tie is said, never both.
+    let verdict = r
+        .params
+        .iter()
+        .find(|(k, _)| k == "verdict")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    match r.get("best_reactors") {
+        Some(b) => assert!(
+            verdict.contains(&format!("--reactors {b} is best")),
+            "{verdict}"
+        ),
+        None => assert!(verdict.starts_with("tie: "), "{verdict}"),
+    }
+    // Each setting's warnings are kept, marked with it (the broker ran in process).
+    let page = loadtest::report::html::render(&r);
+    assert!(page.matches("<svg ").count() >= 1, "a sweep chart");
+}
+
+/// The real binary: the sweep finds the broker without reading its log (here silenced), and
+/// `--fail-if` makes the run exit 1.
+#[test]
+fn sweep_finds_the_binary_broker_whatever_its_log_level_and_fail_if_fails() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_loadtest")).with_file_name("stompbox");
+    if !bin.exists() {
+        eprintln!(
+            "no stompbox binary beside loadtest ({}): skipped",
+            bin.display()
+        );
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .env("RUST_LOG", "off")
+        .args(["sweep", "--stompbox"])
+        .arg(&bin)
+        .args([
+            "--max-reactors",
+            "1",
+            "--repeats",
+            "1",
+            "--fail-if",
+            "reactors_1<1e15",
+        ])
+        .args([
+            "--",
+            "fanout",
+            "-s",
+            "3",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("delivered_per_s"), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FAILED: --fail-if"), "{stderr}");
 }
 
 #[test]

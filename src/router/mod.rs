@@ -198,6 +198,9 @@ pub struct QueueConfig {
     /// JetStream: how long a delivered message may go unacknowledged before JetStream hands it
     /// out again (what a node that died held comes back after this).
     pub ack_wait: std::time::Duration,
+    /// `/metrics` reports this many queues by name at most (the deepest): label cardinality
+    /// stays bounded whatever the clients name.
+    pub metrics_labels: usize,
 }
 
 /// Where queued messages live.
@@ -220,6 +223,7 @@ impl Default for QueueConfig {
             store: QueueStore::Memory,
             replicas: 1,
             ack_wait: std::time::Duration::from_secs(30),
+            metrics_labels: 100,
         }
     }
 }

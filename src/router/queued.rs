@@ -359,6 +359,23 @@ impl Router {
 
     /// Over the queues homed here: (messages waiting, delivered and not yet acked, consumers).
     /// A walk of the queues: for metrics, a few times a second, not per turn.
+    /// Each queue homed here: (name, ready, unacked, consumers).
+    pub fn queue_details(&self, out: &mut Vec<(Arc<str>, u64, u64, u64)>) {
+        out.extend(self.queues.iter().map(|(name, q)| {
+            (
+                Arc::clone(name),
+                q.ready_len() as u64,
+                q.inflight_len() as u64,
+                q.consumer_count() as u64,
+            )
+        }));
+    }
+
+    /// Queues homed here.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
     pub fn queue_gauges(&self) -> (usize, usize, usize) {
         self.queues.values().fold((0, 0, 0), |(r, u, c), q| {
             (

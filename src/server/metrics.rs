@@ -4,7 +4,6 @@
 //! loop turn into its own [`ReactorStats`] (relaxed stores to atomics that only it writes), so
 //! nothing is shared on the per-message path. A scrape sums the reactors.
 
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +44,8 @@ pub struct Counters {
     pub queue_ready: u64,
     pub queue_unacked: u64,
     pub queue_consumers: u64,
+    /// Queues homed on this reactor.
+    pub queues: u64,
     /// Times a connection's input was stopped by the memory alarm.
     pub memory_blocked: u64,
     /// STOMP errors by cause (the ERROR that ends a session), in `Cause::ALL` order.
@@ -62,6 +63,87 @@ pub struct Counters {
     pub deflate_bytes_in: u64,
     pub deflate_bytes_out: u64,
     pub inflated: u64,
+    /// Loop turns by busy time, and WebSocket handshakes by duration.
+    pub turn_hist: Hist,
+    pub handshake_hist: Hist,
+}
+
+/// One queue's gauges, by name.
+#[derive(Debug, Clone)]
+pub struct QueueGauge {
+    pub name: Arc<str>,
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u64,
+}
+
+/// Upper bounds (seconds) of the loop-turn histogram's buckets.
+pub const TURN_BUCKETS: [f64; 12] = [
+    10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 100e-3, 1.0,
+];
+/// Upper bounds (seconds) of the handshake histogram's buckets.
+pub const HANDSHAKE_BUCKETS: [f64; 10] = [
+    1e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 5.0,
+];
+
+/// Bucket slots a histogram has at most (its bounds, then +Inf).
+const HIST_SLOTS: usize = 16;
+
+/// A histogram a reactor keeps in plain integers: per bucket (not cumulative; the last slot
+/// past the bounds is +Inf), the sum in nanoseconds, the count.
+#[derive(Debug, Default, Clone)]
+pub struct Hist {
+    pub counts: [u64; HIST_SLOTS],
+    pub sum_nanos: u64,
+    pub count: u64,
+}
+
+impl Hist {
+    /// Count one observation of `nanos` against `bounds` (seconds).
+    #[inline]
+    pub fn observe(&mut self, bounds: &[f64], nanos: u64) {
+        let secs = nanos as f64 * 1e-9;
+        let i = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(bounds.len())
+            .min(HIST_SLOTS - 1);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum_nanos = self.sum_nanos.wrapping_add(nanos);
+        self.count += 1;
+    }
+}
+
+/// [`Hist`] as the reactor publishes it.
+#[derive(Debug, Default)]
+pub struct HistCells {
+    counts: [AtomicU64; HIST_SLOTS],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl HistCells {
+    fn publish(&self, h: &Hist) {
+        for (cell, v) in self.counts.iter().zip(h.counts.iter()) {
+            cell.store(*v, Ordering::Relaxed);
+        }
+        self.sum_nanos.store(h.sum_nanos, Ordering::Relaxed);
+        self.count.store(h.count, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Hist {
+        let mut h = Hist {
+            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+            ..Hist::default()
+        };
+        for (v, cell) in h.counts.iter_mut().zip(self.counts.iter()) {
+            *v = cell.load(Ordering::Relaxed);
+        }
+        h
+    }
 }
 
 impl Counters {
@@ -78,7 +160,7 @@ impl Counters {
         } += 1;
     }
 
-    fn stomp_errors(&self, cause: crate::session::Cause) -> u64 {
+    pub(super) fn stomp_errors(&self, cause: crate::session::Cause) -> u64 {
         use crate::session::Cause;
         match cause {
             Cause::Protocol => self.stomp_protocol,
@@ -96,17 +178,26 @@ macro_rules! stats {
         #[derive(Debug, Default)]
         pub struct ReactorStats {
             $(pub $f: AtomicU64,)*
+            turn_hist: HistCells,
+            handshake_hist: HistCells,
+            /// The deepest queues homed on the reactor, refreshed a few times a second (a lock
+            /// the reactor takes then, never per message).
+            pub queue_list: Mutex<Vec<QueueGauge>>,
         }
 
         impl ReactorStats {
             /// Publish the reactor's counters (once per loop turn).
             pub fn publish(&self, c: &Counters) {
                 $(self.$f.store(c.$f, Ordering::Relaxed);)*
+                self.turn_hist.publish(&c.turn_hist);
+                self.handshake_hist.publish(&c.handshake_hist);
             }
 
             pub fn snapshot(&self) -> Counters {
                 Counters {
                     $($f: self.$f.load(Ordering::Relaxed),)*
+                    turn_hist: self.turn_hist.snapshot(),
+                    handshake_hist: self.handshake_hist.snapshot(),
                 }
             }
         }
@@ -139,6 +230,7 @@ stats!(
     queue_ready,
     queue_unacked,
     queue_consumers,
+    queues,
     memory_blocked,
     stomp_protocol,
     stomp_limit,
@@ -321,6 +413,8 @@ pub struct Stats {
     pub memory: Arc<crate::memory::MemoryState>,
     /// Cluster mode: the NATS link.
     pub cluster: Option<Arc<super::bridge::ClusterStats>>,
+    /// Queues reported by name at most.
+    pub queue_labels: usize,
 }
 
 impl Stats {
@@ -348,361 +442,66 @@ impl Stats {
         }
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
-        let snaps: Vec<Counters> = self.reactors.iter().map(|r| r.snapshot()).collect();
-        let sum = |f: fn(&Counters) -> u64| snaps.iter().map(f).sum::<u64>();
-        let mut o = String::with_capacity(4096);
-        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
-            let _ = writeln!(o, "# HELP stompbox_{name} {help}");
-            let _ = writeln!(o, "# TYPE stompbox_{name} {kind}");
-            for (labels, v) in rows {
-                if labels.is_empty() {
-                    let _ = writeln!(o, "stompbox_{name} {v}");
-                } else {
-                    let _ = writeln!(o, "stompbox_{name}{{{labels}}} {v}");
-                }
+    /// `/readyz`: every reactor has turned since `before` (its turn counts when asked; the
+    /// reactors were woken then), and in cluster mode the NATS link is up. The listeners are
+    /// bound before any of this starts. The answer's body says what is not ready.
+    pub fn readiness(&self, before: &[u64]) -> (bool, String) {
+        let mut problems = Vec::new();
+        for (i, (r, b)) in self.reactors.iter().zip(before).enumerate() {
+            if r.loop_turns.load(Ordering::Relaxed) <= *b {
+                problems.push(format!("reactor {i} has not turned"));
             }
-        };
-        metric(
-            "connections",
-            "gauge",
-            "Open connections by transport.",
-            &[
-                ("transport=\"ws\"", sum(|c| c.conns_ws)),
-                ("transport=\"tcp\"", sum(|c| c.conns_tcp)),
-                ("transport=\"sockjs\"", sum(|c| c.conns_sockjs)),
-            ],
-        );
-        metric(
-            "connections_total",
-            "counter",
-            "Connections accepted by transport.",
-            &[
-                ("transport=\"ws\"", sum(|c| c.accepted_ws)),
-                ("transport=\"tcp\"", sum(|c| c.accepted_tcp)),
-                ("transport=\"sockjs\"", sum(|c| c.accepted_sockjs)),
-            ],
-        );
-        let a = &self.accept;
-        metric(
-            "connections_refused_total",
-            "counter",
-            "Connections refused: over the total or per-IP limit, or out of file descriptors.",
-            &[
-                ("reason=\"limit\"", a.refused_limit.load(Ordering::Relaxed)),
-                (
-                    "reason=\"per_ip\"",
-                    a.refused_per_ip.load(Ordering::Relaxed),
-                ),
-                (
-                    "reason=\"fd_limit\"",
-                    a.refused_fd_limit.load(Ordering::Relaxed),
-                ),
-            ],
-        );
-        metric(
-            "subscriptions",
-            "gauge",
-            "Active subscriptions.",
-            &[("", sum(|c| c.subscriptions))],
-        );
-        metric(
-            "destinations",
-            "gauge",
-            "Destinations known to the reactors (summed over reactors).",
-            &[("", sum(|c| c.destinations))],
-        );
-        metric(
-            "messages_in_total",
-            "counter",
-            "Messages published (SEND frames accepted).",
-            &[("", sum(|c| c.messages_in))],
-        );
-        metric(
-            "messages_out_total",
-            "counter",
-            "Messages delivered (MESSAGE frames queued to subscribers).",
-            &[("", sum(|c| c.messages_out))],
-        );
-        metric(
-            "deflate_segments_total",
-            "counter",
-            "permessage-deflate: messages compressed for sending (once per message, reactor and window size, whatever the number of subscribers).",
-            &[("", sum(|c| c.deflate_segments))],
-        );
-        metric(
-            "deflate_bytes_total",
-            "counter",
-            "permessage-deflate: bytes of the messages compressed for sending, before and after.",
-            &[
-                ("stage=\"before\"", sum(|c| c.deflate_bytes_in)),
-                ("stage=\"after\"", sum(|c| c.deflate_bytes_out)),
-            ],
-        );
-        metric(
-            "inflated_total",
-            "counter",
-            "permessage-deflate: compressed messages received and inflated.",
-            &[("", sum(|c| c.inflated))],
-        );
-        metric(
-            "bytes_in_total",
-            "counter",
-            "Bytes read from clients.",
-            &[("", sum(|c| c.bytes_in))],
-        );
-        metric(
-            "bytes_out_total",
-            "counter",
-            "Bytes written to clients.",
-            &[("", sum(|c| c.bytes_out))],
-        );
-        metric(
-            "slow_consumer_drops_total",
-            "counter",
-            "Topic messages dropped for subscribers over their outbound limit (policy drop).",
-            &[("", sum(|c| c.slow_drops))],
-        );
-        metric(
-            "slow_consumer_closes_total",
-            "counter",
-            "Subscribers closed for being over their outbound limit (policy close).",
-            &[("", sum(|c| c.slow_closes))],
-        );
-        metric(
-            "queue_rejected_total",
-            "counter",
-            "Messages refused by a full queue (overflow reject): SENDs answered with an ERROR, \
-             and messages published through the embedding API, which are lost.",
-            &[("", sum(|c| c.queue_rejected))],
-        );
-        let m = &self.memory;
-        metric(
-            "memory_bytes",
-            "gauge",
-            "Memory in use as the high-water mark sees it (heap, or resident set when embedded).",
-            &[("", m.used.load(Ordering::Relaxed) as u64)],
-        );
-        metric(
-            "memory_high_watermark_bytes",
-            "gauge",
-            "Above this, connections that publish are not read from (0: no mark).",
-            &[("", m.high_watermark as u64)],
-        );
-        metric(
-            "memory_alarm",
-            "gauge",
-            "1 while memory is above the high-water mark.",
-            &[("", u64::from(m.alarm()))],
-        );
-        metric(
-            "memory_alarms_total",
-            "counter",
-            "Times memory went above the high-water mark.",
-            &[("", m.alarms.load(Ordering::Relaxed))],
-        );
-        metric(
-            "memory_blocked_total",
-            "counter",
-            "Times a connection's input was stopped by the memory alarm (at a SEND, or in a large \
-             partial frame).",
-            &[("", sum(|c| c.memory_blocked))],
-        );
-        metric(
-            "queue_dropped_total",
-            "counter",
-            "Oldest messages dropped from full queues to make room (overflow drop-oldest).",
-            &[("", sum(|c| c.queue_dropped))],
-        );
-        metric(
-            "app_busy_total",
-            "counter",
-            "Application SENDs refused because the handler pool was full.",
-            &[("", sum(|c| c.app_busy))],
-        );
-        metric(
-            "queue_messages",
-            "gauge",
-            "Messages in the queues homed on this node, by state (with the JetStream store: those \
-             this node has taken from JetStream).",
-            &[
-                ("state=\"ready\"", sum(|c| c.queue_ready)),
-                ("state=\"unacked\"", sum(|c| c.queue_unacked)),
-            ],
-        );
-        metric(
-            "queue_consumers",
-            "gauge",
-            "Consumers of the queues homed on this node.",
-            &[("", sum(|c| c.queue_consumers))],
-        );
-        metric(
-            "errors_total",
-            "counter",
-            "Connections failed, by kind.",
-            &[
-                ("kind=\"stomp\"", sum(|c| c.errors_stomp)),
-                ("kind=\"websocket\"", sum(|c| c.errors_ws)),
-                ("kind=\"handshake\"", sum(|c| c.errors_handshake)),
-                ("kind=\"heartbeat\"", sum(|c| c.heartbeat_timeouts)),
-            ],
-        );
-        let causes: Vec<(String, u64)> = crate::session::Cause::ALL
-            .iter()
-            .map(|&c| {
-                (
-                    format!("cause=\"{}\"", c.label()),
-                    snaps.iter().map(|s| s.stomp_errors(c)).sum::<u64>(),
-                )
-            })
-            .collect();
-        let cause_rows: Vec<(&str, u64)> = causes.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        metric(
-            "stomp_errors_total",
-            "counter",
-            "Sessions ended with a STOMP ERROR, by cause: protocol (a frame the protocol does not \
-             allow), limit (a configured bound), access (login, ACL, revoked), refused (no room: \
-             a full queue, busy pools), app (a handler failed).",
-            &cause_rows,
-        );
-        if let Some(c) = &self.cluster {
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            metric(
-                "cluster_up",
-                "gauge",
-                "Whether the node's NATS connection is up.",
-                &[("", u64::from(c.up.load(Ordering::Relaxed)))],
-            );
-            metric(
-                "cluster_reconnects_total",
-                "counter",
-                "Times the node connected to NATS again after losing it.",
-                &[("", c.reconnects())],
-            );
-            metric(
-                "cluster_published_total",
-                "counter",
-                "Topic messages published to NATS.",
-                &[("", g(&c.published))],
-            );
-            metric(
-                "cluster_received_total",
-                "counter",
-                "Messages received from NATS (other nodes' publishes).",
-                &[("", g(&c.received))],
-            );
-            let reasons: Vec<(String, u64)> = super::bridge::Dropped::ALL
-                .iter()
-                .map(|&d| (format!("reason=\"{}\"", d.label()), c.dropped(d)))
-                .collect();
-            let rows: Vec<(&str, u64)> = reasons.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-            metric(
-                "cluster_dropped_total",
-                "counter",
-                "Topic messages that did not cross between nodes, by reason.",
-                &rows,
-            );
-            metric(
-                "queue_store_messages",
-                "gauge",
-                "Messages in the JetStream queue stream (every queue, every node; asked each second).",
-                &[("", g(&c.queue_depth))],
-            );
-            metric(
-                "queue_store_stored_total",
-                "counter",
-                "Queue messages JetStream acknowledged storing.",
-                &[("", g(&c.queue_stored))],
-            );
-            metric(
-                "queue_store_failed_total",
-                "counter",
-                "Queue SENDs that were not stored (refused, timed out, or the store busy).",
-                &[("", g(&c.queue_failed))],
-            );
-            metric(
-                "queue_store_pulled_total",
-                "counter",
-                "Queue messages this node took from JetStream for its consumers.",
-                &[("", g(&c.queue_pulled))],
-            );
-            metric(
-                "cluster_subscriptions",
-                "gauge",
-                "NATS subscriptions the node holds (one per subject its subscribers need).",
-                &[(
-                    "",
-                    c.subscriptions.load(std::sync::atomic::Ordering::Relaxed) as u64,
-                )],
-            );
         }
-        let per = |f: fn(&Counters) -> u64| -> Vec<(String, u64)> {
-            snaps
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("reactor=\"{i}\""), f(c)))
-                .collect()
-        };
-        let rows = |v: &Vec<(String, u64)>| -> Vec<(String, u64)> { v.clone() };
-        let conns = per(|c| c.conns_ws + c.conns_tcp + c.conns_sockjs);
-        let turns = per(|c| c.loop_turns);
-        let nanos = per(|c| c.loop_nanos);
-        let max = per(|c| c.loop_max_nanos);
-        let mut metric_s =
-            |name: &str, kind: &str, help: &str, v: Vec<(String, u64)>, scale: f64| {
-                let _ = writeln!(o, "# HELP stompbox_{name} {help}");
-                let _ = writeln!(o, "# TYPE stompbox_{name} {kind}");
-                for (l, x) in v {
-                    if scale == 1.0 {
-                        let _ = writeln!(o, "stompbox_{name}{{{l}}} {x}");
-                    } else {
-                        let _ = writeln!(o, "stompbox_{name}{{{l}}} {}", x as f64 * scale);
-                    }
-                }
-            };
-        metric_s(
-            "reactor_connections",
-            "gauge",
-            "Open connections per reactor.",
-            rows(&conns),
-            1.0,
-        );
-        metric_s(
-            "reactor_loop_turns_total",
-            "counter",
-            "Event-loop turns per reactor.",
-            rows(&turns),
-            1.0,
-        );
-        metric_s(
-            "reactor_loop_busy_seconds_total",
-            "counter",
-            "Time spent working (not waiting in poll) per reactor.",
-            rows(&nanos),
-            1e-9,
-        );
-        metric_s(
-            "reactor_loop_turn_max_seconds",
-            "gauge",
-            "Longest loop turn per reactor since start.",
-            rows(&max),
-            1e-9,
-        );
-        o
+        if let Some(c) = &self.cluster {
+            if !c.up.load(Ordering::Relaxed) {
+                problems.push("cluster: the NATS link is down".to_string());
+            }
+        }
+        if problems.is_empty() {
+            (true, "ready\n".to_string())
+        } else {
+            (false, format!("not ready: {}\n", problems.join("; ")))
+        }
+    }
+
+    /// The OpenMetrics text of the metrics (see [`super::exposition`]).
+    pub fn render(self: &Arc<Self>) -> String {
+        super::exposition::render(self)
     }
 }
 
 const STOP: Token = Token(usize::MAX);
 const LISTENER: Token = Token(0);
 
-/// The metrics thread: `/metrics` and `/healthz` over HTTP/1.1, one short request per
-/// connection. Slow clients get 2 s; nothing here touches a reactor.
+/// Scrapes served at once (more wait in the listen backlog).
+const MAX_CLIENTS: usize = 64;
+/// A scrape must send its request and read the answer within this.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// `/readyz` waits this long for every reactor to turn.
+const READY_WAIT: Duration = Duration::from_millis(1000);
+
+/// The metrics thread: `/metrics` (OpenMetrics), `/healthz` (liveness) and `/readyz`
+/// (readiness) over HTTP/1.1, one request per connection. Non-blocking: many scrapes at once,
+/// a slow one does not hold the others (each has [`CLIENT_DEADLINE`]); nothing here touches a
+/// reactor but its doorbell.
 pub struct MetricsServer {
     pub poll: Poll,
     pub listener: TcpListener,
     pub stats: Arc<Stats>,
     pub shutdown: Arc<AtomicBool>,
+    /// The reactors' doorbells (set before `run`): `/readyz` rings them and waits for a turn.
+    pub reactors: Vec<super::mailbox::Mailbox>,
+}
+
+/// One scrape in progress.
+struct Client {
+    sock: mio::net::TcpStream,
+    req: Vec<u8>,
+    resp: Vec<u8>,
+    sent: usize,
+    deadline: std::time::Instant,
+    /// `/readyz`: each reactor's turn count when asked, and when to give up.
+    ready: Option<(Vec<u64>, std::time::Instant)>,
 }
 
 impl MetricsServer {
@@ -724,6 +523,7 @@ impl MetricsServer {
                 listener,
                 stats,
                 shutdown,
+                reactors: Vec::new(),
             },
             waker,
             local,
@@ -731,9 +531,11 @@ impl MetricsServer {
     }
 
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(16);
+        let mut events = Events::with_capacity(64);
+        let mut clients: slab::Slab<Client> = slab::Slab::new();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let timeout = (!clients.is_empty()).then_some(Duration::from_millis(20));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }
@@ -741,63 +543,166 @@ impl MetricsServer {
             if self.shutdown.load(Ordering::Acquire) {
                 return Ok(());
             }
-            loop {
-                match self.listener.accept() {
-                    Ok((sock, _)) => {
-                        // Served synchronously with timeouts: scrapes are rare and small.
-                        let std: std::net::TcpStream = sock.into();
-                        let _ = serve(std, &self.stats);
+            let now = std::time::Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    STOP => {}
+                    LISTENER => self.accept(&mut clients, now),
+                    Token(k) => {
+                        if let Some(c) = clients.get_mut(k - 1) {
+                            if c.step(&self.stats, &self.reactors, now) {
+                                self.drop_client(&mut clients, k - 1);
+                            }
+                        }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
+                }
+            }
+            // Deadlines, and `/readyz` waits (reactors are checked every pass).
+            let keys: Vec<usize> = clients.iter().map(|(k, _)| k).collect();
+            for k in keys {
+                let done = clients.get_mut(k).is_none_or(|c| {
+                    now >= c.deadline
+                        || (c.ready.is_some() && c.step(&self.stats, &self.reactors, now))
+                });
+                if done {
+                    self.drop_client(&mut clients, k);
                 }
             }
         }
     }
-}
 
-fn serve(mut s: std::net::TcpStream, stats: &Stats) -> io::Result<()> {
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = [0u8; 4096];
-    let mut n = 0;
-    while n < buf.len() {
-        let k = s.read(buf.get_mut(n..).unwrap_or_default())?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-        if buf
-            .get(..n)
-            .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
-        {
-            break;
+    fn accept(&mut self, clients: &mut slab::Slab<Client>, now: std::time::Instant) {
+        while clients.len() < MAX_CLIENTS {
+            match self.listener.accept() {
+                Ok((mut sock, _)) => {
+                    let entry = clients.vacant_entry();
+                    let token = Token(entry.key() + 1);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        entry.insert(Client {
+                            sock,
+                            req: Vec::new(),
+                            resp: Vec::new(),
+                            sent: 0,
+                            deadline: now + CLIENT_DEADLINE,
+                            ready: None,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
         }
     }
-    let head = buf.get(..n).unwrap_or_default();
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let (status, ctype, body) = if line.starts_with(b"GET /metrics ") {
-        (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            stats.render(),
+
+    fn drop_client(&mut self, clients: &mut slab::Slab<Client>, k: usize) {
+        if let Some(mut c) = clients.try_remove(k) {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+        }
+    }
+}
+
+impl Client {
+    /// Read the request, answer it, write the answer: `true` when the scrape is over.
+    fn step(
+        &mut self,
+        stats: &Arc<Stats>,
+        reactors: &[super::mailbox::Mailbox],
+        now: std::time::Instant,
+    ) -> bool {
+        if self.resp.is_empty() && self.ready.is_none() {
+            let mut buf = [0u8; 1024];
+            let mut eof = false;
+            loop {
+                match self.sock.read(&mut buf) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        self.req.extend_from_slice(buf.get(..n).unwrap_or_default());
+                        if self.req.len() > 8192 {
+                            return true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return true,
+                }
+            }
+            if !self.req.windows(4).any(|w| w == b"\r\n\r\n") {
+                // A client that closed before its request was whole is gone.
+                return eof;
+            }
+            let line = self.req.split(|b| *b == b'\n').next().unwrap_or_default();
+            if line.starts_with(b"GET /readyz ") {
+                let turns = stats
+                    .reactors
+                    .iter()
+                    .map(|r| r.loop_turns.load(Ordering::Relaxed))
+                    .collect();
+                for r in reactors {
+                    r.wake();
+                }
+                self.ready = Some((turns, now + READY_WAIT));
+            } else {
+                let (status, ctype, body) = if line.starts_with(b"GET /metrics ") {
+                    (
+                        "200 OK",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        stats.render(),
+                    )
+                } else if line.starts_with(b"GET /healthz ") {
+                    ("200 OK", "text/plain; charset=utf-8", stats.health())
+                } else {
+                    (
+                        "404 Not Found",
+                        "text/plain; charset=utf-8",
+                        "try /metrics, /healthz or /readyz\n".to_string(),
+                    )
+                };
+                self.answer(status, ctype, &body);
+            }
+        }
+        if let Some((before, until)) = &self.ready {
+            let (ready, why) = stats.readiness(before);
+            if ready || now >= *until {
+                let status = if ready {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                self.ready = None;
+                self.answer(status, "text/plain; charset=utf-8", &why);
+            } else {
+                return false;
+            }
+        }
+        while self.sent < self.resp.len() {
+            match self
+                .sock
+                .write(self.resp.get(self.sent..).unwrap_or_default())
+            {
+                Ok(0) => return true,
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        true
+    }
+
+    fn answer(&mut self, status: &str, ctype: &str, body: &str) {
+        self.resp = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
-    } else if line.starts_with(b"GET /healthz ") {
-        ("200 OK", "text/plain; charset=utf-8", stats.health())
-    } else {
-        (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "try /metrics or /healthz\n".to_string(),
-        )
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(resp.as_bytes())?;
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    Ok(())
+        .into_bytes();
+    }
 }

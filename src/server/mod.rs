@@ -21,6 +21,7 @@ pub mod bridge;
 pub mod buf;
 pub mod compress;
 mod conn;
+mod exposition;
 pub mod mailbox;
 pub mod metrics;
 pub mod outq;
@@ -254,6 +255,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         limits: Arc::clone(&limits),
         memory: Arc::clone(&memory),
         cluster: cluster_stats.clone(),
+        queue_labels: cfg.queues.metrics_labels,
     });
     let metrics = match cfg.metrics_listen {
         Some(addr) => Some(MetricsServer::bind(
@@ -392,7 +394,8 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             .spawn(move || acceptor.run())?,
     );
     let (metrics_addr, metrics_waker) = match metrics {
-        Some((m, waker, local)) => {
+        Some((mut m, waker, local)) => {
+            m.reactors = mailboxes.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("metrics".into())

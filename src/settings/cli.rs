@@ -159,6 +159,9 @@ pub struct Cli {
     /// [file: queues.ack_wait]
     #[arg(long, value_name = "DURATION", help_heading = "Limits")]
     pub queue_ack_wait: Option<Dur>,
+    /// Queues /metrics reports by name at most (the deepest) [file: queues.metrics_labels]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub queue_metrics_labels: Option<usize>,
     /// A full queue: reject the SEND or drop its oldest message [file: queues.overflow]
     #[arg(long, value_name = "POLICY", help_heading = "Limits")]
     pub queue_overflow: Option<QueueOverflow>,
@@ -448,6 +451,7 @@ impl Cli {
         set(&mut s.queues.store, c.queue_store);
         set(&mut s.queues.replicas, c.queue_replicas);
         set(&mut s.queues.ack_wait, c.queue_ack_wait);
+        set(&mut s.queues.metrics_labels, c.queue_metrics_labels);
         set(&mut s.websocket.subprotocols, c.subprotocols.map(non_empty));
         set(
             &mut s.websocket.allowed_origins,

@@ -82,6 +82,7 @@ impl Settings {
             store,
             replicas,
             ack_wait,
+            metrics_labels,
             ..
         } = queues;
         Settings {
@@ -156,6 +157,7 @@ impl Settings {
                 },
                 replicas: *replicas,
                 ack_wait: Dur::from_duration(*ack_wait),
+                metrics_labels: *metrics_labels,
             },
             memory: MemorySettings {
                 high_watermark: *memory_high_watermark as u64,
@@ -338,6 +340,7 @@ impl Settings {
                 },
                 replicas: s.queues.replicas,
                 ack_wait: s.queues.ack_wait.get(),
+                metrics_labels: s.queues.metrics_labels,
                 ..QueueConfig::default()
             },
             slow_consumer: match s.outbound.slow_consumer {

@@ -192,6 +192,12 @@ impl Settings {
         v.at_least("queues.max_messages", s.queues.max_messages as u64, 1);
         v.at_least("queues.max_bytes", s.queues.max_bytes as u64, 1);
         v.at_least("queues.max_queues", s.queues.max_queues as u64, 1);
+        v.range(
+            "queues.metrics_labels",
+            s.queues.metrics_labels as u64,
+            0,
+            10_000,
+        );
         let c = &s.cluster;
         for url in &c.nats {
             if url.parse::<async_nats::ServerAddr>().is_err() {

@@ -114,11 +114,12 @@ SCEN_PIDS=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Four free loopback ports (bound together so they differ; released just before the brokers
-# bind): WebSocket and TCP of the broker, and of the one with permessage-deflate.
-read -r WS_PORT TCP_PORT DWS_PORT DTCP_PORT < <(python3 - <<'EOF'
+# Five free loopback ports (bound together so they differ; released just before the brokers
+# bind): WebSocket and TCP of the broker, and of the one with permessage-deflate, and the first
+# one's metrics.
+read -r WS_PORT TCP_PORT DWS_PORT DTCP_PORT METRICS_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -128,6 +129,7 @@ EOF
 )
 
 "$BIN" --listen "127.0.0.1:$WS_PORT" --tcp-listen "127.0.0.1:$TCP_PORT" --reactors 2 \
+  --metrics-listen "127.0.0.1:$METRICS_PORT" \
   >"$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 # The second broker offers permessage-deflate and serves /echo (no metrics listener: the first
@@ -196,6 +198,8 @@ add chat-browser-deflate    "$(q node "$HERE/chat_browser.mjs" --chat "$CHAT_BIN
 # from another loopback port (CORS), each of xhr-streaming, xhr-polling and eventsource, talking
 # with stompjs over /ws.
 add sockjs-browser          "$(q node "$HERE/sockjs_browser.mjs" --ws "$WS_PORT" --chromium "$CHROMIUM")"
+# /metrics read by the Prometheus project's Python client: its OpenMetrics and text parsers.
+add metrics-parse           "$(q "$HERE/.venv/bin/python" "$HERE/metrics_parse.py" "$METRICS_PORT")"
 # A loadtest HTML report (from a short run against this broker) opened in Chromium.
 add loadtest-report-browser "$(q node "$HERE/report_browser.mjs" --loadtest "$LOADTEST_BIN" --ws "$WS_PORT" --chromium "$CHROMIUM" --shots "$WORK")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)

@@ -234,6 +234,99 @@ pub fn throughput_chart(r: &Report) -> String {
     )
 }
 
+/// With `--server-pid`: the brokers' CPU and resident memory per second, beside throughput.
+/// Empty without them.
+pub fn broker_charts(r: &Report) -> String {
+    let cpu: Vec<(f64, f64)> = r
+        .series
+        .iter()
+        .filter_map(|s| s.broker_cpu_pct.map(|c| (s.t, c)))
+        .collect();
+    let rss: Vec<(f64, f64)> = r
+        .series
+        .iter()
+        .filter_map(|s| s.broker_rss_mib.map(|m| (s.t, m)))
+        .collect();
+    if cpu.is_empty() && rss.is_empty() {
+        return String::new();
+    }
+    let max_t = r.series.iter().map(|s| s.t).fold(0.0, f64::max);
+    let ticks: Vec<(f64, String)> = nice_ticks(max_t.max(1.0), 8)
+        .into_iter()
+        .map(|t| (t, format!("{t}s")))
+        .collect();
+    let mut out = String::new();
+    if !cpu.is_empty() {
+        out.push_str(&chart(
+            "Broker CPU over time",
+            "% of one core",
+            &[Line {
+                name: "broker CPU %".into(),
+                points: cpu,
+            }],
+            &ticks,
+        ));
+    }
+    if !rss.is_empty() {
+        out.push_str(&chart(
+            "Broker memory over time",
+            "resident MiB",
+            &[Line {
+                name: "broker RSS (MiB)".into(),
+                points: rss,
+            }],
+            &ticks,
+        ));
+    }
+    out
+}
+
+/// Sweep: the headline metric's median and the p99 by reactor count (two charts: their units
+/// differ). Empty when the report holds no per-setting figures.
+pub fn sweep_charts(r: &Report) -> String {
+    let series = |prefix: &str| -> Vec<(f64, f64)> {
+        (1..=64)
+            .map_while(|n| r.get(&format!("{prefix}{n}")).map(|v| (n as f64, v)))
+            .filter(|(_, v)| v.is_finite())
+            .collect()
+    };
+    let medians = series("reactors_");
+    if medians.is_empty() {
+        return String::new();
+    }
+    let key = r
+        .params
+        .iter()
+        .find(|(k, _)| k == "metric")
+        .map_or("metric", |(_, v)| v.as_str());
+    let max_n = medians.iter().map(|p| p.0).fold(1.0, f64::max);
+    let ticks: Vec<(f64, String)> = (1..=max_n as usize)
+        .map(|n| (n as f64, format!("{n}")))
+        .collect();
+    let mut out = chart(
+        &format!("{key} by --reactors (median of the runs)"),
+        key,
+        &[Line {
+            name: format!("{key} (median)"),
+            points: medians,
+        }],
+        &ticks,
+    );
+    let p99 = series("p99_ms_reactors_");
+    if !p99.is_empty() {
+        out.push_str(&chart(
+            "p99 latency by --reactors (median of the runs)",
+            "p99 (ms)",
+            &[Line {
+                name: "p99 ms (median)".into(),
+                points: p99,
+            }],
+            &ticks,
+        ));
+    }
+    out
+}
+
 /// The whole page.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
@@ -308,6 +401,7 @@ pub fn render(r: &Report) -> String {
     if !r.series.is_empty() {
         s.push_str("<h2>Throughput</h2>");
         s.push_str(&throughput_chart(r));
+        s.push_str(&broker_charts(r));
     }
     if let Some((head, rows)) = &r.table {
         s.push_str("<h2>Sweep</h2><table><tr>");
@@ -323,6 +417,7 @@ pub fn render(r: &Report) -> String {
             s.push_str("</tr>");
         }
         s.push_str("</table>");
+        s.push_str(&sweep_charts(r));
     }
     if !r.failures.is_empty() {
         s.push_str("<h2>Failures by cause</h2><table>");
@@ -346,9 +441,15 @@ mod tests {
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(
             page.matches("<svg ").count(),
-            2,
-            "latency and throughput charts"
+            4,
+            "latency, throughput, broker CPU and broker memory charts"
         );
+        assert!(page.contains("Broker CPU over time") && page.contains("Broker memory over time"));
+        let mut no_broker = sample();
+        for s in &mut no_broker.series {
+            (s.broker_cpu_pct, s.broker_rss_mib) = (None, None);
+        }
+        assert_eq!(render(&no_broker).matches("<svg ").count(), 2);
         assert_eq!(
             page.matches("<svg ").count(),
             page.matches("</svg>").count()
@@ -365,6 +466,20 @@ mod tests {
         assert!(!page.contains("<b>&"));
         assert!(page.contains("1,234,567"));
         assert!(page.contains("timeout: TCP connect"));
+    }
+
+    #[test]
+    fn a_sweep_charts_its_medians_and_p99_by_reactor_count() {
+        let mut r = Report::new("sweep", "stompbox --reactors 1..=3");
+        r.param("metric", "delivered_per_s");
+        for n in 1..=3 {
+            r.metric(&format!("reactors_{n}"), "x", 1000.0 * n as f64, "");
+            r.metric(&format!("p99_ms_reactors_{n}"), "x", 2.0, "ms");
+        }
+        let charts = sweep_charts(&r);
+        assert_eq!(charts.matches("<svg ").count(), 2);
+        assert!(charts.contains("delivered_per_s by --reactors"));
+        assert!(sweep_charts(&Report::new("fanout", "x")).is_empty());
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub fn to_value(r: &Report) -> Value {
         .iter()
         .map(|s| {
             json!({"t": s.t, "published_per_s": s.published, "delivered_per_s": s.delivered,
-                   "sessions": s.sessions})
+                   "sessions": s.sessions, "broker_cpu_pct": s.broker_cpu_pct,
+                   "broker_rss_mib": s.broker_rss_mib})
         })
         .collect();
     let mut v = json!({
@@ -179,6 +180,8 @@ pub fn from_str(s: &str) -> Result<Report, String> {
                 published: f(x, "published_per_s"),
                 delivered: f(x, "delivered_per_s"),
                 sessions: x.get("sessions").and_then(Value::as_u64).unwrap_or(0),
+                broker_cpu_pct: x.get("broker_cpu_pct").and_then(Value::as_f64),
+                broker_rss_mib: x.get("broker_rss_mib").and_then(Value::as_f64),
             });
         }
     }

@@ -39,6 +39,9 @@ pub struct Sample {
     pub published: f64,
     pub delivered: f64,
     pub sessions: u64,
+    /// With `--server-pid`: the brokers' CPU (% of one core) and resident memory (MiB).
+    pub broker_cpu_pct: Option<f64>,
+    pub broker_rss_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -241,6 +244,8 @@ pub(crate) mod tests {
                 published: 1000.0 * t as f64,
                 delivered: 100_000.0 * t as f64,
                 sessions: 101,
+                broker_cpu_pct: Some(50.0 + t as f64),
+                broker_rss_mib: Some(20.0),
             });
         }
         r.failures.insert("timeout: TCP connect".into(), 3);

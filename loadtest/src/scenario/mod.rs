@@ -244,11 +244,17 @@ pub fn common_report(r: &mut Report, plan: &Plan, o: &Outcome, c: &Common) {
         .series
         .iter()
         .enumerate()
-        .map(|(i, (p, d, s))| Sample {
-            t: (i + 1) as f64,
-            published: *p,
-            delivered: *d,
-            sessions: *s,
+        .map(|(i, (p, d, s))| {
+            let b = o.broker_series.get(i);
+            let known = |x: f64| x.is_finite().then_some(x);
+            Sample {
+                t: (i + 1) as f64,
+                published: *p,
+                delivered: *d,
+                sessions: *s,
+                broker_cpu_pct: b.and_then(|b| known(b.0)),
+                broker_rss_mib: b.and_then(|b| known(b.1)),
+            }
         })
         .collect();
 }

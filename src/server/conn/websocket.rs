@@ -82,6 +82,16 @@ impl Conn {
         consumed: usize,
         app: App,
     ) {
+        // The handshake's duration: the connection arrived a handshake timeout before its
+        // deadline.
+        if let Some(deadline) = self.phase_deadline {
+            let left = deadline.saturating_duration_since(ctx.now);
+            let took = ctx.cfg.handshake_timeout.saturating_sub(left);
+            ctx.counters.handshake_hist.observe(
+                &crate::server::metrics::HANDSHAKE_BUCKETS,
+                u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            );
+        }
         let extensions = deflate.map(|d| d.response());
         let buf = self.out.own_buf(ctx.pool);
         let before = buf.len();

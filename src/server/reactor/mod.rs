@@ -251,6 +251,13 @@ impl Reactor {
                 // Wake for the keep-alive of held queue messages.
                 let every = self.cfg.queues.ack_wait / 4;
                 Some(self.wheel.timeout().map_or(every, |t| t.min(every)))
+            } else if self.router.queue_count() > 0 {
+                // Queues homed here: their gauges stay fresh (a turn every GAUGES_EVERY).
+                Some(
+                    self.wheel
+                        .timeout()
+                        .map_or(GAUGES_EVERY, |t| t.min(GAUGES_EVERY)),
+                )
             } else {
                 self.wheel.timeout()
             };
@@ -454,10 +461,12 @@ impl Reactor {
         c.loop_turns += 1;
         c.loop_nanos += busy;
         c.loop_max_nanos = c.loop_max_nanos.max(busy);
+        c.turn_hist.observe(&super::metrics::TURN_BUCKETS, busy);
         let (subs, dests) = self.router.sizes();
         c.subscriptions = subs as u64;
         (c.queue_rejected, c.queue_dropped) = self.router.queue_losses();
         c.destinations = dests as u64;
+        c.queues = self.router.queue_count() as u64;
         (c.deflate_segments, c.deflate_bytes_in, c.deflate_bytes_out) =
             (self.zip.segments, self.zip.bytes_in, self.zip.bytes_out);
         if self.now.duration_since(self.gauges_at) >= GAUGES_EVERY {
@@ -465,6 +474,27 @@ impl Reactor {
             let (ready, unacked, consumers) = self.router.queue_gauges();
             (c.queue_ready, c.queue_unacked, c.queue_consumers) =
                 (ready as u64, unacked as u64, consumers as u64);
+            // The deepest queues by name, at most the configured number.
+            let mut list = Vec::new();
+            self.router.queue_details(&mut list);
+            list.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            list.truncate(self.cfg.queues.metrics_labels);
+            let gauges = list
+                .into_iter()
+                .map(
+                    |(name, ready, unacked, consumers)| super::metrics::QueueGauge {
+                        name,
+                        ready,
+                        unacked,
+                        consumers,
+                    },
+                )
+                .collect();
+            *self
+                .stats
+                .queue_list
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = gauges;
         }
         self.stats.publish(c);
     }

@@ -226,6 +226,11 @@ fn every_option_has_a_flag() {
         ("queues.max_bytes", &["--queue-max-bytes", "3000"], "3000"),
         ("queues.max_queues", &["--max-queues", "24"], "24"),
         (
+            "queues.metrics_labels",
+            &["--queue-metrics-labels", "9"],
+            "9",
+        ),
+        (
             "queues.store",
             &["--queue-store", "jetstream"],
             r#""jetstream""#,

@@ -47,6 +47,7 @@ const MAPPED: &[&str] = &[
     "queues.max_messages",
     "queues.max_bytes",
     "queues.max_queues",
+    "queues.metrics_labels",
     "memory_high_watermark",
     "queues.overflow",
     "queues.store",

@@ -79,6 +79,7 @@ overflow = "drop-oldest"
 store = "jetstream"
 replicas = 3
 ack_wait = "5s"
+metrics_labels = 7
 
 [memory]
 high_watermark = 536870912
@@ -236,6 +237,7 @@ fn full() -> Settings {
             store: QueueStoreKind::Jetstream,
             replicas: 3,
             ack_wait: Dur::from_millis(5000),
+            metrics_labels: 7,
         },
         memory: MemorySettings {
             high_watermark: 512 << 20,
