@@ -282,13 +282,23 @@ fn metrics_follow_the_naming_conventions() {
     let _g = shared();
     let (h, ws) = common::server_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
     let addr = h.metrics_addr().unwrap();
-    // A handshake, so the histograms have something.
+    // A handshake and a delivery, so the histograms have something.
     let _c = Client::connect_ws(ws);
+    let tcp = h.tcp_addr().unwrap();
+    let mut sub = Client::stomp_tcp(tcp);
+    sub.subscribe("/topic/histo", "s");
+    let mut publ = Client::stomp_tcp(tcp);
+    publ.publish("/topic/histo", b"x", Some("r"));
+    publ.expect_receipt("r");
+    sub.msg();
     let m = wait_for(TIMEOUT, || {
         let m = scrape(addr);
-        (m.get("stompbox_handshake_seconds_count") >= 1.0).then_some(m)
+        (m.get("stompbox_handshake_seconds_count") >= 1.0
+            && m.get("stompbox_delivery_seconds_count") >= 1.0)
+            .then_some(m)
     })
-    .expect("the handshake histogram counts the handshake");
+    .expect("the histograms count the handshake and the delivery");
+    assert!(m.get("stompbox_delivery_seconds_sum") < 1.0, "{}", m.text);
     assert!(m.text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     let mut families: Vec<(String, String)> = Vec::new();
     for line in m.text.lines() {

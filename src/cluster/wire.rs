@@ -52,6 +52,7 @@ pub fn decode(
             shared,
             shared_v11: None,
             shared_v10: None,
+            received: None,
         });
     }
     // Escaped headers: parse the frame and encode it again, all three forms, as the origin did.

@@ -76,6 +76,9 @@ pub struct Published {
     pub shared_v10: Option<Arc<[u8]>>,
     /// The frame is valid UTF-8 (a WebSocket text message); otherwise it goes out as binary.
     pub text: bool,
+    /// When the broker got it (the loop turn that read the SEND, or took it from NATS), for
+    /// the delivery-latency histogram; `None` where nobody measures.
+    pub received: Option<std::time::Instant>,
 }
 
 impl Published {
@@ -87,6 +90,7 @@ impl Published {
             shared: Arc::from(shared),
             shared_v11: None,
             shared_v10: None,
+            received: None,
             text: std::str::from_utf8(shared).is_ok(),
         }
     }
@@ -219,6 +223,7 @@ pub fn encode_shared_as(
         shared,
         shared_v11,
         shared_v10,
+        received: None,
     }
 }
 

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::metrics::{Counters, Hist, Stats, HANDSHAKE_BUCKETS, TURN_BUCKETS};
+use super::metrics::{Counters, Hist, Stats, DELIVERY_BUCKETS, HANDSHAKE_BUCKETS, TURN_BUCKETS};
 
 /// Label pairs of one sample (none: an unlabelled metric).
 type Labels = Vec<(&'static str, String)>;
@@ -461,6 +461,8 @@ impl Collector for BrokerCollector {
             &TURN_BUCKETS,
             &turns,
         )?;
+        let ds: Vec<Hist> = snaps.iter().map(|c| c.delivery_hist.clone()).collect();
+        histogram(e, "delivery_seconds", "Topic messages inside the broker: from the loop turn that received one (a SEND read, or a message from NATS) to the end of the loop turn that wrote it to its subscribers' sockets, once per message and reactor that delivered it.", &DELIVERY_BUCKETS, &ds)?;
         let hs: Vec<Hist> = snaps.iter().map(|c| c.handshake_hist.clone()).collect();
         histogram(
             e,

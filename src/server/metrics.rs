@@ -66,6 +66,8 @@ pub struct Counters {
     /// Loop turns by busy time, and WebSocket handshakes by duration.
     pub turn_hist: Hist,
     pub handshake_hist: Hist,
+    /// Topic messages delivered here: from receipt to the end of the turn that wrote them.
+    pub delivery_hist: Hist,
 }
 
 /// One queue's gauges, by name.
@@ -84,6 +86,12 @@ pub const TURN_BUCKETS: [f64; 12] = [
 /// Upper bounds (seconds) of the handshake histogram's buckets.
 pub const HANDSHAKE_BUCKETS: [f64; 10] = [
     1e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 5.0,
+];
+
+/// Upper bounds (seconds) of the delivery-latency histogram's buckets.
+pub const DELIVERY_BUCKETS: [f64; 14] = [
+    10e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
+    1.0,
 ];
 
 /// Bucket slots a histogram has at most (its bounds, then +Inf).
@@ -180,6 +188,7 @@ macro_rules! stats {
             $(pub $f: AtomicU64,)*
             turn_hist: HistCells,
             handshake_hist: HistCells,
+            delivery_hist: HistCells,
             /// The deepest queues homed on the reactor, refreshed a few times a second (a lock
             /// the reactor takes then, never per message).
             pub queue_list: Mutex<Vec<QueueGauge>>,
@@ -191,6 +200,7 @@ macro_rules! stats {
                 $(self.$f.store(c.$f, Ordering::Relaxed);)*
                 self.turn_hist.publish(&c.turn_hist);
                 self.handshake_hist.publish(&c.handshake_hist);
+                self.delivery_hist.publish(&c.delivery_hist);
             }
 
             pub fn snapshot(&self) -> Counters {
@@ -198,6 +208,7 @@ macro_rules! stats {
                     $($f: self.$f.load(Ordering::Relaxed),)*
                     turn_hist: self.turn_hist.snapshot(),
                     handshake_hist: self.handshake_hist.snapshot(),
+                    delivery_hist: self.delivery_hist.snapshot(),
                 }
             }
         }

@@ -463,6 +463,8 @@ pub(super) fn publish_with_receipt(msg: Published, receipt: Option<Box<str>>, ct
             receipt,
         });
     } else {
+        let mut msg = msg;
+        msg.received = Some(ctx.now);
         ctx.outbox.push(msg);
     }
 }

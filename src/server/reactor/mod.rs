@@ -125,6 +125,9 @@ pub struct Reactor {
     sjs_ids: std::collections::HashMap<Box<str>, Token>,
     /// A SockJS frame being pumped.
     scratch_frame: Vec<u8>,
+    /// When each topic message delivered to a subscriber here this turn was received (the
+    /// delivery-latency histogram, observed once the turn's writes are done).
+    delivered: Vec<Instant>,
 }
 
 /// How often the queue gauges (a walk of the queues homed here) are refreshed.
@@ -227,6 +230,7 @@ impl Reactor {
             ),
             sjs_ids: Default::default(),
             scratch_frame: Vec::new(),
+            delivered: Vec::new(),
             cfg,
         }
     }
@@ -310,6 +314,7 @@ impl Reactor {
             self.end_turn_cluster();
             self.handle_overflow(now);
             self.flush_dirty(now);
+            self.observe_deliveries();
             self.publish_stats(now);
             if let Some(d) = shutdown_deadline {
                 // SockJS sessions with nothing left to say wait for no one.
@@ -335,7 +340,12 @@ impl Reactor {
             let Some(d) = up.recv() else {
                 break;
             };
+            let before = sink.counters.messages_out;
             self.router.deliver_cluster(&d.msg, &d.via, &mut sink);
+            if sink.counters.messages_out > before {
+                // Received from NATS this turn.
+                self.delivered.push(self.now);
+            }
             n += 1;
         }
         self.cluster_more = n == CLUSTER_BUDGET;
@@ -451,6 +461,22 @@ impl Reactor {
             if s.conn.take_memory_blocked() {
                 self.ready_again.push(token(i, s.gen));
             }
+        }
+    }
+
+    /// The topic messages delivered this turn were written (as far as the sockets took them):
+    /// their time inside the broker, into the histogram.
+    fn observe_deliveries(&mut self) {
+        if self.delivered.is_empty() {
+            return;
+        }
+        let done = Instant::now();
+        for t in self.delivered.drain(..) {
+            let nanos =
+                u64::try_from(done.saturating_duration_since(t).as_nanos()).unwrap_or(u64::MAX);
+            self.counters
+                .delivery_hist
+                .observe(&super::metrics::DELIVERY_BUCKETS, nanos);
         }
     }
 
@@ -597,9 +623,13 @@ impl Reactor {
         for v in b.verdicts {
             self.verdict(Token(v.token), v.receipt, v.refused, now);
         }
-        let mut sink = conn_sink!(self);
         for m in &b.publish {
+            let before = self.counters.messages_out;
+            let mut sink = conn_sink!(self);
             self.router.deliver_local(m, &mut sink);
+            if let Some(t) = m.received.filter(|_| self.counters.messages_out > before) {
+                self.delivered.push(t);
+            }
         }
         // Deliveries handed back for want of room go home.
         self.fan_out(now);
@@ -797,8 +827,12 @@ impl Reactor {
         if !self.outbox.is_empty() {
             let mut outbox = std::mem::take(&mut self.outbox);
             for msg in outbox.drain(..) {
+                let before = self.counters.messages_out;
                 let mut sink = conn_sink!(self);
                 self.router.deliver_local(&msg, &mut sink);
+                if let Some(t) = msg.received.filter(|_| self.counters.messages_out > before) {
+                    self.delivered.push(t);
+                }
                 let (mut mask, subject) = self.router.remote(&msg.destination);
                 if let (Some(up), Some(subject)) = (&mut self.cluster, subject) {
                     up.publish(subject, &msg.shared);
