@@ -831,6 +831,9 @@ fn sessions_are_bounded_and_count_as_connections() {
         m.get("stompbox_connections{transport=\"sockjs\"}") == 3.0
     });
     assert_eq!(m.get("stompbox_connections{transport=\"sockjs\"}"), 3.0);
+    let refused = "stompbox_connections_refused_total{reason=\"sockjs_sessions\"}";
+    let m = ops::settle(&h, |m| m.get(refused) == 1.0);
+    assert_eq!(m.get(refused), 1.0);
 }
 
 /// A SockJS session is a STOMP session like any: the users file's password check (answered

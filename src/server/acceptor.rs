@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -45,35 +45,7 @@ fn spare() -> Option<File> {
     File::open("/dev/null").ok()
 }
 
-/// How often a kind of refusal is logged at most (the counters count every one).
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Refusals of one kind, logged at most every [`REFUSAL_LOG_EVERY`] with how many there were.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl RefusalLog {
-    fn note(&mut self, why: std::fmt::Arguments<'_>) {
-        self.unlogged += 1;
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
-        {
-            return;
-        }
-        log::warn!(
-            "refusing connections: {why} ({} refused since the last report; the \
-             stompbox_connections_refused_total counter has them all)",
-            self.unlogged
-        );
-        self.unlogged = 0;
-        self.last = Some(now);
-    }
-}
+use super::metrics::RefusalLog;
 
 impl Acceptor {
     pub fn run(mut self) -> io::Result<()> {

@@ -182,6 +182,7 @@ impl Collector for BrokerCollector {
                 (l("reason", "limit"), g(&a.refused_limit)),
                 (l("reason", "per_ip"), g(&a.refused_per_ip)),
                 (l("reason", "fd_limit"), g(&a.refused_fd_limit)),
+                (l("reason", "sockjs_sessions"), sum(|c| c.sjs_refused)),
             ],
         )?;
         gauge(

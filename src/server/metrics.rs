@@ -23,6 +23,8 @@ pub struct Counters {
     pub accepted_ws: u64,
     pub accepted_tcp: u64,
     pub accepted_sockjs: u64,
+    /// SockJS sessions refused (`sockjs.max_sessions`, or the connection limits).
+    pub sjs_refused: u64,
     pub subscriptions: u64,
     pub destinations: u64,
     pub messages_in: u64,
@@ -68,6 +70,36 @@ pub struct Counters {
     pub handshake_hist: Hist,
     /// Topic messages delivered here: from receipt to the end of the turn that wrote them.
     pub delivery_hist: Hist,
+}
+
+/// How often a kind of refusal is logged at most (the counters count every one).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Refusals of one kind, logged at most every [`REFUSAL_LOG_EVERY`] with how many there were.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    pub(crate) fn note(&mut self, why: std::fmt::Arguments<'_>) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        log::warn!(
+            "refusing connections: {why} ({} refused since the last report; the \
+             stompbox_connections_refused_total counter has them all)",
+            self.unlogged
+        );
+        self.unlogged = 0;
+        self.last = Some(now);
+    }
 }
 
 /// One queue's gauges, by name.
@@ -222,6 +254,7 @@ stats!(
     accepted_ws,
     accepted_tcp,
     accepted_sockjs,
+    sjs_refused,
     subscriptions,
     destinations,
     messages_in,

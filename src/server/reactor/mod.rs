@@ -125,6 +125,8 @@ pub struct Reactor {
     sjs_ids: std::collections::HashMap<Box<str>, Token>,
     /// A SockJS frame being pumped.
     scratch_frame: Vec<u8>,
+    /// SockJS sessions refused, for the log (rate-limited).
+    sjs_refusals: super::metrics::RefusalLog,
     /// When each topic message delivered to a subscriber here this turn was received (the
     /// delivery-latency histogram, observed once the turn's writes are done).
     delivered: Vec<Instant>,
@@ -231,6 +233,7 @@ impl Reactor {
             sjs_ids: Default::default(),
             scratch_frame: Vec::new(),
             delivered: Vec::new(),
+            sjs_refusals: Default::default(),
             cfg,
         }
     }

@@ -119,11 +119,16 @@ impl Reactor {
             .ok_or("not admitted")?;
         let max = self.cfg.sockjs.as_ref().map_or(0, |c| c.max_sessions);
         if let Err(why) = self.limits.admit_session(peer, max) {
-            self.counters.refused += 1;
-            return Err(match why {
+            self.counters.sjs_refused += 1;
+            let why = match why {
                 crate::server::metrics::Refused::PerIp => "too many connections from this address",
                 _ => "too many sessions",
-            });
+            };
+            self.sjs_refusals.note(format_args!(
+                "SockJS session from {peer}: {why} (sockjs.max_sessions {max}, connections.max, \
+                 connections.max_per_ip)"
+            ));
+            return Err(why);
         }
         let ws_bound = id.is_none();
         let entry = self.conns.vacant_entry();
