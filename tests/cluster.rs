@@ -614,6 +614,17 @@ fn after_a_subscribe_receipt_a_publish_on_another_node_arrives() {
             &[("destination", &dest), ("id", "q")],
             b"",
         ));
+        // Taken before anything after it on its connection: a SEND's RECEIPT (answered once
+        // routed, never waiting for NATS) says so, while its NATS subscription may still be on
+        // the way. (Without it, another session's RECEIPT could come first: STOMP orders a
+        // connection's frames, not two connections'.)
+        send(
+            &mut quiet,
+            "/topic/sync-point",
+            &[("receipt", "taken")],
+            b"",
+        );
+        quiet.expect_receipt("taken");
         s.subscribe(&dest, &format!("a{i}"));
         send(&mut p, &dest, &[], format!("n{i}").as_bytes());
         assert_eq!(s.msg().text(), format!("n{i}"));

@@ -632,21 +632,30 @@ impl Serve {
     }
 
     /// SUBSCRIBE RECEIPTs waiting for the subscriptions asked before them: one round trip to
-    /// NATS (its PONG comes after it has taken every SUB sent before the PING) answers them
-    /// all. Without a connection there is nothing to wait for: NATS gets the subscriptions when
-    /// the node reconnects, and the RECEIPTs go now.
+    /// NATS answers them all. The round trip is a request to a subject nobody serves: the
+    /// server answers it (no responders) only after it has taken every SUB this connection
+    /// sent before it, so a publish from any node after the RECEIPT finds the subscription.
+    /// (`flush` is not enough: it only writes the SUBs to the socket, and under load the server
+    /// could take another node's publish first.) Without a connection there is nothing to wait
+    /// for: NATS gets the subscriptions when the node reconnects, and the RECEIPTs go now.
     async fn answer_ready(
         &self,
         client: &async_nats::Client,
         ready: Vec<(usize, usize, Box<str>, u64)>,
     ) {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
-        if connected
-            && tokio::time::timeout(READY_WAIT, client.flush())
-                .await
-                .is_err()
-        {
-            log::warn!("cluster: NATS did not answer a flush in {READY_WAIT:?}");
+        if connected {
+            let probe = format!("{}._sync", self.cfg.subject_prefix);
+            let answered =
+                tokio::time::timeout(READY_WAIT, client.request(probe, bytes::Bytes::new())).await;
+            match answered {
+                // No responders (the usual answer), or someone answering: either way the
+                // server has taken every SUB before the request.
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+                Ok(Err(e)) => log::warn!("cluster: NATS round trip before RECEIPTs failed: {e}"),
+                Err(_) => log::warn!("cluster: NATS did not answer a round trip in {READY_WAIT:?}"),
+            }
         }
         for (reactor, token, receipt, upto) in ready {
             let Some(d) = self.downlinks.get(reactor) else {
