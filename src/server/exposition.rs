@@ -25,20 +25,32 @@ fn no_labels() -> Labels {
     Vec::new()
 }
 
+/// One family: its descriptor, then a sample per row (`make` builds each value's metric).
+fn family<V: Copy, M: EncodeMetric>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    rows: &[(Labels, V)],
+    make: fn(V) -> M,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, ty)?;
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            return make(*v).encode(m);
+        }
+        make(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 fn counter(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     rows: &[(Labels, u64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            return ConstCounter::new(*v).encode(m);
-        }
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Counter, rows, ConstCounter::new)
 }
 
 fn counter_f(
@@ -47,14 +59,7 @@ fn counter_f(
     help: &str,
     rows: &[(Labels, f64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            return ConstCounter::new(*v).encode(m);
-        }
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Counter, rows, ConstCounter::new)
 }
 
 fn gauge(
@@ -63,14 +68,7 @@ fn gauge(
     help: &str,
     rows: &[(Labels, i64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            return ConstGauge::new(*v).encode(m);
-        }
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Gauge, rows, ConstGauge::new)
 }
 
 fn gauge_f(
@@ -79,14 +77,7 @@ fn gauge_f(
     help: &str,
     rows: &[(Labels, f64)],
 ) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            return ConstGauge::new(*v).encode(m);
-        }
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Gauge, rows, ConstGauge::new)
 }
 
 /// One histogram, summed over the reactors' published bucket counts.

@@ -26,8 +26,6 @@ use crate::config::{Config, SlowConsumer};
 use crate::router::{Delivery, Origin, Published, QueueOp, Router};
 use crate::ws::code;
 
-mod sockjs;
-
 /// The token of the reactor's waker; connection tokens never reach it.
 pub const WAKER: Token = Token(usize::MAX);
 
@@ -40,6 +38,36 @@ fn access_generation(cfg: &Config) -> (u64, u64) {
         cfg.acl.as_deref().map_or(0, |a| a.generation()),
         cfg.session.authenticator.generation(),
     )
+}
+
+/// The [`Ctx`] a connection runs with, borrowed field by field from the reactor (a macro, so
+/// the slab stays borrowable beside it).
+macro_rules! conn_ctx {
+    ($r:ident, $token:expr, $now:expr, $peer:expr) => {
+        Ctx {
+            cfg: &$r.cfg,
+            pool: &mut $r.pool,
+            now: $now,
+            token: $token,
+            reactor: $r.id,
+            router: &mut $r.router,
+            outbox: &mut $r.outbox,
+            qops: &mut $r.qops,
+            scratch: &mut $r.scratch,
+            enc: &mut $r.enc,
+            seq: &mut $r.seq,
+            sessions: &mut $r.sessions,
+            counters: &mut $r.counters,
+            zip: &mut $r.zip,
+            inflated: 0,
+            workers: $r.workers.as_ref(),
+            auth: $r.auth.as_ref(),
+            peer: $peer,
+            memory_alarm: $r.memory_alarm,
+            queue_busy: $r.queue_busy,
+            sjs: &mut $r.sjs,
+        }
+    };
 }
 
 /// A [`ConnSink`] over the reactor's connections (a macro, so the router stays borrowable).
@@ -57,6 +85,9 @@ macro_rules! conn_sink {
         }
     };
 }
+
+// After the macros above, which it uses.
+mod sockjs;
 
 pub struct Reactor {
     id: usize,
@@ -775,29 +806,7 @@ impl Reactor {
         f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
         let s = live(&mut self.conns, t)?;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            pool: &mut self.pool,
-            now,
-            token: t.0,
-            reactor: self.id,
-            router: &mut self.router,
-            outbox: &mut self.outbox,
-            qops: &mut self.qops,
-            scratch: &mut self.scratch,
-            enc: &mut self.enc,
-            seq: &mut self.seq,
-            sessions: &mut self.sessions,
-            counters: &mut self.counters,
-            zip: &mut self.zip,
-            inflated: 0,
-            workers: self.workers.as_ref(),
-            auth: self.auth.as_ref(),
-            peer: s.conn.admitted(),
-            memory_alarm: self.memory_alarm,
-            queue_busy: self.queue_busy,
-            sjs: &mut self.sjs,
-        };
+        let mut ctx = conn_ctx!(self, t.0, now, s.conn.admitted());
         Some(f(&mut s.conn, &mut ctx))
     }
 

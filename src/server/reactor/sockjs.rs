@@ -136,29 +136,7 @@ impl Reactor {
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen = self.next_gen;
         let tok = token(idx, gen);
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            pool: &mut self.pool,
-            now,
-            token: tok.0,
-            reactor: self.id,
-            router: &mut self.router,
-            outbox: &mut self.outbox,
-            qops: &mut self.qops,
-            scratch: &mut self.scratch,
-            enc: &mut self.enc,
-            seq: &mut self.seq,
-            sessions: &mut self.sessions,
-            counters: &mut self.counters,
-            zip: &mut self.zip,
-            inflated: 0,
-            workers: self.workers.as_ref(),
-            auth: self.auth.as_ref(),
-            peer: Some(peer),
-            memory_alarm: self.memory_alarm,
-            queue_busy: self.queue_busy,
-            sjs: &mut self.sjs,
-        };
+        let mut ctx = conn_ctx!(self, tok.0, now, Some(peer));
         let conn = Conn::new_sjs_session(&mut ctx, service, id.clone(), Some(peer), ws_bound);
         entry.insert(Slot { conn, gen });
         self.counters.conns_sockjs += 1;
@@ -354,16 +332,12 @@ impl Reactor {
             if !live(&mut self.conns, r).is_some_and(|c| c.conn.carrier_has_room()) {
                 break;
             }
-            let Some((kind, out)) = self.with_conn(s, now, |c, ctx| {
-                let k = c.sjs_next_frame(ctx, 32 * 1024, &mut frame);
-                (k, c.wants_flush())
-            }) else {
+            let next = self.with_conn(s, now, |c, ctx| {
+                c.sjs_next_frame(ctx, 32 * 1024, &mut frame)
+            });
+            let Some(kind) = next.flatten() else {
                 break;
             };
-            let Some(kind) = kind else {
-                break;
-            };
-            let _ = out;
             let go_on = self
                 .with_conn(r, now, |c, ctx| {
                     let on = c.carry(ctx, &frame);
