@@ -55,6 +55,8 @@ pub struct Config {
     /// The SockJS endpoint (HTTP fallback for clients without WebSocket) on the WebSocket
     /// listener; `None`: off.
     pub sockjs: Option<crate::sockjs::SockjsConfig>,
+    /// The admin API and web console (`None`: off).
+    pub admin: Option<AdminConfig>,
     /// A handshake not complete within this is closed.
     pub handshake_timeout: Duration,
     /// After a Close is sent, how long to wait for the peer's Close or EOF.
@@ -119,6 +121,7 @@ impl Default for Config {
             handshake: HandshakeConfig::default(),
             compression: Default::default(),
             sockjs: Some(Default::default()),
+            admin: None,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
@@ -142,6 +145,30 @@ impl Default for Config {
             memory_high_watermark: crate::memory::default_high_watermark(),
             cluster: None,
         }
+    }
+}
+
+/// The admin API and web console: on its own listener, or on the metrics listener.
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    /// Its own listener (`None`: served on the metrics listener).
+    pub listen: Option<SocketAddr>,
+    /// Its own listener speaks TLS with this (HTTP Basic is accepted only then).
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The bearer token that opens the API (`None`: none does).
+    pub token: Option<String>,
+    /// Users file: users with the `admin` role open the API with HTTP Basic (over TLS).
+    pub users: Option<Arc<crate::auth::PasswordAuth>>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("users", &self.users.is_some())
+            .finish()
     }
 }
 

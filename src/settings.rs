@@ -81,6 +81,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub cluster: ClusterSettings,
     pub sockjs: SockjsSettings,
+    pub admin: AdminSettings,
 }
 
 /// `[listen]`: where to accept, each an address or `off`.
@@ -91,8 +92,22 @@ pub struct ListenSettings {
     pub websocket: Listener,
     /// STOMP over plain TCP.
     pub tcp: Listener,
-    /// Prometheus `/metrics` and `/healthz`.
+    /// Prometheus `/metrics` and `/healthz` (and the admin API when `listen.admin` is off).
     pub metrics: Listener,
+    /// The admin API and console on their own listener (`off`: on the metrics listener).
+    pub admin: Listener,
+}
+
+/// `[admin]`: the JSON admin API under `/api/` and the web console at `/console/`. Off unless
+/// enabled; a caller needs the bearer token, or (over TLS: `tls.admin`) HTTP Basic as a
+/// users-file user with the `admin` role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Serve the admin API and console.
+    pub enabled: bool,
+    /// Bearer token that opens the API, at least 16 characters (empty: none).
+    pub token: String,
 }
 
 /// `[connections]`: admission limits.
@@ -346,11 +361,13 @@ pub struct TlsSettings {
     pub websocket: bool,
     /// TLS on the STOMP-over-TCP listener.
     pub tcp: bool,
+    /// HTTPS on the admin listener (`listen.admin`).
+    pub admin: bool,
 }
 
 impl TlsSettings {
     fn on(&self) -> bool {
-        self.websocket || self.tcp
+        self.websocket || self.tcp || self.admin
     }
 
     /// Read the certificate and key (the only options whose check needs the file system).
@@ -458,6 +475,7 @@ section_defaults! {
     TimeoutSettings => timeouts,
     SockjsSettings => sockjs,
     TlsSettings => tls,
+    AdminSettings => admin,
     AuthSettings => auth,
     ClusterSettings => cluster,
 }

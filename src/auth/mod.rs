@@ -2,10 +2,12 @@
 //! read/write rules on destination patterns). No sockets, no threads: the server decides where
 //! the slow part (argon2) runs, which is never on a reactor.
 //!
-//! Users file, one user per line (`#` starts a comment):
+//! Users file, one user per line (`#` starts a comment), optionally with roles after a second
+//! colon (comma-separated; `admin` opens the admin API):
 //!
 //! ```text
 //! alice:$argon2id$v=19$m=19456,t=2,p=1$...
+//! ops:$argon2id$v=19$m=19456,t=2,p=1$...:admin
 //! ```
 //!
 //! ACL file, one rule per line: `<user|anonymous|*> <read|write|readwrite> <pattern>`, with the
@@ -135,9 +137,20 @@ pub fn parse_users_within(text: &str, max_kib: u32) -> Result<HashMap<String, St
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (name, hash) = line
+        let (name, entry) = line
             .split_once(':')
-            .ok_or_else(|| format!("line {}: expected name:hash", i + 1))?;
+            .ok_or_else(|| format!("line {}: expected name:hash[:roles]", i + 1))?;
+        // A PHC hash has no ':', so what follows a second one is the roles.
+        let (hash, roles) = match entry.split_once(':') {
+            Some((hash, roles)) => (hash, Some(roles)),
+            None => (entry, None),
+        };
+        if let Some(bad) = roles.and_then(|r| r.split(',').find(|r| !valid_role(r))) {
+            return Err(format!(
+                "line {}: user {name}: role '{bad}' is not a name (letters, digits, '_', '-')",
+                i + 1
+            ));
+        }
         let parsed = PasswordHash::new(hash)
             .map_err(|e| format!("line {}: user {name}: not a password hash: {e}", i + 1))?;
         match hash_memory_kib(&parsed) {
@@ -151,11 +164,32 @@ pub fn parse_users_within(text: &str, max_kib: u32) -> Result<HashMap<String, St
             }
             Some(_) => {}
         }
-        if users.insert(name.to_string(), hash.to_string()).is_some() {
+        // The map keeps the entry whole (hash, then roles): see [`hash_of`] and [`roles_of`].
+        if users.insert(name.to_string(), entry.to_string()).is_some() {
             return Err(format!("line {}: user {name} listed twice", i + 1));
         }
     }
     Ok(users)
+}
+
+fn valid_role(r: &str) -> bool {
+    !r.is_empty()
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The hash of a users-file entry (`hash[:roles]`).
+fn hash_of(entry: &str) -> &str {
+    entry.split_once(':').map_or(entry, |(h, _)| h)
+}
+
+/// The roles of a users-file entry (`hash[:roles]`).
+fn roles_of(entry: &str) -> impl Iterator<Item = &str> {
+    entry
+        .split_once(':')
+        .map_or("", |(_, r)| r)
+        .split(',')
+        .filter(|r| !r.is_empty())
 }
 
 /// Logins remembered as verified, so reconnecting clients skip argon2.
@@ -230,6 +264,25 @@ impl PasswordAuth {
         let n = users.len();
         self.set_users(users);
         Ok(n)
+    }
+
+    /// Does `login` hold `role` in the users file?
+    pub fn has_role(&self, login: &str, role: &str) -> bool {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(login)
+            .is_some_and(|e| roles_of(e).any(|r| r == role))
+    }
+
+    /// Check a login outside STOMP (the admin API's HTTP Basic): a named user and its
+    /// passcode, from the verified-login cache or with argon2 (blocking: never on a reactor).
+    pub fn verify_login(&self, login: &str, passcode: &str) -> bool {
+        if login.is_empty() {
+            return false;
+        }
+        self.check(Some(login), Some(passcode), None) == AuthCheck::Allow
+            || self.authenticate(Some(login), Some(passcode), None)
     }
 
     /// Replace the users; forgets verified logins, and live sessions of users no longer there
@@ -333,7 +386,7 @@ impl Authenticator for PasswordAuth {
             .cloned();
         let pass = passcode.unwrap_or("").as_bytes();
         let ok = match hash {
-            Some(h) => verify(pass, &h, self.max_kib),
+            Some(h) => verify(pass, hash_of(&h), self.max_kib),
             None => {
                 // Spend the same time on an unknown user as on a wrong passcode.
                 let _ = verify(pass, &self.decoy, self.max_kib);
@@ -402,6 +455,24 @@ mod tests {
         );
         // Not the old construction (SHA-1 over a secret prefix).
         assert_eq!(mac_of(&key, "alice", "secret").len(), 32);
+    }
+
+    #[test]
+    fn users_file_roles_follow_the_hash() {
+        let h = hash_password("secret").unwrap();
+        let users = parse_users(&format!("alice:{h}\nops:{h}:admin,audit\n")).unwrap();
+        let auth = PasswordAuth::new(users, false);
+        assert!(auth.has_role("ops", "admin"));
+        assert!(auth.has_role("ops", "audit"));
+        assert!(!auth.has_role("alice", "admin"));
+        assert!(!auth.has_role("nobody", "admin"));
+        // The roles are not part of the hash: the passcode still verifies.
+        assert!(auth.verify_login("ops", "secret"));
+        assert!(!auth.verify_login("ops", "wrong"));
+        assert!(!auth.verify_login("", "secret"));
+        let bad = parse_users(&format!("ops:{h}:ad min\n")).unwrap_err();
+        assert!(bad.contains("line 1") && bad.contains("role"), "{bad}");
+        assert!(parse_users(&format!("ops:{h}:admin,\n")).is_err());
     }
 
     #[test]

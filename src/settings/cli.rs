@@ -47,6 +47,10 @@ pub struct Cli {
     /// Prometheus /metrics and /healthz listener, or off [file: listen.metrics]
     #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
     pub metrics_listen: Option<Listener>,
+    /// Admin API and console listener, or off to serve them on the metrics listener
+    /// [file: listen.admin]
+    #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
+    pub admin_listen: Option<Listener>,
     /// Same as --listen off
     #[arg(long, conflicts_with = "listen", help_heading = "Listeners")]
     pub no_ws: bool,
@@ -211,6 +215,15 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", help_heading = "WebSocket")]
     pub compression_client_no_context_takeover: Option<bool>,
 
+    /// Serve the admin API (/api/) and web console (/console/) [file: admin.enabled]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "Admin")]
+    pub admin: Option<bool>,
+    /// Bearer token that opens the admin API (prefer STOMPBOX_ADMIN_TOKEN or the file: a
+    /// flag shows in the process list) [file: admin.token]
+    #[arg(long, value_name = "TOKEN", help_heading = "Admin")]
+    pub admin_token: Option<String>,
+
     /// Serve SockJS on the WebSocket listener [file: sockjs.enabled]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", help_heading = "SockJS")]
@@ -338,6 +351,10 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", help_heading = "TLS")]
     pub tls_tcp: Option<bool>,
+    /// HTTPS on the admin listener [file: tls.admin]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", help_heading = "TLS")]
+    pub tls_admin: Option<bool>,
 
     /// Users file, name:argon2id-hash per line; none: any login [file: auth.users_file]
     #[arg(long, value_name = "FILE", help_heading = "Security")]
@@ -383,6 +400,9 @@ impl Cli {
         set(&mut s.listen.websocket, c.listen);
         set(&mut s.listen.tcp, c.tcp_listen);
         set(&mut s.listen.metrics, c.metrics_listen);
+        set(&mut s.listen.admin, c.admin_listen);
+        set(&mut s.admin.enabled, c.admin);
+        set(&mut s.admin.token, c.admin_token);
         set(&mut s.listen.websocket, c.no_ws.then_some(Listener::Off));
         set(&mut s.listen.tcp, c.no_tcp.then_some(Listener::Off));
         set(&mut s.listen.metrics, c.no_metrics.then_some(Listener::Off));
@@ -479,6 +499,7 @@ impl Cli {
         set(&mut s.tls.key, c.tls_key);
         set(&mut s.tls.websocket, c.tls_ws);
         set(&mut s.tls.tcp, c.tls_tcp);
+        set(&mut s.tls.admin, c.tls_admin);
         set(&mut s.auth.users_file, c.users_file);
         set(&mut s.auth.anonymous, c.anonymous);
         set(&mut s.auth.acl_file, c.acl_file);

@@ -38,6 +38,7 @@ impl Settings {
             memory_high_watermark,
             cluster,
             sockjs,
+            admin,
             ..
         } = cfg;
         let cluster_default = crate::cluster::ClusterConfig {
@@ -94,6 +95,7 @@ impl Settings {
                 websocket: Listener::from_addr(*listen),
                 tcp: Listener::from_addr(*tcp_listen),
                 metrics: Listener::from_addr(*metrics_listen),
+                admin: Listener::from_addr(admin.as_ref().and_then(|a| a.listen)),
             },
             connections: ConnectionSettings {
                 max: *max_connections,
@@ -177,6 +179,14 @@ impl Settings {
                 key: PathBuf::new(),
                 websocket: tls.as_ref().is_some_and(|t| t.ws),
                 tcp: tls.as_ref().is_some_and(|t| t.tcp),
+                admin: admin.as_ref().is_some_and(|a| a.tls.is_some()),
+            },
+            admin: AdminSettings {
+                enabled: admin.is_some(),
+                token: admin
+                    .as_ref()
+                    .and_then(|a| a.token.clone())
+                    .unwrap_or_default(),
             },
             auth: AuthSettings {
                 users_file: PathBuf::new(),
@@ -260,6 +270,10 @@ impl Settings {
         self.validate()?;
         let s = self;
         let tls = s.tls.load()?;
+        let admin_tls = tls
+            .as_ref()
+            .filter(|_| s.tls.admin)
+            .map(|t| Arc::clone(&t.server));
         let users = s.auth.load_users()?;
         let acl = s.auth.load_acl()?;
         let authenticator = match &users {
@@ -363,6 +377,12 @@ impl Settings {
                 websocket: s.sockjs.websocket,
                 cookie_needed: s.sockjs.cookie_needed,
                 client_url: s.sockjs.client_url.clone(),
+            }),
+            admin: s.admin.enabled.then(|| crate::config::AdminConfig {
+                listen: s.listen.admin.addr(),
+                tls: admin_tls,
+                token: (!s.admin.token.is_empty()).then(|| s.admin.token.clone()),
+                users: users.clone(),
             }),
             ..Config::default()
         };

@@ -21,6 +21,7 @@ impl Settings {
             ("listen.websocket", ws.addr()),
             ("listen.tcp", tcp.addr()),
             ("listen.metrics", metrics.addr()),
+            ("listen.admin", s.listen.admin.addr()),
         ];
         for (i, (name, a)) in named.iter().enumerate() {
             for (other, b) in &named[..i] {
@@ -281,13 +282,16 @@ impl Settings {
         if tls.on() {
             for (option, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if path.as_os_str().is_empty() {
-                    v.fail(option, "required when tls.websocket or tls.tcp is on");
+                    v.fail(
+                        option,
+                        "required when tls.websocket, tls.tcp or tls.admin is on",
+                    );
                 }
             }
         } else if !tls.cert.as_os_str().is_empty() || !tls.key.as_os_str().is_empty() {
             v.fail(
                 "tls",
-                "a certificate or key is set but neither tls.websocket nor tls.tcp is on",
+                "a certificate or key is set but none of tls.websocket, tls.tcp, tls.admin is on",
             );
         }
         if tls.websocket && ws == Listener::Off {
@@ -295,6 +299,35 @@ impl Settings {
         }
         if tls.tcp && tcp == Listener::Off {
             v.fail("tls.tcp", "listen.tcp is off");
+        }
+        if tls.admin && s.listen.admin == Listener::Off {
+            v.fail("tls.admin", "listen.admin is off");
+        }
+
+        let a = &s.admin;
+        if a.enabled {
+            if s.listen.admin == Listener::Off && metrics == Listener::Off {
+                v.fail(
+                    "admin.enabled",
+                    "listen.admin and listen.metrics are both off: nowhere to serve it",
+                );
+            }
+            let basic = tls.admin && !s.auth.users_file.as_os_str().is_empty();
+            if a.token.is_empty() && !basic {
+                v.fail(
+                    "admin.enabled",
+                    "nobody could log in: set admin.token, or auth.users_file with listen.admin \
+                     and tls.admin (HTTP Basic is accepted over TLS only)",
+                );
+            }
+        } else if s.listen.admin != Listener::Off {
+            v.fail("listen.admin", "admin.enabled is off");
+        }
+        if !a.token.is_empty() && a.token.chars().count() < 16 {
+            v.fail("admin.token", "must be at least 16 characters");
+        }
+        if a.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            v.fail("admin.token", "must not hold spaces or control characters");
         }
 
         v.finish()

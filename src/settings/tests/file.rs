@@ -207,6 +207,7 @@ fn tls_files_are_read_and_named() {
             key: key.clone(),
             websocket: true,
             tcp: false,
+            admin: false,
         },
         ..Settings::default()
     };

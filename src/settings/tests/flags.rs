@@ -87,6 +87,17 @@ fn every_option_has_a_flag() {
             r#""127.0.0.1:3""#,
         ),
         ("listen.metrics", &["--no-metrics"], r#""off""#),
+        (
+            "listen.admin",
+            &["--admin-listen", "127.0.0.1:4"],
+            r#""127.0.0.1:4""#,
+        ),
+        ("admin.enabled", &["--admin"], "true"),
+        (
+            "admin.token",
+            &["--admin-token", "0123456789abcdefXY"],
+            r#""0123456789abcdefXY""#,
+        ),
         ("connections.max", &["--max-connections", "11"], "11"),
         (
             "connections.max_per_ip",
@@ -292,6 +303,7 @@ fn every_option_has_a_flag() {
         ("tls.key", &["--tls-key", "key.pem"], r#""key.pem""#),
         ("tls.websocket", &["--tls-ws"], "true"),
         ("tls.tcp", &["--tls-tcp=true"], "true"),
+        ("tls.admin", &["--tls-admin"], "true"),
         (
             "auth.users_file",
             &["--users-file", "users.txt"],

@@ -61,6 +61,7 @@ const MAPPED: &[&str] = &[
     "auth_pending_per_ip",
     "cluster",
     "sockjs",
+    "admin",
 ];
 
 /// `field` or `struct.field` -> its value, read from `Config`'s pretty `Debug` output.

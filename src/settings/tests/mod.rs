@@ -25,6 +25,7 @@ echo = true
 websocket = "0.0.0.0:8080"
 tcp = "0.0.0.0:7613"
 metrics = "127.0.0.1:9999"
+admin = "127.0.0.1:9443"
 
 [connections]
 max = 5000
@@ -99,6 +100,7 @@ cert = "@CERT@"
 key = "@KEY@"
 websocket = true
 tcp = true
+admin = true
 
 [auth]
 users_file = "@USERS@"
@@ -134,6 +136,10 @@ max_sessions = 999
 websocket = false
 cookie_needed = true
 client_url = "/js/sockjs.min.js"
+
+[admin]
+enabled = true
+token = "0123456789abcdef-token"
 "#;
 
 /// A users file (alice, passcode "secret") and an ACL file, written once per test run.
@@ -180,6 +186,7 @@ fn full() -> Settings {
             websocket: Listener::On("0.0.0.0:8080".parse().unwrap()),
             tcp: Listener::On("0.0.0.0:7613".parse().unwrap()),
             metrics: Listener::On("127.0.0.1:9999".parse().unwrap()),
+            admin: Listener::On("127.0.0.1:9443".parse().unwrap()),
         },
         connections: ConnectionSettings {
             max: 5000,
@@ -257,6 +264,7 @@ fn full() -> Settings {
             key: pem_files().1.clone(),
             websocket: true,
             tcp: true,
+            admin: true,
         },
         auth: AuthSettings {
             users_file: auth_files().0.clone(),
@@ -295,6 +303,10 @@ fn full() -> Settings {
             websocket: false,
             cookie_needed: true,
             client_url: "/js/sockjs.min.js".into(),
+        },
+        admin: AdminSettings {
+            enabled: true,
+            token: "0123456789abcdef-token".into(),
         },
     }
 }

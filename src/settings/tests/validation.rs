@@ -68,23 +68,43 @@ fn each_invalid_value_is_named() {
         (|s| s.timeouts.handshake = Dur::from_millis(0), "timeouts.handshake: must be more than 0"),
         (|s| s.timeouts.close = Dur::from_millis(86_400_001), "timeouts.close: must be at most 24h"),
         (|s| s.timeouts.shutdown = Dur::from_millis(u64::MAX), "timeouts.shutdown: must be at most 24h"),
-        (|s| { s.tls.tcp = true; s.tls.key = "k.pem".into(); }, "tls.cert: required when tls.websocket or tls.tcp is on"),
-        (|s| { s.tls.websocket = true; s.tls.cert = "c.pem".into(); }, "tls.key: required when tls.websocket or tls.tcp is on"),
-        (|s| s.tls.cert = "c.pem".into(), "tls: a certificate or key is set but neither tls.websocket nor tls.tcp is on"),
+        (|s| { s.tls.tcp = true; s.tls.key = "k.pem".into(); }, "tls.cert: required when tls.websocket, tls.tcp or tls.admin is on"),
+        (|s| { s.tls.websocket = true; s.tls.cert = "c.pem".into(); }, "tls.key: required when tls.websocket, tls.tcp or tls.admin is on"),
+        (|s| s.tls.cert = "c.pem".into(), "tls: a certificate or key is set but none of tls.websocket, tls.tcp, tls.admin is on"),
         (
             |s| {
-                s.tls = TlsSettings { cert: "c.pem".into(), key: "k.pem".into(), websocket: true, tcp: false };
+                s.tls = TlsSettings { cert: "c.pem".into(), key: "k.pem".into(), websocket: true, tcp: false, admin: false };
                 s.listen.websocket = Listener::Off;
             },
             "tls.websocket: listen.websocket is off",
         ),
         (
             |s| {
-                s.tls = TlsSettings { cert: "c.pem".into(), key: "k.pem".into(), websocket: false, tcp: true };
+                s.tls = TlsSettings { cert: "c.pem".into(), key: "k.pem".into(), websocket: false, tcp: true, admin: false };
                 s.listen.tcp = Listener::Off;
             },
             "tls.tcp: listen.tcp is off",
         ),
+        (
+            |s| {
+                s.tls = TlsSettings { cert: "c.pem".into(), key: "k.pem".into(), websocket: false, tcp: false, admin: true };
+            },
+            "tls.admin: listen.admin is off",
+        ),
+        (|s| s.listen.admin = "127.0.0.1:9443".parse().unwrap(), "listen.admin: admin.enabled is off"),
+        (
+            |s| s.admin.enabled = true,
+            "admin.enabled: nobody could log in: set admin.token, or auth.users_file with listen.admin and tls.admin (HTTP Basic is accepted over TLS only)",
+        ),
+        (
+            |s| {
+                s.admin = AdminSettings { enabled: true, token: "0123456789abcdef".into() };
+                s.listen.metrics = Listener::Off;
+            },
+            "admin.enabled: listen.admin and listen.metrics are both off: nowhere to serve it",
+        ),
+        (|s| s.admin.token = "short".into(), "admin.token: must be at least 16 characters"),
+        (|s| s.admin.token = "0123456789abcdef ghi".into(), "admin.token: must not hold spaces or control characters"),
     ];
     for (mutate, want) in table {
         let mut s = Settings::default();
@@ -120,6 +140,7 @@ fn zero_and_wildcard_ports_are_not_conflicts() {
             websocket: "127.0.0.1:0".parse().unwrap(),
             tcp: "127.0.0.1:0".parse().unwrap(),
             metrics: "0.0.0.0:0".parse().unwrap(),
+            admin: Listener::Off,
         },
         ..Settings::default()
     };
