@@ -542,7 +542,7 @@ mod tests {
     fn bad_users_files_name_the_line() {
         assert_eq!(
             parse_users("alice").unwrap_err(),
-            "line 1: expected name:hash"
+            "line 1: expected name:hash[:roles]"
         );
         assert!(parse_users("\nbob:plaintext")
             .unwrap_err()
