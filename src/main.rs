@@ -102,6 +102,7 @@ fn main() -> ExitCode {
     let echo = cfg.echo;
     let sockjs = cfg.sockjs.as_ref().map(|j| j.prefix.clone());
     let (ws_tls, tcp_tls) = cfg.tls.as_ref().map_or((false, false), |t| (t.ws, t.tcp));
+    let admin_tls = cfg.admin.as_ref().is_some_and(|a| a.tls.is_some());
     let server = match stompbox::start(cfg) {
         Ok(s) => s,
         Err(e) => return fatal(format_args!("cannot start: {e}")),
@@ -123,6 +124,10 @@ fn main() -> ExitCode {
     }
     if let Some(a) = server.metrics_addr() {
         info!("metrics on http://{a}/metrics and http://{a}/healthz");
+    }
+    if let Some(a) = server.admin_addr() {
+        let scheme = if admin_tls { "https" } else { "http" };
+        info!("admin console on {scheme}://{a}/console/ (API under /api/)");
     }
     let trigger = server.trigger();
     let waiter = std::thread::Builder::new()

@@ -126,12 +126,16 @@ struct Dest {
     /// Reactors with matching wildcard subscribers, and the pattern generation it was
     /// computed at.
     wild: (u64, u64),
+    /// Messages published to it here (for the admin API).
+    published: u64,
 }
 
 /// The subscribers of one wildcard pattern (patterns that normalise alike share one).
 #[derive(Debug, Default)]
 struct PatternSubs {
     subs: Vec<Subscriber>,
+    /// The pattern as first subscribed (for the admin API).
+    name: Option<Arc<str>>,
     /// Cluster mode: the NATS subjects that cover the pattern.
     covers: Box<[Arc<str>]>,
 }
@@ -494,6 +498,9 @@ impl Router {
         let bit = self.bit();
         if kind(destination) == DestKind::Pattern {
             let p = self.patterns.entry(destination, PatternSubs::default);
+            if p.name.is_none() {
+                p.name = Some(Arc::from(destination));
+            }
             if p.subs.is_empty() {
                 self.directory.add_pattern(destination, bit);
                 if let Some(c) = &mut self.cluster {
@@ -584,6 +591,7 @@ impl Router {
         // shared counter between the reactors.
         let dir = &*self.directory;
         let d = dest_in(&mut self.dests, dir, &self.cluster, destination);
+        d.published += 1;
         let mut mask = d.mask.load(Ordering::SeqCst);
         if dir.has_patterns() {
             let gen = dir.pattern_generation();
@@ -652,6 +660,22 @@ impl Router {
         ((self.reactor as u64) << 48) | self.seq
     }
 
+    /// Topics known here, for the admin API: `f(name, local subscribers, messages published
+    /// here)` for each exact destination with subscribers or messages, then each wildcard
+    /// pattern with subscribers (published 0). A walk of the cache: not per turn.
+    pub fn visit_topics(&self, mut f: impl FnMut(&Arc<str>, usize, u64)) {
+        for (name, d) in &self.dests {
+            if !d.subs.is_empty() || d.published > 0 {
+                f(name, d.subs.len(), d.published);
+            }
+        }
+        self.patterns.visit(|p| {
+            if let (Some(name), false) = (&p.name, p.subs.is_empty()) {
+                f(name, p.subs.len(), 0);
+            }
+        });
+    }
+
     /// (subscriptions, destinations) held here, for metrics. Counts topic and queue
     /// subscriptions of this reactor's connections, and destinations with local subscribers or
     /// homed queues.
@@ -685,6 +709,7 @@ fn dest_in<'a>(
                 subject: cluster.as_ref().and_then(|c| c.subject(destination)),
                 mask,
                 wild: (u64::MAX, 0),
+                published: 0,
             },
         );
     }

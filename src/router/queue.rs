@@ -140,6 +140,8 @@ pub struct Queue {
     returned_run: usize,
     /// Messages dropped by `DropOldest`.
     pub dropped: u64,
+    /// Messages accepted since the queue was made.
+    pub enqueued: u64,
     /// Record what leaves for good (acked, or written in auto mode) in `settled`: a queue whose
     /// messages live in JetStream must acknowledge each one there.
     track_settled: bool,
@@ -164,6 +166,7 @@ impl Queue {
             window: window.max(1),
             returned_run: 0,
             dropped: 0,
+            enqueued: 0,
             track_settled: false,
             settled: Vec::new(),
         }
@@ -278,6 +281,7 @@ impl Queue {
             }
         }
         self.push_ready(self.ready.len(), msg, None);
+        self.enqueued += 1;
         Ok(())
     }
 

@@ -371,6 +371,43 @@ impl Router {
         }));
     }
 
+    /// Each queue homed here for the admin API: (name, ready, unacked, consumers, enqueued).
+    pub fn visit_queues(&self, mut f: impl FnMut(&Arc<str>, u64, u64, u64, u64)) {
+        for (name, q) in &self.queues {
+            f(
+                name,
+                q.ready_len() as u64,
+                q.inflight_len() as u64,
+                q.consumer_count() as u64,
+                q.enqueued,
+            );
+        }
+    }
+
+    /// Drop the messages waiting in a queue homed here (not those delivered and unacked):
+    /// how many, or `None` if there is no such queue here. With the JetStream store, each is
+    /// acknowledged there too, so it is not delivered again.
+    pub fn purge(&mut self, queue: &str) -> Option<u64> {
+        let js = self.js_queues();
+        let q = self.queues.get_mut(queue)?;
+        let msgs = q.drain_ready();
+        let n = msgs.len() as u64;
+        if let Some(c) = self.cluster.as_mut() {
+            for m in &msgs {
+                if let Some(r) = self.js_replies.remove(&m.seq) {
+                    c.push(interest::Change::JsAck(r));
+                }
+            }
+        }
+        if q.is_idle() {
+            self.queues.remove(queue);
+            if !js {
+                self.directory.queue_removed();
+            }
+        }
+        Some(n)
+    }
+
     /// Queues homed here.
     pub fn queue_count(&self) -> usize {
         self.queues.len()

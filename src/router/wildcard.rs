@@ -108,6 +108,19 @@ impl<T> Trie<T> {
         self.len == 0
     }
 
+    /// Every value, in no particular order (a walk with a stack: no recursion).
+    pub fn visit(&self, mut f: impl FnMut(&T)) {
+        let mut stack = vec![&self.root];
+        while let Some(n) = stack.pop() {
+            if let Some(v) = &n.value {
+                f(v);
+            }
+            stack.extend(n.words.values());
+            stack.extend(n.star.as_deref());
+            stack.extend(n.hash.as_deref());
+        }
+    }
+
     /// The value slot of a pattern, created if missing.
     pub fn entry(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
         let mut node = &mut self.root;

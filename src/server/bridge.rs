@@ -107,7 +107,26 @@ pub struct ClusterStats {
     pub queue_pulled: AtomicU64,
     /// Messages in the queue stream (all queues, all nodes), as JetStream last said.
     pub queue_depth: AtomicU64,
+    /// This node's connections, announced to the others.
+    pub limits: Option<Arc<super::metrics::ConnLimits>>,
+    /// The other nodes, as their announcements said (for the admin API).
+    peers: std::sync::Mutex<HashMap<String, Peer>>,
 }
+
+/// Another node, as last heard of.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub seen: std::time::Instant,
+    pub connections: u64,
+    pub version: String,
+}
+
+/// Each node announces itself this often on `<prefix>._nodes`.
+const PRESENCE_EVERY: Duration = Duration::from_secs(2);
+/// A node not heard of for this long is shown down; for ten times this long, forgotten.
+pub const PEER_EXPIRY: Duration = Duration::from_secs(6);
+/// Nodes remembered at most.
+const MAX_PEERS: usize = 1024;
 
 impl ClusterStats {
     pub fn new(node: &str) -> Self {
@@ -132,6 +151,72 @@ impl ClusterStats {
     /// Connections after the first.
     pub fn reconnects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// The other nodes heard of, by name.
+    pub fn peers(&self) -> Vec<(String, Peer)> {
+        let mut v: Vec<_> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// An announcement from another node (its JSON payload).
+    fn heard(&self, payload: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        let Some(name) = v.get("node").and_then(|n| n.as_str()) else {
+            return;
+        };
+        if name == self.node || name.len() > 256 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|_, p| now.duration_since(p.seen) < PEER_EXPIRY * 10);
+        if peers.len() >= MAX_PEERS && !peers.contains_key(name) {
+            return;
+        }
+        let version = v.get("version").and_then(|x| x.as_str()).unwrap_or("");
+        peers.insert(
+            name.to_string(),
+            Peer {
+                seen: now,
+                connections: v.get("connections").and_then(|c| c.as_u64()).unwrap_or(0),
+                version: version.chars().take(64).collect(),
+            },
+        );
+    }
+}
+
+/// Announce this node every [`PRESENCE_EVERY`] and listen to the others' announcements.
+async fn presence(client: async_nats::Client, subject: String, stats: Arc<ClusterStats>) {
+    let Ok(mut sub) = client.subscribe(subject.clone()).await else {
+        return;
+    };
+    let mut tick = tokio::time::interval(PRESENCE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let connections = stats.limits.as_ref().map_or(0, |l| l.live());
+                let me = serde_json::json!({
+                    "node": stats.node,
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "connections": connections,
+                });
+                let _ = client.publish(subject.clone(), me.to_string().into()).await;
+            }
+            msg = sub.next() => match msg {
+                Some(m) => stats.heard(&m.payload),
+                None => return,
+            },
+        }
     }
 }
 
@@ -467,6 +552,11 @@ impl Serve {
             .await
             .map_err(|e| io::Error::other(format!("cluster: {e}")))?;
         let mut subs: HashMap<Arc<str>, Sub> = HashMap::new();
+        let presence_task = tokio::task::spawn_local(presence(
+            client.clone(),
+            format!("{}._nodes", self.cfg.subject_prefix),
+            Arc::clone(&self.stats),
+        ));
         let js = (self.queues.store == crate::router::QueueStore::JetStream)
             .then(|| async_nats::jetstream::new(client.clone()));
         let mut stream_ready = false;
@@ -590,6 +680,7 @@ impl Serve {
                 }
             }
         }
+        presence_task.abort();
         for (_, s) in subs.drain() {
             s.task.abort();
         }

@@ -23,6 +23,8 @@ pub enum Mail {
     Adopt(Box<super::conn::Conn>),
     /// Everything one reactor had for another in one loop turn.
     Batch(Batch),
+    /// A question from the admin API (answered on its channel).
+    Admin(Box<super::admin::Ask>),
     /// Messages from outside the reactors (the embedding API, application handlers).
     External(Vec<crate::app::Outgoing>),
     /// An application handler on the pool finished for a connection here.

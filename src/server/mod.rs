@@ -15,6 +15,7 @@
 //! ```
 
 mod acceptor;
+pub mod admin;
 pub mod apps;
 pub mod authpool;
 pub mod bridge;
@@ -71,7 +72,7 @@ fn socket_budget() -> Option<usize> {
 const MEMORY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50);
 use conn::Kind;
 use mailbox::Mailbox;
-use metrics::{AcceptStats, ConnLimits, MetricsServer, ReactorStats, Stats};
+use metrics::{AcceptStats, ConnLimits, ReactorStats, Stats};
 use reactor::{Reactor, Shared, WAKER};
 
 pub use apps::Publisher;
@@ -84,6 +85,7 @@ pub struct ServerHandle {
     ws_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     stats: Arc<Stats>,
     metrics_waker: Option<Arc<Waker>>,
     /// Cluster mode: rings the bridge thread (to see the shutdown flag at once).
@@ -114,6 +116,11 @@ impl ServerHandle {
     /// The bound metrics address.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the admin API and console are served (their own listener, or the metrics one).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The Prometheus text of the server's metrics right now.
@@ -245,10 +252,11 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         .map(|_| Arc::new(ReactorStats::default()))
         .collect();
     let memory = Arc::new(MemoryState::new(cfg.memory_high_watermark));
-    let cluster_stats = cfg
-        .cluster
-        .as_ref()
-        .map(|c| Arc::new(bridge::ClusterStats::new(&c.node_name)));
+    let cluster_stats = cfg.cluster.as_ref().map(|c| {
+        let mut s = bridge::ClusterStats::new(&c.node_name);
+        s.limits = Some(Arc::clone(&limits));
+        Arc::new(s)
+    });
     let stats = Arc::new(Stats {
         reactors: reactor_stats.clone(),
         accept: Arc::clone(&accept_stats),
@@ -257,13 +265,15 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         cluster: cluster_stats.clone(),
         queue_labels: cfg.queues.metrics_labels,
     });
-    let metrics = match cfg.metrics_listen {
-        Some(addr) => Some(MetricsServer::bind(
-            addr,
+    let http = if cfg.metrics_listen.is_some() || cfg.admin.is_some() {
+        Some(admin::http::HttpServer::bind(
+            cfg.metrics_listen,
+            cfg.admin.clone(),
             Arc::clone(&stats),
             stats_shutdown,
-        )?),
-        None => None,
+        )?)
+    } else {
+        None
     };
     let mut mailboxes = Vec::new();
     let mut parts = Vec::new();
@@ -393,17 +403,18 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
             .name("acceptor".into())
             .spawn(move || acceptor.run())?,
     );
-    let (metrics_addr, metrics_waker) = match metrics {
-        Some((mut m, waker, local)) => {
-            m.reactors = mailboxes.clone();
+    let (metrics_addr, admin_addr, metrics_waker) = match http {
+        Some(b) => {
+            let mut server = b.server;
+            server.reactors = mailboxes.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("metrics".into())
-                    .spawn(move || m.run())?,
+                    .spawn(move || server.run())?,
             );
-            (Some(local), Some(waker))
+            (b.metrics, b.admin, Some(b.waker))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     // Workers end when the reactors (holding the pool's sender) are gone.
     drop(pool);
@@ -419,6 +430,7 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
         ws_addr,
         tcp_addr,
         metrics_addr,
+        admin_addr,
         stats,
         metrics_waker,
         bridge,

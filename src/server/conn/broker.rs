@@ -6,9 +6,11 @@
 
 use super::*;
 
-pub(super) fn new_stomp(sessions: &mut u64, reactor: usize) -> Box<StompState> {
+pub(super) fn new_stomp(sessions: &mut u64, reactor: usize, now: Instant) -> Box<StompState> {
     *sessions += 1;
     Box::new(StompState {
+        opened: now,
+        bytes_in: 0,
         session: Session::new(SessionId::numbered(reactor, *sessions)),
         stash: Vec::new(),
         auth_pending: false,

@@ -58,6 +58,7 @@ use crate::session::{Action, Cause, Due, Liveness, Session, SessionId, StompErro
 use crate::stomp::{self, Header, ParseError, Parsed, Version};
 use crate::ws::{self, code, Decoder, DecoderConfig, Event, Opcode, Refusal, Status};
 
+mod admin;
 mod app;
 mod broker;
 mod deliver;
@@ -143,6 +144,10 @@ impl WsDeflate {
 #[derive(Debug)]
 pub struct StompState {
     pub session: Session<TxOp>,
+    /// When the session began (the upgrade, or the TCP accept), and the bytes read for it:
+    /// for the admin API (here rather than in every slab entry).
+    opened: Instant,
+    bytes_in: u64,
     /// A STOMP frame split across WebSocket messages (empty otherwise).
     stash: Vec<u8>,
     /// A CONNECT is waiting for a slow credentials check; nothing is read meanwhile.
@@ -292,7 +297,7 @@ impl Conn {
             Kind::Tcp | Kind::Sockjs => (
                 Phase::Open {
                     ws: None,
-                    app: App::Stomp(new_stomp(sessions, reactor)),
+                    app: App::Stomp(new_stomp(sessions, reactor, now)),
                 },
                 // A TCP client has the handshake timeout to send CONNECT.
                 Some(now + cfg.handshake_timeout),
@@ -475,6 +480,9 @@ impl Conn {
             }
             self.live.read(ctx.now);
             ctx.counters.bytes_in += n as u64;
+            if let Some(st) = self.stomp_mut() {
+                st.bytes_in += n as u64;
+            }
             self.process(ctx);
             self.recycle(ctx);
             if let Some(next) = self.inflated_a_budget(ctx) {

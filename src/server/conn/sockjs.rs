@@ -177,7 +177,10 @@ impl Conn {
     ) -> Conn {
         let now = ctx.now;
         let (app, closed) = match service {
-            Service::Stomp => (App::Stomp(new_stomp(ctx.sessions, ctx.reactor)), None),
+            Service::Stomp => (
+                App::Stomp(new_stomp(ctx.sessions, ctx.reactor, ctx.now)),
+                None,
+            ),
             Service::Echo => (App::Echo, None),
             Service::Close => (App::Echo, Some(close_frame(3000, "Go away!"))),
         };
@@ -501,7 +504,7 @@ impl Conn {
             }
         };
         let app = match service {
-            Service::Stomp => App::Stomp(new_stomp(ctx.sessions, ctx.reactor)),
+            Service::Stomp => App::Stomp(new_stomp(ctx.sessions, ctx.reactor, ctx.now)),
             Service::Echo | Service::Close => App::Echo,
         };
         let (key, protocol, deflate, consumed) = (
@@ -937,6 +940,9 @@ impl Conn {
         };
         let echo = sjs.echo;
         self.live.read(ctx.now);
+        if let Some(st) = self.stomp_mut() {
+            st.bytes_in += data.len() as u64;
+        }
         let mut start = 0;
         for &end in ends {
             let msg = data.get(start..end).unwrap_or_default();

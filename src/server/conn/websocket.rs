@@ -17,7 +17,7 @@ impl Conn {
             Ok(Status::Complete(up)) => {
                 let app = match up.endpoint() {
                     "/echo" if ctx.cfg.echo => App::Echo,
-                    "/ws" | "/stomp" => App::Stomp(new_stomp(ctx.sessions, ctx.reactor)),
+                    "/ws" | "/stomp" => App::Stomp(new_stomp(ctx.sessions, ctx.reactor, ctx.now)),
                     _ => {
                         self.refuse(ctx, Refusal::not_found());
                         return false;

@@ -86,7 +86,8 @@ macro_rules! conn_sink {
     };
 }
 
-// After the macros above, which it uses.
+// After the macros above, which they use.
+mod admin;
 mod sockjs;
 
 pub struct Reactor {
@@ -270,6 +271,7 @@ impl Reactor {
     }
 
     pub fn run(mut self) -> io::Result<()> {
+        self.stats.tid.store(thread_id(), Ordering::Relaxed);
         let mut events = Events::with_capacity(1024);
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
@@ -569,6 +571,7 @@ impl Reactor {
                 Mail::Accepted(sock, kind, admitted) => self.add(sock, kind, admitted, now),
                 Mail::Adopt(conn) => self.adopt(conn, now),
                 Mail::Batch(b) => self.receive(b, now),
+                Mail::Admin(ask) => self.admin(*ask, now),
                 Mail::External(msgs) => {
                     let mut ctx_msgs = msgs;
                     self.external(&mut ctx_msgs, now);
@@ -1127,6 +1130,15 @@ fn peer_of(conn: &mut Conn) -> String {
             None => "a SockJS session".to_string(),
         },
     }
+}
+
+/// This thread's id in `/proc` (0 if unknown): `/proc/thread-self` links to
+/// `<pid>/task/<tid>`.
+fn thread_id() -> u64 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

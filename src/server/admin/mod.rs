@@ -1,0 +1,186 @@
+//! The admin API and web console (`/api/`, `/console/`), served by the metrics thread: what it
+//! asks the reactors ([`Ask`]) and what they answer ([`Reply`]).
+//!
+//! A reactor answers between loop turns and each answer is bounded: a page of connections
+//! scans at most [`SCAN`] slab slots and returns at most the page's size, so listing 100,000
+//! connections is many short asks, never one long turn. Nothing here is on the per-message path.
+
+pub mod api;
+pub mod http;
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use serde::Serialize;
+
+/// Slab slots one connections ask looks at, at most.
+pub const SCAN: usize = 4096;
+
+/// Where a reactor sends its answer: the admin thread's channel and doorbell.
+#[derive(Debug, Clone)]
+pub struct Replies {
+    pub tx: Sender<Reply>,
+    pub waker: Arc<Waker>,
+}
+
+impl Replies {
+    /// Send an answer (never blocks: a full channel drops it, and the caller times out).
+    pub fn send(&self, reply: Reply) {
+        if self.tx.try_send(reply).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// A question for one reactor.
+#[derive(Debug)]
+pub struct Ask {
+    /// The admin thread's request this belongs to.
+    pub id: u64,
+    pub what: What,
+    pub to: Replies,
+}
+
+#[derive(Debug)]
+pub enum What {
+    /// Connections from slab slot `from` on, at most `limit` matching `filter`.
+    Connections {
+        from: usize,
+        limit: usize,
+        filter: Arc<Filter>,
+    },
+    /// One connection, with its subscriptions.
+    Connection { token: usize },
+    /// Close a connection: the client gets an ERROR with `reason`.
+    Close { token: usize, reason: String },
+    /// Topics with subscribers or messages here, and the queues homed here.
+    Destinations { limit: usize },
+    /// Drop the waiting messages of a queue homed here.
+    Purge { queue: String },
+}
+
+/// Which connections a listing shows.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// A substring of the id, peer, user or session id.
+    pub q: Option<String>,
+    pub user: Option<String>,
+    /// `WebSocket`, `TCP` or `SockJS` (any case).
+    pub protocol: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, row: &ConnRow) -> bool {
+        if let Some(u) = &self.user {
+            if row.user.as_deref() != Some(u.as_str()) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.protocol {
+            if !row.protocol.eq_ignore_ascii_case(p) {
+                return false;
+            }
+        }
+        match &self.q {
+            None => true,
+            Some(q) => {
+                let has = |s: Option<&str>| s.is_some_and(|s| s.contains(q.as_str()));
+                has(Some(&row.id))
+                    || has(row.peer.as_deref())
+                    || has(row.user.as_deref())
+                    || has(row.session.as_deref())
+            }
+        }
+    }
+}
+
+/// A reactor's answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub id: u64,
+    pub reactor: usize,
+    pub answer: Answer,
+}
+
+#[derive(Debug)]
+pub enum Answer {
+    /// Rows, and the slot to go on from (`None`: the reactor's slab is done).
+    Connections {
+        rows: Vec<ConnRow>,
+        next: Option<usize>,
+    },
+    Connection(Option<Box<ConnDetail>>),
+    /// Whether the connection was there to close.
+    Closed(bool),
+    Destinations {
+        topics: Vec<TopicRow>,
+        queues: Vec<QueueRow>,
+    },
+    /// Messages dropped (`None`: no such queue here).
+    Purged(Option<u64>),
+}
+
+/// One connection, as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnRow {
+    /// `<reactor>-<token>`: stable for the connection's life, never reused.
+    pub id: String,
+    pub reactor: usize,
+    pub peer: Option<String>,
+    pub user: Option<String>,
+    pub protocol: &'static str,
+    pub tls: bool,
+    pub stomp: Option<&'static str>,
+    pub state: &'static str,
+    pub session: Option<String>,
+    pub subscriptions: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub outbound_bytes: usize,
+    pub age_seconds: Option<f64>,
+}
+
+/// One connection with its subscriptions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnDetail {
+    #[serde(flatten)]
+    pub row: ConnRow,
+    pub subscriptions_list: Vec<SubRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubRow {
+    pub id: String,
+    pub destination: String,
+    pub ack: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicRow {
+    pub name: String,
+    pub subscribers: u64,
+    /// Messages published to it (on the reactors that published them).
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueRow {
+    pub name: String,
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u64,
+    /// Messages enqueued since the queue was made.
+    pub messages: u64,
+}
+
+/// A connection id: `<reactor>-<token>`.
+pub fn conn_id(reactor: usize, token: usize) -> String {
+    format!("{reactor}-{token}")
+}
+
+/// The reactor and token of a connection id.
+pub fn parse_conn_id(id: &str) -> Option<(usize, usize)> {
+    let (r, t) = id.split_once('-')?;
+    Some((r.parse().ok()?, t.parse().ok()?))
+}

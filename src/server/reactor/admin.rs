@@ -1,0 +1,90 @@
+//! The reactor's answers to the admin API: between loop turns, each bounded (a page of
+//! connections looks at most at [`SCAN`] slots).
+
+use super::*;
+use crate::server::admin::{Answer, Ask, QueueRow, Reply, TopicRow, What, SCAN};
+
+impl Reactor {
+    pub(super) fn admin(&mut self, ask: Ask, now: Instant) {
+        let answer = match ask.what {
+            What::Connections {
+                from,
+                limit,
+                filter,
+            } => {
+                let mut rows = Vec::new();
+                let end = from.saturating_add(SCAN).min(self.conns.capacity());
+                let mut next = None;
+                for idx in from..end {
+                    if rows.len() >= limit {
+                        next = Some(idx);
+                        break;
+                    }
+                    if let Some(s) = self.conns.get(idx) {
+                        let row = s.conn.admin_row(self.id, token(idx, s.gen).0, now);
+                        if filter.matches(&row) {
+                            rows.push(row);
+                        }
+                    }
+                }
+                if next.is_none() && end < self.conns.capacity() {
+                    next = Some(end);
+                }
+                Answer::Connections { rows, next }
+            }
+            What::Connection { token: t } => Answer::Connection(
+                live(&mut self.conns, Token(t))
+                    .map(|s| Box::new(s.conn.admin_detail(self.id, t, now))),
+            ),
+            What::Close { token: t, reason } => {
+                let t = Token(t);
+                let closed = self
+                    .with_conn(t, now, |c, ctx| c.admin_close(ctx, &reason))
+                    .is_some();
+                if closed {
+                    self.fan_out(now);
+                    self.after(t, Next::Idle, true);
+                }
+                Answer::Closed(closed)
+            }
+            What::Destinations { limit } => {
+                let mut topics = Vec::new();
+                self.router.visit_topics(|name, subs, published| {
+                    topics.push(TopicRow {
+                        name: name.to_string(),
+                        subscribers: subs as u64,
+                        messages: published,
+                    })
+                });
+                // The busiest first, within the limit.
+                topics.sort_unstable_by(|a, b| {
+                    (b.subscribers, b.messages).cmp(&(a.subscribers, a.messages))
+                });
+                topics.truncate(limit);
+                let mut queues = Vec::new();
+                self.router
+                    .visit_queues(|name, ready, unacked, consumers, enqueued| {
+                        queues.push(QueueRow {
+                            name: name.to_string(),
+                            ready,
+                            unacked,
+                            consumers,
+                            messages: enqueued,
+                        })
+                    });
+                queues.sort_unstable_by(|a, b| b.ready.cmp(&a.ready));
+                queues.truncate(limit);
+                Answer::Destinations { topics, queues }
+            }
+            What::Purge { queue } => {
+                let purged = self.router.purge(&queue);
+                Answer::Purged(purged)
+            }
+        };
+        ask.to.send(Reply {
+            id: ask.id,
+            reactor: self.id,
+            answer,
+        });
+    }
+}
