@@ -1,0 +1,751 @@
+//! The admin API (`/api/`) and console (`/console/`): every endpoint, the refusals (no or bad
+//! credentials, Basic without TLS, a user without the admin role), HTTPS with HTTP Basic, and
+//! paging over 10,000 connections of a broker in its own process. The HTTP client here is a
+//! few lines over a socket (and rustls's client for HTTPS), not the server's code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stomp::{frame, Client};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde_json::Value;
+use stompbox::auth::{hash_password, PasswordAuth};
+use stompbox::config::AdminConfig;
+use stompbox::{Config, ServerHandle};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn request(method: &str, path: &str, auth: Option<&str>, body: &str) -> String {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>, body: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request(method, path, auth, body).as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    parse(&raw)
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn get(addr: SocketAddr, path: &str) -> Value {
+    let r = http(addr, "GET", path, Some(&bearer()), "");
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    r.json()
+}
+
+fn post(addr: SocketAddr, path: &str, body: &str) -> Reply {
+    http(addr, "POST", path, Some(&bearer()), body)
+}
+
+fn admin_server(f: impl FnOnce(&mut Config)) -> (ServerHandle, SocketAddr) {
+    let mut cfg = common::test_config();
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.admin = Some(AdminConfig {
+        token: Some(TOKEN.to_string()),
+        ..AdminConfig::default()
+    });
+    f(&mut cfg);
+    let h = stompbox::start(cfg).unwrap();
+    let a = h.admin_addr().expect("the admin API is served");
+    (h, a)
+}
+
+fn stomp(tcp: SocketAddr, login: &str) -> Client {
+    let mut c = Client::connect_tcp(tcp);
+    c.connected(&frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("host", "/"), ("login", login)],
+        b"",
+    ));
+    c
+}
+
+/// Poll `f` until it holds (reactor state reaches the API between loop turns).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < until, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn connections(addr: SocketAddr, query: &str) -> Vec<Value> {
+    get(addr, &format!("/api/connections?{query}"))["connections"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn off_unless_configured() {
+    let mut cfg = common::test_config();
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let h = stompbox::start(cfg).unwrap();
+    assert!(h.admin_addr().is_none());
+    let m = h.metrics_addr().unwrap();
+    for path in ["/api/overview", "/console/", "/api/connections"] {
+        let r = http(m, "GET", path, Some(&bearer()), "");
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+    // The metrics listener is as it was.
+    assert_eq!(http(m, "GET", "/metrics", None, "").status, 200);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn refusals_without_the_token() {
+    let (h, a) = admin_server(|_| {});
+    let endpoints = [
+        ("GET", "/api/whoami"),
+        ("GET", "/api/overview"),
+        ("GET", "/api/connections"),
+        ("GET", "/api/connections/0-1"),
+        ("POST", "/api/connections/0-1/close"),
+        ("GET", "/api/destinations"),
+        ("POST", "/api/queues/purge?name=/queue/a"),
+        ("GET", "/api/reactors"),
+        ("GET", "/api/nodes"),
+    ];
+    let wrong = format!("Bearer {TOKEN}x");
+    let basic = "Basic b3BzOnNlY3JldA=="; // ops:secret
+    for (method, path) in endpoints {
+        for auth in [None, Some(wrong.as_str()), Some("Digest x"), Some(basic)] {
+            let r = http(a, method, path, auth, "");
+            assert_eq!(r.status, 401, "{method} {path} with {auth:?}: {}", r.body);
+            assert!(r.json()["error"].as_str().is_some(), "{}", r.body);
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer realm=\"stompbox admin\""),
+                "{}",
+                r.head
+            );
+        }
+    }
+    // Basic is refused over plain HTTP for what it is.
+    let r = http(a, "GET", "/api/whoami", Some(basic), "");
+    assert!(r.body.contains("TLS"), "{}", r.body);
+    // With the token: in.
+    let me = get(a, "/api/whoami");
+    assert_eq!(me["method"], "bearer");
+    assert_eq!(me["tls"], false);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn unknown_endpoints_and_wrong_methods() {
+    let (h, a) = admin_server(|_| {});
+    assert_eq!(
+        http(a, "GET", "/api/nothing", Some(&bearer()), "").status,
+        404
+    );
+    assert_eq!(
+        http(a, "POST", "/api/overview", Some(&bearer()), "").status,
+        405
+    );
+    assert_eq!(
+        http(a, "GET", "/api/connections/0-1/close", Some(&bearer()), "").status,
+        405
+    );
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            "/api/queues/purge?name=/queue/a",
+            Some(&bearer()),
+            ""
+        )
+        .status,
+        405
+    );
+    for bad in ["x", "0-", "99-1", "-1", "0-abc"] {
+        let r = http(
+            a,
+            "GET",
+            &format!("/api/connections/{bad}"),
+            Some(&bearer()),
+            "",
+        );
+        assert_eq!(r.status, 404, "{bad}: {}", r.body);
+    }
+    assert_eq!(
+        http(a, "GET", "/api/connections?cursor=zz", Some(&bearer()), "").status,
+        400
+    );
+    assert_eq!(
+        http(a, "GET", "/api/connections?reactor=7", Some(&bearer()), "").status,
+        400
+    );
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn the_console_is_served_offline_with_a_strict_policy() {
+    let (h, a) = admin_server(|_| {});
+    let r = http(a, "GET", "/console/", None, "");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    // Nothing from elsewhere: no absolute URL in the page at all.
+    for needle in ["http://", "https://", "//cdn", "src=\"//"] {
+        assert!(!r.body.contains(needle), "the console refers to {needle}");
+    }
+    assert!(r.body.contains("/api/overview"));
+    let r = http(a, "GET", "/console", None, "");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/console/"));
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn overview_reactors_and_nodes() {
+    let (h, a) = admin_server(|_| {});
+    let tcp = h.tcp_addr().unwrap();
+    let mut sub = stomp(tcp, "watcher");
+    sub.send(&frame(
+        "SUBSCRIBE",
+        &[("id", "1"), ("destination", "/topic/ov"), ("receipt", "r1")],
+        b"",
+    ));
+    sub.expect_receipt("r1");
+    let mut p = stomp(tcp, "pub");
+    for _ in 0..10 {
+        p.send(&frame("SEND", &[("destination", "/topic/ov")], b"x"));
+    }
+    for _ in 0..10 {
+        sub.msg();
+    }
+    eventually("the overview counts both sessions and the messages", || {
+        let o = get(a, "/api/overview");
+        o["connections"]["total"] == 2
+            && o["connections"]["tcp"] == 2
+            && o["messages_in"].as_u64() >= Some(10)
+            && o["messages_out"].as_u64() >= Some(10)
+            && o["subscriptions"] == 1
+    });
+    let o = get(a, "/api/overview");
+    assert_eq!(o["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(o["reactors"], 2);
+    assert!(o["uptime_seconds"].as_f64().unwrap() > 0.0);
+    assert!(o["rates"]["messages_in"].is_number());
+    let r = get(a, "/api/reactors");
+    let rows = r["reactors"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let conns: u64 = rows
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(conns, 2);
+    for row in rows {
+        assert!(row["loop_turns"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["turn_avg_us"].as_f64().unwrap() > 0.0, "{row}");
+        // The reactor's thread was found in /proc.
+        assert!(row["cpu_seconds"].as_f64().is_some(), "{row}");
+    }
+    let n = get(a, "/api/nodes");
+    assert_eq!(n["cluster"], false);
+    assert_eq!(n["nodes"].as_array().unwrap().len(), 0);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn connections_are_listed_filtered_shown_and_closed() {
+    let (h, a) = admin_server(|_| {});
+    let tcp = h.tcp_addr().unwrap();
+    let mut alice = stomp(tcp, "alice");
+    alice.send(&frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "s-1"),
+            ("destination", "/topic/a"),
+            ("ack", "client"),
+            ("receipt", "r"),
+        ],
+        b"",
+    ));
+    alice.expect_receipt("r");
+    let _bob = stomp(tcp, "bob");
+    let mut ws = Client::connect_ws(h.ws_addr().unwrap());
+    ws.connected(&frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("host", "/"), ("login", "carol")],
+        b"",
+    ));
+    eventually("three connected sessions", || {
+        connections(a, "")
+            .iter()
+            .filter(|c| c["state"] == "connected")
+            .count()
+            == 3
+    });
+    let all = get(a, "/api/connections");
+    assert_eq!(all["total"], 3);
+    assert!(all["next"].is_null());
+    let by_user = connections(a, "user=alice");
+    assert_eq!(by_user.len(), 1);
+    let row = &by_user[0];
+    assert_eq!(row["protocol"], "TCP");
+    assert_eq!(row["stomp"], "1.2");
+    assert_eq!(row["subscriptions"], 1);
+    assert_eq!(row["tls"], false);
+    assert!(row["bytes_in"].as_u64().unwrap() > 0);
+    assert!(row["bytes_out"].as_u64().unwrap() > 0);
+    assert!(row["age_seconds"].as_f64().unwrap() >= 0.0);
+    let peer = alice.tcp().local_addr().unwrap().to_string();
+    assert_eq!(row["peer"], peer.as_str());
+    // Filters: protocol, substring, reactor.
+    let ws_rows = connections(a, "protocol=websocket");
+    assert_eq!(ws_rows.len(), 1);
+    assert_eq!(ws_rows[0]["user"], "carol");
+    assert_eq!(connections(a, "q=bo").len(), 1);
+    assert_eq!(connections(a, &format!("q={}", peer)).len(), 1);
+    let r0 = connections(a, "reactor=0").len();
+    let r1 = connections(a, "reactor=1").len();
+    assert_eq!(r0 + r1, 3);
+    assert!(connections(a, "reactor=1")
+        .iter()
+        .all(|c| c["reactor"] == 1));
+    // One connection, with its subscriptions.
+    let id = row["id"].as_str().unwrap().to_string();
+    let d = get(a, &format!("/api/connections/{id}"));
+    assert_eq!(d["user"], "alice");
+    assert_eq!(d["subscriptions_list"][0]["id"], "s-1");
+    assert_eq!(d["subscriptions_list"][0]["destination"], "/topic/a");
+    assert_eq!(d["subscriptions_list"][0]["ack"], "client");
+    // Close: the client gets an ERROR with the reason, then the connection ends.
+    let r = post(
+        a,
+        &format!("/api/connections/{id}/close"),
+        r#"{"reason":"maintenance window"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["closed"], id.as_str());
+    let e = alice.expect("ERROR");
+    assert_eq!(
+        e.h("message"),
+        "closed by an administrator: maintenance window"
+    );
+    eventually("the closed connection is gone", || {
+        http(
+            a,
+            "GET",
+            &format!("/api/connections/{id}"),
+            Some(&bearer()),
+            "",
+        )
+        .status
+            == 404
+    });
+    assert_eq!(
+        post(a, &format!("/api/connections/{id}/close"), "").status,
+        404
+    );
+    // Over WebSocket too; a reason with control characters is cleaned, none is said so.
+    let wid = ws_rows[0]["id"].as_str().unwrap().to_string();
+    let r = post(a, &format!("/api/connections/{wid}/close"), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let e = ws.expect("ERROR");
+    assert_eq!(
+        e.h("message"),
+        "closed by an administrator: no reason given"
+    );
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn destinations_and_purge() {
+    let (h, a) = admin_server(|_| {});
+    let tcp = h.tcp_addr().unwrap();
+    let mut s = stomp(tcp, "s");
+    s.send(&frame(
+        "SUBSCRIBE",
+        &[("id", "1"), ("destination", "/topic/hot"), ("receipt", "r")],
+        b"",
+    ));
+    s.expect_receipt("r");
+    s.send(&frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "2"),
+            ("destination", "/topic/wild.#"),
+            ("receipt", "r2"),
+        ],
+        b"",
+    ));
+    s.expect_receipt("r2");
+    let mut p = stomp(tcp, "p");
+    for i in 0..7 {
+        p.send(&frame("SEND", &[("destination", "/topic/hot")], b"m"));
+        let receipt = format!("q{i}");
+        p.send(&frame(
+            "SEND",
+            &[("destination", "/queue/jobs"), ("receipt", &receipt)],
+            b"job",
+        ));
+        p.expect_receipt(&receipt);
+    }
+    let d = get(a, "/api/destinations");
+    let topics: HashMap<String, Value> = d["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+        .collect();
+    assert_eq!(topics["/topic/hot"]["subscribers"], 1);
+    assert_eq!(topics["/topic/hot"]["messages"], 7);
+    assert_eq!(topics["/topic/wild.#"]["subscribers"], 1);
+    let q = &d["queues"][0];
+    assert_eq!(q["name"], "/queue/jobs");
+    assert_eq!(q["ready"], 7);
+    assert_eq!(q["consumers"], 0);
+    assert_eq!(q["messages"], 7);
+    assert_eq!(d["truncated"], false);
+    // Purge: the waiting messages are gone, a consumer gets none of them.
+    let r = post(a, "/api/queues/purge?name=%2Fqueue%2Fjobs", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["purged"], 7);
+    assert_eq!(r.json()["queue"], "/queue/jobs");
+    let d = get(a, "/api/destinations");
+    assert!(d["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|q| q["name"] != "/queue/jobs" || q["ready"] == 0));
+    let mut c = stomp(tcp, "c");
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "1"),
+            ("destination", "/queue/jobs"),
+            ("receipt", "r"),
+        ],
+        b"",
+    ));
+    c.expect_receipt("r");
+    p.send(&frame("SEND", &[("destination", "/queue/jobs")], b"after"));
+    assert_eq!(c.msg().text(), "after");
+    // What is not a queue, or no queue.
+    assert_eq!(post(a, "/api/queues/purge?name=/topic/hot", "").status, 400);
+    assert_eq!(post(a, "/api/queues/purge", "").status, 400);
+    assert_eq!(
+        post(a, "/api/queues/purge?name=/queue/none", "").status,
+        404
+    );
+    h.shutdown().unwrap();
+}
+
+// ---- HTTPS and HTTP Basic -------------------------------------------------------------------
+
+struct Tls {
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn tls() -> Tls {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let server = stompbox::server::tls::TlsConfig::from_der(vec![cert.clone()], key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Tls {
+        client: Arc::new(client),
+        server,
+    }
+}
+
+fn https(tls: &Tls, addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Reply {
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        Arc::clone(&tls.client),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    s.write_all(request(method, path, auth, "").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // Some servers close without close_notify; ours sends it, so this is not expected.
+        Err(e) => panic!("reading the HTTPS answer: {e}"),
+    }
+    parse(&raw)
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+#[test]
+fn https_with_basic_for_admin_users_only() {
+    let t = tls();
+    let hash = hash_password("secret").unwrap();
+    let users = stompbox::auth::parse_users(&format!("ops:{hash}:admin\nalice:{hash}\n")).unwrap();
+    let auth = Arc::new(PasswordAuth::new(users, false));
+    let mut cfg = common::test_config();
+    cfg.admin = Some(AdminConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(Arc::clone(&t.server)),
+        token: Some(TOKEN.to_string()),
+        users: Some(auth),
+    });
+    let h = stompbox::start(cfg).unwrap();
+    let a = h.admin_addr().unwrap();
+    // An admin: in, named.
+    let r = https(&t, a, "GET", "/api/whoami", Some(&basic("ops", "secret")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"], "ops");
+    assert_eq!(r.json()["method"], "basic");
+    assert_eq!(r.json()["tls"], true);
+    let r = https(&t, a, "GET", "/api/overview", Some(&basic("ops", "secret")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A user without the role: forbidden.
+    let r = https(
+        &t,
+        a,
+        "GET",
+        "/api/overview",
+        Some(&basic("alice", "secret")),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("admin role"), "{}", r.body);
+    // A wrong passcode, an unknown user: unauthorized (then slowed down: 401 or 429).
+    let r = https(&t, a, "GET", "/api/overview", Some(&basic("ops", "wrong")));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = https(&t, a, "GET", "/api/overview", Some(&basic("mallory", "x")));
+    assert!(
+        r.status == 401 || r.status == 429,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    // The token works over TLS too; nothing without credentials.
+    let r = https(&t, a, "GET", "/api/whoami", Some(&bearer()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(https(&t, a, "GET", "/api/whoami", None).status, 401);
+    // The console over HTTPS.
+    assert_eq!(https(&t, a, "GET", "/console/", None).status, 200);
+    // Plain HTTP on the TLS listener gets no answer (a TLS alert at most).
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request("GET", "/api/whoami", Some(&bearer()), "").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
+    h.shutdown().unwrap();
+}
+
+// ---- paging over 10,000 connections ----------------------------------------------------------
+
+const MANY: usize = 10_000;
+
+/// The broker binary in its own process (this one holds the 10,000 client sockets: both sides
+/// in one process would pass the 20,000 open-file limit).
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[test]
+fn paging_over_ten_thousand_connections() {
+    raise_nofile();
+    let tcp_port = nats::free_port();
+    let admin_port = nats::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stompbox"))
+        .args([
+            "--no-ws",
+            "--tcp-listen",
+            &format!("127.0.0.1:{tcp_port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{admin_port}"),
+            "--admin",
+            "--reactors",
+            "2",
+            "--max-connections-per-ip",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .env("STOMPBOX_ADMIN_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("broker: {line}");
+        }
+    });
+    let _broker = Broker(child);
+    let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    let a: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(tcp).is_err() || TcpStream::connect(a).is_err() {
+        assert!(Instant::now() < until, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 10,000 sessions, each CONNECTed with its own login; CONNECTED read back in batches.
+    let mut socks = Vec::with_capacity(MANY);
+    for batch in (0..MANY).collect::<Vec<_>>().chunks(500) {
+        for &i in batch {
+            let mut s = TcpStream::connect(tcp).unwrap();
+            s.write_all(&frame(
+                "CONNECT",
+                &[
+                    ("accept-version", "1.2"),
+                    ("host", "/"),
+                    ("login", &format!("u{i}")),
+                ],
+                b"",
+            ))
+            .unwrap();
+            socks.push(s);
+        }
+        for s in socks.iter_mut().rev().take(batch.len()) {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut b = [0u8; 9];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"CONNECTED");
+        }
+    }
+    eventually("the overview counts 10,000 connections", || {
+        get(a, "/api/overview")["connections"]["total"] == MANY as u64
+    });
+    // Every page at most its size, every connection exactly once.
+    for limit in [1000, 333] {
+        let mut seen = HashSet::new();
+        let mut users = HashSet::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let q = match &cursor {
+                None => format!("/api/connections?limit={limit}"),
+                Some(c) => format!("/api/connections?limit={limit}&cursor={c}"),
+            };
+            let page = get(a, &q);
+            assert_eq!(page["total"], MANY as u64);
+            let rows = page["connections"].as_array().unwrap();
+            assert!(rows.len() <= limit, "{} rows for limit {limit}", rows.len());
+            for r in rows {
+                assert!(seen.insert(r["id"].as_str().unwrap().to_string()), "{r}");
+                users.insert(r["user"].as_str().unwrap().to_string());
+            }
+            pages += 1;
+            assert!(pages <= MANY, "the cursor does not advance");
+            match page["next"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), MANY, "limit {limit}");
+        assert_eq!(users.len(), MANY, "limit {limit}");
+        assert!(pages >= MANY / limit, "{pages} pages for limit {limit}");
+    }
+    // A filter that matches one connection finds it across the reactors' slabs.
+    let one = connections(a, "user=u7777&limit=10");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["user"], "u7777");
+    // A filtered listing pages through every slab: `q=u42` matches u42, u420..u429 and
+    // u4200..u4299 (111 logins), found over pages of 50.
+    let mut found = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            None => "/api/connections?limit=50&q=u42".to_string(),
+            Some(c) => format!("/api/connections?limit=50&q=u42&cursor={c}"),
+        };
+        let page = get(a, &q);
+        for r in page["connections"].as_array().unwrap() {
+            let u = r["user"].as_str().unwrap().to_string();
+            assert!(u.contains("u42"), "{u}");
+            assert!(found.insert(u));
+        }
+        match page["next"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(found.len(), 111);
+    drop(socks);
+}
