@@ -749,3 +749,51 @@ fn paging_over_ten_thousand_connections() {
     assert_eq!(found.len(), 111);
     drop(socks);
 }
+
+// ---- cluster nodes --------------------------------------------------------------------------
+
+#[test]
+fn cluster_nodes_see_each_other_and_a_node_gone_down() {
+    let n = nats::Nats::start();
+    let servers = vec![n.url()];
+    let node = |name: &str| {
+        admin_server(|c| {
+            c.cluster = Some(nats::joined(&servers, name));
+        })
+    };
+    let (ha, a) = node("node-a");
+    let (hb, b) = node("node-b");
+    let _client = stomp(hb.tcp_addr().unwrap(), "on-b");
+    let peer = |at: SocketAddr, name: &str| -> Option<Value> {
+        let v = get(at, "/api/nodes");
+        assert_eq!(v["cluster"], true);
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+    };
+    eventually("node-a lists itself and node-b (up, with its connection)", || {
+        let me = peer(a, "node-a");
+        let other = peer(a, "node-b");
+        me.is_some_and(|m| m["self"] == true)
+            && other.is_some_and(|o| o["up"] == true && o["connections"] == 1 && o["self"] == false)
+    });
+    eventually("node-b lists node-a", || {
+        peer(b, "node-a").is_some_and(|o| o["up"] == true)
+    });
+    assert_eq!(get(a, "/api/overview")["node"], "node-a");
+    hb.shutdown().unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = peer(a, "node-b").expect("a node gone down is still listed for a while");
+        if o["up"] == false {
+            assert!(o["last_seen_seconds"].as_f64().unwrap() >= 6.0, "{o}");
+            break;
+        }
+        assert!(Instant::now() < until, "node-b never shown down: {o}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ha.shutdown().unwrap();
+}
