@@ -774,12 +774,16 @@ fn cluster_nodes_see_each_other_and_a_node_gone_down() {
             .find(|n| n["name"] == name)
             .cloned()
     };
-    eventually("node-a lists itself and node-b (up, with its connection)", || {
-        let me = peer(a, "node-a");
-        let other = peer(a, "node-b");
-        me.is_some_and(|m| m["self"] == true)
-            && other.is_some_and(|o| o["up"] == true && o["connections"] == 1 && o["self"] == false)
-    });
+    eventually(
+        "node-a lists itself and node-b (up, with its connection)",
+        || {
+            let me = peer(a, "node-a");
+            let other = peer(a, "node-b");
+            me.is_some_and(|m| m["self"] == true)
+                && other
+                    .is_some_and(|o| o["up"] == true && o["connections"] == 1 && o["self"] == false)
+        },
+    );
     eventually("node-b lists node-a", || {
         peer(b, "node-a").is_some_and(|o| o["up"] == true)
     });

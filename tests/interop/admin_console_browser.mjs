@@ -171,6 +171,8 @@ const statNumber = async (page, id) => {
 
 async function shoot(page, name) {
   const path = join(SHOTS, name);
+  // Clicks scrolled the page: back to the top, so the sticky header is drawn at the top.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path, fullPage: true, timeout: WAIT });
   const size = statSync(path).size;
   check(size > 20_000, `screenshot ${path} is only ${size} bytes`);
@@ -423,6 +425,10 @@ async function main() {
       },
       null, async () => JSON.stringify(await queueFields()),
     );
+    // The overview's queue totals follow (they may lag the destination list by a refresh).
+    await waitPage(page, 'the overview showing ready 0',
+      () => [...document.querySelectorAll('#ov-extra > span')].some((e) => e.textContent === 'ready 0'),
+      null, () => page.innerText('#ov-extra'));
     await shoot(page, 'admin-console-purge.png');
     console.log(`ok: purged ${QUEUED} from ${QUEUE}; the API then reports ${JSON.stringify(q ?? 'no such queue')}`);
 

@@ -14,6 +14,9 @@
 #   SockJS: sockjs-client (npm, pinned) + stompjs in Chromium on the broker's /sockjs endpoint,
 #   forced to xhr-streaming, xhr-polling and eventsource, exchanging messages with stompjs on /ws
 #   (sockjs-browser).
+#   The admin console: its own broker with --admin, /console/ in Chromium signing in with the
+#   token, live numbers under a loadtest, closing a connection and purging a queue from the page
+#   (admin-console-browser; screenshots kept in target/artifacts/admin-console).
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
 # builds target/release/stompbox, the chat example and loadtest, runs the broker (and the
@@ -91,6 +94,10 @@ fi
 T_BUILD=$((SECONDS - T0 - T_INSTALL))
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/stompbox-interop.XXXXXX")"
+# Screenshots kept after the run (WORK is removed): the admin console's.
+ARTIFACTS="$ROOT/target/artifacts/admin-console"
+mkdir -p "$ARTIFACTS"
+rm -f "$ARTIFACTS"/admin-console-*.png   # none left from an earlier run
 BROKER_PID=""
 DEFLATE_PID=""
 stop_broker() {  # pid: SIGTERM, then SIGKILL after 5 s
@@ -202,6 +209,9 @@ add sockjs-browser          "$(q node "$HERE/sockjs_browser.mjs" --ws "$WS_PORT"
 add metrics-parse           "$(q "$HERE/.venv/bin/python" "$HERE/metrics_parse.py" "$METRICS_PORT")"
 # A loadtest HTML report (from a short run against this broker) opened in Chromium.
 add loadtest-report-browser "$(q node "$HERE/report_browser.mjs" --loadtest "$LOADTEST_BIN" --ws "$WS_PORT" --chromium "$CHROMIUM" --shots "$WORK")"
+# The admin console (its own broker with --admin and a random token, on its own free ports) in
+# Chromium: sign in, live overview under a loadtest fanout, close a connection, purge a queue.
+add admin-console-browser   "$(q node "$HERE/admin_console_browser.mjs" --broker "$BIN" --loadtest "$LOADTEST_BIN" --chromium "$CHROMIUM" --shots "$ARTIFACTS")"
 PARALLEL=(py-tcp-heartbeat js-ws-heartbeat)
 
 selected() {
@@ -288,6 +298,7 @@ if [ "$FAILED" != 0 ]; then
   tail -n 30 "$WORK/broker-deflate.log" | sed 's/^/    | /'
   log "failed: ${FAILED_NAMES[*]}"
 fi
+selected admin-console-browser && log "admin console screenshots: $ARTIFACTS"
 log "install ${T_INSTALL}s, build ${T_BUILD}s, scenarios $((SECONDS - T_RUN0))s, total $((SECONDS - T0))s"
 echo "interop: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

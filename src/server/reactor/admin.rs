@@ -48,19 +48,23 @@ impl Reactor {
                 Answer::Closed(closed)
             }
             What::Destinations { limit } => {
-                let mut topics = Vec::new();
+                // Names shared, not copied, until the busiest `limit` are known.
+                let mut all = Vec::new();
                 self.router.visit_topics(|name, subs, published| {
-                    topics.push(TopicRow {
+                    all.push((Arc::clone(name), subs, published))
+                });
+                if all.len() > limit {
+                    all.select_nth_unstable_by(limit, |a, b| (b.1, b.2).cmp(&(a.1, a.2)));
+                    all.truncate(limit);
+                }
+                let topics = all
+                    .into_iter()
+                    .map(|(name, subs, published)| TopicRow {
                         name: name.to_string(),
                         subscribers: subs as u64,
                         messages: published,
                     })
-                });
-                // The busiest first, within the limit.
-                topics.sort_unstable_by(|a, b| {
-                    (b.subscribers, b.messages).cmp(&(a.subscribers, a.messages))
-                });
-                topics.truncate(limit);
+                    .collect();
                 let mut queues = Vec::new();
                 self.router
                     .visit_queues(|name, ready, unacked, consumers, enqueued| {
@@ -72,7 +76,7 @@ impl Reactor {
                             messages: enqueued,
                         })
                     });
-                queues.sort_unstable_by(|a, b| b.ready.cmp(&a.ready));
+                queues.sort_unstable_by_key(|q| std::cmp::Reverse(q.ready));
                 queues.truncate(limit);
                 Answer::Destinations { topics, queues }
             }
