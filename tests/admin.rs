@@ -801,3 +801,242 @@ fn cluster_nodes_see_each_other_and_a_node_gone_down() {
     }
     ha.shutdown().unwrap();
 }
+
+// ---- hostile use -------------------------------------------------------------------------------
+
+/// Admin calls with odd input (garbage reasons and bodies, bad ids and cursors, malformed and
+/// unfinished HTTP, clients that never read) while sessions pipeline traffic and some never
+/// read theirs. The broker keeps serving; every session an admin closed and that reads gets
+/// the ERROR and its end; every other session still answers; the API still answers.
+#[test]
+fn admin_calls_amid_hostile_traffic() {
+    let (h, a) = admin_server(|c| c.max_outbound = 256 * 1024);
+    let tcp = h.tcp_addr().unwrap();
+    let ws = h.ws_addr().unwrap();
+    // Readers (half over WebSocket) subscribed to a topic and a queue; stalled sessions that
+    // subscribe and never read; a publisher pipelining to both.
+    let mut readers: Vec<Client> = (0..12)
+        .map(|i| {
+            let mut c = if i % 2 == 0 {
+                Client::connect_tcp(tcp)
+            } else {
+                Client::connect_ws(ws)
+            };
+            c.connected(&frame(
+                "CONNECT",
+                &[
+                    ("accept-version", "1.2"),
+                    ("host", "/"),
+                    ("login", &format!("r{i}")),
+                ],
+                b"",
+            ));
+            c.send(&frame(
+                "SUBSCRIBE",
+                &[
+                    ("id", "t"),
+                    ("destination", "/topic/storm"),
+                    ("receipt", "rt"),
+                ],
+                b"",
+            ));
+            c.expect_receipt("rt");
+            c
+        })
+        .collect();
+    let mut stalled: Vec<TcpStream> = (0..4)
+        .map(|i| {
+            let mut s = TcpStream::connect(tcp).unwrap();
+            s.write_all(&frame(
+                "CONNECT",
+                &[
+                    ("accept-version", "1.2"),
+                    ("host", "/"),
+                    ("login", &format!("stall{i}")),
+                ],
+                b"",
+            ))
+            .unwrap();
+            s.write_all(&frame(
+                "SUBSCRIBE",
+                &[("id", "t"), ("destination", "/topic/storm")],
+                b"",
+            ))
+            .unwrap();
+            s
+        })
+        .collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut p = TcpStream::connect(tcp).unwrap();
+            p.write_all(&frame(
+                "CONNECT",
+                &[("accept-version", "1.2"), ("host", "/"), ("login", "pub")],
+                b"",
+            ))
+            .unwrap();
+            let mut batch = Vec::new();
+            for i in 0..6 {
+                batch.extend(frame(
+                    "SEND",
+                    &[("destination", "/topic/storm")],
+                    &[b'x'; 512],
+                ));
+                let q = format!("/queue/storm{}", i % 3);
+                batch.extend(frame("SEND", &[("destination", &q)], b"q"));
+            }
+            let until = Instant::now() + Duration::from_secs(3);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                if p.write_all(&batch).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // Readers drain what they get meanwhile (on their own threads) until told to stop.
+    let drains: Vec<_> = readers
+        .drain(..)
+        .map(|mut c| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut error = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.next_within(Duration::from_millis(50)) {
+                        Ok(Some(f)) if f.command == "ERROR" => {
+                            error = Some(f.h("message").to_string());
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                (c, error)
+            })
+        })
+        .collect();
+
+    // The admin side, hostile and busy.
+    let odd_reasons = [
+        "\u{0}\r\nmessage:forged\r\n".to_string(),
+        "é".repeat(5000),
+        "}{\"".to_string(),
+        String::new(),
+    ];
+    let mut closed = HashSet::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut round = 0;
+    while Instant::now() < until {
+        round += 1;
+        let rows = connections(a, &format!("limit={}", 1 + round % 7));
+        // Close a reader now and then (never the publisher or the stalled ones: they are
+        // checked below), with odd reasons and bodies.
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r["user"].as_str().is_some_and(|u| u.starts_with('r')) && round % 3 == 0)
+        {
+            let id = r["id"].as_str().unwrap().to_string();
+            let reason = &odd_reasons[round % odd_reasons.len()];
+            let body = if round % 2 == 0 {
+                serde_json::json!({ "reason": reason }).to_string()
+            } else {
+                "{not json".to_string()
+            };
+            let resp = post(a, &format!("/api/connections/{id}/close"), &body);
+            assert!(
+                resp.status == 200 || resp.status == 404,
+                "{} {}",
+                resp.status,
+                resp.body
+            );
+            if resp.status == 200 {
+                closed.insert(r["user"].as_str().unwrap().to_string());
+            }
+        }
+        for path in [
+            "/api/connections?cursor=0:99999999999&limit=1000",
+            "/api/connections?cursor=1:18446744073709551615",
+            "/api/connections?q=%00%ff%&limit=-3",
+            "/api/connections/1-18446744073709551615",
+            "/api/destinations?limit=0",
+        ] {
+            let r = http(a, "GET", path, Some(&bearer()), "");
+            assert!(r.status < 500, "{path}: {} {}", r.status, r.body);
+        }
+        for q in [
+            "/queue/storm0",
+            "/queue/storm1",
+            "/queue/none",
+            "/topic/x",
+            "%zz",
+        ] {
+            let r = post(a, &format!("/api/queues/purge?name={q}"), "");
+            assert!(
+                [200, 400, 404].contains(&r.status),
+                "{q}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+        // Malformed and unfinished requests: each gets 400 or is dropped, none holds the rest.
+        for raw in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"GET /api/overview HTTP/1.1\r\nAuthorization: Bearer\r\n\r\n",
+            b"POST /api/connections/0-1/close HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nx",
+            b"GET /api/overview HTTP/1.1\r\n",
+        ] {
+            let mut s = TcpStream::connect(a).unwrap();
+            let _ = s.write_all(raw);
+            drop(s);
+        }
+        let mut big = TcpStream::connect(a).unwrap();
+        let _ = big.write_all(
+            format!(
+                "GET /api/overview HTTP/1.1\r\nX: {}\r\n",
+                "a".repeat(20_000)
+            )
+            .as_bytes(),
+        );
+        drop(big);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    let mut survivors = Vec::new();
+    for d in drains {
+        let (c, error) = d.join().unwrap();
+        match error {
+            Some(m) => assert!(m.starts_with("closed by an administrator: "), "{m}"),
+            None => survivors.push(c),
+        }
+    }
+    assert!(!closed.is_empty(), "no reader was closed");
+    assert_eq!(survivors.len() + closed.len(), 12, "closed {closed:?}");
+    // Everyone not closed still answers; the API still answers.
+    for c in &mut survivors {
+        let id = c.next_receipt_id();
+        c.send(&frame(
+            "SEND",
+            &[("destination", "/topic/after"), ("receipt", &id)],
+            b"ok",
+        ));
+        loop {
+            let f = c.recv();
+            if f.command == "RECEIPT" {
+                assert_eq!(f.h("receipt-id"), id);
+                break;
+            }
+            assert_eq!(f.command, "MESSAGE", "{f:?}");
+        }
+    }
+    let o = get(a, "/api/overview");
+    assert!(o["messages_in"].as_u64().unwrap() > 0);
+    eventually("closed sessions are gone from the listing", || {
+        connections(a, "limit=1000")
+            .iter()
+            .all(|r| !closed.contains(r["user"].as_str().unwrap_or("")))
+    });
+    stalled.clear();
+    h.shutdown().unwrap();
+}
