@@ -12,7 +12,10 @@
 //!   `STOMPBOX_FUZZ_REPLAY=@path/to/crash-file`). `PROPTEST_RNG_SEED=<n>` fixes the generator.
 //! - `STOMPBOX_FUZZ_AVOID=send-unsub` stops generating a queue SEND pipelined with the next
 //!   frame (known bug: SEND + UNSUBSCRIBE of an auto-ack queue subscription in one write
-//!   overflows the stack), to look for other bugs meanwhile.
+//!   overflows the stack), to look for other bugs meanwhile. `STOMPBOX_FUZZ_AVOID=admin`: no
+//!   admin API calls.
+//! - The run ends by printing what its rare admin API steps did (sessions closed, queues
+//!   purged), and fails if none of either succeeded in 40 cases or more.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -33,6 +36,7 @@ fn now_ms() -> u64 {
 }
 
 const DEADLINE: &str = "STOMPBOX_FUZZ_DEADLINE_MS";
+const TALLY: &str = "STOMPBOX_FUZZ_TALLY";
 
 fn scripts() -> impl Strategy<Value = Script> {
     (
@@ -59,7 +63,13 @@ fn whole_server() {
     if let Ok(spec) = std::env::var("STOMPBOX_FUZZ_REPLAY") {
         return replay(&spec);
     }
-    // The parent sets the deadline; forked children inherit it.
+    // The parent sets the deadline and the tally file; forked children inherit them.
+    let tally = std::env::var_os(DEADLINE).is_none().then(|| {
+        let t = std::env::temp_dir().join(format!("stompbox-fuzz-{}.tally", std::process::id()));
+        let _ = std::fs::remove_file(&t);
+        std::env::set_var(TALLY, &t);
+        t
+    });
     let deadline = match std::env::var(DEADLINE).ok().and_then(|v| v.parse().ok()) {
         Some(d) => d,
         None => {
@@ -100,6 +110,7 @@ fn whole_server() {
         }
         // A broker per case: a failure replays without the cases before it.
         let server = fuzzsrv::start_server();
+        fuzzsrv::tally("case");
         let r = fuzzsrv::run(&server, &script).and_then(|()| server.stop());
         if r.is_err() {
             fuzzsrv::set_failed();
@@ -113,6 +124,27 @@ fn whole_server() {
     );
     if let Err(e) = result {
         panic!("{e}");
+    }
+    if let Some(t) = tally {
+        admin_tally(&t);
+    }
+}
+
+/// The admin calls that change something happen (rare steps, checked after a run long enough
+/// to hold dozens of them): sessions closed (200) and queues purged (200).
+fn admin_tally(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let _ = std::fs::remove_file(path);
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for l in text.lines() {
+        *counts.entry(l).or_default() += 1;
+    }
+    eprintln!("server_fuzz: {counts:?}");
+    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    if n("case") >= 40 {
+        assert!(n("close") > 0, "no session closed through the admin API");
+        let purges = n("purge") + n("purge-empty");
+        assert!(purges > 0, "no queue purged through the admin API");
     }
 }
 

@@ -1,15 +1,15 @@
 //! A whole-server stateful fuzzer: a [`Script`] of sessions (TCP or WebSocket) and steps
 //! (CONNECT, SUBSCRIBE, SEND, ACK/NACK, transactions, stalls, floods, garbage, abrupt closes,
-//! pipelined and split writes, chunked reads) is run against an in-process broker with small
-//! limits, beside a reference model ([`session`], [`model`]) that knows what every frame may,
-//! must and must not lead to. Invariants are checked on every byte read and at the end:
-//! well-formed frames; ERROR has `message`, comes only when allowed, and is the last thing
-//! before the close; the server never closes without an ERROR (or cuts a frame); per-publisher
-//! order and no duplicate on topics; prefetch respected; no queue message lost or consumed
-//! twice, redelivered copies flagged; nothing from an aborted/failed transaction or refused
-//! frame delivered; topic completeness for clean subscribers; a stalled session's output
-//! bounded; afterwards the broker still accepts sessions, its loop turns stay short and the
-//! process memory bounded.
+//! pipelined and split writes, chunked reads, sessions closed and queues purged through the
+//! admin API) is run against an in-process broker with small limits, beside a reference model
+//! ([`session`], [`model`]) that knows what every frame may, must and must not lead to.
+//! Invariants are checked on every byte read and at the end: well-formed frames; ERROR has
+//! `message`, comes only when allowed, and is the last thing before the close; the server never
+//! closes without an ERROR (or cuts a frame); per-publisher order and no duplicate on topics;
+//! prefetch respected; no queue message lost (unless purged) or consumed twice, redelivered
+//! copies flagged; nothing from an aborted/failed transaction or refused frame delivered; topic
+//! completeness for clean subscribers; a stalled session's output bounded; afterwards the
+//! broker still accepts sessions, its loop turns stay short and the process memory bounded.
 //!
 //! Included by path from `tests/server_fuzz.rs` (proptest) and `fuzz/fuzz_targets/server.rs`
 //! (cargo-fuzz), beside `tests/common`.
@@ -52,6 +52,8 @@ pub const DEFAULT_PREFETCH: usize = 100;
 /// What a session that reads nothing may be sent past `max_outbound` (kernel socket buffers:
 /// the client's 32 KiB receive buffer, doubled by Linux, and the server's send buffer).
 pub const STALL_SLACK: usize = 1024 * 1024;
+/// The admin API's bearer token (the scripts close sessions and purge queues through it).
+pub const ADMIN_TOKEN: &str = "fuzz-admin-token";
 
 /// splitmix64: the driver's only source of randomness (seeded by the script).
 #[derive(Debug, Clone)]
@@ -80,6 +82,7 @@ pub struct Server {
     pub h: ServerHandle,
     pub ws: SocketAddr,
     pub tcp: SocketAddr,
+    pub admin: SocketAddr,
     runs: AtomicU64,
 }
 
@@ -117,12 +120,19 @@ pub fn start_server() -> Server {
         // permessage-deflate for the sessions that offer it, most deliveries compressed.
         c.handshake.deflate = Some(stompbox::ws::deflate::DeflateConfig::default());
         c.compression.min_size = 32;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.admin = Some(stompbox::config::AdminConfig {
+            token: Some(ADMIN_TOKEN.into()),
+            ..Default::default()
+        });
     });
     let tcp = h.tcp_addr().expect("tcp listener");
+    let admin = h.admin_addr().expect("admin API");
     Server {
         h,
         ws,
         tcp,
+        admin,
         runs: AtomicU64::new(0),
     }
 }
@@ -187,7 +197,7 @@ pub fn run(server: &Server, script: &Script) -> Result<(), String> {
     }
     let rss0 = rss();
     let refused0 = metric(&server.h.metrics(), "stompbox_queue_rejected_total", false);
-    let mut d = Driver::new(server.tcp, server.ws, run, script);
+    let mut d = Driver::new(server.tcp, server.ws, server.admin, run, script);
     let res = drive(&mut d, script, server, refused0);
     d.kill_all();
     res?;
@@ -280,6 +290,22 @@ fn probe(server: &Server) -> Result<(), String> {
         c.kill();
     }
     Ok(())
+}
+
+/// Count one event in the file `STOMPBOX_FUZZ_TALLY` names, if set (a line each; the cases run
+/// in forked children, so the proptest's parent reads the counts there).
+pub fn tally(what: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("STOMPBOX_FUZZ_TALLY") else {
+        return;
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        let _ = f.write_all(format!("{what}\n").as_bytes());
+    }
 }
 
 static FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

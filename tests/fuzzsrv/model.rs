@@ -84,7 +84,8 @@ pub fn parse_id(run: u64, body: &[u8]) -> Option<usize> {
 }
 
 /// An auto-mode queue subscription of a session the client dropped without reading its
-/// socket to the end: deliveries written to it before `at` may be lost legitimately.
+/// socket to the end: deliveries written to it before `at` may be lost legitimately. Also a
+/// purge of the queue through the admin API: messages sent to it before `at` may be gone.
 #[derive(Debug, Clone)]
 pub struct Lossy {
     pub queue: Dest,

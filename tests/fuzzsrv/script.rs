@@ -237,6 +237,10 @@ pub enum Op {
     Wait {
         ms: u16,
     },
+    /// Close the session through the admin API (an ERROR saying so, then the close).
+    AdminClose,
+    /// Purge queue n through the admin API (its waiting messages dropped).
+    AdminPurge(u8),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +267,8 @@ pub struct Script {
     /// What `STOMPBOX_FUZZ_AVOID` (a comma list) keeps out of the script, to look past a known
     /// bug while it is being fixed; empty by default. `send-unsub`: no queue SEND glued to the
     /// next frame, no UNSUBSCRIBE; `nul-header`: no NUL in a header; `flood`: no floods;
-    /// `stall`: no stalls; `tx-ack`: no ACK/NACK in a transaction; `large`: no large bodies.
+    /// `stall`: no stalls; `tx-ack`: no ACK/NACK in a transaction; `large`: no large bodies;
+    /// `admin`: no admin API calls.
     pub avoid: Vec<String>,
 }
 
@@ -301,6 +306,7 @@ impl Script {
                     body: Body::Large(_),
                     ..
                 } => no("large"),
+                Op::AdminClose | Op::AdminPurge(_) => no("admin"),
                 _ => false,
             };
             if skip {
@@ -458,6 +464,9 @@ fn decode(r: &[u8; STEP], sessions: usize) -> Step {
         57..=59 => Op::Malformed(MALFORMED[usize::from(b2) % MALFORMED.len()]),
         60 => Op::Flood { hundreds: b2 % 64 },
         61 => Op::Heartbeat,
+        // Rare (3/256 of the steps each): the admin API's calls that change things.
+        62 if b2 & 3 != 0 => Op::AdminClose,
+        63 if b2 & 3 != 0 => Op::AdminPurge(b2 >> 2 & 1),
         _ => Op::Stall,
     };
     Step {

@@ -21,6 +21,10 @@ pub struct Inc {
     pub version: u8,
     pub st: St,
     pub connected: bool,
+    /// The `session` header of its CONNECTED (how the admin API finds it).
+    pub session: Option<String>,
+    /// The admin API answered 200 to closing it: the ERROR's message it owes.
+    pub admin_closed: Option<String>,
     pub hb_send: u64,
     pub last_write: Instant,
     pub stalled: bool,
@@ -77,6 +81,7 @@ pub struct Driver {
     pub run: u64,
     pub tcp: SocketAddr,
     pub wsa: SocketAddr,
+    pub admin: SocketAddr,
     pub ws: Vec<bool>,
     pub rng: Rng,
     pub t: u64,
@@ -89,11 +94,18 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(tcp: SocketAddr, wsa: SocketAddr, run: u64, script: &Script) -> Driver {
+    pub fn new(
+        tcp: SocketAddr,
+        wsa: SocketAddr,
+        admin: SocketAddr,
+        run: u64,
+        script: &Script,
+    ) -> Driver {
         Driver {
             run,
             tcp,
             wsa,
+            admin,
             ws: script.ws.clone(),
             rng: Rng(script.seed),
             t: 0,
@@ -154,6 +166,8 @@ impl Driver {
                     version: 2,
                     st: St::Live,
                     connected: false,
+                    session: None,
+                    admin_closed: None,
                     hb_send: 0,
                     last_write: Instant::now(),
                     stalled: false,
@@ -341,6 +355,7 @@ impl Driver {
             return self.fail(i, format!("a second CONNECTED: {f:?}"));
         }
         inc.connected = true;
+        inc.session = f.get("session").map(str::to_string);
         let want = format!("1.{}", inc.version);
         if f.get("version").unwrap_or("1.0") != want {
             self.fail(i, format!("CONNECTED for version {want} says {f:?}"));
@@ -434,6 +449,7 @@ impl Driver {
             || (message.contains("heart-beat") && inc.hb_send > 0)
             || (message.contains("queue full") && inc.queue_sends_unreceipted)
             || inc.st == St::Doomed
+            || inc.admin_closed.as_deref() == Some(message.as_str())
             // A WebSocket violation is answered with an ERROR whatever was sent after it.
             || inc.ws_violation
             || inc

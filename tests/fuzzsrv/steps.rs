@@ -5,9 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::common::stomp::frame;
 
-use super::model::{body_bytes, final_checks, Complete, Fate, Msg};
+use serde_json::Value;
+
+use super::model::{body_bytes, final_checks, Complete, Fate, Lossy, Msg};
 use super::script::{AckMode, AckTarget, Body, Dest, Malformed, Op, Step};
 use super::session::{Driver, Expect, Res, St, Tx, TxOp, What};
+use super::wire::pct;
 use super::{MAX_BODY, MAX_HEADERS, MAX_HEADER_LINE, MAX_SUBS, MAX_TXS, MAX_TX_FRAMES};
 
 fn f(cmd: &str, h: &[(&str, String)], body: &[u8]) -> Vec<u8> {
@@ -117,7 +120,11 @@ impl Driver {
             } => self.connect(st.session, version, stomp, hb_send, hb_want),
             Op::Malformed(Malformed::BeforeConnect) => self.before_connect(st.session),
             Op::Wait { .. } => None,
-            Op::Stall | Op::Resume | Op::Close | Op::Disconnect => {
+            Op::AdminPurge(q) => {
+                self.admin_purge(Dest::Queue(q));
+                None
+            }
+            Op::Stall | Op::Resume | Op::Close | Op::Disconnect | Op::AdminClose => {
                 self.slots[st.session].filter(|&i| !self.incs[i].conn.ended)
             }
             _ => self.ensure(st.session),
@@ -132,7 +139,10 @@ impl Driver {
     fn op(&mut self, i: usize, st: &Step) {
         let run = self.run;
         match st.op {
-            Op::Connect { .. } | Op::Wait { .. } | Op::Malformed(Malformed::BeforeConnect) => {}
+            Op::Connect { .. }
+            | Op::Wait { .. }
+            | Op::AdminPurge(_)
+            | Op::Malformed(Malformed::BeforeConnect) => {}
             Op::Subscribe {
                 dest,
                 ack,
@@ -290,6 +300,78 @@ impl Driver {
                 }
             }
             Op::Heartbeat => self.incs[i].pending.extend_from_slice(b"\n"),
+            Op::AdminClose => self.admin_close(i),
+        }
+    }
+
+    /// An admin API call; `None` (a violation recorded) if it did not answer in HTTP with JSON.
+    fn admin_call(&mut self, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+        let r = super::wire::admin_call(self.admin, method, path, body);
+        r.map_err(|e| self.fail(usize::MAX, format!("the admin API: {e}")))
+            .ok()
+    }
+
+    /// An administrator closes the session, found by the `session` of its CONNECTED (one not
+    /// yet CONNECTED is left alone). A 200 means its ERROR (whose message carries the reason),
+    /// then the close, like any close the server starts: its unacked deliveries go back to
+    /// their queue. 404: it was gone already (or went between the two calls).
+    fn admin_close(&mut self, i: usize) {
+        self.flush(i, false);
+        let Some(sid) = self.incs[i].session.clone() else {
+            return super::tally("close-unconnected");
+        };
+        let path = format!("/api/connections?q={}", pct(&sid));
+        let rows = match self.admin_call("GET", &path, "") {
+            Some((200, v)) => v,
+            Some((503, _)) | None => return,
+            Some((status, v)) => return self.fail(i, format!("GET {path}: {status} {v}")),
+        };
+        // `q` matches parts of ids: s0-1 is in s0-12.
+        let Some(id) = rows["connections"].as_array().and_then(|rows| {
+            rows.iter()
+                .find(|r| r["session"] == sid.as_str())
+                .and_then(|r| r["id"].as_str().map(str::to_string))
+        }) else {
+            return super::tally("close-unlisted");
+        };
+        let reason = ["maintenance", "fuzz: step", "naïve ✓ \\ end"][self.step_no % 3];
+        let reason = format!("{reason} {}", self.step_no);
+        let body = serde_json::json!({ "reason": reason }).to_string();
+        match self.admin_call("POST", &format!("/api/connections/{id}/close"), &body) {
+            Some((200, _)) => {
+                self.incs[i].admin_closed = Some(format!("closed by an administrator: {reason}"));
+                super::tally("close");
+            }
+            Some((404, _)) => super::tally("close-404"),
+            Some((503, _)) | None => {}
+            Some((status, v)) => self.fail(i, format!("admin close of {id}: {status} {v}")),
+        }
+    }
+
+    /// An administrator purges a queue: the messages waiting in it are dropped, not those
+    /// delivered and unacked. Which ones waited is not known here (a delivery may be on its
+    /// way, a NACK or a session's end may have put one back), so every message sent to it so
+    /// far may be lost now, as for a session dropped with auto deliveries in flight
+    /// ([`Lossy`]); consumed twice or changed still fails.
+    fn admin_purge(&mut self, q: Dest) {
+        let name = q.name(self.run);
+        let path = format!("/api/queues/purge?name={}", pct(&name));
+        let Some((status, v)) = self.admin_call("POST", &path, "") else {
+            return;
+        };
+        let at = self.tick();
+        let sent = self.msgs.iter().filter(|m| m.dest == q).count() as u64;
+        match (status, v["purged"].as_u64()) {
+            (200, Some(n)) if v["queue"] == name.as_str() && n <= sent => {
+                self.lossy.push(Lossy { queue: q, at });
+                super::tally(if n > 0 { "purge" } else { "purge-empty" });
+            }
+            (404, _) => super::tally("purge-404"),
+            (503, _) => {}
+            _ => self.fail(
+                usize::MAX,
+                format!("purge of {name} ({sent} messages sent to it): {status} {v}"),
+            ),
         }
     }
 
@@ -692,6 +774,15 @@ impl Driver {
 
     pub fn final_checks(&mut self, queue_refusals: bool) -> Vec<String> {
         self.settle_unknown();
+        for i in 0..self.incs.len() {
+            let c = &self.incs[i];
+            if c.admin_closed.is_some() && c.error.is_none() && !c.disconnect_ok && !c.killed {
+                self.fail(
+                    i,
+                    "closed through the admin API (200) without an ERROR".into(),
+                );
+            }
+        }
         for c in &self.incs {
             if c.error.is_some() || c.killed {
                 for &m in &c.auto_got {

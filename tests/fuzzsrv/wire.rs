@@ -447,3 +447,44 @@ fn cut<'a>(b: &'a [u8], split: bool, rng: &mut Rng) -> Vec<&'a [u8]> {
 pub fn unmasked_frame() -> Vec<u8> {
     raw_frame(0x81, b"SEND\n\n\0", None)
 }
+
+/// One admin API call (bearer token, `Connection: close`, as in `tests/admin.rs`): the status
+/// and the JSON body. `Err` if the API did not answer within 5 s or not in HTTP with JSON.
+pub fn admin_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, serde_json::Value), String> {
+    let err = |e: std::io::Error| format!("{method} {path}: {e}");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(err)?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        super::ADMIN_TOKEN,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(err)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(err)?;
+    let text = String::from_utf8_lossy(&raw);
+    let parsed = text.split_once("\r\n\r\n").and_then(|(head, body)| {
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_str(body).ok()?))
+    });
+    parsed.ok_or_else(|| format!("{method} {path}: not an HTTP answer with JSON: {text:?}"))
+}
+
+/// `s` percent-encoded for a query value.
+pub fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
