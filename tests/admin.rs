@@ -360,6 +360,10 @@ fn connections_are_listed_filtered_shown_and_closed() {
     assert!(connections(a, "reactor=1")
         .iter()
         .all(|c| c["reactor"] == 1));
+    // A cursor on another reactor than the one asked for: before it, from its start; after it,
+    // nothing.
+    assert_eq!(connections(a, "reactor=1&cursor=0:0").len(), r1);
+    assert!(connections(a, "reactor=0&cursor=1:0").is_empty());
     // One connection, with its subscriptions.
     let id = row["id"].as_str().unwrap().to_string();
     let d = get(a, &format!("/api/connections/{id}"));

@@ -470,7 +470,7 @@ impl Api {
             protocol: param(pairs, "protocol").map(String::from),
         });
         // The cursor: `<reactor>:<slot>`.
-        let (mut r, from) = match param(pairs, "cursor") {
+        let (mut r, mut from) = match param(pairs, "cursor") {
             None => (only.unwrap_or(0), 0),
             Some(c) => match c
                 .split_once(':')
@@ -480,8 +480,12 @@ impl Api {
                 None => return Outcome::Done(error(400, "malformed cursor")),
             },
         };
-        if let Some(o) = only {
-            r = r.max(o);
+        match only {
+            // A cursor before the reactor asked for starts at its beginning; past it, the
+            // listing is over.
+            Some(o) if r < o => (r, from) = (o, 0),
+            Some(o) if r > o => r = self.reactors.len(),
+            _ => {}
         }
         if r >= self.reactors.len() {
             return Outcome::Done(ok(json!({

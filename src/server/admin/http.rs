@@ -85,6 +85,8 @@ struct Client {
     req: Vec<u8>,
     resp: Vec<u8>,
     sent: usize,
+    /// TLS: the close_notify after the answer is queued.
+    notified: bool,
     deadline: Instant,
     wait: Wait,
 }
@@ -253,6 +255,7 @@ impl HttpServer {
                             req: Vec::new(),
                             resp: Vec::new(),
                             sent: 0,
+                            notified: false,
                             deadline: now + CLIENT_DEADLINE,
                             wait: Wait::None,
                         });
@@ -520,7 +523,8 @@ impl Client {
                     Err(_) => return Err(()),
                 }
             }
-            if self.sent >= self.resp.len() {
+            if self.sent >= self.resp.len() && !self.notified {
+                self.notified = true;
                 t.send_close_notify();
             }
             while t.wants_write() {
