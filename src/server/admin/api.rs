@@ -522,7 +522,8 @@ impl Api {
                     next,
                 },
             ) => {
-                rows.append(&mut got);
+                let now = Instant::now();
+                rows.extend(got.drain(..).map(|c| c.row(reply.reactor, now)));
                 let at = match next {
                     Some(slot) => Some((reply.reactor, slot)),
                     None if only.is_none() && reply.reactor + 1 < self.reactors.len() => {
@@ -552,7 +553,13 @@ impl Api {
                 }
             }
             (JobKind::Connection, Answer::Connection(found)) => Some(match found {
-                Some(d) => ok(json!(d)),
+                Some(d) => {
+                    let (info, subscriptions_list) = *d;
+                    ok(json!(super::ConnDetail {
+                        row: info.row(reply.reactor, Instant::now()),
+                        subscriptions_list,
+                    }))
+                }
                 None => error(404, "no such connection"),
             }),
             (JobKind::Close { id, who, reason }, Answer::Closed(closed)) => Some(if closed {

@@ -14,9 +14,10 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use serde::Serialize;
 
-/// Slab slots one connections ask looks at, at most: a row costs about a microsecond (its
-/// peer address is a system call), so an ask adds about a millisecond to a reactor's turn.
-pub const SCAN: usize = 1024;
+/// Slab slots one connections ask looks at, at most: a row costs one to two microseconds (its
+/// peer address is a system call), so an ask adds at most about half a millisecond to a
+/// reactor's turn (`loadtest/admin-listing.sh`).
+pub const SCAN: usize = 256;
 
 /// Where a reactor sends its answer: the admin thread's channel and doorbell.
 #[derive(Debug, Clone)]
@@ -72,26 +73,89 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn matches(&self, row: &ConnRow) -> bool {
+    /// Does connection `c` of reactor `reactor` match? `scratch` is reused for the text a
+    /// substring is looked for in (nothing is allocated per connection).
+    pub fn matches(&self, reactor: usize, c: &ConnInfo, scratch: &mut String) -> bool {
+        use std::fmt::Write;
         if let Some(u) = &self.user {
-            if row.user.as_deref() != Some(u.as_str()) {
+            if c.user.as_deref() != Some(u.as_str()) {
                 return false;
             }
         }
         if let Some(p) = &self.protocol {
-            if !row.protocol.eq_ignore_ascii_case(p) {
+            if !c.protocol.eq_ignore_ascii_case(p) {
                 return false;
             }
         }
-        match &self.q {
-            None => true,
-            Some(q) => {
-                let has = |s: Option<&str>| s.is_some_and(|s| s.contains(q.as_str()));
-                has(Some(&row.id))
-                    || has(row.peer.as_deref())
-                    || has(row.user.as_deref())
-                    || has(row.session.as_deref())
-            }
+        let Some(q) = &self.q else {
+            return true;
+        };
+        scratch.clear();
+        let _ = write!(scratch, "{reactor}-{}", c.token);
+        if let Some(p) = &c.peer {
+            let _ = write!(scratch, "\n{p}");
+        }
+        if let Some(s) = &c.session {
+            let _ = write!(scratch, "\n{}", s.as_str());
+        }
+        scratch.contains(q.as_str()) || c.user.as_deref().is_some_and(|u| u.contains(q.as_str()))
+    }
+}
+
+/// A connection as a reactor reports it: numbers and small copies; the admin thread makes
+/// the strings ([`ConnInfo::row`]).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub token: usize,
+    /// The socket's peer, or (a SockJS session) the address its requests come from.
+    pub peer: Option<Peer>,
+    pub user: Option<String>,
+    pub protocol: &'static str,
+    pub tls: bool,
+    pub stomp: Option<&'static str>,
+    pub state: &'static str,
+    pub session: Option<crate::session::SessionId>,
+    pub subscriptions: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub outbound_bytes: usize,
+    pub opened: Option<std::time::Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    Socket(std::net::SocketAddr),
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Socket(a) => a.fmt(f),
+            Peer::Ip(ip) => ip.fmt(f),
+        }
+    }
+}
+
+impl ConnInfo {
+    pub fn row(self, reactor: usize, now: std::time::Instant) -> ConnRow {
+        ConnRow {
+            id: conn_id(reactor, self.token),
+            reactor,
+            peer: self.peer.map(|p| p.to_string()),
+            user: self.user,
+            protocol: self.protocol,
+            tls: self.tls,
+            stomp: self.stomp,
+            state: self.state,
+            session: self.session.map(|s| s.as_str().to_string()),
+            subscriptions: self.subscriptions,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            outbound_bytes: self.outbound_bytes,
+            age_seconds: self
+                .opened
+                .map(|o| now.saturating_duration_since(o).as_secs_f64()),
         }
     }
 }
@@ -106,12 +170,12 @@ pub struct Reply {
 
 #[derive(Debug)]
 pub enum Answer {
-    /// Rows, and the slot to go on from (`None`: the reactor's slab is done).
+    /// Connections, and the slot to go on from (`None`: the reactor's slab is done).
     Connections {
-        rows: Vec<ConnRow>,
+        rows: Vec<ConnInfo>,
         next: Option<usize>,
     },
-    Connection(Option<Box<ConnDetail>>),
+    Connection(Option<Box<(ConnInfo, Vec<SubRow>)>>),
     /// Whether the connection was there to close.
     Closed(bool),
     Destinations {

@@ -1,12 +1,12 @@
 //! What the admin API sees of a connection, and its "close" button.
 
 use super::*;
-use crate::server::admin::{conn_id, ConnDetail, ConnRow, SubRow};
+use crate::server::admin::{ConnInfo, Peer, SubRow};
 use crate::session::AckMode;
 
 impl Conn {
-    /// This connection as the admin API lists it.
-    pub fn admin_row(&self, reactor: usize, token: usize, now: Instant) -> ConnRow {
+    /// This connection as the admin API lists it (no string made but the login's copy).
+    pub fn admin_info(&self, token: usize) -> ConnInfo {
         let st = self.stomp();
         let state = match &self.phase {
             Phase::Handshake => "handshake",
@@ -21,12 +21,11 @@ impl Conn {
             Phase::Carrier(_) => "carrier",
         };
         let peer = match &self.sock {
-            Some(s) => s.peer_addr().ok().map(|a| a.to_string()),
-            None => self.admitted.map(|ip| ip.to_string()),
+            Some(s) => s.peer_addr().ok().map(Peer::Socket),
+            None => self.admitted.map(Peer::Ip),
         };
-        ConnRow {
-            id: conn_id(reactor, token),
-            reactor,
+        ConnInfo {
+            token,
             peer,
             user: st.and_then(|s| s.session.login.clone()),
             protocol: match self.kind {
@@ -39,33 +38,29 @@ impl Conn {
                 .filter(|s| s.session.connected)
                 .map(|s| s.session.version.as_str()),
             state,
-            session: st.map(|s| s.session.id.as_str().to_string()),
+            session: st.map(|s| s.session.id),
             subscriptions: st.map_or(0, |s| s.session.subscriptions().len()),
             bytes_in: st.map_or(0, |s| s.bytes_in),
             bytes_out: self.out.written_total(),
             outbound_bytes: self.out.len(),
-            age_seconds: st.map(|s| now.saturating_duration_since(s.opened).as_secs_f64()),
+            opened: st.map(|s| s.opened),
         }
     }
 
-    /// [`Conn::admin_row`] with the subscriptions.
-    pub fn admin_detail(&self, reactor: usize, token: usize, now: Instant) -> ConnDetail {
+    /// The connection's subscriptions, for the admin API.
+    pub fn admin_subscriptions(&self) -> Vec<SubRow> {
         let subs = self.stomp().map_or(&[][..], |s| s.session.subscriptions());
-        ConnDetail {
-            row: self.admin_row(reactor, token, now),
-            subscriptions_list: subs
-                .iter()
-                .map(|s| SubRow {
-                    id: s.id.to_string(),
-                    destination: s.destination.to_string(),
-                    ack: match s.ack {
-                        AckMode::Auto => "auto",
-                        AckMode::Client => "client",
-                        AckMode::ClientIndividual => "client-individual",
-                    },
-                })
-                .collect(),
-        }
+        subs.iter()
+            .map(|s| SubRow {
+                id: s.id.to_string(),
+                destination: s.destination.to_string(),
+                ack: match s.ack {
+                    AckMode::Auto => "auto",
+                    AckMode::Client => "client",
+                    AckMode::ClientIndividual => "client-individual",
+                },
+            })
+            .collect()
     }
 
     /// Closed by an administrator: a STOMP session gets an ERROR saying so (then the close

@@ -12,7 +12,8 @@ impl Reactor {
                 limit,
                 filter,
             } => {
-                let mut rows = Vec::new();
+                let mut rows = Vec::with_capacity(limit.min(SCAN));
+                let mut scratch = String::new();
                 let end = from.saturating_add(SCAN).min(self.conns.capacity());
                 let mut next = None;
                 for idx in from..end {
@@ -21,9 +22,9 @@ impl Reactor {
                         break;
                     }
                     if let Some(s) = self.conns.get(idx) {
-                        let row = s.conn.admin_row(self.id, token(idx, s.gen).0, now);
-                        if filter.matches(&row) {
-                            rows.push(row);
+                        let info = s.conn.admin_info(token(idx, s.gen).0);
+                        if filter.matches(self.id, &info, &mut scratch) {
+                            rows.push(info);
                         }
                     }
                 }
@@ -34,7 +35,7 @@ impl Reactor {
             }
             What::Connection { token: t } => Answer::Connection(
                 live(&mut self.conns, Token(t))
-                    .map(|s| Box::new(s.conn.admin_detail(self.id, t, now))),
+                    .map(|s| Box::new((s.conn.admin_info(t), s.conn.admin_subscriptions()))),
             ),
             What::Close { token: t, reason } => {
                 let t = Token(t);
