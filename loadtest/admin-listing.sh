@@ -15,36 +15,9 @@
 # Everything on 127.0.0.1; every loop is bounded.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 sessions=${1:-19000}
-broker_cpu=${BROKER_CPU:-0}
-tool_cpu=${TOOL_CPU:-1}
 window=${WINDOW:-10}
-token=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-
-(cd "$root" && cargo build --release --quiet -p stompbox --bin stompbox && cargo build --release --quiet -p loadtest)
-read -r ws admin < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
-
-STOMPBOX_ADMIN_TOKEN=$token taskset -c "$broker_cpu" "$root/target/release/stompbox" \
-    --listen "127.0.0.1:$ws" --no-tcp --metrics-listen "127.0.0.1:$admin" --admin \
-    --reactors 1 --max-connections-per-ip 0 --log-level error &
-broker=$!
-holder=
-cleanup() {
-    [[ -n "$holder" ]] && kill "$holder" 2>/dev/null || true
-    kill -TERM "$broker" 2>/dev/null || true
-    wait "$broker" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$admin/healthz" && break
-    sleep 0.1
-done
+source "$(dirname "$0")/admin-broker.sh"
 
 # The HTTP thread (named "metrics") goes to TOOL_CPU: on the reactor's core its JSON work
 # would preempt the reactor, and the turn histogram (wall time) would count that as turn time.
@@ -57,7 +30,7 @@ fi
 hold=$((window * 2 + 60))
 taskset -c "$tool_cpu" "$root/target/release/loadtest" connect --url "ws://127.0.0.1:$ws/ws" \
     -n "$sessions" --hold "$hold" --keepalive 0 --quiet >/dev/null &
-holder=$!
+helper=$!
 for _ in $(seq 600); do
     n=$(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$admin/api/overview" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"]["total"])' || echo 0)

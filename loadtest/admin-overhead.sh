@@ -13,40 +13,10 @@
 # delivery for each run, then the medians. Everything on 127.0.0.1; every loop is bounded.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 pairs=${1:-5}
-broker_cpu=${BROKER_CPU:-0}
-tool_cpu=${TOOL_CPU:-1}
 subs=${SUBSCRIBERS:-1000}
 duration=${DURATION:-10}
-token=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-
-(cd "$root" && cargo build --release --quiet -p stompbox --bin stompbox && cargo build --release --quiet -p loadtest)
-read -r ws admin < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
-
-STOMPBOX_ADMIN_TOKEN=$token taskset -c "$broker_cpu" "$root/target/release/stompbox" \
-    --listen "127.0.0.1:$ws" --no-tcp --metrics-listen "127.0.0.1:$admin" --admin \
-    --reactors 1 --max-connections-per-ip 0 --log-level error &
-broker=$!
-poller=
-cleanup() {
-    [[ -n "$poller" ]] && kill "$poller" 2>/dev/null || true
-    kill -TERM "$broker" 2>/dev/null || true
-    wait "$broker" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $ws), 1).close()" 2>/dev/null && break
-    sleep 0.1
-done
-
-curl -sf -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$admin/api/overview" \
-    || { echo "the admin API does not answer" >&2; exit 1; }
+source "$(dirname "$0")/admin-broker.sh"
 
 # The console's requests, once a second, for at most `seconds` seconds.
 poll() {
@@ -86,11 +56,11 @@ for k in $(seq "$pairs"); do
     plain+=("$d")
     printf '%-5s %-8s %14s %18s\n' "$k" plain "$d" "$u"
     (taskset -c "$tool_cpu" bash -c "$(declare -f poll); token=$token admin=$admin poll $((duration + 10))") &
-    poller=$!
+    helper=$!
     read -r d u < <(run polled)
-    kill "$poller" 2>/dev/null || true
-    wait "$poller" 2>/dev/null || true
-    poller=
+    kill "$helper" 2>/dev/null || true
+    wait "$helper" 2>/dev/null || true
+    helper=
     polled+=("$d")
     printf '%-5s %-8s %14s %18s\n' "$k" polled "$d" "$u"
 done

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::stomp::{frame, Client};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use common::tls::{certs, Tls};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use stompbox::auth::{hash_password, PasswordAuth};
 use stompbox::config::AdminConfig;
@@ -495,30 +496,6 @@ fn destinations_and_purge() {
 
 // ---- HTTPS and HTTP Basic -------------------------------------------------------------------
 
-struct Tls {
-    client: Arc<rustls::ClientConfig>,
-    server: Arc<rustls::ServerConfig>,
-}
-
-fn tls() -> Tls {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let server = stompbox::server::tls::TlsConfig::from_der(vec![cert.clone()], key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Tls {
-        client: Arc::new(client),
-        server,
-    }
-}
-
 fn https(tls: &Tls, addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Reply {
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
@@ -550,7 +527,7 @@ fn basic(user: &str, pass: &str) -> String {
 
 #[test]
 fn https_with_basic_for_admin_users_only() {
-    let t = tls();
+    let t = certs();
     let hash = hash_password("secret").unwrap();
     let users = stompbox::auth::parse_users(&format!("ops:{hash}:admin\nalice:{hash}\n")).unwrap();
     let auth = Arc::new(PasswordAuth::new(users, false));
@@ -845,7 +822,7 @@ fn admin_calls_amid_hostile_traffic() {
                 b"",
             ));
             c.expect_receipt("rt");
-            c
+            c.polling()
         })
         .collect();
     let mut stalled: Vec<TcpStream> = (0..4)
@@ -1043,4 +1020,75 @@ fn admin_calls_amid_hostile_traffic() {
     });
     stalled.clear();
     h.shutdown().unwrap();
+}
+
+// ---- purge with the JetStream queue store ------------------------------------------------------
+
+/// Messages in the JetStream queue stream for `queue`-less streams: the stream's total.
+fn stream_messages(n: &nats::Nats) -> Option<u64> {
+    let j = n.monitor("/jsz?streams=true");
+    let i = j.find("\"messages\":")?;
+    j.get(i + 11..)?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn purge_with_the_jetstream_store_empties_the_stream_too() {
+    let dir = std::env::temp_dir().join(format!("stompbox-admin-js-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = nats::Nats::start_with(&["-js", "-sd", dir.to_str().unwrap()]);
+    let (h, a) = admin_server(|c| {
+        c.cluster = Some(nats::joined(&[n.url()], "js-node"));
+        c.queues.store = stompbox::router::QueueStore::JetStream;
+    });
+    eventually("the node is connected to NATS", || {
+        get(a, "/api/nodes")["nodes"][0]["up"] == true
+    });
+    // Five receipted SENDs with no consumer: stored in JetStream, not held by the node.
+    let mut p = stomp(h.tcp_addr().unwrap(), "p");
+    for i in 0..5 {
+        let r = format!("r{i}");
+        p.send(&frame(
+            "SEND",
+            &[("destination", "/queue/js-purge"), ("receipt", &r)],
+            format!("old-{i}").as_bytes(),
+        ));
+        p.expect_receipt(&r);
+    }
+    eventually("the stream holds the five", || {
+        stream_messages(&n) == Some(5)
+    });
+    let r = post(a, "/api/queues/purge?name=/queue/js-purge", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the stream is purged", || stream_messages(&n) == Some(0));
+    // A consumer now gets only what is sent after the purge.
+    let mut c = stomp(h.tcp_addr().unwrap(), "c").polling();
+    c.send(&frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "1"),
+            ("destination", "/queue/js-purge"),
+            ("receipt", "s"),
+        ],
+        b"",
+    ));
+    c.expect_receipt("s");
+    p.send(&frame(
+        "SEND",
+        &[("destination", "/queue/js-purge"), ("receipt", "new")],
+        b"new",
+    ));
+    p.expect_receipt("new");
+    assert_eq!(c.msg().text(), "new");
+    assert!(
+        c.next_within(Duration::from_millis(500)).unwrap().is_none(),
+        "a purged message came back"
+    );
+    h.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

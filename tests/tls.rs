@@ -3,38 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use common::tls::{certs, Tls};
+use rustls::pki_types::ServerName;
 use stompbox::server::tls::TlsConfig;
 use stompbox::Config;
-
-struct Tls {
-    client: Arc<rustls::ClientConfig>,
-    server: Arc<rustls::ServerConfig>,
-}
-
-fn certs() -> Tls {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let server = TlsConfig::from_der(vec![cert.clone()], key).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Tls {
-        client: Arc::new(client),
-        server,
-    }
-}
 
 fn server(tls: &Tls) -> (stompbox::ServerHandle, SocketAddr, SocketAddr) {
     let cfg = Config {

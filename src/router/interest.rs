@@ -47,6 +47,8 @@ pub enum Change {
     /// ... or tell JetStream it is still being worked on (held here longer than its ack wait
     /// would allow), so it is not handed to another node meanwhile.
     JsProgress(Box<str>),
+    /// An administrator purged `queue`: drop its messages from the queue stream.
+    JsPurge(Arc<str>),
     /// This reactor (the queue's home here) can take `n` more messages of `queue`.
     JsPull { queue: Arc<str>, n: usize },
 }

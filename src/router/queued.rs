@@ -385,11 +385,19 @@ impl Router {
     }
 
     /// Drop the messages waiting in a queue homed here (not those delivered and unacked):
-    /// how many, or `None` if there is no such queue here. With the JetStream store, each is
-    /// acknowledged there too, so it is not delivered again.
+    /// how many, or `None` if there is no such queue here. With the JetStream store, those this
+    /// node holds are acknowledged there, and the stream is asked to drop the queue's others
+    /// (the bridge logs how many): the queue need not be held here, and the answer counts
+    /// only the messages that were.
     pub fn purge(&mut self, queue: &str) -> Option<u64> {
         let js = self.js_queues();
-        let q = self.queues.get_mut(queue)?;
+        let Some(q) = self.queues.get_mut(queue) else {
+            if let (true, Some(c)) = (js, self.cluster.as_mut()) {
+                c.push(interest::Change::JsPurge(Arc::from(queue)));
+                return Some(0);
+            }
+            return None;
+        };
         let msgs = q.drain_ready();
         let n = msgs.len() as u64;
         if let Some(c) = self.cluster.as_mut() {
@@ -397,6 +405,9 @@ impl Router {
                 if let Some(r) = self.js_replies.remove(&m.seq) {
                     c.push(interest::Change::JsAck(r));
                 }
+            }
+            if js {
+                c.push(interest::Change::JsPurge(Arc::from(queue)));
             }
         }
         if q.is_idle() {

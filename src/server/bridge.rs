@@ -587,6 +587,16 @@ impl Serve {
                     Change::JsAck(reply) => js_reply(&client, reply, "+ACK").await,
                     Change::JsNak(reply) => js_reply(&client, reply, "-NAK").await,
                     Change::JsProgress(reply) => js_reply(&client, reply, "+WPI").await,
+                    Change::JsPurge(queue) => {
+                        if let Some(js) = &js {
+                            tokio::task::spawn_local(purge(
+                                js.clone(),
+                                stream_name(&self.cfg.subject_prefix),
+                                crate::router::subject::subject(&self.cfg.subject_prefix, &queue),
+                                queue,
+                            ));
+                        }
+                    }
                     Change::JsPull { queue, n } => {
                         let Some(js) = &js else {
                             continue;
@@ -840,6 +850,34 @@ const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 
 /// How often the queue stream's depth is asked for (for `/metrics`).
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
+
+/// An administrator's purge: drop a queue's messages from the queue stream, and say how many.
+async fn purge(
+    js: async_nats::jetstream::Context,
+    stream: String,
+    subject: Option<String>,
+    queue: Arc<str>,
+) {
+    let Some(subject) = subject else {
+        return;
+    };
+    let done = tokio::time::timeout(Duration::from_secs(5), async {
+        let s = js.get_stream(&stream).await?;
+        s.purge()
+            .filter(subject)
+            .await
+            .map_err(async_nats::Error::from)
+    })
+    .await;
+    match done {
+        Ok(Ok(r)) => log::info!(
+            "cluster: purged {} messages of {queue} from JetStream",
+            r.purged
+        ),
+        Ok(Err(e)) => log::warn!("cluster: purging {queue} from JetStream failed: {e}"),
+        Err(_) => log::warn!("cluster: purging {queue} from JetStream timed out"),
+    }
+}
 
 /// Ask JetStream how many messages the queue stream holds.
 async fn depth(js: async_nats::jetstream::Context, name: String, stats: Arc<ClusterStats>) {
