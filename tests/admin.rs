@@ -625,7 +625,7 @@ fn paging_over_ten_thousand_connections() {
             "--max-connections-per-ip",
             "0",
             "--log-level",
-            "warn",
+            "info",
         ])
         .env("STOMPBOX_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())
@@ -633,11 +633,14 @@ fn paging_over_ten_thousand_connections() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("broker: {line}");
+            lines.lock().unwrap().push(line);
         }
     });
+    let logged = |what: &str| log.lock().unwrap().iter().any(|l| l.contains(what));
     let _broker = Broker(child);
     let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
     let a: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
@@ -728,6 +731,33 @@ fn paging_over_ten_thousand_connections() {
         }
     }
     assert_eq!(found.len(), 111);
+    // Mutating calls are logged with who made them, refusals (rate-limited) too.
+    let id = one[0]["id"].as_str().unwrap().to_string();
+    let r = post(
+        a,
+        &format!("/api/connections/{id}/close"),
+        r#"{"reason":"audit"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        http(a, "GET", "/api/overview", Some("Bearer nope"), "").status,
+        401
+    );
+    let mut q = stomp(tcp, "auditor");
+    q.send(&frame(
+        "SEND",
+        &[("destination", "/queue/audit"), ("receipt", "q")],
+        b"x",
+    ));
+    q.expect_receipt("q");
+    let r = post(a, "/api/queues/purge?name=/queue/audit", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the close, the purge and the refusal are logged", || {
+        logged(&format!(
+            "admin: token from 127.0.0.1 closed connection {id} (audit)"
+        )) && logged("admin: token from 127.0.0.1 purged queue /queue/audit (1 messages)")
+            && logged("admin: refused GET /api/overview from 127.0.0.1 (401")
+    });
     drop(socks);
 }
 

@@ -120,7 +120,12 @@ pub struct Api {
     dest_rates: HashMap<String, (u64, Instant, f64)>,
     /// Addresses refused Basic logins until then.
     locked: HashMap<IpAddr, Instant>,
+    /// Refused calls: when one was last logged, and how many since.
+    refusals: (Option<Instant>, u64),
 }
+
+/// Refused calls are logged at most this often (each with the count since the last).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 fn error(status: u16, message: impl Into<String>) -> Response {
     (status, json!({ "error": message.into() }).to_string())
@@ -212,6 +217,7 @@ impl Api {
             cpu_percent: vec![0.0; n],
             dest_rates: HashMap::new(),
             locked: HashMap::new(),
+            refusals: (None, 0),
         }
     }
 
@@ -316,6 +322,26 @@ impl Api {
         Ok(Principal::User(user.to_string()))
     }
 
+    /// Log a refused call (401, 403, 429), at most every [`REFUSAL_LOG_EVERY`].
+    fn note_refusal(&mut self, req: &Request<'_>, (status, body): &Response, now: Instant) {
+        self.refusals.1 += 1;
+        if self
+            .refusals
+            .0
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        let peer = req.peer.map_or("?".to_string(), |p| p.to_string());
+        log::warn!(
+            "admin: refused {} {} from {peer} ({status} {body}; {} refused since the last report)",
+            req.method,
+            req.path,
+            self.refusals.1
+        );
+        self.refusals = (Some(now), 0);
+    }
+
     /// Send `what` to reactor `r`: `false` if its mailbox is full or gone.
     fn ask(&self, r: usize, id: u64, what: What) -> bool {
         let Some(m) = self.reactors.get(r) else {
@@ -341,7 +367,15 @@ impl Api {
     pub fn handle(&mut self, req: &Request<'_>, id: u64, now: Instant) -> Outcome {
         let who = match self.authorize(req, now) {
             Ok(p) => p,
-            Err(r) => return Outcome::Done(r),
+            Err(r) => {
+                self.note_refusal(req, &r, now);
+                return Outcome::Done(r);
+            }
+        };
+        // Who made a mutating call, as its log line says.
+        let by = match req.peer {
+            Some(ip) => format!("{} from {ip}", who.name()),
+            None => who.name(),
         };
         let pairs = query_pairs(req.query);
         let route = req.path.strip_prefix("/api").unwrap_or(req.path);
@@ -385,7 +419,7 @@ impl Api {
                     Some((r, token)) if r < self.reactors.len() => {
                         let kind = JobKind::Close {
                             id: cid.to_string(),
-                            who: who.name(),
+                            who: by,
                             reason: reason.clone(),
                         };
                         self.one(r, id, What::Close { token, reason }, kind)
@@ -422,7 +456,7 @@ impl Api {
                 let home = crate::router::spread(name, self.reactors.len());
                 let kind = JobKind::Purge {
                     queue: name.to_string(),
-                    who: who.name(),
+                    who: by,
                 };
                 let what = What::Purge {
                     queue: name.to_string(),
