@@ -94,18 +94,6 @@ fn ack(c: &mut Client, f: &Frame) {
     c.send(&frame("ACK", &[("id", f.h("ack"))], b""));
 }
 
-/// Messages JetStream holds in the queue stream.
-fn stored(n: &Nats) -> u64 {
-    let j = n.monitor("/jsz?streams=true");
-    let i = j.find("\"messages\":").expect("jsz shows messages");
-    j[i + 11..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_receipted_send_is_stored_and_each_message_is_delivered_once_then_acked_away() {
     let dir = StoreDir::new("once");
@@ -114,7 +102,7 @@ fn a_receipted_send_is_stored_and_each_message_is_delivered_once_then_acked_away
     let mut p = anon(&a);
     produce(&mut p, "/queue/jobs", 0, 200);
     // Stored before the RECEIPTs: all 200 are in JetStream, none consumed yet.
-    assert_eq!(stored(&nats), 200);
+    assert_eq!(nats.stored(), 200);
     let mut c = anon(&a);
     subscribe(&mut c, "/queue/jobs", "s", "client-individual", 10);
     let mut held = None;
@@ -139,11 +127,11 @@ fn a_receipted_send_is_stored_and_each_message_is_delivered_once_then_acked_away
     assert_eq!(m.u("stompbox_queue_store_pulled_total"), 200);
     assert_eq!(m.u("stompbox_queue_store_failed_total"), 0);
     ack(&mut c, &held.unwrap());
-    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
+    let gone = wait_for(LONG, || (nats.stored() == 0).then_some(()));
     assert!(
         gone.is_some(),
         "acked messages leave JetStream: {}",
-        stored(&nats)
+        nats.stored()
     );
     assert!(c.next_within(Duration::from_millis(300)).unwrap().is_none());
     a.shutdown().unwrap();
@@ -177,8 +165,8 @@ fn queued_messages_survive_a_restart_of_every_node_and_nats() {
             ack(&mut c, &f);
         }
     }
-    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
-    assert!(gone.is_some(), "{}", stored(&nats));
+    let gone = wait_for(LONG, || (nats.stored() == 0).then_some(()));
+    assert!(gone.is_some(), "{}", nats.stored());
     b.shutdown().unwrap();
 }
 
@@ -248,8 +236,8 @@ fn nacked_and_abandoned_messages_come_back_flagged_redelivered() {
     let f = d.msg();
     assert_eq!(ops::number_of(&f), 2);
     ack(&mut d, &f);
-    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
-    assert!(gone.is_some(), "{}", stored(&nats));
+    let gone = wait_for(LONG, || (nats.stored() == 0).then_some(()));
+    assert!(gone.is_some(), "{}", nats.stored());
     a.shutdown().unwrap();
 }
 
@@ -272,8 +260,8 @@ fn a_message_held_longer_than_the_ack_wait_stays_with_its_consumer() {
     let got = other.next_within(wait * 4).unwrap();
     assert!(got.is_none(), "handed out again while held: {got:?}");
     ack(&mut slow, &f);
-    let gone = wait_for(LONG, || (stored(&nats) == 0).then_some(()));
-    assert!(gone.is_some(), "{}", stored(&nats));
+    let gone = wait_for(LONG, || (nats.stored() == 0).then_some(()));
+    assert!(gone.is_some(), "{}", nats.stored());
     for x in [a, b] {
         x.shutdown().unwrap();
     }
@@ -388,7 +376,7 @@ fn no_receipted_message_is_lost_when_a_node_is_killed_and_nats_restarts() {
     );
     // Wait until JetStream holds nothing (everything acked), then stop the consumers.
     let drained = wait_for(Duration::from_secs(60), || {
-        (stored(&nats) == 0).then_some(())
+        (nats.stored() == 0).then_some(())
     });
     stop.store(true, Ordering::Release);
     let mut seen: Vec<Seen> = consumers
@@ -405,7 +393,7 @@ fn no_receipted_message_is_lost_when_a_node_is_killed_and_nats_restarts() {
         };
         panic!(
             "JetStream still holds {}\nnode a:\n{}\nnode b:\n{}\njsz: {}",
-            stored(&nats),
+            nats.stored(),
             q(&a),
             q(&b),
             nats.monitor("/jsz?consumers=true")

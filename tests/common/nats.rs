@@ -183,6 +183,18 @@ impl Nats {
     }
 
     /// Whether some client holds a subscription to `subject` on this server.
+    /// Messages JetStream holds (`/jsz`'s total over the streams).
+    pub fn stored(&self) -> u64 {
+        let j = self.monitor("/jsz?streams=true");
+        let i = j.find("\"messages\":").expect("jsz shows messages");
+        j[i + 11..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    }
+
     pub fn has_subscription(&self, subject: &str) -> bool {
         self.monitor("/connz?subs=1")
             .contains(&json_string(subject))
