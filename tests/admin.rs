@@ -1108,3 +1108,32 @@ fn purge_with_the_jetstream_store_empties_the_stream_too() {
     h.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Idle connections filling the admin listener's slots keep neither scrapes off the metrics
+/// listener nor, once they go, a request that waited in the backlog meanwhile.
+#[test]
+fn idle_clients_on_the_admin_listener_hold_nothing_else() {
+    let (h, a) = admin_server(|c| {
+        c.admin.as_mut().unwrap().listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let m = h.metrics_addr().unwrap();
+    assert_ne!(a, m);
+    // The admin listener's own: the API is not on the metrics listener then.
+    assert_eq!(
+        http(m, "GET", "/api/whoami", Some(&bearer()), "").status,
+        404
+    );
+    let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(a).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(http(m, "GET", "/metrics", None, "").status, 200);
+    // A request now waits in the admin listener's backlog...
+    let waiting = std::thread::spawn(move || http(a, "GET", "/api/whoami", Some(&bearer()), ""));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiting.is_finished(), "answered past the limit of clients");
+    // ...and is answered once the idle ones are gone, with no new connection to wake the
+    // listener.
+    drop(idle);
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    h.shutdown().unwrap();
+}

@@ -25,7 +25,8 @@ const STOP: Token = Token(usize::MAX);
 const METRICS: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
 
-/// Clients served at once (more wait in the listen backlog).
+/// Clients served at once per listener (more wait in its listen backlog): clients holding
+/// the admin listener's slots do not keep scrapes off the metrics listener, nor the reverse.
 const MAX_CLIENTS: usize = 64;
 /// A client must send its request and read the answer within this.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
@@ -58,6 +59,10 @@ pub struct HttpServer {
     replies: Receiver<Reply>,
     replies_tx: Replies,
     seq: u64,
+    /// Clients open on the metrics listener and on the admin listener, and whether each
+    /// stopped accepting at the limit.
+    open: [usize; 2],
+    saturated: [bool; 2],
 }
 
 /// What a server bound: the thread's state, its doorbell, the metrics and admin addresses.
@@ -82,6 +87,8 @@ struct Client {
     tls: Option<Box<ServerConnection>>,
     /// Accepted where the admin API is served.
     admin: bool,
+    /// Accepted on the admin listener (1) or the metrics one (0).
+    side: usize,
     req: Vec<u8>,
     resp: Vec<u8>,
     sent: usize,
@@ -142,6 +149,8 @@ impl HttpServer {
                 replies,
                 replies_tx,
                 seq: 0,
+                open: [0, 0],
+                saturated: [false, false],
             },
             waker,
             metrics: metrics_addr,
@@ -213,6 +222,12 @@ impl HttpServer {
                     self.step(&mut clients, k, now);
                 }
             }
+            for side in 0..2 {
+                if self.saturated[side] && self.open[side] < MAX_CLIENTS {
+                    self.saturated[side] = false;
+                    self.accept(&mut clients, side == 1, now);
+                }
+            }
         }
     }
 
@@ -230,7 +245,15 @@ impl HttpServer {
         };
         // The metrics listener serves the API too when it has no listener of its own.
         let admin = self.api.is_some() && (admin_listener || self.admin.is_none());
-        while clients.len() < MAX_CLIENTS {
+        let side = usize::from(admin_listener);
+        let mut open = self.open[side];
+        loop {
+            if open >= MAX_CLIENTS {
+                // Full: what waits in the backlog is taken when a client leaves (edge-triggered
+                // readiness would not say it again).
+                self.saturated[side] = true;
+                break;
+            }
             match listener.accept() {
                 Ok((mut sock, _)) => {
                     let tls = match &tls {
@@ -252,6 +275,7 @@ impl HttpServer {
                             sock,
                             tls,
                             admin,
+                            side,
                             req: Vec::new(),
                             resp: Vec::new(),
                             sent: 0,
@@ -259,16 +283,19 @@ impl HttpServer {
                             deadline: now + CLIENT_DEADLINE,
                             wait: Wait::None,
                         });
+                        open += 1;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
+        self.open[side] = open;
     }
 
     fn drop_client(&mut self, clients: &mut slab::Slab<Client>, k: usize) {
         if let Some(mut c) = clients.try_remove(k) {
+            self.open[c.side] -= 1;
             let _ = self.poll.registry().deregister(&mut c.sock);
         }
     }
