@@ -568,6 +568,9 @@ fn https_with_basic_for_admin_users_only() {
         r.status,
         r.body
     );
+    if r.status == 429 {
+        assert_eq!(r.header("retry-after"), Some("5"), "{}", r.head);
+    }
     // The token works over TLS too; nothing without credentials.
     let r = https(&t, a, "GET", "/api/whoami", Some(&bearer()));
     assert_eq!(r.status, 200, "{}", r.body);

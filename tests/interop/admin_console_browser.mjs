@@ -1,11 +1,11 @@
 // The admin console (/console/) in headless Chromium (Debian `chromium`), driven by playwright-core.
 //
 //   node admin_console_browser.mjs --broker PATH/TO/stompbox --loadtest PATH/TO/loadtest
-//                                  [--chromium PATH] [--shots DIR]
+//                                  [--chromium PATH] [--openssl PATH] [--shots DIR]
 //
-// Starts its own broker (--admin, a random 32-hex-digit token in STOMPBOX_ADMIN_TOKEN, free
-// loopback ports; the API and console on the metrics listener), opens the console and checks
-// what an operator sees and does:
+// Part 1: starts its own broker (--admin, a random 32-hex-digit token in STOMPBOX_ADMIN_TOKEN,
+// free loopback ports; the API and console on the metrics listener), opens the console and
+// checks what an operator sees and does:
 //   - the page asks nothing of any origin but the broker's (no external assets), and has no page
 //     errors or console errors (CSP violations are console errors);
 //   - it signs in through the form with the bearer token;
@@ -16,12 +16,24 @@
 //     detail says closed (screenshot admin-console-close.png);
 //   - 5 messages put on a queue with no consumer show as ready 5 in the queue detail; Purge
 //     says purged 5 and the API then reports the queue empty (screenshot admin-console-purge.png).
+// Part 2, HTTP Basic over HTTPS: makes a self-signed certificate for 127.0.0.1/localhost with
+// the openssl CLI and a users file (`stompbox --hash-password`: ops with the admin role, viewer
+// without) in a temp dir, starts a second broker with the admin API on its own HTTPS listener
+// (--admin-listen, --tls-admin, --users-file, --anonymous, no token: Basic over TLS is the only
+// way in) and, in a browser context that accepts the certificate, checks:
+//   - every request stays on https://127.0.0.1:<admin port>; no page errors, and no console
+//     errors but the refused sign-ins' own (401/403/429 on /api/whoami);
+//   - viewer (right password, no admin role): 403, the form stays, the error names the admin role;
+//   - ops with a wrong password: 401, the form stays, the error says bad user or password;
+//   - ops: (retrying while the broker answers 429 to the address that just failed, bounded) the
+//     app view, #whoami "ops · basic · tls", and the overview polled over HTTPS counts the
+//     anonymous stompjs client connected to this broker (screenshot admin-console-https-basic.png).
 // Saves the screenshots to DIR (default: a temp dir) and prints their paths.
 // Exit 0 on success, 1 with an "assertion failed: ..." line otherwise. Every wait is bounded.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,10 +56,11 @@ function arg(name, dflt) {
 const BROKER = arg('--broker');
 const LOADTEST = arg('--loadtest');
 const CHROMIUM = arg('--chromium', '/usr/bin/chromium');
+const OPENSSL = arg('--openssl', 'openssl');
 const SHOTS = arg('--shots') || mkdtempSync(join(tmpdir(), 'stompbox-admin-console-'));
 if (!BROKER || !LOADTEST) {
   console.error(
-    'usage: node admin_console_browser.mjs --broker PATH --loadtest PATH [--chromium PATH] [--shots DIR]',
+    'usage: node admin_console_browser.mjs --broker PATH --loadtest PATH [--chromium PATH] [--openssl PATH] [--shots DIR]',
   );
   process.exit(2);
 }
@@ -129,12 +142,27 @@ function run(cmd, args, env) {
   return p;
 }
 
-/** A connected stompjs client over WebSocket (ws package), with the ERROR frames and closes it saw. */
-async function stompClient(url, login) {
+/** Runs cmd to its end (at most WAIT ms) with input on its stdin; resolves to its stdout. */
+function runOnce(cmd, args, input = '') {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, args, { timeout: WAIT, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Fail(`${cmd} ${args.join(' ')}: ${err.message.split('\n')[0]}\n${stderr}`));
+      else resolve(stdout);
+    });
+    child.stdin.on('error', () => {}); // a command that exits without reading its stdin
+    child.stdin.end(input);
+  });
+}
+
+/**
+ * A connected stompjs client over WebSocket (ws package), with the ERROR frames and closes it saw.
+ * `login` names it in messages; connectHeaders {} connects without a login.
+ */
+async function stompClient(url, login, connectHeaders = { login, passcode: 'x' }) {
   const st = { errors: [], closes: [] };
   const client = new Client({
     webSocketFactory: () => new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
-    connectHeaders: { login, passcode: 'x' },
+    connectHeaders,
     reconnectDelay: 0,
     heartbeatIncoming: 0,
     heartbeatOutgoing: 0,
@@ -179,6 +207,184 @@ async function shoot(page, name) {
   console.log(`screenshot: ${path} (${size} bytes)`);
 }
 
+/**
+ * Part 2: the console's HTTP Basic sign-in over HTTPS, against a second broker whose admin API
+ * has its own TLS listener, a users file and no token.
+ */
+async function httpsBasic(browser) {
+  const dir = mkdtempSync(join(tmpdir(), 'stompbox-admin-https-'));
+  let broker, context, anon;
+  let ok = false;
+  try {
+    // ---- a self-signed certificate for 127.0.0.1 and localhost, a users file ----
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    await runOnce(OPENSSL, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+      '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    const password = randomBytes(12).toString('hex');
+    const hash = (await runOnce(BROKER, ['--hash-password'], `${password}\n`)).trim();
+    check(/^\$argon2id\$/.test(hash), `--hash-password printed ${JSON.stringify(hash)}, not an argon2id hash`);
+    const users = join(dir, 'users.txt');
+    writeFileSync(users, `ops:${hash}:admin\nviewer:${hash}\n`, { mode: 0o600 });
+    console.log(`https: self-signed certificate and users file (ops:admin, viewer) in ${dir}`);
+
+    // ---- the broker: admin API on its own HTTPS listener, no token ----
+    const [WS2, TCP2, A2] = await freePorts(3);
+    const base = `https://127.0.0.1:${A2}`;
+    broker = run(
+      BROKER,
+      ['--listen', `127.0.0.1:${WS2}`, '--tcp-listen', `127.0.0.1:${TCP2}`, '--no-metrics',
+        '--admin', '--admin-listen', `127.0.0.1:${A2}`, '--tls-admin', '--tls-cert', cert, '--tls-key', key,
+        '--users-file', users, '--anonymous', '--reactors', '1'],
+      { STOMPBOX_ADMIN_TOKEN: undefined }, // not inherited: Basic must be the only way in
+    );
+    const t0 = Date.now();
+    let up = false;
+    while (Date.now() - t0 < WAIT && broker.running()) {
+      if ((await accepts(A2)) && (await accepts(WS2))) {
+        up = true;
+        break;
+      }
+      await sleep(100);
+    }
+    check(up, `the HTTPS broker did not listen on 127.0.0.1:${A2} and :${WS2} within ${WAIT} ms ` +
+      `(exit ${JSON.stringify(broker.exit)}):\n${broker.out}`);
+    console.log(`https: stompbox pid ${broker.proc.pid}: console ${base}/console/`);
+    // One STOMP client without a login (--anonymous), for the overview to count.
+    anon = await stompClient(`ws://127.0.0.1:${WS2}/ws`, 'anonymous', {});
+
+    // ---- the page, in a context that accepts the self-signed certificate ----
+    context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+    const requests = [];
+    context.on('request', (r) => requests.push(r.url()));
+    const overviews = []; // the statuses of the answers to /api/overview
+    context.on('response', (r) => {
+      if (r.url() === `${base}/api/overview`) overviews.push(r.status());
+    });
+    const page = await context.newPage();
+    const errors = [];
+    // Chromium logs each refused sign-in (a 401, 403 or 429 answer to /api/whoami) as a console
+    // error; those are expected here, nothing else is.
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e}`));
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const where = m.location().url;
+      if (where === `${base}/api/whoami` && /status of (401|403|429)\b/.test(m.text())) return;
+      errors.push(`console error: ${m.text()} (${where})`);
+    });
+    const noTrouble = (when) => {
+      check(errors.length === 0, `${when}: ${errors.join('; ')}`);
+      const foreign = requests.filter((u) => {
+        try {
+          return new URL(u).origin !== base;
+        } catch {
+          return true;
+        }
+      });
+      check(foreign.length === 0, `${when}: the page made requests to other origins than ${base}: ${foreign.join(', ')}`);
+    };
+    const resp = await page.goto(`${base}/console/`, { waitUntil: 'load', timeout: WAIT });
+    check(resp && resp.status() === 200, `GET ${base}/console/ -> ${resp && resp.status()}`);
+    check(await page.isVisible('#login-view'), 'https: the login form is not shown');
+    noTrouble('https: loading the console');
+
+    // Fills the Basic fields, submits, and waits for the answer to /api/whoami and for the page
+    // to have acted on it; returns the status and what the page shows.
+    const signIn = async (user, pass) => {
+      await page.fill('#token', '', { timeout: WAIT });
+      await page.fill('#user', user, { timeout: WAIT });
+      await page.fill('#password', pass, { timeout: WAIT });
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url() === `${base}/api/whoami`, { timeout: WAIT }),
+        page.click('#login', { timeout: WAIT }),
+      ]);
+      await waitPage(
+        page, `the page acting on the answer to signing in as ${user} (${res.status()})`,
+        () => !document.getElementById('login').disabled &&
+          (document.getElementById('login-error').textContent !== '' || !document.getElementById('app').hidden),
+        null, () => page.textContent('#login-error'),
+      );
+      return {
+        status: res.status(),
+        app: await page.isVisible('#app'),
+        form: await page.isVisible('#login-view'),
+        error: (await page.textContent('#login-error')).trim(),
+      };
+    };
+
+    // ---- viewer: the right password, but not an admin ----
+    const v = await signIn('viewer', password);
+    check(v.status === 403 && !v.app && v.form && /admin role/.test(v.error) && /viewer/.test(v.error),
+      `signing in as viewer: ${JSON.stringify(v)}, want 403, the form kept and an error naming the admin role`);
+    console.log(`ok: https: viewer refused (${v.status}): ${JSON.stringify(v.error)}`);
+
+    // ---- ops with a wrong password ----
+    const w = await signIn('ops', `${password}-wrong`);
+    check(w.status === 401 && !w.app && w.form && /bad user or password/.test(w.error),
+      `signing in as ops with a wrong password: ${JSON.stringify(w)}, want 401 and "bad user or password"`);
+    console.log(`ok: https: ops with a wrong password refused (${w.status}): ${JSON.stringify(w.error)}`);
+
+    // ---- ops: the broker slows down this address after the failure (429 for 0.2 s) ----
+    let g;
+    const tooMany = [];
+    const deadline = Date.now() + WAIT;
+    for (;;) {
+      g = await signIn('ops', password);
+      if (g.status !== 429 || Date.now() > deadline) break;
+      check(!g.app && /too many failed logins/.test(g.error),
+        `a 429 signing in as ops: ${JSON.stringify(g)}, want the form and "too many failed logins"`);
+      tooMany.push(g.error);
+      await sleep(300);
+    }
+    check(g.status === 200 && g.app && !g.form,
+      `signing in as ops: ${JSON.stringify(g)} after ${tooMany.length} x 429, want 200 and the app view`);
+    const who = await page.textContent('#whoami');
+    check(/\bops\b/.test(who) && /\bbasic\b/.test(who) && /\btls\b/.test(who),
+      `#whoami shows ${JSON.stringify(who)}, want ops · basic · tls`);
+    console.log(`ok: https: signed in as ops (${who})` +
+      (tooMany.length ? ` after ${tooMany.length} x 429 ${JSON.stringify(tooMany[0])}` : ''));
+
+    // ---- the overview, polled over HTTPS with the Basic credentials ----
+    await waitPage(
+      page, 'the HTTPS overview counting the anonymous STOMP client',
+      () => Number(document.getElementById('ov-connections').textContent.replace(/,/g, '')) >= 1 &&
+        /\d/.test(document.getElementById('ov-uptime').textContent),
+      null, async () => `connections ${await page.textContent('#ov-connections')}, status ${await page.textContent('#status')}`,
+    );
+    const conns = await statNumber(page, 'ov-connections');
+    // The connections table (from /api/connections over HTTPS) lists it, without a user.
+    await waitPage(page, 'the connections table listing the anonymous client',
+      () => [...document.querySelectorAll('#connections tbody tr[data-id]')].some((tr) => tr.cells[3]?.textContent === 'WebSocket'),
+      null, () => page.innerText('#connections tbody'));
+    // Polling goes on with the same credentials (a verified login is cached): a second answer.
+    const polled = Date.now();
+    while (overviews.length < 2 && Date.now() - polled < WAIT) await sleep(100);
+    check(overviews.length >= 2 && overviews.every((st) => st === 200),
+      `the answers to /api/overview over HTTPS: ${JSON.stringify(overviews)}, want 2 or more, all 200`);
+    await shoot(page, 'admin-console-https-basic.png');
+    check(await page.isVisible('#app'), `the app view went away: ${await page.textContent('#login-error')}`);
+    noTrouble('https: during the test');
+    console.log(`ok: https: overview shows ${conns} connection(s), polled ${overviews.length} times ` +
+      `(all 200); ${requests.length} requests, all to ${base}`);
+    check(anon.st.errors.length === 0 && anon.st.closes.length === 0,
+      `the anonymous STOMP client saw ERROR/close: ${JSON.stringify(anon.st)}`);
+    check(broker.running(), `the HTTPS broker died: ${JSON.stringify(broker.exit)}\n${broker.out.slice(-3000)}`);
+    const refused = broker.out.split('\n').filter((l) => /admin: refused/.test(l));
+    if (refused.length) console.log(`https: broker log: ${refused.join(' | ')}`);
+    ok = true;
+  } finally {
+    if (anon) await anon.client.deactivate().catch(() => {});
+    if (context) await context.close().catch(() => {});
+    if (broker) {
+      const res = await broker.stop();
+      if (!ok) console.log(`HTTPS broker output (last 3000 chars):\n${broker.out.slice(-3000)}`);
+      if (res.killed) console.log('note: the HTTPS broker needed SIGKILL (still running 5 s after SIGTERM)');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const [WS, TCP, M] = await freePorts(3);
   const token = randomBytes(16).toString('hex');
@@ -192,6 +398,7 @@ async function main() {
   );
   let browser, load, victim, producer;
   let ok = false;
+  let part2 = false;
   try {
     // ---- broker up: the metrics (admin) and WebSocket ports accept, within 10 s ----
     const t0 = Date.now();
@@ -438,13 +645,18 @@ async function main() {
     const lt = await withTimeout(load.exited, 15_000, `the loadtest to end (${load.out.slice(-500)})`);
     check(lt.code === 0, `loadtest: ${loadInfo()}`);
     check(broker.running(), `the broker died: ${JSON.stringify(broker.exit)}\n${broker.out.slice(-3000)}`);
+    await page.close().catch(() => {}); // its polling of the first broker ends here
+
+    // ---- 6. HTTP Basic over HTTPS, against a second broker ----
+    part2 = true; // from here on a failure prints the second broker's output, not this one's
+    await httpsBasic(browser);
     ok = true;
   } finally {
     for (const c of [victim, producer]) if (c) await c.client.deactivate().catch(() => {});
     if (browser) await browser.close().catch(() => {});
     if (load) await load.stop();
     const res = await broker.stop();
-    if (!ok) console.log(`broker output (last 3000 chars):\n${broker.out.slice(-3000)}`);
+    if (!ok && !part2) console.log(`broker output (last 3000 chars):\n${broker.out.slice(-3000)}`);
     if (res.killed) console.log('note: the broker needed SIGKILL (still running 5 s after SIGTERM)');
   }
 }

@@ -15,8 +15,9 @@
 #   forced to xhr-streaming, xhr-polling and eventsource, exchanging messages with stompjs on /ws
 #   (sockjs-browser).
 #   The admin console: its own broker with --admin, /console/ in Chromium signing in with the
-#   token, live numbers under a loadtest, closing a connection and purging a queue from the page
-#   (admin-console-browser; screenshots kept in target/artifacts/admin-console).
+#   token, live numbers under a loadtest, closing a connection and purging a queue from the page;
+#   then a broker with the API on HTTPS and a users file, signing in with HTTP Basic (admin role
+#   required) (admin-console-browser; screenshots kept in target/artifacts/admin-console).
 #
 # Installs into tests/interop/.venv and tests/interop/node_modules (reused when up to date),
 # builds target/release/stompbox, the chat example and loadtest, runs the broker (and the

@@ -600,8 +600,14 @@ impl Client {
 
     fn answer_json(&mut self, (code, body): Response) {
         let mut extra = vec![("Cache-Control", "no-store")];
-        if code == 401 {
-            extra.push(("WWW-Authenticate", "Bearer realm=\"stompbox admin\""));
+        match code {
+            // Bearer only: a Basic challenge would make browsers pop up their own login box
+            // over the console's.
+            401 => extra.push(("WWW-Authenticate", "Bearer realm=\"stompbox admin\"")),
+            // Failed logins are slowed down by up to 5 s.
+            429 => extra.push(("Retry-After", "5")),
+            503 => extra.push(("Retry-After", "1")),
+            _ => {}
         }
         self.answer(
             status_line(code),
