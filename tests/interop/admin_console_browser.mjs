@@ -40,18 +40,7 @@ import { join } from 'node:path';
 import { Client } from '@stomp/stompjs';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-
-class Fail extends Error {}
-const check = (cond, msg) => {
-  if (!cond) throw new Fail(msg);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const WAIT = 10_000; // ms, any single wait
-
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-}
+import { Fail, WAIT, arg, check, sleep, withTimeout } from './common.mjs';
 
 const BROKER = arg('--broker');
 const LOADTEST = arg('--loadtest');
@@ -70,14 +59,6 @@ const VICTIM = 'console-victim';
 const REASON = 'closed by the browser test';
 const QUEUE = '/queue/admin-purge-test';
 const QUEUED = 5;
-
-function withTimeout(promise, ms, what) {
-  let t;
-  const timeout = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Fail(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
 
 /** n distinct free loopback ports: bound together to port 0, then released. */
 async function freePorts(n) {

@@ -18,18 +18,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-
-class Fail extends Error {}
-const check = (cond, msg) => {
-  if (!cond) throw new Fail(msg);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const WAIT = 10_000; // ms, any single wait
-
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-}
+import { Fail, WAIT, arg, check, sleep } from './common.mjs';
 
 const CHAT = arg('--chat');
 const CHROMIUM = arg('--chromium', '/usr/bin/chromium');

@@ -15,17 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-
-class Fail extends Error {}
-const check = (cond, msg) => {
-  if (!cond) throw new Fail(msg);
-};
-const WAIT = 10_000; // ms, any single wait
-
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-}
+import { Fail, WAIT, arg, check } from './common.mjs';
 
 const LOADTEST = arg('--loadtest');
 const WS = arg('--ws');

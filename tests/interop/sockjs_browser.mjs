@@ -36,22 +36,14 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { chromium } from 'playwright-core';
+import { Fail, WAIT, arg, check, sleep, withTimeout } from './common.mjs';
 
 Object.assign(globalThis, { WebSocket });
 
-class Fail extends Error {}
-const check = (cond, msg) => {
-  if (!cond) throw new Fail(msg);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const WAIT = 10_000; // ms, any single wait (sockjs-client gives up on /info after 8 s)
+// WAIT (common.mjs, 10 s) outlasts sockjs-client giving up on /info (8 s).
 const TRANSPORT_LIMIT = 16_000; // ms, one transport
 const SCENARIO_LIMIT = 55_000; // ms, everything
 
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
-}
 const PORT = Number(arg('--ws'));
 const CHROMIUM = arg('--chromium', '/usr/bin/chromium');
 const TRANSPORTS = arg('--transports', 'xhr-streaming,xhr-polling,eventsource').split(',').filter(Boolean);
@@ -61,14 +53,6 @@ if (!PORT) {
 }
 const BROKER = `127.0.0.1:${PORT}`;
 const SOCKJS_URL = `http://${BROKER}/sockjs`;
-
-function withTimeout(promise, ms, what) {
-  let t;
-  const timeout = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Fail(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
 
 // The texts: JSON escaping (quote, backslash, controls, NUL), UTF-8 (2-, 3- and 4-byte; U+1F79
 // and the astral character are \u-escaped by sockjs-client), U+2028, and `%` (eventsource

@@ -9,6 +9,7 @@
 
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
+import { Fail, check, sleep, withTimeout } from './common.mjs';
 
 Object.assign(globalThis, { WebSocket });
 
@@ -22,20 +23,6 @@ const BINARY_BODY = new Uint8Array([
   0xfe,
   0,
 ]);
-
-class Fail extends Error {}
-const check = (cond, msg) => {
-  if (!cond) throw new Fail(msg);
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function withTimeout(promise, ms, what) {
-  let t;
-  const timeout = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Fail(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
 
 const hex = (u8, n = 32) =>
   Buffer.from(u8.subarray(0, n)).toString('hex') + (u8.length > n ? '…' : '');
