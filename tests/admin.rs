@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/tls.rs"]
+mod certs;
 mod common;
 #[path = "common/nats.rs"]
 mod nats;
@@ -16,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use certs::{certs, Tls};
 use common::stomp::{frame, Client};
-use common::tls::{certs, Tls};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use stompbox::auth::{hash_password, PasswordAuth};

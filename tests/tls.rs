@@ -3,14 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+#[path = "common/tls.rs"]
+mod certs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::{certs, Tls};
+use certs::{certs, Tls};
 use rustls::pki_types::ServerName;
 use stompbox::server::tls::TlsConfig;
 use stompbox::Config;

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod stomp;
-pub mod tls;
 pub mod zlib;
 
 use std::io::{Read, Write};

@@ -1,5 +1,7 @@
 //! A self-signed certificate generated for the test (rcgen), the server's rustls configuration
 //! made from it, and a rustls client that trusts it: the independent TLS peer of the tests.
+//! Included by path (`#[path = "common/tls.rs"] mod certs;`), not from `common`: the fuzz
+//! crate shares `common` and has neither rustls nor rcgen.
 
 use std::sync::Arc;
 
