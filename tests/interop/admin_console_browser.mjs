@@ -40,7 +40,7 @@ import { join } from 'node:path';
 import { Client } from '@stomp/stompjs';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { Fail, WAIT, arg, check, sleep, withTimeout } from './common.mjs';
+import { Fail, WAIT, arg, check, launchChromium, sleep, withTimeout } from './common.mjs';
 
 const BROKER = arg('--broker');
 const LOADTEST = arg('--loadtest');
@@ -92,6 +92,19 @@ const accepts = (port) =>
       resolve(false);
     });
   });
+
+/** Wait (bounded by WAIT) until `broker` (still running) accepts on every port of `ports`. */
+async function waitListening(broker, ports, what) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < WAIT && broker.running()) {
+    let all = true;
+    for (const p of ports) all = all && (await accepts(p));
+    if (all) return;
+    await sleep(100);
+  }
+  check(false, `${what} did not listen on 127.0.0.1:${ports.join(' and :')} within ${WAIT} ms ` +
+    `(exit ${JSON.stringify(broker.exit)}):\n${broker.out}`);
+}
 
 /** A child process with its output kept (the last 64 KB), and a bounded stop. */
 function run(cmd, args, env) {
@@ -220,17 +233,7 @@ async function httpsBasic(browser) {
         '--users-file', users, '--anonymous', '--reactors', '1'],
       { STOMPBOX_ADMIN_TOKEN: undefined }, // not inherited: Basic must be the only way in
     );
-    const t0 = Date.now();
-    let up = false;
-    while (Date.now() - t0 < WAIT && broker.running()) {
-      if ((await accepts(A2)) && (await accepts(WS2))) {
-        up = true;
-        break;
-      }
-      await sleep(100);
-    }
-    check(up, `the HTTPS broker did not listen on 127.0.0.1:${A2} and :${WS2} within ${WAIT} ms ` +
-      `(exit ${JSON.stringify(broker.exit)}):\n${broker.out}`);
+    await waitListening(broker, [A2, WS2], 'the HTTPS broker');
     console.log(`https: stompbox pid ${broker.proc.pid}: console ${base}/console/`);
     // One STOMP client without a login (--anonymous), for the overview to count.
     anon = await stompClient(`ws://127.0.0.1:${WS2}/ws`, 'anonymous', {});
@@ -382,17 +385,7 @@ async function main() {
   let part2 = false;
   try {
     // ---- broker up: the metrics (admin) and WebSocket ports accept, within 10 s ----
-    const t0 = Date.now();
-    let up = false;
-    while (Date.now() - t0 < WAIT && broker.running()) {
-      if ((await accepts(M)) && (await accepts(WS))) {
-        up = true;
-        break;
-      }
-      await sleep(100);
-    }
-    check(up, `the broker did not listen on 127.0.0.1:${M} and :${WS} within ${WAIT} ms ` +
-      `(exit ${JSON.stringify(broker.exit)}):\n${broker.out}`);
+    await waitListening(broker, [M, WS], 'the broker');
     console.log(`stompbox pid ${broker.proc.pid}: console ${base}/console/, ws ${wsUrl}`);
 
     const api = async (path, opts = {}) => {
@@ -407,13 +400,7 @@ async function main() {
     };
 
     // ---- 1. the page: same origin only, no errors ----
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-      timeout: 30_000,
-    });
-    console.log(`chromium ${browser.version()}`);
+    browser = await launchChromium(chromium, CHROMIUM);
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const requests = [];
     page.on('request', (r) => requests.push(r.url()));

@@ -18,7 +18,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Fail, WAIT, arg, check, sleep } from './common.mjs';
+import { Fail, WAIT, arg, check, launchChromium, sleep } from './common.mjs';
 
 const CHAT = arg('--chat');
 const CHROMIUM = arg('--chromium', '/usr/bin/chromium');
@@ -146,13 +146,7 @@ async function main() {
     const addr = await chat.addr;
     const base = `http://${addr}`;
     console.log(`chat example at ${base}`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-      timeout: 30_000,
-    });
-    console.log(`chromium ${browser.version()}`);
+    browser = await launchChromium(chromium, CHROMIUM);
 
     const alice = await open(browser, base, '?room=7&name=alice', 'alice');
     const bob = await open(browser, base, '?room=7&name=bob', 'bob');

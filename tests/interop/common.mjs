@@ -26,3 +26,15 @@ export function withTimeout(promise, ms, what) {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
 }
+
+/** Headless Chromium (Debian's, at `path`), its version printed; launching gives up after `ms`. */
+export async function launchChromium(chromium, path, ms = 30_000) {
+  const browser = await chromium.launch({
+    executablePath: path,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+    timeout: ms,
+  });
+  console.log(`chromium ${browser.version()}`);
+  return browser;
+}

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Fail, WAIT, arg, check } from './common.mjs';
+import { Fail, WAIT, arg, check, launchChromium } from './common.mjs';
 
 const LOADTEST = arg('--loadtest');
 const WS = arg('--ws');
@@ -38,11 +38,7 @@ async function main() {
   const delivered = /delivered\s+([\d,]+) msg\/s/.exec(run.stdout);
   check(delivered, `no delivered rate in loadtest's table:\n${run.stdout}`);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu'],
-    timeout: WAIT,
-  });
+  const browser = await launchChromium(chromium, CHROMIUM, WAIT);
   try {
     const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
     const url = pathToFileURL(report).href;

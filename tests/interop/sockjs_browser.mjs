@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { chromium } from 'playwright-core';
-import { Fail, WAIT, arg, check, sleep, withTimeout } from './common.mjs';
+import { Fail, WAIT, arg, check, launchChromium, sleep, withTimeout } from './common.mjs';
 
 Object.assign(globalThis, { WebSocket });
 
@@ -433,13 +433,7 @@ async function main() {
     pageServer = await servePage();
     const pageBase = `http://127.0.0.1:${pageServer.address().port}`;
     console.log(`page at ${pageBase}/, SockJS at ${SOCKJS_URL}, node client on ws://${BROKER}/ws`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-      timeout: 20_000,
-    });
-    console.log(`chromium ${browser.version()}`);
+    browser = await launchChromium(chromium, CHROMIUM, 20_000);
     for (const t of TRANSPORTS) {
       const out = {};
       const t0 = Date.now();
