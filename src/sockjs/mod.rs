@@ -329,7 +329,8 @@ pub fn valid_callback(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
-/// Decode `%XX` escapes of a query value (the callback); `None` if malformed.
+/// Decode `%XX` escapes of a query value (the htmlfile callback, the admin API's parameters);
+/// `None` if malformed.
 pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
