@@ -318,12 +318,10 @@ fn nodes_recover_from_a_nats_restart_without_clients_reconnecting() {
     for i in 0..10 {
         assert_eq!(local.msg().text(), format!("during {i}"));
     }
-    let m = metrics(&a);
-    assert!(
-        m.get("stompbox_cluster_dropped_total{reason=\"disconnected\"}") >= 1.0,
-        "{}",
-        m.text
-    );
+    // The bridge thread counts them after the reactor has delivered locally: wait for it.
+    let dropped = "stompbox_cluster_dropped_total{reason=\"disconnected\"}";
+    let counted = wait_for(LONG, || (metrics(&a).get(dropped) >= 1.0).then_some(()));
+    assert!(counted.is_some(), "{}", metrics(&a).text);
 
     nats.restart();
     wait_up(&a);
