@@ -499,7 +499,22 @@ fn destinations_and_purge() {
 // ---- HTTPS and HTTP Basic -------------------------------------------------------------------
 
 fn https(tls: &Tls, addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Reply {
-    let sock = TcpStream::connect(addr).unwrap();
+    https_from([127, 0, 0, 1], tls, addr, method, path, auth)
+}
+
+/// [`https`] from the loopback address `src`.
+fn https_from(
+    src: [u8; 4],
+    tls: &Tls,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+) -> Reply {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let sock: TcpStream = sock.into();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let conn = rustls::ClientConnection::new(
@@ -587,6 +602,125 @@ fn https_with_basic_for_admin_users_only() {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
+    h.shutdown().unwrap();
+}
+
+/// A users-file hash that costs argon2 `passes` passes over 19 MiB (the default is 2): a slow
+/// check to keep the login worker busy.
+fn costly_hash(pass: &str, passes: u32) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(19 * 1024, passes, 1, None).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"a fixed test salt").unwrap();
+    a.hash_password(pass.as_bytes(), &salt).unwrap().to_string()
+}
+
+#[test]
+fn basic_logins_are_checked_off_the_http_thread() {
+    let t = certs();
+    // About a quarter of a second per check of ops here, about one for slow.
+    let (hash, slow) = (costly_hash("secret", 40), costly_hash("secret", 160));
+    let users =
+        stompbox::auth::parse_users(&format!("ops:{hash}:admin\nslow:{slow}:admin\n")).unwrap();
+    let mut cfg = common::test_config();
+    cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.admin = Some(AdminConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(Arc::clone(&t.server)),
+        token: Some(TOKEN.to_string()),
+        users: Some(Arc::new(PasswordAuth::new(users, false))),
+    });
+    let h = stompbox::start(cfg).unwrap();
+    let (a, m) = (h.admin_addr().unwrap(), h.metrics_addr().unwrap());
+    let t = Arc::new(t);
+
+    // Two bad logins from 127.0.0.2 at once: one is checked, slowly; the other is refused at
+    // once (not queued behind it).
+    let login = |t: &Arc<Tls>| {
+        let t = Arc::clone(t);
+        std::thread::spawn(move || {
+            let auth = basic("slow", "bad");
+            let r = https_from([127, 0, 0, 2], &t, a, "GET", "/api/overview", Some(&auth));
+            (r, Instant::now())
+        })
+    };
+    let mut pair = vec![login(&t), login(&t)];
+    let until = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        if let Some(i) = pair.iter().position(|p| p.is_finished()) {
+            break pair.remove(i).join().unwrap().0;
+        }
+        assert!(Instant::now() < until, "neither login was answered");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.body.contains("being checked"), "{}", refused.body);
+    let checked = pair.remove(0);
+    assert!(!checked.is_finished(), "the check is under way");
+    // Meanwhile the HTTP thread answers scrapes and token calls.
+    let r = http(m, "GET", "/metrics", None, "");
+    assert!(
+        r.status == 200 && r.body.contains("stompbox_connections"),
+        "{}",
+        r.body
+    );
+    let r = https(&t, a, "GET", "/api/whoami", Some(&bearer()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answered = Instant::now();
+    assert!(
+        !checked.is_finished(),
+        "the slow check ended before the other calls were answered: nothing shown"
+    );
+    let (r, at) = checked.join().unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(at > answered);
+
+    // A burst from many addresses: one check runs, a few wait, the rest are refused at once.
+    let burst: Vec<_> = (10..24u8)
+        .map(|i| {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                https_from(
+                    [127, 0, 0, i],
+                    &t,
+                    a,
+                    "GET",
+                    "/api/overview",
+                    Some(&basic("ops", "bad")),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = burst.into_iter().map(|b| b.join().unwrap()).collect();
+    println!("burst: {statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(statuses.contains(&401), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [401, 503, 504].contains(s)),
+        "{statuses:?}"
+    );
+    // The good login goes through the worker once, then from the cache.
+    let good = Some(basic("ops", "secret"));
+    let r = https_from(
+        [127, 0, 0, 30],
+        &t,
+        a,
+        "GET",
+        "/api/whoami",
+        good.as_deref(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"], "ops");
+    let r = https_from(
+        [127, 0, 0, 30],
+        &t,
+        a,
+        "GET",
+        "/api/reactors",
+        good.as_deref(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     h.shutdown().unwrap();
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::login::{Busy, Logins};
 use super::{parse_conn_id, Answer, Ask, ConnRow, Filter, QueueRow, Replies, Reply, What};
 use crate::config::AdminConfig;
 use crate::server::mailbox::{Mail, Mailbox};
@@ -36,6 +37,9 @@ pub struct Request<'a> {
     /// It came over TLS.
     pub tls: bool,
     pub peer: Option<IpAddr>,
+    /// The user whose HTTP Basic credentials in this very request the login worker found
+    /// good (the request is handled again once it has).
+    pub verified: Option<&'a str>,
 }
 
 /// An answer: status, JSON body.
@@ -48,7 +52,7 @@ pub enum Outcome {
     Pending(Job),
 }
 
-/// A request waiting for reactors.
+/// A request waiting for reactors (or for the login worker).
 pub struct Job {
     kind: JobKind,
     /// Answers still expected (for asks sent to every reactor at once).
@@ -56,6 +60,12 @@ pub struct Job {
 }
 
 enum JobKind {
+    /// Its HTTP Basic credentials are being checked.
+    Login {
+        user: String,
+        method: String,
+        path: String,
+    },
     Connections {
         limit: usize,
         filter: Arc<Filter>,
@@ -122,6 +132,16 @@ pub struct Api {
     locked: HashMap<IpAddr, Instant>,
     /// Refused calls: when one was last logged, and how many since.
     refusals: (Option<Instant>, u64),
+    /// HTTP Basic checks off this thread (with a users file).
+    logins: Option<Logins>,
+}
+
+/// Why a request is not let in yet.
+enum Denied {
+    /// Refused with this answer.
+    Refused(Response),
+    /// Its HTTP Basic credentials need checking (argon2): off this thread.
+    Check { user: String, pass: String },
 }
 
 /// Refused calls are logged at most this often (each with the count since the last).
@@ -187,6 +207,11 @@ impl Api {
         replies: Replies,
     ) -> Self {
         let n = stats.reactors.len();
+        let logins = cfg.users.as_ref().and_then(|users| {
+            Logins::start(Arc::clone(users), replies.clone())
+                .map_err(|e| log::error!("admin: no login thread ({e}): HTTP Basic refused"))
+                .ok()
+        });
         Api {
             cfg,
             stats,
@@ -200,6 +225,7 @@ impl Api {
             dest_rates: HashMap::new(),
             locked: HashMap::new(),
             refusals: (None, 0),
+            logins,
         }
     }
 
@@ -238,37 +264,36 @@ impl Api {
         self.sample = Some((now, t, cpu));
     }
 
-    /// Check the caller's credentials.
-    fn authorize(&mut self, req: &Request<'_>, now: Instant) -> Result<Principal, Response> {
+    /// Check the caller's credentials: a token, or HTTP Basic verified before (cached) or by
+    /// the login worker for this request; other Basic logins are to be checked.
+    fn authorize(&mut self, req: &Request<'_>, now: Instant) -> Result<Principal, Denied> {
+        let refuse = |status, message: &str| Err(Denied::Refused(error(status, message)));
         let Some(auth) = req.authorization else {
-            return Err(error(
-                401,
-                "credentials required (Authorization: Bearer <token>)",
-            ));
+            return refuse(401, "credentials required (Authorization: Bearer <token>)");
         };
         let (scheme, cred) = auth.trim().split_once(' ').unwrap_or((auth, ""));
         let cred = cred.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
             return match &self.cfg.token {
                 Some(t) if same(t.as_bytes(), cred.as_bytes()) => Ok(Principal::Token),
-                _ => Err(error(401, "the bearer token is not the admin token")),
+                _ => refuse(401, "the bearer token is not the admin token"),
             };
         }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(error(401, "unsupported authorization scheme"));
+            return refuse(401, "unsupported authorization scheme");
         }
         if !req.tls {
-            return Err(error(
+            return refuse(
                 401,
                 "HTTP Basic is accepted over TLS only (listen.admin with tls.admin)",
-            ));
+            );
         }
         let Some(users) = self.cfg.users.clone() else {
-            return Err(error(401, "no users file: HTTP Basic is not available"));
+            return refuse(401, "no users file: HTTP Basic is not available");
         };
         if let Some(until) = req.peer.and_then(|ip| self.locked.get(&ip)) {
             if now < *until {
-                return Err(error(429, "too many failed logins: try again later"));
+                return refuse(429, "too many failed logins: try again later");
             }
         }
         use base64::Engine;
@@ -277,35 +302,79 @@ impl Api {
             .ok()
             .and_then(|b| String::from_utf8(b).ok());
         let Some((user, pass)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-            return Err(error(401, "malformed Basic credentials"));
+            return refuse(401, "malformed Basic credentials");
         };
-        use crate::session::Authenticator;
-        // argon2 here, on the admin thread (never a reactor); verified logins are cached.
-        let good = users.verify_login(user, pass);
-        let delay = users.failure_delay(req.peer, good);
-        if let Some(ip) = req.peer {
-            if good {
-                self.locked.remove(&ip);
-            } else {
-                if self.locked.len() >= MAX_LOCKED {
-                    self.locked.retain(|_, t| *t > now);
-                }
-                if self.locked.len() < MAX_LOCKED {
-                    self.locked.insert(ip, now + delay);
-                }
-            }
-        }
-        if !good {
-            return Err(error(401, "bad user or password"));
+        use crate::session::{AuthCheck, Authenticator};
+        let known = req.verified == Some(user)
+            || (!user.is_empty() && users.check(Some(user), Some(pass), None) == AuthCheck::Allow);
+        if !known {
+            return Err(Denied::Check {
+                user: user.to_string(),
+                pass: pass.to_string(),
+            });
         }
         if !users.has_role(user, "admin") {
-            return Err(error(403, format!("user {user} lacks the admin role")));
+            return refuse(403, &format!("user {user} lacks the admin role"));
         }
         Ok(Principal::User(user.to_string()))
     }
 
+    /// The login worker answered for `ip`: remember a failure (later logins from there are
+    /// refused for a while) or forget earlier ones. Called for every answer, whether or not
+    /// its client is still there.
+    pub fn login_settled(&mut self, ip: Option<IpAddr>, good: bool, now: Instant) {
+        if let Some(l) = &mut self.logins {
+            l.done(ip);
+        }
+        let Some(users) = &self.cfg.users else {
+            return;
+        };
+        use crate::session::Authenticator;
+        let delay = users.failure_delay(ip, good);
+        let Some(ip) = ip else {
+            return;
+        };
+        if good {
+            self.locked.remove(&ip);
+            return;
+        }
+        if self.locked.len() >= MAX_LOCKED {
+            self.locked.retain(|_, t| *t > now);
+        }
+        if self.locked.len() < MAX_LOCKED {
+            self.locked.insert(ip, now + delay);
+        }
+    }
+
+    /// The login worker's verdict for a waiting request: `Ok(user)` to handle the request
+    /// again as that user, or the refusal to send.
+    pub fn login_checked(
+        &mut self,
+        job: Job,
+        peer: Option<IpAddr>,
+        good: bool,
+        now: Instant,
+    ) -> Result<String, Response> {
+        let JobKind::Login { user, method, path } = job.kind else {
+            return Err(error(500, "the login worker answered another question"));
+        };
+        if good {
+            return Ok(user);
+        }
+        let r = error(401, "bad user or password");
+        self.note_refusal(&method, &path, peer, &r, now);
+        Err(r)
+    }
+
     /// Log a refused call (401, 403, 429), at most every [`REFUSAL_LOG_EVERY`].
-    fn note_refusal(&mut self, req: &Request<'_>, (status, body): &Response, now: Instant) {
+    fn note_refusal(
+        &mut self,
+        method: &str,
+        path: &str,
+        peer: Option<IpAddr>,
+        (status, body): &Response,
+        now: Instant,
+    ) {
         self.refusals.1 += 1;
         if self
             .refusals
@@ -314,11 +383,9 @@ impl Api {
         {
             return;
         }
-        let peer = req.peer.map_or("?".to_string(), |p| p.to_string());
+        let peer = peer.map_or("?".to_string(), |p| p.to_string());
         log::warn!(
-            "admin: refused {} {} from {peer} ({status} {body}; {} refused since the last report)",
-            req.method,
-            req.path,
+            "admin: refused {method} {path} from {peer} ({status} {body}; {} refused since the last report)",
             self.refusals.1
         );
         self.refusals = (Some(now), 0);
@@ -349,8 +416,11 @@ impl Api {
     pub fn handle(&mut self, req: &Request<'_>, id: u64, now: Instant) -> Outcome {
         let who = match self.authorize(req, now) {
             Ok(p) => p,
-            Err(r) => {
-                self.note_refusal(req, &r, now);
+            Err(Denied::Check { user, pass }) => {
+                return self.check_login(req, id, user, &pass, now)
+            }
+            Err(Denied::Refused(r)) => {
+                self.note_refusal(req.method, req.path, req.peer, &r, now);
                 return Outcome::Done(r);
             }
         };
@@ -461,6 +531,35 @@ impl Api {
             }
             _ => Outcome::Done(error(404, "no such endpoint")),
         }
+    }
+
+    /// Hand a request's HTTP Basic credentials to the login worker; the request waits.
+    fn check_login(
+        &mut self,
+        req: &Request<'_>,
+        id: u64,
+        user: String,
+        pass: &str,
+        now: Instant,
+    ) -> Outcome {
+        let queued = match &mut self.logins {
+            Some(l) => l.submit(id, req.peer, &user, pass),
+            None => Err(Busy::Full),
+        };
+        let refused = match queued {
+            Ok(()) => {
+                let kind = JobKind::Login {
+                    user,
+                    method: req.method.to_string(),
+                    path: req.path.to_string(),
+                };
+                return Outcome::Pending(Job { kind, waiting: 1 });
+            }
+            Err(Busy::Address) => error(429, "a login from this address is being checked"),
+            Err(Busy::Full) => error(503, "too many logins being checked: try again"),
+        };
+        self.note_refusal(req.method, req.path, req.peer, &refused, now);
+        Outcome::Done(refused)
     }
 
     fn one(&mut self, r: usize, id: u64, what: What, kind: JobKind) -> Outcome {

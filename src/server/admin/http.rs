@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConnection;
 
 use super::api::{Api, Job, Outcome, Request, Response};
-use super::{Replies, Reply};
+use super::{Answer, Replies, Reply};
 use crate::config::AdminConfig;
 use crate::server::mailbox::Mailbox;
 use crate::server::metrics::Stats;
@@ -77,8 +77,9 @@ enum Wait {
     None,
     /// `/readyz`: each reactor's turn count when asked, and when to give up.
     Ready(Vec<u64>, Instant),
-    /// An API call waiting for reactors: its ask id.
-    Job(u64, Job),
+    /// An API call waiting for reactors or the login worker: its ask id, and its request
+    /// head's length (to handle it again once its login is checked).
+    Job(u64, Job, usize),
 }
 
 /// One client connection.
@@ -210,9 +211,10 @@ impl HttpServer {
                 };
                 if now >= c.deadline {
                     if matches!(c.wait, Wait::Job(..)) {
-                        // The reactors took too long: say so, with a moment to write it.
+                        // The reactors (or the login check) took too long: say so, with a
+                        // moment to write it.
                         c.wait = Wait::None;
-                        c.answer_json((504, error_json("the reactors did not answer in time")));
+                        c.answer_json((504, error_json("no answer in time: try again")));
                         c.deadline = now + Duration::from_secs(1);
                         self.step(&mut clients, k, now);
                     } else {
@@ -301,23 +303,55 @@ impl HttpServer {
     }
 
     fn on_reply(&mut self, clients: &mut slab::Slab<Client>, reply: Reply, now: Instant) {
-        // An ask id is the client's slab key (high bits) and a sequence number.
-        let k = (reply.id >> 32) as usize;
-        let (Some(c), Some(api)) = (clients.get_mut(k), self.api.as_mut()) else {
+        let Some(api) = self.api.as_mut() else {
             return;
         };
-        let Wait::Job(id, job) = &mut c.wait else {
+        if let Answer::Login { ip, good } = reply.answer {
+            // Counted whether or not the client waited for it.
+            api.login_settled(ip, good, now);
+        }
+        // An ask id is the client's slab key (high bits) and a sequence number.
+        let k = (reply.id >> 32) as usize;
+        let Some(c) = clients.get_mut(k) else {
+            return;
+        };
+        let Wait::Job(id, _, head_len) = &c.wait else {
             return;
         };
         if *id != reply.id {
             return;
         }
-        let id = *id;
-        if let Some(resp) = api.on_reply(job, reply, id) {
-            c.wait = Wait::None;
-            c.answer_json(resp);
-            self.step(clients, k, now);
-        }
+        let (id, head_len) = (*id, *head_len);
+        let resp = if let Answer::Login { good, .. } = reply.answer {
+            let Wait::Job(_, job, _) = std::mem::replace(&mut c.wait, Wait::None) else {
+                return;
+            };
+            let peer = c.sock.peer_addr().ok().map(|a| a.ip());
+            match api.login_checked(job, peer, good, now) {
+                Ok(user) => {
+                    // Good: the request is handled as that user.
+                    self.seq += 1;
+                    let id = ((k as u64) << 32) | (self.seq & 0xFFFF_FFFF);
+                    self.answer(c, head_len, id, now, Some(&user));
+                    if matches!(c.wait, Wait::None) {
+                        self.step(clients, k, now);
+                    }
+                    return;
+                }
+                Err(resp) => resp,
+            }
+        } else {
+            let Wait::Job(_, job, _) = &mut c.wait else {
+                return;
+            };
+            match api.on_reply(job, reply, id) {
+                Some(resp) => resp,
+                None => return,
+            }
+        };
+        c.wait = Wait::None;
+        c.answer_json(resp);
+        self.step(clients, k, now);
     }
 
     /// Read, answer, write: the client is dropped when it is done or broken.
@@ -332,7 +366,7 @@ impl HttpServer {
             Ok(Some(head_len)) => {
                 self.seq += 1;
                 let id = ((k as u64) << 32) | (self.seq & 0xFFFF_FFFF);
-                self.answer(c, head_len, id, now);
+                self.answer(c, head_len, id, now, None);
                 c.write().unwrap_or(true)
             }
             Ok(None) => c.write().unwrap_or(true),
@@ -343,8 +377,16 @@ impl HttpServer {
         }
     }
 
-    /// Answer a whole request (its head is `head_len` bytes of `c.req`).
-    fn answer(&mut self, c: &mut Client, head_len: usize, id: u64, now: Instant) {
+    /// Answer a whole request (its head is `head_len` bytes of `c.req`); `verified`: the user
+    /// the login worker found its HTTP Basic credentials good for.
+    fn answer(
+        &mut self,
+        c: &mut Client,
+        head_len: usize,
+        id: u64,
+        now: Instant,
+        verified: Option<&str>,
+    ) {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         let (method, target) = match req.parse(&c.req) {
@@ -377,13 +419,14 @@ impl HttpServer {
                 body: c.req.get(head_len..).unwrap_or_default(),
                 tls: c.tls.is_some(),
                 peer: c.sock.peer_addr().ok().map(|a| a.ip()),
+                verified,
             };
             let Some(api) = self.api.as_mut() else {
                 return;
             };
             match api.handle(&r, id, now) {
                 Outcome::Done(resp) => c.answer_json(resp),
-                Outcome::Pending(job) => c.wait = Wait::Job(id, job),
+                Outcome::Pending(job) => c.wait = Wait::Job(id, job, head_len),
             }
             return;
         }

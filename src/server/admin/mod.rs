@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod http;
+pub mod login;
 
 use std::sync::Arc;
 
@@ -160,7 +161,7 @@ impl ConnInfo {
     }
 }
 
-/// A reactor's answer.
+/// A reactor's answer (or the login worker's, [`login`]).
 #[derive(Debug)]
 pub struct Reply {
     pub id: u64,
@@ -184,6 +185,11 @@ pub enum Answer {
     },
     /// Messages dropped (`None`: no such queue here).
     Purged(Option<u64>),
+    /// Not a reactor's: the login worker's verdict on a request's HTTP Basic credentials.
+    Login {
+        ip: Option<std::net::IpAddr>,
+        good: bool,
+    },
 }
 
 /// One connection, as the API lists it.
