@@ -967,3 +967,70 @@ fn a_receiver_that_does_not_read_is_a_slow_consumer() {
     }
     drop(s);
 }
+
+#[test]
+fn the_admin_api_lists_and_closes_a_sockjs_session() {
+    const TOKEN: &str = "sockjs-admin-token-0123456789";
+    let (h, addr) = common::server_with(|c| {
+        c.sockjs = Some(SockjsConfig::default());
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.admin = Some(stompbox::config::AdminConfig {
+            token: Some(TOKEN.to_string()),
+            ..Default::default()
+        });
+    });
+    let admin = h.admin_addr().unwrap();
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let api = |method: &str, path: &str, body: &[u8]| {
+        let r = call(admin, method, path, &auth, body);
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()
+    };
+    let mut p = Poller::open(addr, "/sockjs", "admin-closes-me");
+    p.send(&[&frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("host", "/"), ("login", "sj")],
+        b"",
+    )]);
+    let connected = p.recv();
+    assert_eq!(connected.command, "CONNECTED");
+    // Listed as a SockJS session, with its user, and the address its requests come from.
+    let rows = api("GET", "/api/connections?protocol=sockjs", b"")["connections"].clone();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["protocol"], "SockJS");
+    assert_eq!(row["user"], "sj");
+    assert_eq!(row["session"], connected.h("session"), "the STOMP session");
+    assert_eq!(row["peer"], "127.0.0.1");
+    let id = row["id"].as_str().unwrap().to_string();
+    // Closed: the client gets the ERROR, then the SockJS close frame.
+    let closed = api(
+        "POST",
+        &format!("/api/connections/{id}/close"),
+        br#"{"reason":"maintenance"}"#,
+    );
+    assert_eq!(closed["closed"], id.as_str());
+    let e = p.recv();
+    assert_eq!(e.command, "ERROR", "{e:?}");
+    assert!(
+        e.h("message")
+            .contains("closed by an administrator: maintenance"),
+        "{e:?}"
+    );
+    assert_eq!(p.poll(), b"c[3000,\"Go away!\"]\n");
+    // Listed as closing while it answers later polls with the close frame, then gone.
+    let v = api("GET", "/api/connections?protocol=sockjs", b"");
+    if let Some(row) = v["connections"].as_array().unwrap().first() {
+        assert_eq!(row["state"], "closing", "{row}");
+    }
+    let gone = ops::wait_for(Duration::from_secs(10), || {
+        let v = api("GET", "/api/connections?protocol=sockjs", b"");
+        v["connections"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the session is still listed");
+}
