@@ -466,6 +466,7 @@ fn destinations_and_purge() {
     let r = post(a, "/api/queues/purge?name=%2Fqueue%2Fjobs", "");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["purged"], 7);
+    assert!(r.json()["stream_purged"].is_null(), "{}", r.body);
     assert_eq!(r.json()["queue"], "/queue/jobs");
     let d = get(a, "/api/destinations");
     assert!(d["queues"]
@@ -1220,7 +1221,13 @@ fn purge_with_the_jetstream_store_empties_the_stream_too() {
     eventually("the stream holds the five", || n.stored() == 5);
     let r = post(a, "/api/queues/purge?name=/queue/js-purge", "");
     assert_eq!(r.status, 200, "{}", r.body);
+    // None held here, five dropped from the stream: the answer waits for JetStream's count.
+    assert_eq!(r.json()["purged"], 0, "{}", r.body);
+    assert_eq!(r.json()["stream_purged"], 5, "{}", r.body);
     eventually("the stream is purged", || n.stored() == 0);
+    let r = post(a, "/api/queues/purge?name=/queue/js-purge", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["stream_purged"], 0, "{}", r.body);
     // A consumer now gets only what is sent after the purge.
     let mut c = stomp(h.tcp_addr().unwrap(), "c").polling();
     c.send(&frame(

@@ -47,8 +47,9 @@ pub enum Change {
     /// ... or tell JetStream it is still being worked on (held here longer than its ack wait
     /// would allow), so it is not handed to another node meanwhile.
     JsProgress(Box<str>),
-    /// An administrator purged `queue`: drop its messages from the queue stream.
-    JsPurge(Arc<str>),
+    /// An administrator purged `queue`: drop its messages from the queue stream, and answer
+    /// the admin API's request `ask` (if any) with how many.
+    JsPurge { queue: Arc<str>, ask: Option<u64> },
     /// This reactor (the queue's home here) can take `n` more messages of `queue`.
     JsPull { queue: Arc<str>, n: usize },
 }

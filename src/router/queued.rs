@@ -385,18 +385,24 @@ impl Router {
     }
 
     /// Drop the messages waiting in a queue homed here (not those delivered and unacked):
-    /// how many, or `None` if there is no such queue here. With the JetStream store, those this
-    /// node holds are acknowledged there, and the stream is asked to drop the queue's others
-    /// (the bridge logs how many): the queue need not be held here, and the answer counts
-    /// only the messages that were.
-    pub fn purge(&mut self, queue: &str) -> Option<u64> {
+    /// how many (`None`: no such queue here), and whether the stream is purged too. With the
+    /// JetStream store, those this node holds are acknowledged there, and the bridge asks the
+    /// stream to drop the queue's others and answers the admin API's request `ask` with their
+    /// count: the queue need not be held here.
+    pub fn purge(&mut self, queue: &str, ask: Option<u64>) -> (Option<u64>, bool) {
         let js = self.js_queues();
+        let stream = |c: &mut interest::Interest| {
+            c.push(interest::Change::JsPurge {
+                queue: Arc::from(queue),
+                ask,
+            });
+        };
         let Some(q) = self.queues.get_mut(queue) else {
             if let (true, Some(c)) = (js, self.cluster.as_mut()) {
-                c.push(interest::Change::JsPurge(Arc::from(queue)));
-                return Some(0);
+                stream(c);
+                return (None, true);
             }
-            return None;
+            return (None, false);
         };
         let msgs = q.drain_ready();
         let n = msgs.len() as u64;
@@ -407,16 +413,17 @@ impl Router {
                 }
             }
             if js {
-                c.push(interest::Change::JsPurge(Arc::from(queue)));
+                stream(c);
             }
         }
+        let stream = js && self.cluster.is_some();
         if q.is_idle() {
             self.queues.remove(queue);
             if !js {
                 self.directory.queue_removed();
             }
         }
-        Some(n)
+        (Some(n), stream)
     }
 
     /// Queues homed here.

@@ -389,6 +389,7 @@ pub fn start(
     queues: &crate::router::QueueConfig,
     reactors: &[Mailbox],
     stats: Arc<ClusterStats>,
+    admin: Option<super::admin::Replies>,
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<(Bridge, Vec<Uplink>)> {
     // A bad seed URL stops the server from starting, not the bridge after it started.
@@ -434,6 +435,7 @@ pub fn start(
         up: up_rx,
         control: control_rx,
         downlinks: Arc::new(downlinks),
+        admin,
         shutdown,
     };
     let thread = std::thread::Builder::new()
@@ -459,6 +461,8 @@ struct Serve {
     up: Receiver<Up>,
     control: Receiver<Control>,
     downlinks: Arc<Vec<Downlink>>,
+    /// The admin API's answers (a JetStream purge's count).
+    admin: Option<super::admin::Replies>,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -587,14 +591,22 @@ impl Serve {
                     Change::JsAck(reply) => js_reply(&client, reply, "+ACK").await,
                     Change::JsNak(reply) => js_reply(&client, reply, "-NAK").await,
                     Change::JsProgress(reply) => js_reply(&client, reply, "+WPI").await,
-                    Change::JsPurge(queue) => {
-                        if let Some(js) = &js {
-                            tokio::task::spawn_local(purge(
-                                js.clone(),
-                                stream_name(&self.cfg.subject_prefix),
-                                crate::router::subject::subject(&self.cfg.subject_prefix, &queue),
-                                queue,
-                            ));
+                    Change::JsPurge { queue, ask } => {
+                        let answer = ask.and_then(|id| Some((id, self.admin.clone()?)));
+                        match &js {
+                            Some(js) => {
+                                tokio::task::spawn_local(purge(
+                                    js.clone(),
+                                    stream_name(&self.cfg.subject_prefix),
+                                    crate::router::subject::subject(
+                                        &self.cfg.subject_prefix,
+                                        &queue,
+                                    ),
+                                    queue,
+                                    answer,
+                                ));
+                            }
+                            None => purged(answer, Err("JetStream is not available".into())),
                         }
                     }
                     Change::JsPull { queue, n } => {
@@ -857,11 +869,13 @@ async fn purge(
     stream: String,
     subject: Option<String>,
     queue: Arc<str>,
+    answer: Option<(u64, super::admin::Replies)>,
 ) {
     let Some(subject) = subject else {
-        return;
+        return purged(answer, Err("the queue has no NATS subject".into()));
     };
-    let done = tokio::time::timeout(Duration::from_secs(5), async {
+    // Within the admin API's deadline for its client.
+    let done = tokio::time::timeout(PURGE_WAIT, async {
         let s = js.get_stream(&stream).await?;
         s.purge()
             .filter(subject)
@@ -869,13 +883,37 @@ async fn purge(
             .map_err(async_nats::Error::from)
     })
     .await;
-    match done {
-        Ok(Ok(r)) => log::info!(
-            "cluster: purged {} messages of {queue} from JetStream",
-            r.purged
-        ),
-        Ok(Err(e)) => log::warn!("cluster: purging {queue} from JetStream failed: {e}"),
-        Err(_) => log::warn!("cluster: purging {queue} from JetStream timed out"),
+    let r = match done {
+        Ok(Ok(r)) => {
+            log::info!(
+                "cluster: purged {} messages of {queue} from JetStream",
+                r.purged
+            );
+            Ok(r.purged)
+        }
+        Ok(Err(e)) => {
+            log::warn!("cluster: purging {queue} from JetStream failed: {e}");
+            Err(e.to_string())
+        }
+        Err(_) => {
+            log::warn!("cluster: purging {queue} from JetStream timed out");
+            Err(format!("no answer from JetStream in {PURGE_WAIT:?}"))
+        }
+    };
+    purged(answer, r);
+}
+
+/// How long a JetStream purge may take.
+const PURGE_WAIT: Duration = Duration::from_secs(3);
+
+/// Answer the admin API's purge request, if one asked.
+fn purged(answer: Option<(u64, super::admin::Replies)>, r: Result<u64, String>) {
+    if let Some((id, to)) = answer {
+        to.send(super::admin::Reply {
+            id,
+            reactor: 0,
+            answer: super::admin::Answer::StreamPurged(r),
+        });
     }
 }
 

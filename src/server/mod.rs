@@ -293,7 +293,15 @@ pub fn start(cfg: Config) -> io::Result<ServerHandle> {
     let (bridge, mut uplinks) = match &cfg.cluster {
         Some(c) => {
             let stats = cluster_stats.clone().unwrap_or_default();
-            let (b, ups) = bridge::start(c, &cfg.queues, &mailboxes, stats, Arc::clone(&shutdown))?;
+            let admin = http.as_ref().map(|h| h.server.replies());
+            let (b, ups) = bridge::start(
+                c,
+                &cfg.queues,
+                &mailboxes,
+                stats,
+                admin,
+                Arc::clone(&shutdown),
+            )?;
             (Some(b), ups.into_iter().map(Some).collect())
         }
         None => (None, Vec::new()),

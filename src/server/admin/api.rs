@@ -87,6 +87,11 @@ enum JobKind {
     Purge {
         queue: String,
         who: String,
+        /// The home reactor's answer: messages it held (`None`: no such queue there), and
+        /// whether the bridge answers too.
+        held: Option<(Option<u64>, bool)>,
+        /// The bridge's answer (JetStream store).
+        stream: Option<Result<u64, String>>,
     },
 }
 
@@ -509,6 +514,8 @@ impl Api {
                 let kind = JobKind::Purge {
                     queue: name.to_string(),
                     who: by,
+                    held: None,
+                    stream: None,
                 };
                 let what = What::Purge {
                     queue: name.to_string(),
@@ -705,15 +712,61 @@ impl Api {
                 }
                 Some(ok(self.destinations(*limit, topics, queues)))
             }
-            (JobKind::Purge { queue, who }, Answer::Purged(n)) => Some(match n {
-                Some(n) => {
-                    log::info!("admin: {who} purged queue {queue} ({n} messages)");
-                    ok(json!({ "queue": queue, "purged": n }))
-                }
-                None => error(404, format!("no queue {queue} (or nothing held for it)")),
-            }),
+            (JobKind::Purge { held: h @ None, .. }, Answer::Purged { held, stream }) => {
+                *h = Some((held, stream));
+                Self::purged(&job.kind)
+            }
+            (
+                JobKind::Purge {
+                    stream: s @ None, ..
+                },
+                Answer::StreamPurged(r),
+            ) => {
+                *s = Some(r);
+                Self::purged(&job.kind)
+            }
             _ => Some(error(500, "a reactor answered another question")),
         }
+    }
+
+    /// A purge's answer, once the reactor (and with the JetStream store, the bridge) answered.
+    fn purged(kind: &JobKind) -> Option<Response> {
+        let JobKind::Purge {
+            queue,
+            who,
+            held: Some((held, wants_stream)),
+            stream,
+        } = kind
+        else {
+            return None;
+        };
+        let (n, m) = match (held, wants_stream, stream) {
+            (None, false, _) => {
+                return Some(error(
+                    404,
+                    format!("no queue {queue} (or nothing held for it)"),
+                ));
+            }
+            (_, true, None) => return None,
+            (_, true, Some(Err(e))) => {
+                log::warn!("admin: {who} purged queue {queue}: the JetStream stream was not ({e})");
+                return Some(error(
+                    502,
+                    format!("purging the JetStream stream failed: {e}"),
+                ));
+            }
+            (held, true, Some(Ok(m))) => (held.unwrap_or(0), Some(*m)),
+            (Some(n), false, _) => (*n, None),
+        };
+        match m {
+            Some(m) => log::info!(
+                "admin: {who} purged queue {queue} ({n} messages held here, {m} in JetStream)"
+            ),
+            None => log::info!("admin: {who} purged queue {queue} ({n} messages)"),
+        }
+        Some(ok(
+            json!({ "queue": queue, "purged": n, "stream_purged": m }),
+        ))
     }
 
     /// The rate of a destination's count since it was last asked for (at least half a second

@@ -100,6 +100,11 @@ struct Client {
 }
 
 impl HttpServer {
+    /// Where answers for the admin API go (the bridge answers JetStream purges there).
+    pub fn replies(&self) -> Replies {
+        self.replies_tx.clone()
+    }
+
     /// Bind the metrics listener and the admin one (if the API has its own).
     pub fn bind(
         metrics: Option<SocketAddr>,
@@ -517,6 +522,7 @@ fn status_line(code: u16) -> &'static str {
         404 => "404 Not Found",
         405 => "405 Method Not Allowed",
         429 => "429 Too Many Requests",
+        502 => "502 Bad Gateway",
         503 => "503 Service Unavailable",
         504 => "504 Gateway Timeout",
         _ => "500 Internal Server Error",

@@ -183,8 +183,14 @@ pub enum Answer {
         topics: Vec<TopicRow>,
         queues: Vec<QueueRow>,
     },
-    /// Messages dropped (`None`: no such queue here).
-    Purged(Option<u64>),
+    /// Messages dropped here (`None`: no such queue here), and whether the bridge purges the
+    /// JetStream stream too (it answers with [`Answer::StreamPurged`]).
+    Purged {
+        held: Option<u64>,
+        stream: bool,
+    },
+    /// Not a reactor's: the bridge's count of messages purged from the JetStream stream.
+    StreamPurged(Result<u64, String>),
     /// Not a reactor's: the login worker's verdict on a request's HTTP Basic credentials.
     Login {
         ip: Option<std::net::IpAddr>,

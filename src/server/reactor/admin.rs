@@ -82,8 +82,8 @@ impl Reactor {
                 Answer::Destinations { topics, queues }
             }
             What::Purge { queue } => {
-                let purged = self.router.purge(&queue);
-                Answer::Purged(purged)
+                let (held, stream) = self.router.purge(&queue, Some(ask.id));
+                Answer::Purged { held, stream }
             }
         };
         ask.to.send(Reply {
