@@ -297,6 +297,13 @@ fn overview_reactors_and_nodes() {
     for row in rows {
         assert!(row["loop_turns"].as_u64().unwrap() > 0, "{row}");
         assert!(row["turn_avg_us"].as_f64().unwrap() > 0.0, "{row}");
+        // The reactors have just turned: their recent longest turn is one of them.
+        let recent = row["turn_max_us"].as_f64().unwrap();
+        assert!(recent > 0.0, "{row}");
+        assert!(
+            recent <= row["turn_max_since_start_us"].as_f64().unwrap(),
+            "{row}"
+        );
         // The reactor's thread was found in /proc.
         assert!(row["cpu_seconds"].as_f64().is_some(), "{row}");
     }

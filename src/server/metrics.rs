@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What one reactor counts. Plain integers, owned by the reactor thread.
 #[derive(Debug, Default, Clone)]
@@ -55,6 +55,8 @@ pub struct Counters {
     pub loop_turns: u64,
     pub loop_nanos: u64,
     pub loop_max_nanos: u64,
+    /// The longest loop turn of the last [`TURN_WINDOW`] to two of them (as of the last turn).
+    pub loop_recent_max_nanos: u64,
     /// permessage-deflate: shared segments made, their bytes before and after, and compressed
     /// messages received (inflated).
     pub deflate_segments: u64,
@@ -105,6 +107,41 @@ pub struct QueueGauge {
     pub ready: u64,
     pub unacked: u64,
     pub consumers: u64,
+}
+
+/// The window of a reactor's recent longest turn ([`Counters::loop_recent_max_nanos`]).
+pub const TURN_WINDOW: Duration = Duration::from_secs(10);
+
+/// The largest value seen in the current window of [`TURN_WINDOW`] and the one before: the
+/// largest of the last one to two windows, as of the last value seen.
+#[derive(Debug, Clone, Copy)]
+pub struct RecentMax {
+    began: Instant,
+    this: u64,
+    before: u64,
+}
+
+impl RecentMax {
+    pub fn new(now: Instant) -> Self {
+        RecentMax {
+            began: now,
+            this: 0,
+            before: 0,
+        }
+    }
+
+    /// Count `v` seen at `now`; the recent largest.
+    pub fn observe(&mut self, now: Instant, v: u64) -> u64 {
+        let age = now.saturating_duration_since(self.began);
+        if age >= 2 * TURN_WINDOW {
+            // Quiet for a whole window: nothing of it is left.
+            (self.began, self.before, self.this) = (now, 0, 0);
+        } else if age >= TURN_WINDOW {
+            (self.began, self.before, self.this) = (now, self.this, 0);
+        }
+        self.this = self.this.max(v);
+        self.this.max(self.before)
+    }
 }
 
 /// Upper bounds (seconds) of the loop-turn histogram's buckets.
@@ -282,6 +319,7 @@ stats!(
     loop_turns,
     loop_nanos,
     loop_max_nanos,
+    loop_recent_max_nanos,
     deflate_segments,
     deflate_bytes_in,
     deflate_bytes_out,
@@ -509,5 +547,27 @@ impl Stats {
     /// The OpenMetrics text of the metrics (see [`super::exposition`]).
     pub fn render(self: &Arc<Self>) -> String {
         super::exposition::render(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_max_covers_one_to_two_windows() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut m = RecentMax::new(t0);
+        assert_eq!(m.observe(at(1), 500), 500);
+        assert_eq!(m.observe(at(2), 20), 500);
+        // The next window still shows the last one's largest...
+        assert_eq!(m.observe(at(11), 30), 500);
+        assert_eq!(m.observe(at(15), 40), 500);
+        // ... and the one after that forgets it.
+        assert_eq!(m.observe(at(22), 10), 40);
+        // Quiet for two windows: nothing old is left.
+        assert_eq!(m.observe(at(60), 7), 7);
+        assert_eq!(m.observe(at(61), 3), 7);
     }
 }

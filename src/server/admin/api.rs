@@ -131,6 +131,9 @@ pub struct Api {
     rates: Totals,
     rates_dt: f64,
     cpu_percent: Vec<f64>,
+    /// Per reactor: its loop turns when last sampled, and when that count last moved (an idle
+    /// reactor has had no long turn lately, whatever its last window said).
+    turns_seen: Vec<(u64, Instant)>,
     /// Per destination: (messages, when counted, rate then).
     dest_rates: HashMap<String, (u64, Instant, f64)>,
     /// Addresses refused Basic logins until then.
@@ -227,6 +230,7 @@ impl Api {
             rates: Totals::default(),
             rates_dt: 0.0,
             cpu_percent: vec![0.0; n],
+            turns_seen: vec![(0, Instant::now()); n],
             dest_rates: HashMap::new(),
             locked: HashMap::new(),
             refusals: (None, 0),
@@ -243,7 +247,11 @@ impl Api {
         }
         let mut t = Totals::default();
         let mut cpu = Vec::with_capacity(self.stats.reactors.len());
-        for r in &self.stats.reactors {
+        for (r, seen) in self.stats.reactors.iter().zip(&mut self.turns_seen) {
+            let turns = r.loop_turns.load(Ordering::Relaxed);
+            if turns != seen.0 {
+                *seen = (turns, now);
+            }
             t.messages_in += r.messages_in.load(Ordering::Relaxed);
             t.messages_out += r.messages_out.load(Ordering::Relaxed);
             t.bytes_in += r.bytes_in.load(Ordering::Relaxed);
@@ -871,7 +879,15 @@ impl Api {
     }
 
     fn reactors_json(&mut self) -> Value {
-        self.tick(Instant::now());
+        let now = Instant::now();
+        self.tick(now);
+        // No turn for two windows: no long turn lately.
+        let seen = &self.turns_seen;
+        let quiet = |i: usize| {
+            seen.get(i).is_some_and(|(_, at)| {
+                now.duration_since(*at) > 2 * crate::server::metrics::TURN_WINDOW
+            })
+        };
         let rows: Vec<Value> = self
             .stats
             .reactors
@@ -886,7 +902,8 @@ impl Api {
                     "subscriptions": s.subscriptions,
                     "loop_turns": s.loop_turns,
                     "turn_avg_us": s.loop_nanos as f64 / turns as f64 / 1000.0,
-                    "turn_max_us": s.loop_max_nanos as f64 / 1000.0,
+                    "turn_max_us": if quiet(i) { 0.0 } else { s.loop_recent_max_nanos as f64 / 1000.0 },
+                    "turn_max_since_start_us": s.loop_max_nanos as f64 / 1000.0,
                     "cpu_seconds": thread_cpu_seconds(r.tid.load(Ordering::Relaxed)),
                     "cpu_percent": self.cpu_percent.get(i).copied().unwrap_or(0.0),
                     "messages_in": s.messages_in,

@@ -162,6 +162,8 @@ pub struct Reactor {
     /// When each topic message delivered to a subscriber here this turn was received (the
     /// delivery-latency histogram, observed once the turn's writes are done).
     delivered: Vec<Instant>,
+    /// The longest turn lately.
+    turn_window: super::metrics::RecentMax,
 }
 
 /// How often the queue gauges (a walk of the queues homed here) are refreshed.
@@ -265,6 +267,7 @@ impl Reactor {
             sjs_ids: Default::default(),
             scratch_frame: Vec::new(),
             delivered: Vec::new(),
+            turn_window: super::metrics::RecentMax::new(Instant::now()),
             sjs_refusals: Default::default(),
             cfg,
         }
@@ -523,6 +526,7 @@ impl Reactor {
         c.loop_turns += 1;
         c.loop_nanos += busy;
         c.loop_max_nanos = c.loop_max_nanos.max(busy);
+        c.loop_recent_max_nanos = self.turn_window.observe(self.now, busy);
         c.turn_hist.observe(&super::metrics::TURN_BUCKETS, busy);
         let (subs, dests) = self.router.sizes();
         c.subscriptions = subs as u64;
