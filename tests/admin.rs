@@ -709,25 +709,12 @@ fn basic_logins_are_checked_off_the_http_thread() {
         "{statuses:?}"
     );
     // The good login goes through the worker once, then from the cache.
-    let good = Some(basic("ops", "secret"));
-    let r = https_from(
-        [127, 0, 0, 30],
-        &t,
-        a,
-        "GET",
-        "/api/whoami",
-        good.as_deref(),
-    );
+    let good = basic("ops", "secret");
+    let as_ops = |path: &str| https_from([127, 0, 0, 30], &t, a, "GET", path, Some(&good));
+    let r = as_ops("/api/whoami");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["user"], "ops");
-    let r = https_from(
-        [127, 0, 0, 30],
-        &t,
-        a,
-        "GET",
-        "/api/reactors",
-        good.as_deref(),
-    );
+    let r = as_ops("/api/reactors");
     assert_eq!(r.status, 200, "{}", r.body);
     h.shutdown().unwrap();
 }

@@ -320,41 +320,37 @@ impl HttpServer {
         let Some(c) = clients.get_mut(k) else {
             return;
         };
-        let Wait::Job(id, _, head_len) = &c.wait else {
-            return;
-        };
-        if *id != reply.id {
+        if !matches!(&c.wait, Wait::Job(id, ..) if *id == reply.id) {
             return;
         }
-        let (id, head_len) = (*id, *head_len);
+        let Wait::Job(id, mut job, head_len) = std::mem::replace(&mut c.wait, Wait::None) else {
+            return;
+        };
         let resp = if let Answer::Login { good, .. } = reply.answer {
-            let Wait::Job(_, job, _) = std::mem::replace(&mut c.wait, Wait::None) else {
-                return;
-            };
             let peer = c.sock.peer_addr().ok().map(|a| a.ip());
             match api.login_checked(job, peer, good, now) {
                 Ok(user) => {
-                    // Good: the request is handled as that user.
+                    // Good: the request is handled again as that user.
                     self.seq += 1;
                     let id = ((k as u64) << 32) | (self.seq & 0xFFFF_FFFF);
                     self.answer(c, head_len, id, now, Some(&user));
-                    if matches!(c.wait, Wait::None) {
-                        self.step(clients, k, now);
+                    if !matches!(c.wait, Wait::None) {
+                        return;
                     }
+                    self.step(clients, k, now);
                     return;
                 }
                 Err(resp) => resp,
             }
         } else {
-            let Wait::Job(_, job, _) = &mut c.wait else {
-                return;
-            };
-            match api.on_reply(job, reply, id) {
+            match api.on_reply(&mut job, reply, id) {
                 Some(resp) => resp,
-                None => return,
+                None => {
+                    c.wait = Wait::Job(id, job, head_len);
+                    return;
+                }
             }
         };
-        c.wait = Wait::None;
         c.answer_json(resp);
         self.step(clients, k, now);
     }
